@@ -1,0 +1,1 @@
+"""Admin and finance endpoints: grants, ledger check (calls: forced end, refunds)."""

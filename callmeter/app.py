@@ -1,0 +1,140 @@
+"""The FastAPI application: routers, error rendering, middleware and lifespan."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from callmeter import __version__
+from callmeter.admin.endpoints import router as admin_router
+from callmeter.auth.endpoints import router as auth_router
+from callmeter.config import Settings, get_settings
+from callmeter.errors import CallmeterError
+from callmeter.kit.body_limit import BodySizeLimitMiddleware
+from callmeter.kit.clock import Clock
+from callmeter.kit.runtime import Runtime
+from callmeter.ledger.endpoints import router as ledger_router
+from callmeter.ops.endpoints import router as ops_router
+from callmeter.ops.metrics import MetricsMiddleware
+
+log = logging.getLogger(__name__)
+
+
+class ErrorOut(BaseModel):
+    error: str
+    detail: str
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorOut, "description": description}
+    for code, description in {
+        400: "bad request",
+        401: "not authenticated",
+        402: "insufficient funds",
+        403: "forbidden",
+        404: "not found",
+        409: "conflict",
+        413: "request body too large",
+        422: "validation error",
+        429: "rate limited",
+    }.items()
+}
+
+HTTP_ERROR_CODES = {
+    400: "bad_request",
+    401: "not_authenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+}
+
+
+def _error(status: int, code: str, detail: str) -> JSONResponse:
+    return JSONResponse({"error": code, "detail": detail}, status_code=status)
+
+
+def _describe_validation(exc: RequestValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        where = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "request"
+        parts.append(f"{where}: {err.get('msg', 'invalid')}")
+    return "; ".join(parts) or "the request is not valid"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(CallmeterError)
+    async def _domain(_request: Request, exc: CallmeterError) -> JSONResponse:
+        return _error(exc.status_code, exc.code, exc.detail)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        return _error(422, "validation_error", _describe_validation(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = HTTP_ERROR_CODES.get(exc.status_code, "error")
+        response = _error(exc.status_code, code, str(exc.detail))
+        for name, value in (exc.headers or {}).items():
+            response.headers[name] = value
+        return response
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error", exc_info=exc)
+        return _error(500, "internal_error", "an unexpected error occurred")
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    clock: Clock | None = None,
+    runtime: Runtime | None = None,
+) -> FastAPI:
+    """Build the application. Tests pass their own runtime (database, clock)."""
+    settings = settings or (runtime.settings if runtime else get_settings())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owned = runtime is None
+        app.state.runtime = runtime or Runtime.create(settings, clock)
+        try:
+            yield
+        finally:
+            if owned:
+                await app.state.runtime.close()
+
+    app = FastAPI(
+        title="callmeter",
+        version=__version__,
+        summary="Pay-per-minute video calls billed by the server's clock",
+        lifespan=lifespan,
+    )
+    if runtime is not None:  # usable without running the lifespan (ASGITransport)
+        app.state.runtime = runtime
+    install_error_handlers(app)
+    app.include_router(ops_router)
+    for router in (auth_router, ledger_router, admin_router):
+        app.include_router(router, prefix="/v1", responses=ERROR_RESPONSES)
+
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origins,
+        allow_methods=["GET", "POST", "PUT", "DELETE"],
+        allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
+    )
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(MetricsMiddleware)
+    return app

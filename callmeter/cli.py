@@ -1,0 +1,218 @@
+"""The ``callmeter`` command line (typer + rich)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Annotated, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from callmeter.config import Settings, get_settings
+from callmeter.errors import CallmeterError
+from callmeter.kit import migrate as migrations
+from callmeter.kit.runtime import Runtime
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    help="callmeter: pay-per-minute video calls billed by the server's clock.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+user_app = typer.Typer(help="Manage users.", no_args_is_help=True)
+coins_app = typer.Typer(help="Move coins.", no_args_is_help=True)
+ledger_app = typer.Typer(help="Audit the ledger.", no_args_is_help=True)
+app.add_typer(user_app, name="user")
+app.add_typer(coins_app, name="coins")
+app.add_typer(ledger_app, name="ledger")
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _settings() -> Settings:
+    try:
+        return get_settings()
+    except ValueError as exc:
+        err_console.print(f"[red]configuration error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+
+
+def _run(work: Callable[[Runtime], Awaitable[T]]) -> T:
+    """Run ``work`` with a runtime for the configured database; domain errors exit 1."""
+
+    async def main() -> T:
+        runtime = Runtime.create(_settings())
+        try:
+            return await work(runtime)
+        finally:
+            await runtime.close()
+
+    try:
+        return asyncio.run(main())
+    except CallmeterError as exc:
+        err_console.print(f"[red]error:[/red] {exc.detail}")
+        raise typer.Exit(1) from exc
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on", min=1, max=65535)] = 8000,
+) -> None:
+    """Serve the HTTP API."""
+    import uvicorn
+
+    from callmeter.app import create_app
+
+    settings = _settings()
+    console.print(f"callmeter serving on [bold]http://{host}:{port}[/bold] ({settings.env})")
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+
+
+@app.command()
+def migrate() -> None:
+    """Create or upgrade the database schema (Alembic migrations)."""
+
+    async def work(runtime: Runtime) -> str | None:
+        await migrations.upgrade(runtime.engine)
+        return await migrations.current_revision(runtime.engine)
+
+    revision = _run(work)
+    console.print(f"database at revision [bold]{revision}[/bold]")
+
+
+@user_app.command("add")
+def user_add(
+    username: str,
+    role: Annotated[str, typer.Option(help="client, host or admin")],
+    password: Annotated[
+        str | None, typer.Option(help="the password (asked for when omitted)")
+    ] = None,
+    display_name: Annotated[str | None, typer.Option(help="name shown to others")] = None,
+) -> None:
+    """Create a user (the only way to create an admin)."""
+    from pydantic import TypeAdapter, ValidationError
+
+    from callmeter.auth import service
+    from callmeter.auth.schemas import DisplayName, Password, Username
+    from callmeter.models import Role
+
+    try:
+        parsed_role = Role(role)
+    except ValueError:
+        err_console.print("[red]error:[/red] --role must be client, host or admin")
+        raise typer.Exit(2) from None
+    if password is None:
+        password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
+    try:
+        TypeAdapter(Username).validate_python(username)
+        TypeAdapter(Password).validate_python(password)
+        if display_name is not None:
+            display_name = TypeAdapter(DisplayName).validate_python(display_name)
+    except ValidationError as exc:
+        err_console.print(f"[red]error:[/red] {exc.errors()[0]['msg']}")
+        raise typer.Exit(2) from exc
+
+    async def work(runtime: Runtime) -> int:
+        async with runtime.sessionmaker.begin() as session:
+            user = await service.create_user(
+                session,
+                hasher=runtime.hasher,
+                username=username,
+                password=password,
+                role=parsed_role,
+                display_name=display_name,
+                now=runtime.clock.now(),
+            )
+            return user.id
+
+    user_id = _run(work)
+    console.print(f"created {parsed_role} [bold]{username.lower()}[/bold] (id {user_id})")
+
+
+@coins_app.command("grant")
+def coins_grant(
+    username: str,
+    amount: Annotated[int, typer.Argument(min=1, max=10**12)],
+    note: Annotated[str | None, typer.Option(help="why the coins were granted")] = None,
+    key: Annotated[
+        str | None,
+        typer.Option(help="idempotency key: the same key never grants twice"),
+    ] = None,
+) -> None:
+    """Grant coins to a client's wallet."""
+    from callmeter.auth import repository as users
+    from callmeter.errors import NotFound
+    from callmeter.ledger import service as ledger
+
+    idempotency_key = f"cli-grant:{key or uuid.uuid4()}"
+
+    async def work(runtime: Runtime) -> tuple[bool, int]:
+        async with runtime.sessionmaker.begin() as session:
+            user = await users.get_user_by_username(session, username)
+            if user is None:
+                raise NotFound(f"no user named {username!r}")
+            result = await ledger.grant(
+                session,
+                user_id=user.id,
+                amount=amount,
+                idempotency_key=idempotency_key,
+                now=runtime.clock.now(),
+                note=note,
+            )
+            account = await ledger.account_for_user(session, user.id)
+            return result.created, account.balance
+
+    created, balance = _run(work)
+    verb = "granted" if created else "already granted (same key)"
+    console.print(f"{verb} {amount} coins to [bold]{username}[/bold]; balance now {balance}")
+
+
+@ledger_app.command("check")
+def ledger_check() -> None:
+    """Verify every ledger invariant; exit 1 with a report when one fails."""
+    from callmeter.ledger.check import LedgerReport, check_ledger
+
+    async def work(runtime: Runtime) -> LedgerReport:
+        async with runtime.sessionmaker() as session:
+            return await check_ledger(session)
+
+    with console.status("checking the ledger…"):
+        report = _run(work)
+    table = Table(title="ledger totals")
+    table.add_column("total")
+    table.add_column("coins / rows", justify="right")
+    for name, value in report.totals.items():
+        table.add_row(name, str(value))
+    console.print(table)
+    if report.ok:
+        console.print("[green]ledger check passed[/green]: every invariant holds")
+        return
+    err_console.print(f"[red]ledger check FAILED[/red]: {len(report.problems)} problem(s)")
+    for problem in report.problems:
+        err_console.print(f"  - {problem}")
+    raise typer.Exit(1)
+
+
+@app.command()
+def demo() -> None:
+    """Create demo users and coins (safe to run again)."""
+    from callmeter.demo import DEMO_PASSWORD, seed
+
+    results = _run(seed)
+    table = Table(title="demo logins (password: " + DEMO_PASSWORD + ")")
+    for column in ("username", "role", "coins", ""):
+        table.add_column(column)
+    for demo_user, created in results:
+        table.add_row(
+            demo_user.username,
+            demo_user.role,
+            str(demo_user.coins or ""),
+            "created" if created else "exists",
+        )
+    console.print(table)

@@ -1,0 +1,100 @@
+"""Settings, read from the environment with the prefix ``CALLMETER_`` (see API.md)."""
+
+from __future__ import annotations
+
+import enum
+from functools import lru_cache
+from typing import Annotated
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEV_SECRET_KEY = "callmeter-development-secret-do-not-use-in-production"
+
+
+class Environment(enum.StrEnum):
+    development = "development"
+    test = "test"
+    production = "production"
+
+
+class BillingPolicy(enum.StrEnum):
+    """How billable seconds turn into coins (DESIGN.md rule 2)."""
+
+    per_completed_interval = "per_completed_interval"
+    per_started_interval = "per_started_interval"
+    per_second = "per_second"
+
+
+class PasswordHashProfile(enum.StrEnum):
+    """argon2 cost profile; ``cheapest`` exists for test suites only."""
+
+    rfc_9106_low_memory = "rfc_9106_low_memory"
+    cheapest = "cheapest"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CALLMETER_", extra="ignore")
+
+    database_url: str = "sqlite+aiosqlite:///./callmeter.db"
+    env: Environment = Environment.development
+    secret_key: str = DEV_SECRET_KEY
+    access_token_ttl_seconds: int = Field(default=12 * 3600, ge=60, le=30 * 24 * 3600)
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["*"])
+
+    billing_interval_seconds: int = Field(default=60, ge=1, le=3600)
+    default_rate: int = Field(default=10, ge=1, le=1_000_000)
+    min_rate: int = Field(default=1, ge=1)
+    max_rate: int = Field(default=10_000, ge=1, le=1_000_000_000)
+    billing_policy: BillingPolicy = BillingPolicy.per_completed_interval
+    free_seconds: int = Field(default=0, ge=0, le=3600)
+    host_share_percent: int = Field(default=70, ge=0, le=100)
+    heartbeat_timeout_seconds: int = Field(default=30, ge=1, le=3600)
+    ring_timeout_seconds: int = Field(default=45, ge=1, le=3600)
+    connect_timeout_seconds: int = Field(default=30, ge=1, le=3600)
+    meter_tick_seconds: float = Field(default=1.0, gt=0, le=60)
+
+    livekit_url: str | None = None
+    livekit_api_key: str | None = None
+    livekit_api_secret: str | None = None
+
+    password_hash_profile: PasswordHashProfile = PasswordHashProfile.rfc_9106_low_memory
+    login_failures_per_minute: int = Field(default=10, ge=1)
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split_cors(cls, data: object) -> object:
+        if isinstance(data, dict):
+            raw = data.get("cors_origins")
+            if isinstance(raw, str):
+                data["cors_origins"] = [o.strip() for o in raw.split(",") if o.strip()]
+        return data
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_production(self) -> Settings:
+        if self.env is Environment.production:
+            if self.secret_key == DEV_SECRET_KEY or len(self.secret_key) < 32:
+                raise ValueError(
+                    "CALLMETER_SECRET_KEY must be set to a random value of at least 32 "
+                    "characters when CALLMETER_ENV=production"
+                )
+            if "*" in self.cors_origins:
+                raise ValueError(
+                    "CALLMETER_CORS_ORIGINS must list the allowed origins (not '*') "
+                    "when CALLMETER_ENV=production"
+                )
+            if self.password_hash_profile is PasswordHashProfile.cheapest:
+                raise ValueError("the 'cheapest' password hash profile is for tests only")
+        if self.min_rate > self.max_rate:
+            raise ValueError("CALLMETER_MIN_RATE must not exceed CALLMETER_MAX_RATE")
+        return self
+
+    @property
+    def livekit_enabled(self) -> bool:
+        return bool(self.livekit_url and self.livekit_api_key and self.livekit_api_secret)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

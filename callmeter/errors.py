@@ -1,0 +1,104 @@
+"""One exception hierarchy for every domain error; each class's docstring is its message.
+
+Services raise these; one handler renders them as ``{"error": code, "detail": sentence}``
+with the class's HTTP status. Services never raise HTTPException.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class CallmeterError(Exception):
+    """Something went wrong."""
+
+    status_code: ClassVar[int] = 500
+    code: ClassVar[str] = "internal_error"
+
+    def __init__(self, detail: str | None = None) -> None:
+        self.detail = detail or (self.__doc__ or self.code).strip()
+        super().__init__(self.detail)
+
+
+class BadRequest(CallmeterError):
+    """The request is not valid."""
+
+    status_code = 400
+    code = "bad_request"
+
+
+class ValidationFailed(CallmeterError):
+    """The request body or parameters are not valid."""
+
+    status_code = 422
+    code = "validation_error"
+
+
+class NotAuthenticated(CallmeterError):
+    """Authentication is required: send a valid, unexpired bearer token."""
+
+    status_code = 401
+    code = "not_authenticated"
+
+
+class InvalidCredentials(CallmeterError):
+    """Wrong username or password."""
+
+    status_code = 401
+    code = "invalid_credentials"
+
+
+class Forbidden(CallmeterError):
+    """You are not allowed to do this."""
+
+    status_code = 403
+    code = "forbidden"
+
+
+class NotFound(CallmeterError):
+    """Not found."""
+
+    status_code = 404
+    code = "not_found"
+
+
+class InsufficientFunds(CallmeterError):
+    """Not enough available coins."""
+
+    status_code = 402
+    code = "insufficient_funds"
+
+
+class UsernameTaken(CallmeterError):
+    """That username is already taken."""
+
+    status_code = 409
+    code = "username_taken"
+
+
+class IdempotencyConflict(CallmeterError):
+    """This Idempotency-Key was already used with a different request."""
+
+    status_code = 409
+    code = "idempotency_conflict"
+
+
+class PayloadTooLarge(CallmeterError):
+    """The request body is too large."""
+
+    status_code = 413
+    code = "payload_too_large"
+
+
+class TooManyRequests(CallmeterError):
+    """Too many attempts; wait a minute and try again."""
+
+    status_code = 429
+    code = "rate_limited"
+
+
+class LedgerError(CallmeterError):
+    """A ledger operation was refused."""
+
+    status_code = 409
+    code = "ledger_error"

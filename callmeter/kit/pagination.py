@@ -1,0 +1,14 @@
+"""Cursor pagination: ``limit`` and ``before`` (an id from the previous page's ``next_before``)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Query
+
+Limit = Annotated[int, Query(ge=1, le=200, description="page size, at most 200")]
+Before = Annotated[
+    int | None,
+    Query(ge=1, le=2**63 - 1, description="the previous page's next_before"),
+]
+DEFAULT_LIMIT = 50

@@ -1,0 +1,41 @@
+"""What a running process shares: settings, database, clock, password hasher."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from argon2 import PasswordHasher, profiles
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from callmeter.config import PasswordHashProfile, Settings
+from callmeter.kit.clock import Clock, SystemClock
+from callmeter.kit.db import create_engine, create_sessionmaker
+
+
+def password_hasher(profile: PasswordHashProfile) -> PasswordHasher:
+    if profile is PasswordHashProfile.cheapest:
+        return PasswordHasher.from_parameters(profiles.CHEAPEST)
+    return PasswordHasher.from_parameters(profiles.RFC_9106_LOW_MEMORY)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+    clock: Clock = field(default_factory=SystemClock)
+    hasher: PasswordHasher = field(default_factory=PasswordHasher)
+
+    @classmethod
+    def create(cls, settings: Settings, clock: Clock | None = None) -> Runtime:
+        engine = create_engine(settings.database_url)
+        return cls(
+            settings=settings,
+            engine=engine,
+            sessionmaker=create_sessionmaker(engine),
+            clock=clock or SystemClock(),
+            hasher=password_hasher(settings.password_hash_profile),
+        )
+
+    async def close(self) -> None:
+        await self.engine.dispose()

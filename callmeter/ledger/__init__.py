@@ -1,0 +1,1 @@
+"""The double-entry coin ledger: accounts, immutable transfers, postings and holds."""

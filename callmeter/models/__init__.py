@@ -1,0 +1,23 @@
+"""SQLAlchemy tables, one module per table. Importing this package registers them all."""
+
+from callmeter.models.account import Account, AccountKind
+from callmeter.models.base import Base
+from callmeter.models.hold import Hold
+from callmeter.models.idempotency import IdempotentRequest
+from callmeter.models.login_failure import LoginFailure
+from callmeter.models.transfer import MAX_AMOUNT, Posting, Transfer
+from callmeter.models.user import Role, User
+
+__all__ = [
+    "MAX_AMOUNT",
+    "Account",
+    "AccountKind",
+    "Base",
+    "Hold",
+    "IdempotentRequest",
+    "LoginFailure",
+    "Posting",
+    "Role",
+    "Transfer",
+    "User",
+]

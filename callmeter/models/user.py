@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import CheckConstraint, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from callmeter.models.base import Base, Id, UTCDateTime
+
+
+class Role(enum.StrEnum):
+    client = "client"
+    host = "host"
+    admin = "admin"
+
+
+class User(Base):
+    __tablename__ = "users"
+    __table_args__ = (CheckConstraint("role IN ('client', 'host', 'admin')", name="role"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    # Stored lower-case; the unique constraint therefore is case-insensitive.
+    username: Mapped[str] = mapped_column(String(32), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16))
+    display_name: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())

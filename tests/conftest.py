@@ -1,0 +1,141 @@
+"""Test fixtures: every database test runs on SQLite and, when CALLMETER_TEST_DATABASE_URL is
+set, on PostgreSQL; the schema always comes from the Alembic migrations.
+
+Isolation: SQLite tests get a copy of a migrated template file; PostgreSQL tests share the
+migrated database and empty every table (TRUNCATE … RESTART IDENTITY) before each test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from httpx import ASGITransport, AsyncClient
+from sqlalchemy import text
+
+from callmeter.app import create_app
+from callmeter.config import Environment, PasswordHashProfile, Settings
+from callmeter.kit.clock import ManualClock
+from callmeter.kit.db import create_engine
+from callmeter.kit.migrate import upgrade
+from callmeter.kit.runtime import Runtime
+from callmeter.models import Base
+
+PG_URL = os.environ.get("CALLMETER_TEST_DATABASE_URL")
+SYSTEM_ACCOUNTS_SQL = (
+    "INSERT INTO accounts (kind, user_id, balance, held, created_at) VALUES "
+    "('issuance', NULL, 0, 0, CURRENT_TIMESTAMP), ('revenue', NULL, 0, 0, CURRENT_TIMESTAMP)"
+)
+
+BACKENDS = [
+    pytest.param("sqlite", id="sqlite"),
+    pytest.param(
+        "postgresql",
+        id="postgresql",
+        marks=[
+            pytest.mark.postgres,
+            pytest.mark.skipif(not PG_URL, reason="CALLMETER_TEST_DATABASE_URL is not set"),
+        ],
+    ),
+]
+
+
+def sqlite_url(path: Path) -> str:
+    return f"sqlite+aiosqlite:///{path}"
+
+
+async def _migrate_fresh_sqlite(path: Path) -> None:
+    engine = create_engine(sqlite_url(path))
+    await upgrade(engine)
+    await engine.dispose()  # the last connection to close folds the WAL into the file
+    assert not path.with_name(path.name + "-wal").exists()
+
+
+async def _migrate_fresh_postgres(url: str) -> None:
+    engine = create_engine(url)
+    async with engine.begin() as conn:
+        await conn.execute(text("DROP SCHEMA public CASCADE"))
+        await conn.execute(text("CREATE SCHEMA public"))
+    await upgrade(engine)
+    await engine.dispose()
+
+
+async def _empty_postgres(url: str) -> None:
+    engine = create_engine(url, pool_size=1, max_overflow=0)
+    tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
+    async with engine.begin() as conn:
+        await conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        await conn.execute(text(SYSTEM_ACCOUNTS_SQL))
+    await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    asyncio.run(_migrate_fresh_sqlite(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_migrated() -> str:
+    assert PG_URL
+    asyncio.run(_migrate_fresh_postgres(PG_URL))
+    return PG_URL
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A migrated, empty database (but for the two system accounts)."""
+    if request.param == "sqlite":
+        template: Path = request.getfixturevalue("sqlite_template")
+        path = tmp_path / "callmeter.db"
+        shutil.copyfile(template, path)
+        return sqlite_url(path)
+    url: str = request.getfixturevalue("postgres_migrated")
+    asyncio.run(_empty_postgres(url))
+    return url
+
+
+@pytest.fixture
+def backend(database_url: str) -> str:
+    return "sqlite" if database_url.startswith("sqlite") else "postgresql"
+
+
+def make_settings(database_url: str, **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "database_url": database_url,
+        "env": Environment.test,
+        "password_hash_profile": PasswordHashProfile.cheapest,
+    }
+    values.update(overrides)
+    return Settings.model_validate(values)
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return make_settings(database_url)
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+async def runtime(settings: Settings, clock: ManualClock) -> AsyncIterator[Runtime]:
+    rt = Runtime.create(settings, clock)
+    try:
+        yield rt
+    finally:
+        await rt.close()
+
+
+@pytest.fixture
+async def client(runtime: Runtime) -> AsyncIterator[AsyncClient]:
+    app = create_app(runtime=runtime)
+    async with AsyncClient(transport=ASGITransport(app=app), base_url="http://test") as c:
+        yield c
