@@ -127,7 +127,7 @@ def create_app(
     install_error_handlers(app)
     app.include_router(ops_router)
     for router in (auth_router, ledger_router, admin_router):
-        app.include_router(router, prefix="/v1", responses=ERROR_RESPONSES)
+        app.include_router(router, responses=ERROR_RESPONSES)
 
     app.add_middleware(
         CORSMiddleware,

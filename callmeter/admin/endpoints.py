@@ -11,7 +11,7 @@ from callmeter.ledger import service as ledger
 from callmeter.ledger.check import check_ledger
 from callmeter.ledger.schemas import GrantIn, GrantOut, LedgerCheckOut, TransferOut
 
-router = APIRouter(prefix="/admin", tags=["admin"])
+router = APIRouter(prefix="/v1/admin", tags=["admin"])
 
 
 @router.post("/grants", status_code=status.HTTP_201_CREATED)

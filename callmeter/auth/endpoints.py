@@ -12,7 +12,7 @@ from callmeter.ledger import repository as ledger_repository
 from callmeter.ledger.schemas import WalletOut
 from callmeter.models import Role, User
 
-router = APIRouter(tags=["auth"])
+router = APIRouter(prefix="/v1", tags=["auth"])
 
 
 def user_out(user: User) -> UserOut:

@@ -8,7 +8,7 @@ from callmeter.kit.pagination import DEFAULT_LIMIT, Before, Limit
 from callmeter.ledger import repository, service
 from callmeter.ledger.schemas import EntriesOut, EntryOut, WalletOut
 
-router = APIRouter(tags=["wallet"])
+router = APIRouter(prefix="/v1", tags=["wallet"])
 
 
 @router.get("/wallet")

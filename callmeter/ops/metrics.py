@@ -65,8 +65,8 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
+            # Routers carry their full prefix, so the route's path is the whole template.
+            template = getattr(scope.get("route"), "path", None) or "unmatched"
             method = scope["method"]
             HTTP_REQUESTS.labels(method=method, route=template, status=str(status)).inc()
             HTTP_LATENCY.labels(method=method, route=template).observe(time.perf_counter() - start)

@@ -1,0 +1,164 @@
+"""Register, login, me, tokens and login throttling over HTTP."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import jwt
+import pytest
+from httpx import AsyncClient
+
+from callmeter.auth.tokens import issue_access_token
+from callmeter.kit.clock import ManualClock
+from callmeter.kit.runtime import Runtime
+from callmeter.models import Role
+from tests.factories import PASSWORD, auth_headers, make_user
+
+
+class TestRegister:
+    async def test_client_gets_a_wallet(self, client: AsyncClient) -> None:
+        response = await client.post(
+            "/v1/auth/register",
+            json={"username": "Alice", "password": "long enough", "role": "client"},
+        )
+        assert response.status_code == 201, response.text
+        user = response.json()["user"]
+        assert user == {
+            "id": user["id"],
+            "username": "alice",
+            "role": "client",
+            "display_name": "alice",
+        }
+        login = await client.post(
+            "/v1/auth/login", json={"username": "ALICE", "password": "long enough"}
+        )
+        assert login.status_code == 200
+        token = login.json()
+        assert token["token_type"] == "bearer"
+        assert token["expires_in"] == 12 * 3600
+        me = await client.get(
+            "/v1/me", headers={"Authorization": f"Bearer {token['access_token']}"}
+        )
+        assert me.json()["wallet"] == {"balance": 0, "held": 0, "available": 0}
+
+    async def test_username_taken_is_409(self, client: AsyncClient) -> None:
+        body = {"username": "bob", "password": "long enough", "role": "host"}
+        assert (await client.post("/v1/auth/register", json=body)).status_code == 201
+        body["username"] = "BOB"
+        again = await client.post("/v1/auth/register", json=body)
+        assert again.status_code == 409
+        assert again.json()["error"] == "username_taken"
+
+    @pytest.mark.parametrize(
+        "body",
+        [
+            {"username": "admin2", "password": "long enough", "role": "admin"},
+            {"username": "ab", "password": "long enough", "role": "client"},
+            {"username": "has space", "password": "long enough", "role": "client"},
+            {"username": "short", "password": "short", "role": "client"},
+            {"username": "x" * 33, "password": "long enough", "role": "client"},
+            {"username": "ok_name", "password": "p" * 129, "role": "client"},
+            {"username": "ok_name", "password": "long enough", "role": "client", "extra": 1},
+            {
+                "username": "ok_name",
+                "password": "long enough",
+                "role": "client",
+                "display_name": "evil\u202ename",
+            },
+            {
+                "username": "ok_name",
+                "password": "long enough",
+                "role": "client",
+                "display_name": "   ",
+            },
+        ],
+    )
+    async def test_invalid_input_is_422(self, client: AsyncClient, body: dict[str, object]) -> None:
+        response = await client.post("/v1/auth/register", json=body)
+        assert response.status_code == 422
+        assert response.json()["error"] == "validation_error"
+        assert response.json()["detail"]
+
+
+class TestLogin:
+    async def test_unknown_user_and_wrong_password_look_the_same(
+        self, runtime: Runtime, client: AsyncClient
+    ) -> None:
+        await make_user(runtime, Role.client, username="carol")
+        wrong = await client.post("/v1/auth/login", json={"username": "carol", "password": "nope"})
+        unknown = await client.post(
+            "/v1/auth/login", json={"username": "nobody", "password": "nope"}
+        )
+        assert wrong.status_code == unknown.status_code == 401
+        assert wrong.json() == unknown.json()
+
+    async def test_throttled_after_ten_failures_a_minute(
+        self, runtime: Runtime, client: AsyncClient, clock: ManualClock
+    ) -> None:
+        await make_user(runtime, Role.client, username="dan")
+        for _ in range(10):
+            r = await client.post("/v1/auth/login", json={"username": "dan", "password": "bad"})
+            assert r.status_code == 401
+        # Even the right password is refused while throttled, and so is an unknown name
+        # after its own ten failures: the answer never tells whether the user exists.
+        right = await client.post("/v1/auth/login", json={"username": "dan", "password": PASSWORD})
+        assert right.status_code == 429
+        assert right.json()["error"] == "rate_limited"
+        for _ in range(10):
+            await client.post("/v1/auth/login", json={"username": "ghost", "password": "bad"})
+        ghost = await client.post("/v1/auth/login", json={"username": "ghost", "password": "x"})
+        assert ghost.status_code == 429
+        # Another username is not affected.
+        await make_user(runtime, Role.client, username="erin")
+        assert (await auth_headers(client, "erin"))["Authorization"].startswith("Bearer ")
+        clock.advance(61)
+        assert (await auth_headers(client, "dan"))["Authorization"].startswith("Bearer ")
+
+
+class TestTokens:
+    async def test_missing_forged_and_expired_tokens_are_401(
+        self, runtime: Runtime, client: AsyncClient, clock: ManualClock
+    ) -> None:
+        user = await make_user(runtime, Role.client)
+        assert (await client.get("/v1/me")).status_code == 401
+        forged = issue_access_token(
+            user_id=user.id,
+            role="admin",
+            secret="a different secret of at least 32 bytes!",
+            now=clock.now(),
+            ttl_seconds=3600,
+        )
+        r = await client.get("/v1/me", headers={"Authorization": f"Bearer {forged}"})
+        assert r.status_code == 401
+        assert r.json()["error"] == "not_authenticated"
+        headers = await auth_headers(client, user.username)
+        assert (await client.get("/v1/me", headers=headers)).status_code == 200
+        clock.advance(runtime.settings.access_token_ttl_seconds + 1)
+        expired = await client.get("/v1/me", headers=headers)
+        assert expired.status_code == 401
+        assert "expired" in expired.json()["detail"]
+
+    async def test_unsigned_token_is_401(self, runtime: Runtime, client: AsyncClient) -> None:
+        user = await make_user(runtime, Role.client)
+        exp = runtime.clock.now() + timedelta(hours=1)
+        none_alg = jwt.encode(
+            {"sub": str(user.id), "typ": "access", "iat": 0, "exp": int(exp.timestamp())},
+            key="",
+            algorithm="none",
+        )
+        r = await client.get("/v1/me", headers={"Authorization": f"Bearer {none_alg}"})
+        assert r.status_code == 401
+
+    async def test_role_comes_from_the_database_not_the_token(
+        self, runtime: Runtime, client: AsyncClient
+    ) -> None:
+        user = await make_user(runtime, Role.client)
+        token = issue_access_token(
+            user_id=user.id,
+            role="admin",
+            secret=runtime.settings.secret_key,
+            now=runtime.clock.now(),
+            ttl_seconds=600,
+        )
+        r = await client.get("/v1/admin/ledger/check", headers={"Authorization": f"Bearer {token}"})
+        assert r.status_code == 403

@@ -1,0 +1,138 @@
+"""The command line and the real server, run as a user would run them."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+CALLMETER = [sys.executable, "-m", "callmeter"]
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("CALLMETER_")}
+    environ["CALLMETER_DATABASE_URL"] = f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"
+    environ["CALLMETER_PASSWORD_HASH_PROFILE"] = "cheapest"
+    environ["COLUMNS"] = "120"
+    return environ
+
+
+def run(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [*CALLMETER, *args], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    if check:
+        assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+class TestCommands:
+    def test_migrate_users_grants_and_check(self, env: dict[str, str], tmp_path: Path) -> None:
+        assert "revision 0001" in run(env, "migrate").stdout
+        assert "revision 0001" in run(env, "migrate").stdout  # idempotent
+        out = run(env, "user", "add", "Root", "--role", "admin", "--password", "admin-pass").stdout
+        assert "created admin root" in out
+        run(env, "user", "add", "alice", "--role", "client", "--password", "alice-pass")
+        dup = run(
+            env, "user", "add", "alice", "--role", "client", "--password", "x" * 8, check=False
+        )
+        assert dup.returncode == 1
+        assert "already taken" in dup.stderr
+        bad = run(env, "user", "add", "eve", "--role", "wizard", "--password", "x" * 8, check=False)
+        assert bad.returncode == 2
+
+        out = run(env, "coins", "grant", "alice", "150", "--note", "hi", "--key", "k1").stdout
+        assert "granted 150 coins to alice; balance now 150" in out
+        again = run(env, "coins", "grant", "alice", "150", "--key", "k1").stdout
+        assert "already granted" in again
+        assert "balance now 150" in again
+        for bad_amount in ("0", "-3", "1.5", "ten"):
+            assert run(env, "coins", "grant", "alice", bad_amount, check=False).returncode == 2
+        missing = run(env, "coins", "grant", "nobody", "5", check=False)
+        assert missing.returncode == 1
+        assert "no user named" in missing.stderr
+
+        check = run(env, "ledger", "check")
+        assert "ledger check passed" in check.stdout
+        assert "150" in check.stdout
+
+        db = sqlite3.connect(tmp_path / "cli.db")
+        db.execute("UPDATE accounts SET balance = balance + 1 WHERE kind = 'wallet'")
+        db.commit()
+        db.close()
+        failed = run(env, "ledger", "check", check=False)
+        assert failed.returncode == 1
+        assert "ledger check FAILED" in failed.stderr
+        assert "postings sum to 150" in failed.stderr
+
+    def test_demo_is_idempotent(self, env: dict[str, str]) -> None:
+        run(env, "migrate")
+        first = run(env, "demo").stdout
+        assert first.count("created") == 5
+        second = run(env, "demo").stdout
+        assert second.count("exists") == 5
+        assert "callmeter-demo" in second
+        assert "ledger check passed" in run(env, "ledger", "check").stdout
+
+    def test_production_refuses_default_secret(self, env: dict[str, str]) -> None:
+        env["CALLMETER_ENV"] = "production"
+        result = run(env, "migrate", check=False)
+        assert result.returncode == 2
+        assert "CALLMETER_SECRET_KEY" in result.stderr
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def server(env: dict[str, str], tmp_path: Path) -> Iterator[str]:
+    run(env, "migrate")
+    run(env, "demo")
+    port = free_port()
+    log = tmp_path / "serve.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [*CALLMETER, "serve", "--port", str(port)], env=env, stdout=out, stderr=out
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        else:
+            proc.kill()
+            proc.wait()
+            pytest.fail(f"server did not start: {log.read_text()}")
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.mark.slow
+def test_served_api_logs_in_a_demo_user(server: str) -> None:
+    login = httpx.post(
+        f"{server}/v1/auth/login", json={"username": "alice", "password": "callmeter-demo"}
+    )
+    assert login.status_code == 200
+    me = httpx.get(
+        f"{server}/v1/me", headers={"Authorization": f"Bearer {login.json()['access_token']}"}
+    )
+    assert me.json()["wallet"] == {"balance": 500, "held": 0, "available": 500}
+    assert httpx.get(f"{server}/openapi.json").json()["info"]["title"] == "callmeter"
