@@ -102,3 +102,52 @@ class LedgerError(CallmeterError):
 
     status_code = 409
     code = "ledger_error"
+
+
+class HostBusy(CallmeterError):
+    """The host is already in a call."""
+
+    status_code = 409
+    code = "host_busy"
+
+
+class ClientBusy(CallmeterError):
+    """You already have an unfinished call."""
+
+    status_code = 409
+    code = "client_busy"
+
+
+class HostUnavailable(CallmeterError):
+    """The host is not accepting calls."""
+
+    status_code = 409
+    code = "host_unavailable"
+
+
+class CallEnded(CallmeterError):
+    """The call has ended."""
+
+    status_code = 409
+    code = "call_ended"
+
+
+class InvalidCallState(CallmeterError):
+    """The call is not in a state that allows this."""
+
+    status_code = 409
+    code = "invalid_call_state"
+
+
+class ConcurrentUpdate(CallmeterError):
+    """The call changed while this request was handled; try again."""
+
+    status_code = 409
+    code = "concurrent_update"
+
+
+class RefundTooLarge(CallmeterError):
+    """A refund cannot exceed what the call charged minus what was already refunded."""
+
+    status_code = 409
+    code = "refund_exceeds_charge"

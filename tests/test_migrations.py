@@ -32,7 +32,7 @@ async def test_migrations_are_reversible(database_url: str) -> None:
         await migrate.downgrade(engine, "base")
         assert await migrate.current_revision(engine) is None
         await migrate.upgrade(engine)
-        assert await migrate.current_revision(engine) == "0001"
+        assert await migrate.current_revision(engine) == "0002"
         async with engine.connect() as conn:
             assert await conn.run_sync(_diff) == []
     finally:

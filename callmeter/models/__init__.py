@@ -2,6 +2,7 @@
 
 from callmeter.models.account import Account, AccountKind
 from callmeter.models.base import Base
+from callmeter.models.call import Call, CallSignal, CallStatus, EndReason
 from callmeter.models.hold import Hold
 from callmeter.models.idempotency import IdempotentRequest
 from callmeter.models.login_failure import LoginFailure
@@ -13,6 +14,10 @@ __all__ = [
     "Account",
     "AccountKind",
     "Base",
+    "Call",
+    "CallSignal",
+    "CallStatus",
+    "EndReason",
     "Hold",
     "IdempotentRequest",
     "LoginFailure",

@@ -3,7 +3,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, String
+from sqlalchemy import BigInteger, Boolean, CheckConstraint, String, true
 from sqlalchemy.orm import Mapped, mapped_column
 
 from callmeter.models.base import Base, Id, UTCDateTime
@@ -26,3 +26,6 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(16))
     display_name: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Hosts only: coins per interval (None = the configured default) and availability.
+    rate: Mapped[int | None] = mapped_column(BigInteger)
+    accepting_calls: Mapped[bool] = mapped_column(Boolean, server_default=true(), default=True)

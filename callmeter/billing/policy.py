@@ -1,0 +1,72 @@
+"""The cost of a call as a pure function of its billable seconds (DESIGN.md rule 2).
+
+All arithmetic is on integers: billable time is whole seconds (the server truncates), coins
+are whole coins. A :class:`Tariff` is snapshotted onto each call when it is created, so a
+later change of configuration never re-prices a call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from callmeter.config import BillingPolicy
+
+
+@dataclass(frozen=True)
+class Tariff:
+    policy: BillingPolicy
+    rate: int  # coins per interval
+    interval_seconds: int
+    free_seconds: int = 0
+    host_share_percent: int = 70
+
+    def __post_init__(self) -> None:
+        if self.rate <= 0 or self.interval_seconds <= 0:
+            raise ValueError("rate and interval must be positive")
+        if self.free_seconds < 0 or not 0 <= self.host_share_percent <= 100:
+            raise ValueError("free seconds must be >= 0 and the host share within 0..100")
+
+
+def _billable(tariff: Tariff, seconds: int) -> int:
+    return max(0, seconds - tariff.free_seconds)
+
+
+def cost(tariff: Tariff, seconds: int) -> int:
+    """Coins owed for ``seconds`` of connected call time."""
+    t = _billable(tariff, seconds)
+    rate, interval = tariff.rate, tariff.interval_seconds
+    if tariff.policy is BillingPolicy.per_completed_interval:
+        return rate * (t // interval)
+    if tariff.policy is BillingPolicy.per_started_interval:
+        return rate * -(-t // interval)  # ceil, and 0 for t = 0
+    return rate * t // interval  # per_second
+
+
+def covered_seconds(tariff: Tariff, coins: int) -> int:
+    """How long a call may run when ``coins`` are committed to it (charged plus held).
+
+    Interval policies only run into an interval whose cost is fully committed, so a call
+    that cannot fund its next interval ends at the boundary (25 coins at 10 per minute:
+    two minutes). Per-second billing runs until the cost would exceed ``coins``.
+    """
+    if coins < 0:
+        raise ValueError("coins must be >= 0")
+    free, rate, interval = tariff.free_seconds, tariff.rate, tariff.interval_seconds
+    if tariff.policy is BillingPolicy.per_second:
+        # the largest t with rate * t // interval <= coins
+        return free + ((coins + 1) * interval - 1) // rate
+    return free + interval * (coins // rate)
+
+
+def next_boundary(tariff: Tariff, seconds: int) -> int:
+    """The first settlement point strictly after ``seconds`` (an interval boundary)."""
+    t = seconds - tariff.free_seconds
+    if t < 0:
+        return tariff.free_seconds + tariff.interval_seconds
+    return tariff.free_seconds + tariff.interval_seconds * (t // tariff.interval_seconds + 1)
+
+
+def host_earnings(tariff: Tariff, charged: int) -> int:
+    """The host's cumulative share of ``charged`` (DESIGN.md rule 7): recomputed from the
+    total each time, so rounding never accumulates."""
+    return charged * tariff.host_share_percent // 100

@@ -1,0 +1,1 @@
+"""Calls: the server-side lifecycle, settlement and live state."""

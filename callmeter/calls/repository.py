@@ -1,0 +1,122 @@
+"""Call queries."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from callmeter.models import Call, CallSignal, CallStatus, Role, User
+
+NOT_ENDED = Call.status != CallStatus.ended
+
+
+async def get_call(session: AsyncSession, call_id: int) -> Call | None:
+    result = await session.execute(
+        select(Call).where(Call.id == call_id).execution_options(populate_existing=True)
+    )
+    return result.scalar_one_or_none()
+
+
+async def lock_call(session: AsyncSession, call_id: int) -> Call | None:
+    """The call, its row locked until the transaction ends (the first lock of every
+    change to a call; SQLite's BEGIN IMMEDIATE already serializes writers)."""
+    result = await session.execute(
+        select(Call)
+        .where(Call.id == call_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return result.scalar_one_or_none()
+
+
+async def has_unfinished_call(
+    session: AsyncSession, *, client_id: int | None = None, host_id: int | None = None
+) -> bool:
+    condition = Call.client_id == client_id if client_id is not None else Call.host_id == host_id
+    result = await session.execute(select(exists().where(condition, NOT_ENDED)))
+    return bool(result.scalar())
+
+
+async def list_calls(
+    session: AsyncSession,
+    *,
+    user_id: int | None,
+    status: CallStatus | None,
+    limit: int,
+    before: int | None,
+) -> list[Call]:
+    query = select(Call).order_by(Call.id.desc()).limit(limit)
+    if user_id is not None:
+        query = query.where(or_(Call.client_id == user_id, Call.host_id == user_id))
+    if status is not None:
+        query = query.where(Call.status == status)
+    if before is not None:
+        query = query.where(Call.id < before)
+    return list((await session.scalars(query)).all())
+
+
+async def claim_due_calls(
+    session: AsyncSession, *, now: datetime, lease_until: datetime, limit: int
+) -> list[int]:
+    """Take up to ``limit`` calls that need attention at ``now`` and push their ``due_at``
+    to ``lease_until`` so that other workers pass them by while this one works on them
+    (a crashed worker's calls come due again when the lease runs out)."""
+    due = (
+        select(Call.id)
+        .where(NOT_ENDED, Call.due_at <= now)
+        .order_by(Call.due_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    result = await session.execute(
+        update(Call)
+        .where(Call.id.in_(due.scalar_subquery()))
+        .values(due_at=lease_until)
+        .returning(Call.id)
+        .execution_options(synchronize_session=False)
+    )
+    return sorted(result.scalars().all())
+
+
+async def list_hosts(session: AsyncSession) -> list[tuple[User, bool]]:
+    busy = exists().where(Call.host_id == User.id, NOT_ENDED)
+    rows = await session.execute(
+        select(User, busy.label("busy")).where(User.role == Role.host).order_by(User.id)
+    )
+    return [(user, bool(is_busy)) for user, is_busy in rows]
+
+
+async def host_busy(session: AsyncSession, host_id: int) -> bool:
+    return await has_unfinished_call(session, host_id=host_id)
+
+
+async def add_signal(session: AsyncSession, signal: CallSignal) -> None:
+    session.add(signal)
+    await session.flush()
+
+
+async def signals_after(
+    session: AsyncSession, *, call_id: int, recipient_id: int, after_id: int, limit: int = 100
+) -> list[CallSignal]:
+    result = await session.scalars(
+        select(CallSignal)
+        .where(
+            and_(
+                CallSignal.call_id == call_id,
+                CallSignal.recipient_id == recipient_id,
+                CallSignal.id > after_id,
+            )
+        )
+        .order_by(CallSignal.id)
+        .limit(limit)
+    )
+    return list(result.all())
+
+
+async def count_signals(session: AsyncSession, call_id: int) -> int:
+    result = await session.execute(
+        select(func.count()).select_from(CallSignal).where(CallSignal.call_id == call_id)
+    )
+    return int(result.scalar_one())

@@ -1,0 +1,322 @@
+"""The call lifecycle: ringing → connecting → active → ended, driven only by the server.
+
+Each function locks the call row first, changes it, and flushes (the ORM's UPDATE carries
+``WHERE version = :old``); the caller's transaction commits. Money moves only through
+:mod:`callmeter.calls.settlement`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Literal
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.exc import StaleDataError
+
+from callmeter.calls import repository
+from callmeter.calls.settlement import charge_pending, finish, presence_horizon, settle
+from callmeter.config import Settings
+from callmeter.errors import (
+    CallEnded,
+    ClientBusy,
+    ConcurrentUpdate,
+    Forbidden,
+    HostBusy,
+    HostUnavailable,
+    InsufficientFunds,
+    InvalidCallState,
+    NotFound,
+    RefundTooLarge,
+)
+from callmeter.ledger import service as ledger
+from callmeter.models import AccountKind, Call, CallSignal, CallStatus, EndReason, Role, User
+
+Party = Literal["client", "host"]
+
+
+def party_of(call: Call, user: User) -> Party | None:
+    if user.id == call.client_id:
+        return "client"
+    if user.id == call.host_id:
+        return "host"
+    return None
+
+
+def _require_party(call: Call | None, user: User) -> tuple[Call, Party]:
+    # Someone else's call is "not found": ids reveal nothing.
+    if call is None or (party := party_of(call, user)) is None:
+        raise NotFound("no such call")
+    return call, party
+
+
+async def _locked(session: AsyncSession, call_id: int) -> Call | None:
+    return await repository.lock_call(session, call_id)
+
+
+async def _save(session: AsyncSession) -> None:
+    try:
+        await session.flush()
+    except StaleDataError as exc:  # lost a compare-and-set: the caller may retry
+        raise ConcurrentUpdate() from exc
+
+
+async def get_visible_call(session: AsyncSession, user: User, call_id: int) -> Call:
+    """The call, if ``user`` is one of its parties or an admin."""
+    call = await repository.get_call(session, call_id)
+    if call is not None and user.role == Role.admin:
+        return call
+    return _require_party(call, user)[0]
+
+
+async def create_call(
+    session: AsyncSession, *, client: User, host_id: int, settings: Settings, now: datetime
+) -> Call:
+    """Ring a host. Holds the first interval's price so the call can start; 402 when the
+    client's available coins are below the host's rate, 409 when either side is busy."""
+    host = await session.get(User, host_id)
+    if host is None or host.role != Role.host:
+        raise NotFound("no such host")
+    if not host.accepting_calls:
+        raise HostUnavailable()
+    if await repository.has_unfinished_call(session, client_id=client.id):
+        raise ClientBusy()
+    if await repository.has_unfinished_call(session, host_id=host.id):
+        raise HostBusy()
+    rate = host.rate or settings.default_rate
+    wallet = await ledger.account_for_user(session, client.id)
+    if wallet.balance - wallet.held < rate:
+        raise InsufficientFunds(f"not enough coins: {rate} needed")
+
+    call = Call(
+        client_id=client.id,
+        host_id=host.id,
+        status=CallStatus.ringing,
+        policy=settings.billing_policy,
+        rate=rate,
+        interval_seconds=settings.billing_interval_seconds,
+        free_seconds=settings.free_seconds,
+        host_share_percent=settings.host_share_percent,
+        created_at=now,
+        billed_seconds=0,
+        charged=0,
+        host_earned=0,
+        refunded=0,
+        held=0,
+        due_at=now + timedelta(seconds=settings.ring_timeout_seconds),
+        media_provider="livekit" if settings.livekit_enabled else "p2p",
+        room="",
+        version=1,
+    )
+    session.add(call)
+    try:
+        await session.flush()  # the partial unique indexes decide a race between two rings
+    except IntegrityError as exc:
+        text = str(exc.orig)
+        raise (ClientBusy() if "client" in text else HostBusy()) from exc
+    hold = await ledger.place_hold(
+        session, account_id=wallet.id, amount=rate, reason="call", now=now, call_id=call.id
+    )
+    call.hold_id = hold.id
+    call.held = rate
+    call.room = f"call-{call.id}"
+    await _save(session)
+    return call
+
+
+async def accept(
+    session: AsyncSession, *, user: User, call_id: int, settings: Settings, now: datetime
+) -> Call:
+    """The host picks up: the call starts connecting (billing waits for both media)."""
+    call, party = _require_party(await _locked(session, call_id), user)
+    if party != "host":
+        raise Forbidden("only the host can accept a call")
+    if call.status == CallStatus.ended:
+        raise CallEnded()
+    if call.status != CallStatus.ringing:
+        raise InvalidCallState(f"the call is {call.status}, not ringing")
+    call.status = CallStatus.connecting
+    call.accepted_at = now
+    call.due_at = now + timedelta(seconds=settings.connect_timeout_seconds)
+    call.version += 1
+    await _save(session)
+    return call
+
+
+async def decline(session: AsyncSession, *, user: User, call_id: int, now: datetime) -> Call:
+    """The host refuses a ringing call. It costs nothing."""
+    call, party = _require_party(await _locked(session, call_id), user)
+    if party != "host":
+        raise Forbidden("only the host can decline a call")
+    if call.status == CallStatus.ended:
+        raise CallEnded()
+    if call.status != CallStatus.ringing:
+        raise InvalidCallState(f"the call is {call.status}, not ringing")
+    await finish(session, call, now, EndReason.declined, now)
+    await _save(session)
+    return call
+
+
+async def heartbeat(
+    session: AsyncSession,
+    *,
+    user: User,
+    call_id: int,
+    media_connected: bool,
+    settings: Settings,
+    now: datetime,
+) -> Call:
+    """A party says it is still there (and whether its media plays). Billing starts when
+    both have reported media; an active call is settled here when a charge is due."""
+    call, party = _require_party(await _locked(session, call_id), user)
+    if call.status == CallStatus.ended:
+        return call
+    if party == "client":
+        call.client_last_seen_at = now
+        if media_connected and call.status == CallStatus.connecting:
+            call.client_media_at = call.client_media_at or now
+    else:
+        call.host_last_seen_at = now
+        if media_connected and call.status == CallStatus.connecting:
+            call.host_media_at = call.host_media_at or now
+    if call.status == CallStatus.connecting and call.client_media_at and call.host_media_at:
+        activate(call, now)
+    if charge_pending(call, now):
+        await settle(session, call, now, settings)
+    await _save(session)
+    return call
+
+
+def activate(call: Call, now: datetime) -> None:
+    """Both parties are connected: billing starts now."""
+    call.status = CallStatus.active
+    call.started_at = now
+    call.next_charge_at = now  # settle right away: sets the schedule and the hold
+    call.version += 1
+
+
+async def end(
+    session: AsyncSession, *, user: User, call_id: int, settings: Settings, now: datetime
+) -> Call:
+    """A party hangs up. Billed to this moment (never past ``paid_until``); ending an
+    ended call returns the same final call."""
+    del settings
+    call, party = _require_party(await _locked(session, call_id), user)
+    reason = EndReason.client_hangup if party == "client" else EndReason.host_hangup
+    await finish(session, call, now, reason, now)
+    await _save(session)
+    return call
+
+
+async def admin_end(session: AsyncSession, *, call_id: int, now: datetime) -> Call:
+    call = await _locked(session, call_id)
+    if call is None:
+        raise NotFound("no such call")
+    await finish(session, call, now, EndReason.admin, now)
+    await _save(session)
+    return call
+
+
+async def advance(
+    session: AsyncSession, *, call_id: int, settings: Settings, now: datetime
+) -> Call | None:
+    """What the meter does to a due call: time out rings, connects and silent parties,
+    settle charges, end calls whose coins ran out, and schedule the next look."""
+    call = await _locked(session, call_id)
+    if call is None or call.status == CallStatus.ended:
+        return call
+    if call.status == CallStatus.ringing:
+        deadline = call.created_at + timedelta(seconds=settings.ring_timeout_seconds)
+        if now >= deadline:
+            await finish(session, call, deadline, EndReason.missed, now)
+        else:
+            call.due_at = deadline
+    elif call.status == CallStatus.connecting:
+        assert call.accepted_at is not None
+        deadline = call.accepted_at + timedelta(seconds=settings.connect_timeout_seconds)
+        if now >= deadline:
+            await finish(session, call, deadline, EndReason.connect_failed, now)
+        else:
+            call.due_at = deadline
+    else:
+        horizon = presence_horizon(call)
+        timeout = timedelta(seconds=settings.heartbeat_timeout_seconds)
+        if horizon is not None and now >= horizon + timeout:
+            # billed to the last heartbeat of the party that went silent
+            await finish(session, call, horizon, EndReason.connection_lost, now)
+        else:
+            await settle(session, call, now, settings)
+    await _save(session)
+    return call
+
+
+async def add_signal(
+    session: AsyncSession,
+    *,
+    user: User,
+    call_id: int,
+    signal_type: str,
+    payload: object,
+    now: datetime,
+) -> CallSignal:
+    """Relay a peer-to-peer signaling message to the other party."""
+    call, party = _require_party(await repository.get_call(session, call_id), user)
+    if call.status == CallStatus.ended:
+        raise CallEnded()
+    signal = CallSignal(
+        call_id=call.id,
+        sender_id=user.id,
+        recipient_id=call.host_id if party == "client" else call.client_id,
+        type=signal_type,
+        payload=payload,
+        created_at=now,
+    )
+    await repository.add_signal(session, signal)
+    return signal
+
+
+async def refund(
+    session: AsyncSession, *, call_id: int, amount: int | None, reason: str, now: datetime
+) -> tuple[Call, int]:
+    """Give coins of an ended call back to its client, taken from the host's earnings and
+    the platform's revenue in proportion to how the charge was split. Returns the call and
+    the amount refunded."""
+    call = await _locked(session, call_id)
+    if call is None:
+        raise NotFound("no such call")
+    if call.status != CallStatus.ended:
+        raise InvalidCallState("only an ended call can be refunded")
+    refundable = call.charged - call.refunded
+    amount = refundable if amount is None else amount
+    if amount <= 0 or amount > refundable:
+        raise RefundTooLarge(
+            f"this call can be refunded at most {refundable} more coin(s); asked {amount}"
+        )
+    total = call.refunded + amount
+    # cumulative proportional split, as for charges: no rounding drift across refunds
+    host_total = total * call.host_earned // call.charged
+    host_part = host_total - call.refunded * call.host_earned // call.charged
+    platform_part = amount - host_part
+    wallet = await ledger.account_for_user(session, call.client_id)
+    earnings = await ledger.account_for_user(session, call.host_id)
+    revenue = await ledger.system_account_id(session, AccountKind.revenue)
+    for source, part, side in (
+        (earnings.id, host_part, "host"),
+        (revenue, platform_part, "platform"),
+    ):
+        if part > 0:
+            await ledger.transfer(
+                session,
+                debit_account_id=source,
+                credit_account_id=wallet.id,
+                amount=part,
+                kind=ledger.TransferKind.refund,
+                idempotency_key=f"call:{call.id}:refund:{side}:{total}",
+                now=now,
+                call_id=call.id,
+                note=reason,
+            )
+    call.refunded = total
+    call.version += 1
+    await _save(session)
+    return call, amount

@@ -1,0 +1,240 @@
+"""``settle`` and ``finish``: the only code that turns call time into charges.
+
+Every path — heartbeat, hang-up, webhook, meter, admin — locks the call row and calls these
+(DESIGN.md rules 3 to 7):
+
+* the charge only ever moves ``charged`` up to ``cost(billable seconds)``, paid out of the
+  call's hold, with one transfer per (call, kind, new cumulative total): settling twice, or
+  from ten processes at once, charges what settling once does;
+* the hold always covers the call until the next settlement point, so
+  ``charged + held >= cost(t)`` for every ``t`` up to ``paid_until``; when it cannot be
+  extended the call ends at ``paid_until`` with ``insufficient_funds``;
+* the host's cumulative share is ``floor(charged * share / 100)``, the platform gets the rest.
+
+Billable time is whole seconds since ``started_at``, never past the moment both parties were
+last known to be present (their last heartbeats, or LiveKit's word), never past
+``paid_until``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from callmeter.billing.policy import Tariff, cost, covered_seconds, host_earnings, next_boundary
+from callmeter.config import BillingPolicy, Settings
+from callmeter.errors import InsufficientFunds
+from callmeter.ledger import repository as ledger_repository
+from callmeter.ledger import service as ledger
+from callmeter.models import AccountKind, Call, CallStatus, EndReason
+
+LOW_BALANCE = "low_balance"
+
+
+def tariff_of(call: Call) -> Tariff:
+    return Tariff(
+        policy=BillingPolicy(call.policy),
+        rate=call.rate,
+        interval_seconds=call.interval_seconds,
+        free_seconds=call.free_seconds,
+        host_share_percent=call.host_share_percent,
+    )
+
+
+def seconds_between(start: datetime, moment: datetime) -> int:
+    """Whole seconds from ``start`` to ``moment`` (0 when ``moment`` is earlier)."""
+    return max(0, int((moment - start).total_seconds()))
+
+
+def at(call: Call, seconds: int) -> datetime:
+    assert call.started_at is not None
+    return call.started_at + timedelta(seconds=seconds)
+
+
+def presence_horizon(call: Call) -> datetime | None:
+    """The latest moment both parties are known to have been on the call."""
+    client, host = call.client_last_seen_at, call.host_last_seen_at
+    if client is None or host is None:
+        return None
+    return min(client, host)
+
+
+def paid_seconds(call: Call) -> int:
+    """How long the coins committed to the call (charged + held) let it run."""
+    return covered_seconds(tariff_of(call), call.charged + call.held)
+
+
+def charge_pending(call: Call, now: datetime) -> bool:
+    """Whether settling now would charge or extend anything (cheap: no I/O)."""
+    if call.status != CallStatus.active or call.started_at is None:
+        return False
+    if (call.next_charge_at and now >= call.next_charge_at) or (
+        call.paid_until and now >= call.paid_until
+    ):
+        return True
+    horizon = presence_horizon(call)
+    if horizon is None:
+        return False
+    billable = min(seconds_between(call.started_at, min(horizon, now)), paid_seconds(call))
+    return cost(tariff_of(call), billable) > call.charged
+
+
+async def _charge_to(session: AsyncSession, call: Call, target: int, now: datetime) -> None:
+    """Raise ``call.charged`` to ``target``, paid from the call's hold."""
+    if target <= call.charged:
+        return
+    assert call.hold_id is not None
+    tariff = tariff_of(call)
+    host_total = host_earnings(tariff, target)
+    host_part = host_total - call.host_earned
+    platform_part = (target - call.charged) - host_part
+    earnings = await ledger.account_for_user(session, call.host_id)
+    revenue = await ledger.system_account_id(session, AccountKind.revenue)
+    for kind, credit, amount in (
+        (ledger.TransferKind.host_share, earnings.id, host_part),
+        (ledger.TransferKind.call_charge, revenue, platform_part),
+    ):
+        if amount > 0:
+            await ledger.capture_hold(
+                session,
+                hold_id=call.hold_id,
+                credit_account_id=credit,
+                amount=amount,
+                kind=kind,
+                # one key per call, kind and cumulative total: a repeat cannot post twice
+                idempotency_key=f"call:{call.id}:{kind}:{target}",
+                now=now,
+                call_id=call.id,
+            )
+    call.held -= target - call.charged
+    call.charged = target
+    call.host_earned = host_total
+
+
+async def _extend_hold_to(session: AsyncSession, call: Call, needed: int) -> None:
+    """Hold at least ``needed`` coins for the call, or as much as helps: a per-second call
+    can use a partial hold, an interval call only a whole interval's worth."""
+    missing = needed - call.held
+    if missing <= 0:
+        return
+    assert call.hold_id is not None
+    try:
+        await ledger.extend_hold(session, hold_id=call.hold_id, amount=missing)
+        call.held += missing
+        return
+    except InsufficientFunds:
+        pass
+    wallet = await ledger.account_for_user(session, call.client_id)
+    available = wallet.balance - wallet.held
+    if call.policy != BillingPolicy.per_second:
+        available -= available % call.rate  # whole intervals only
+    if available > 0:
+        try:
+            await ledger.extend_hold(session, hold_id=call.hold_id, amount=available)
+            call.held += available
+        except InsufficientFunds:  # spent concurrently; the next settlement tries again
+            pass
+
+
+async def _available(session: AsyncSession, call: Call) -> int:
+    account = await ledger_repository.get_user_account(session, call.client_id)
+    assert account is not None
+    return account.balance - account.held
+
+
+def _schedule(call: Call, now: datetime, heartbeat_timeout: int) -> None:
+    """Set ``next_charge_at``, ``paid_until`` and ``due_at`` (when the meter must look)."""
+    assert call.started_at is not None
+    tariff = tariff_of(call)
+    t_now = seconds_between(call.started_at, now)
+    call.paid_until = at(call, paid_seconds(call))
+    call.next_charge_at = at(call, next_boundary(tariff, t_now))
+    deadlines = [call.next_charge_at, call.paid_until]
+    horizon = presence_horizon(call)
+    if horizon is not None:
+        deadlines.append(horizon + timedelta(seconds=heartbeat_timeout))
+    call.due_at = min(deadlines)
+
+
+def visible_state(call: Call) -> tuple[object, ...]:
+    """What a party sees of a call; the version moves when this changes."""
+    return (
+        call.status,
+        call.charged,
+        call.held,
+        call.host_earned,
+        call.warning,
+        call.paid_until,
+        call.next_charge_at,
+        call.billed_seconds,
+        call.end_reason,
+    )
+
+
+async def settle(session: AsyncSession, call: Call, now: datetime, settings: Settings) -> None:
+    """Bring an active call's charges and hold up to ``now``; end it at ``paid_until`` when
+    its coins run out. ``call`` must be locked. Idempotent: a second call is a no-op."""
+    if call.status != CallStatus.active:
+        return
+    before = visible_state(call)
+    assert call.started_at is not None
+    tariff = tariff_of(call)
+    t_now = seconds_between(call.started_at, now)
+    horizon = presence_horizon(call) or call.started_at
+    billable = min(seconds_between(call.started_at, min(horizon, now)), paid_seconds(call))
+    await _charge_to(session, call, cost(tariff, billable), now)
+    # Cover the call up to the next settlement point after now.
+    await _extend_hold_to(session, call, cost(tariff, next_boundary(tariff, t_now)) - call.charged)
+    if paid_seconds(call) <= t_now:
+        await finish(session, call, at(call, paid_seconds(call)), EndReason.insufficient_funds, now)
+        return
+    reach = covered_seconds(tariff, call.charged + call.held + await _available(session, call))
+    call.warning = LOW_BALANCE if reach - t_now <= tariff.interval_seconds else None
+    call.billed_seconds = billable
+    _schedule(call, now, settings.heartbeat_timeout_seconds)
+    if visible_state(call) != before:
+        call.version += 1
+
+
+async def finish(
+    session: AsyncSession,
+    call: Call,
+    end_at: datetime,
+    reason: EndReason,
+    now: datetime,
+) -> None:
+    """End ``call`` (locked) as of ``end_at``: the final charge for an active call (never
+    past ``paid_until``), the hold released, the state frozen. Ending an ended call is a
+    no-op, so the first ender's summary stands."""
+    if call.status == CallStatus.ended:
+        return
+    if call.status == CallStatus.active:
+        assert call.started_at is not None
+        end_at = max(call.started_at, min(end_at, at(call, paid_seconds(call))))
+        billed = seconds_between(call.started_at, end_at)
+        await _charge_to(session, call, cost(tariff_of(call), billed), now)
+        call.billed_seconds = billed
+    else:
+        reason = _unbilled_reason(reason)
+    if call.hold_id is not None:
+        await ledger.release_hold(session, hold_id=call.hold_id, now=now)
+    call.held = 0
+    call.status = CallStatus.ended
+    call.end_reason = reason
+    call.ended_at = end_at
+    call.warning = None
+    call.due_at = None
+    call.next_charge_at = None
+    call.version += 1
+
+
+def _unbilled_reason(reason: EndReason) -> EndReason:
+    """A call that never became active ends as declined/cancelled/missed/connect_failed."""
+    return {
+        EndReason.host_hangup: EndReason.declined,
+        EndReason.client_hangup: EndReason.cancelled,
+        EndReason.insufficient_funds: EndReason.cancelled,
+        EndReason.connection_lost: EndReason.connect_failed,
+        EndReason.media_left: EndReason.connect_failed,
+    }.get(reason, reason)

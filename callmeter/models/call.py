@@ -1,0 +1,147 @@
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from callmeter.models.base import Base, Id, UTCDateTime
+
+
+class CallStatus(enum.StrEnum):
+    """ringing → (host accepts) connecting → (both connected) active → ended."""
+
+    ringing = "ringing"
+    connecting = "connecting"
+    active = "active"
+    ended = "ended"
+
+
+class EndReason(enum.StrEnum):
+    # from ringing or connecting: never billed
+    declined = "declined"
+    cancelled = "cancelled"
+    missed = "missed"  # ring timeout
+    connect_failed = "connect_failed"  # connect timeout
+    # from active
+    client_hangup = "client_hangup"
+    host_hangup = "host_hangup"
+    insufficient_funds = "insufficient_funds"
+    connection_lost = "connection_lost"  # heartbeat timeout
+    media_left = "media_left"  # LiveKit: a party left or the room finished
+    admin = "admin"
+
+
+UNFINISHED = text("status != 'ended'")
+
+
+class Call(Base):
+    """A call and its billing state. ``version`` is the compare-and-set guard: every
+    change of billing state is ``UPDATE … WHERE id = :id AND version = :v``."""
+
+    __tablename__ = "calls"
+    __table_args__ = (
+        CheckConstraint("status IN ('ringing', 'connecting', 'active', 'ended')", name="status"),
+        CheckConstraint(
+            "charged >= 0 AND host_earned >= 0 AND host_earned <= charged "
+            "AND refunded >= 0 AND refunded <= charged",
+            name="amounts",
+        ),
+        CheckConstraint("rate > 0 AND interval_seconds > 0", name="tariff"),
+        CheckConstraint("client_id != host_id", name="two_parties"),
+        # A client and a host each have at most one unfinished call.
+        Index(
+            "ix_calls_client_unfinished",
+            "client_id",
+            unique=True,
+            sqlite_where=UNFINISHED,
+            postgresql_where=UNFINISHED,
+        ),
+        Index(
+            "ix_calls_host_unfinished",
+            "host_id",
+            unique=True,
+            sqlite_where=UNFINISHED,
+            postgresql_where=UNFINISHED,
+        ),
+        # What the meter picks: unfinished calls by the next moment they need attention.
+        Index(
+            "ix_calls_due_at",
+            "due_at",
+            sqlite_where=UNFINISHED,
+            postgresql_where=UNFINISHED,
+        ),
+        Index("ix_calls_client_id_id", "client_id", "id"),
+        Index("ix_calls_host_id_id", "host_id", "id"),
+        Index("ix_calls_status_id", "status", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    host_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    status: Mapped[str] = mapped_column(String(16))
+    end_reason: Mapped[str | None] = mapped_column(String(32))
+
+    # the tariff, snapshotted at creation
+    policy: Mapped[str] = mapped_column(String(32))
+    rate: Mapped[int] = mapped_column(BigInteger)
+    interval_seconds: Mapped[int] = mapped_column(Integer)
+    free_seconds: Mapped[int] = mapped_column(Integer)
+    host_share_percent: Mapped[int] = mapped_column(Integer)
+
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    accepted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    billed_seconds: Mapped[int] = mapped_column(BigInteger, default=0)
+    charged: Mapped[int] = mapped_column(BigInteger, default=0)
+    host_earned: Mapped[int] = mapped_column(BigInteger, default=0)
+    refunded: Mapped[int] = mapped_column(BigInteger, default=0)
+    hold_id: Mapped[int | None] = mapped_column(ForeignKey("holds.id"))
+    held: Mapped[int] = mapped_column(BigInteger, default=0)
+    paid_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    next_charge_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    due_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    warning: Mapped[str | None] = mapped_column(String(16))
+
+    client_last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    host_last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    client_media_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    host_media_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    media_provider: Mapped[str] = mapped_column(String(16))
+    room: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int] = mapped_column(Integer, default=0)
+
+    # Every ORM UPDATE of a call is "… WHERE id = :id AND version = :old"; the services bump
+    # the version themselves whenever the state a client sees changes.
+    __mapper_args__ = {"version_id_col": version, "version_id_generator": False}  # noqa: RUF012
+
+
+class CallSignal(Base):
+    """A peer-to-peer signaling message (offer, answer, ICE) waiting for the other party."""
+
+    __tablename__ = "call_signals"
+    __table_args__ = (
+        CheckConstraint("type IN ('offer', 'answer', 'ice')", name="type"),
+        Index("ix_call_signals_call_id_recipient_id_id", "call_id", "recipient_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    call_id: Mapped[int] = mapped_column(ForeignKey("calls.id"))
+    sender_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    recipient_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    type: Mapped[str] = mapped_column(String(16))
+    payload: Mapped[object] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
