@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,12 +18,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from callmeter import __version__
 from callmeter.admin.endpoints import router as admin_router
 from callmeter.auth.endpoints import router as auth_router
+from callmeter.calls.endpoints import router as calls_router
 from callmeter.config import Settings, get_settings
 from callmeter.errors import CallmeterError
+from callmeter.hosts.endpoints import router as hosts_router
 from callmeter.kit.body_limit import BodySizeLimitMiddleware
 from callmeter.kit.clock import Clock
 from callmeter.kit.runtime import Runtime
 from callmeter.ledger.endpoints import router as ledger_router
+from callmeter.meter.loop import run_meter
 from callmeter.ops.endpoints import router as ops_router
 from callmeter.ops.metrics import MetricsMiddleware
 
@@ -102,17 +106,24 @@ def create_app(
     *,
     clock: Clock | None = None,
     runtime: Runtime | None = None,
+    meter: bool = False,
 ) -> FastAPI:
-    """Build the application. Tests pass their own runtime (database, clock)."""
+    """Build the application. Tests pass their own runtime (database, clock);
+    ``meter=True`` runs the meter loop inside the server process."""
     settings = settings or (runtime.settings if runtime else get_settings())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = runtime is None
         app.state.runtime = runtime or Runtime.create(settings, clock)
+        stop = asyncio.Event()
+        meter_task = asyncio.create_task(run_meter(app.state.runtime, stop)) if meter else None
         try:
             yield
         finally:
+            stop.set()
+            if meter_task is not None:
+                await meter_task
             if owned:
                 await app.state.runtime.close()
 
@@ -126,7 +137,7 @@ def create_app(
         app.state.runtime = runtime
     install_error_handlers(app)
     app.include_router(ops_router)
-    for router in (auth_router, ledger_router, admin_router):
+    for router in (auth_router, ledger_router, hosts_router, calls_router, admin_router):
         app.include_router(router, responses=ERROR_RESPONSES)
 
     app.add_middleware(

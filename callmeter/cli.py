@@ -63,15 +63,43 @@ def _run(work: Callable[[Runtime], Awaitable[T]]) -> T:
 def serve(
     host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port to listen on", min=1, max=65535)] = 8000,
+    no_meter: Annotated[
+        bool, typer.Option("--no-meter", help="do not run the meter loop in this process")
+    ] = False,
 ) -> None:
-    """Serve the HTTP API."""
+    """Serve the HTTP API (and, unless --no-meter, the meter loop)."""
     import uvicorn
 
     from callmeter.app import create_app
 
     settings = _settings()
-    console.print(f"callmeter serving on [bold]http://{host}:{port}[/bold] ({settings.env})")
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    meter = "without" if no_meter else "with"
+    console.print(
+        f"callmeter serving on [bold]http://{host}:{port}[/bold] ({settings.env}, {meter} meter)"
+    )
+    uvicorn.run(create_app(settings, meter=not no_meter), host=host, port=port, log_level="info")
+
+
+@app.command()
+def worker() -> None:
+    """Run the meter loop alone (for deployments with several API processes)."""
+    import logging
+    import signal
+
+    from callmeter.meter.loop import run_meter
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    settings = _settings()
+
+    async def work(runtime: Runtime) -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        console.print(f"meter worker ticking every {settings.meter_tick_seconds} s")
+        await run_meter(runtime, stop)
+
+    _run(work)
 
 
 @app.command()

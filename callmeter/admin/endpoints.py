@@ -2,14 +2,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Query, Response, status
 
 from callmeter.auth.dependencies import AdminUser
+from callmeter.calls import repository as calls_repository
+from callmeter.calls import service as calls
+from callmeter.calls.endpoints import CallId
+from callmeter.calls.schemas import CallEnvelope, CallOut, CallsPage, RefundIn, RefundOut
 from callmeter.kit.deps import RuntimeDep, SessionDep
 from callmeter.kit.idempotency import IdempotencyKey, run_once
+from callmeter.kit.pagination import DEFAULT_LIMIT, Before, Limit
 from callmeter.ledger import service as ledger
 from callmeter.ledger.check import check_ledger
 from callmeter.ledger.schemas import GrantIn, GrantOut, LedgerCheckOut, TransferOut
+from callmeter.models import CallStatus
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
 
@@ -56,3 +62,65 @@ async def ledger_check(_admin: AdminUser, session: SessionDep) -> LedgerCheckOut
     """Verify every ledger invariant; ``problems`` names each one that fails."""
     report = await check_ledger(session)
     return LedgerCheckOut(ok=report.ok, problems=report.problems, totals=report.totals)
+
+
+@router.get("/calls")
+async def list_calls(
+    _admin: AdminUser,
+    runtime: RuntimeDep,
+    session: SessionDep,
+    status_filter: CallStatus | None = Query(default=None, alias="status"),
+    limit: Limit = DEFAULT_LIMIT,
+    before: Before = None,
+) -> CallsPage:
+    """All calls, newest first; ``status=active`` for the live ones."""
+    found = await calls_repository.list_calls(
+        session, user_id=None, status=status_filter, limit=limit + 1, before=before
+    )
+    now = runtime.clock.now()
+    items = [CallOut.of(c, now) for c in found[:limit]]
+    return CallsPage(items=items, next_before=items[-1].id if len(found) > limit else None)
+
+
+@router.post("/calls/{call_id}/end")
+async def end_call(
+    call_id: CallId, _admin: AdminUser, runtime: RuntimeDep, session: SessionDep
+) -> CallEnvelope:
+    """Force a call to end now (billed to this moment). Idempotent."""
+    now = runtime.clock.now()
+    call = await calls.admin_end(session, call_id=call_id, now=now)
+    return CallEnvelope(call=CallOut.of(call, now))
+
+
+@router.post("/calls/{call_id}/refund")
+async def refund_call(
+    call_id: CallId,
+    body: RefundIn,
+    admin: AdminUser,
+    idempotency_key: IdempotencyKey,
+    runtime: RuntimeDep,
+    session: SessionDep,
+    response: Response,
+) -> RefundOut:
+    """Give coins of an ended call back to its client (all that is left when ``amount`` is
+    omitted), taken from the host's earnings and platform revenue in proportion."""
+    now = runtime.clock.now()
+
+    async def perform() -> tuple[int, dict[str, Any]]:
+        call, refunded = await calls.refund(
+            session, call_id=call_id, amount=body.amount, reason=body.reason, now=now
+        )
+        return status.HTTP_200_OK, RefundOut(
+            call=CallOut.of(call, now), refunded=refunded
+        ).model_dump(mode="json")
+
+    stored = await run_once(
+        session,
+        scope=f"admin.refund:{admin.id}",
+        key=idempotency_key,
+        request={"call_id": call_id, **body.model_dump(mode="json")},
+        now=now,
+        perform=perform,
+    )
+    response.status_code = stored.status_code
+    return RefundOut.model_validate(stored.body)

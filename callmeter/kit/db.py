@@ -36,6 +36,7 @@ T = TypeVar("T")
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
+READ_ONLY = "callmeter_read_only"
 
 
 def is_sqlite(url: str | URL) -> bool:
@@ -72,11 +73,18 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Readers (event streams, reports) need no write lock; writers take it up front.
+        readonly = conn.get_execution_options().get(READ_ONLY, False)
+        conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
 
-def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+def create_sessionmaker(
+    engine: AsyncEngine, *, read_only: bool = False
+) -> async_sessionmaker[AsyncSession]:
+    """Sessions on ``engine``; ``read_only`` ones must not write (on SQLite they take no
+    write lock, so they never wait for or block a writer)."""
+    bind = engine.execution_options(**{READ_ONLY: True}) if read_only else engine
+    return async_sessionmaker(bind, expire_on_commit=False, autoflush=False)
 
 
 def dialect_insert(session: AsyncSession, table: Any) -> Any:

@@ -23,6 +23,7 @@ class Runtime:
     settings: Settings
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
+    read_sessionmaker: async_sessionmaker[AsyncSession]
     clock: Clock = field(default_factory=SystemClock)
     hasher: PasswordHasher = field(default_factory=PasswordHasher)
 
@@ -33,6 +34,7 @@ class Runtime:
             settings=settings,
             engine=engine,
             sessionmaker=create_sessionmaker(engine),
+            read_sessionmaker=create_sessionmaker(engine, read_only=True),
             clock=clock or SystemClock(),
             hasher=password_hasher(settings.password_hash_profile),
         )

@@ -1,8 +1,7 @@
 """``callmeter ledger check``: proves every coin against the invariants of DESIGN.md.
 
 Each check is one SQL query that returns only the rows that break an invariant, so the
-check scales with the ledger and reports exactly what is wrong. Other packages (calls)
-register their own checks with :func:`register`.
+check scales with the ledger and reports exactly what is wrong.
 """
 
 from __future__ import annotations
@@ -16,7 +15,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 MAX_PROBLEMS_PER_CHECK = 50
 
 Check = Callable[[AsyncSession], Awaitable[list[str]]]
-_EXTRA_CHECKS: list[Check] = []
 
 
 @dataclass
@@ -24,12 +22,6 @@ class LedgerReport:
     ok: bool
     problems: list[str]
     totals: dict[str, int] = field(default_factory=dict)
-
-
-def register(check: Check) -> Check:
-    """Add a check to every ledger check run (used as a decorator)."""
-    _EXTRA_CHECKS.append(check)
-    return check
 
 
 async def _rows(session: AsyncSession, sql: str) -> list[tuple[object, ...]]:
@@ -147,6 +139,97 @@ async def _released_holds_empty(session: AsyncSession) -> list[str]:
     return [f"hold {hid} is released but still reserves {amount}" for hid, amount in rows]
 
 
+# cost(billed_seconds) of DESIGN.md rule 2, in SQL (integer division on both databases)
+_COST_SQL = """
+    CASE WHEN c.billed_seconds <= c.free_seconds THEN 0
+         WHEN c.policy = 'per_completed_interval'
+              THEN c.rate * ((c.billed_seconds - c.free_seconds) / c.interval_seconds)
+         WHEN c.policy = 'per_started_interval'
+              THEN c.rate * ((c.billed_seconds - c.free_seconds + c.interval_seconds - 1)
+                             / c.interval_seconds)
+         ELSE c.rate * (c.billed_seconds - c.free_seconds) / c.interval_seconds
+    END
+"""
+
+
+async def _calls_match_their_transfers(session: AsyncSession) -> list[str]:
+    rows = await _rows(
+        session,
+        """
+        SELECT c.id, c.charged, c.host_earned, c.refunded,
+               COALESCE(t.charges, 0), COALESCE(t.host, 0), COALESCE(t.refunds, 0)
+        FROM calls c
+        LEFT JOIN (
+            SELECT call_id,
+                   SUM(CASE WHEN kind IN ('call_charge', 'host_share') THEN amount ELSE 0 END)
+                       AS charges,
+                   SUM(CASE WHEN kind = 'host_share' THEN amount ELSE 0 END) AS host,
+                   SUM(CASE WHEN kind = 'refund' THEN amount ELSE 0 END) AS refunds
+            FROM transfers WHERE call_id IS NOT NULL GROUP BY call_id
+        ) t ON t.call_id = c.id
+        WHERE c.charged != COALESCE(t.charges, 0)
+           OR c.host_earned != COALESCE(t.host, 0)
+           OR c.refunded != COALESCE(t.refunds, 0)
+        ORDER BY c.id
+        """,
+    )
+    return [
+        f"call {cid} says charged {ch}, host {he}, refunded {rf}; its transfers say "
+        f"{tch}, {the}, {trf}"
+        for cid, ch, he, rf, tch, the, trf in rows
+    ]
+
+
+async def _host_share_formula(session: AsyncSession) -> list[str]:
+    rows = await _rows(
+        session,
+        """
+        SELECT id, charged, host_earned, host_share_percent FROM calls
+        WHERE host_earned != charged * host_share_percent / 100
+        ORDER BY id
+        """,
+    )
+    return [
+        f"call {cid}: host earned {he} of {ch} charged, not floor({ch} * {pct} / 100)"
+        for cid, ch, he, pct in rows
+    ]
+
+
+async def _ended_calls_cost_what_they_lasted(session: AsyncSession) -> list[str]:
+    rows = await _rows(
+        session,
+        f"""
+        SELECT c.id, c.billed_seconds, c.charged, {_COST_SQL} AS expected
+        FROM calls c
+        WHERE c.status = 'ended' AND c.charged != {_COST_SQL}
+        ORDER BY c.id
+        """,  # noqa: S608 - only constant SQL fragments are interpolated
+    )
+    return [
+        f"ended call {cid} billed {secs} s and charged {ch}, but cost({secs}) is {exp}"
+        for cid, secs, ch, exp in rows
+    ]
+
+
+async def _call_holds(session: AsyncSession) -> list[str]:
+    rows = await _rows(
+        session,
+        """
+        SELECT c.id, c.status, c.held, COALESCE(h.amount, 0), h.released_at
+        FROM calls c LEFT JOIN holds h ON h.id = c.hold_id
+        WHERE c.held != COALESCE(h.amount, 0)
+           OR (c.status = 'ended' AND (c.held != 0 OR (h.id IS NOT NULL
+                                                        AND h.released_at IS NULL)))
+        ORDER BY c.id
+        """,
+    )
+    return [
+        f"call {cid} ({st}) says it holds {held}; its hold has {amount}"
+        + (" and is still open" if st == "ended" and released is None else "")
+        for cid, st, held, amount, released in rows
+    ]
+
+
 CORE_CHECKS: tuple[Check, ...] = (
     _sum_is_zero,
     _balances_match_postings,
@@ -155,6 +238,10 @@ CORE_CHECKS: tuple[Check, ...] = (
     _transfers_balanced,
     _running_balances,
     _released_holds_empty,
+    _calls_match_their_transfers,
+    _host_share_formula,
+    _ended_calls_cost_what_they_lasted,
+    _call_holds,
 )
 
 
@@ -182,6 +269,6 @@ async def totals(session: AsyncSession) -> dict[str, int]:
 async def check_ledger(session: AsyncSession) -> LedgerReport:
     """Run every invariant check; ``ok`` is True only when none reports a problem."""
     problems: list[str] = []
-    for check in (*CORE_CHECKS, *_EXTRA_CHECKS):
+    for check in CORE_CHECKS:
         problems.extend(await check(session))
     return LedgerReport(ok=not problems, problems=problems, totals=await totals(session))

@@ -1,0 +1,161 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Request, status
+from sse_starlette import EventSourceResponse
+
+from callmeter.auth.dependencies import ClientUser, CurrentUser
+from callmeter.calls import repository, service
+from callmeter.calls.events import call_events
+from callmeter.calls.media import media_for
+from callmeter.calls.schemas import (
+    CallEnvelope,
+    CallOut,
+    CallsPage,
+    CallWithMedia,
+    CreateCallIn,
+    HeartbeatIn,
+    SignalAccepted,
+    SignalIn,
+)
+from callmeter.kit.deps import RuntimeDep, SessionDep
+from callmeter.kit.pagination import DEFAULT_LIMIT, Before, Limit
+
+router = APIRouter(prefix="/v1/calls", tags=["calls"])
+
+CallId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+async def create_call(
+    body: CreateCallIn, client: ClientUser, runtime: RuntimeDep, session: SessionDep
+) -> CallWithMedia:
+    """Ring a host. 402 when your available coins are below the host's rate; 409 when you
+    or the host already have an unfinished call."""
+    now = runtime.clock.now()
+    call = await service.create_call(
+        session, client=client, host_id=body.host_id, settings=runtime.settings, now=now
+    )
+    return CallWithMedia(call=CallOut.of(call, now), media=media_for(call))
+
+
+@router.get("")
+async def list_calls(
+    user: CurrentUser,
+    runtime: RuntimeDep,
+    session: SessionDep,
+    limit: Limit = DEFAULT_LIMIT,
+    before: Before = None,
+) -> CallsPage:
+    """Your calls (as client or host), newest first."""
+    calls = await repository.list_calls(
+        session, user_id=user.id, status=None, limit=limit + 1, before=before
+    )
+    now = runtime.clock.now()
+    items = [CallOut.of(c, now) for c in calls[:limit]]
+    return CallsPage(items=items, next_before=items[-1].id if len(calls) > limit else None)
+
+
+@router.get("/{call_id}")
+async def get_call(
+    call_id: CallId, user: CurrentUser, runtime: RuntimeDep, session: SessionDep
+) -> CallEnvelope:
+    """A call you are a party of (admins: any call)."""
+    call = await service.get_visible_call(session, user, call_id)
+    return CallEnvelope(call=CallOut.of(call, runtime.clock.now()))
+
+
+@router.post("/{call_id}/accept")
+async def accept_call(
+    call_id: CallId, user: CurrentUser, runtime: RuntimeDep, session: SessionDep
+) -> CallWithMedia:
+    """The host picks up a ringing call and gets its media credentials."""
+    now = runtime.clock.now()
+    call = await service.accept(
+        session, user=user, call_id=call_id, settings=runtime.settings, now=now
+    )
+    return CallWithMedia(call=CallOut.of(call, now), media=media_for(call))
+
+
+@router.post("/{call_id}/decline")
+async def decline_call(
+    call_id: CallId, user: CurrentUser, runtime: RuntimeDep, session: SessionDep
+) -> CallEnvelope:
+    """The host refuses a ringing call; it costs nothing."""
+    now = runtime.clock.now()
+    call = await service.decline(session, user=user, call_id=call_id, now=now)
+    return CallEnvelope(call=CallOut.of(call, now))
+
+
+@router.post("/{call_id}/heartbeat")
+async def heartbeat(
+    call_id: CallId,
+    body: HeartbeatIn,
+    user: CurrentUser,
+    runtime: RuntimeDep,
+    session: SessionDep,
+) -> CallEnvelope:
+    """Either party, every few seconds: still here, and whether remote media plays."""
+    now = runtime.clock.now()
+    call = await service.heartbeat(
+        session,
+        user=user,
+        call_id=call_id,
+        media_connected=body.media_connected,
+        settings=runtime.settings,
+        now=now,
+    )
+    return CallEnvelope(call=CallOut.of(call, now))
+
+
+@router.post("/{call_id}/end")
+async def end_call(
+    call_id: CallId, user: CurrentUser, runtime: RuntimeDep, session: SessionDep
+) -> CallEnvelope:
+    """Hang up. Idempotent: every later end returns the same final call."""
+    now = runtime.clock.now()
+    call = await service.end(
+        session, user=user, call_id=call_id, settings=runtime.settings, now=now
+    )
+    return CallEnvelope(call=CallOut.of(call, now))
+
+
+@router.post("/{call_id}/signal", status_code=status.HTTP_202_ACCEPTED)
+async def signal(
+    call_id: CallId,
+    body: SignalIn,
+    user: CurrentUser,
+    runtime: RuntimeDep,
+    session: SessionDep,
+) -> SignalAccepted:
+    """Relay a WebRTC offer, answer or ICE candidate to the other party (peer-to-peer)."""
+    sent = await service.add_signal(
+        session,
+        user=user,
+        call_id=call_id,
+        signal_type=body.type,
+        payload=body.payload,
+        now=runtime.clock.now(),
+    )
+    return SignalAccepted(id=sent.id)
+
+
+@router.get(
+    "/{call_id}/events",
+    response_class=EventSourceResponse,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "call events"}},
+)
+async def events(
+    call_id: CallId,
+    request: Request,
+    user: CurrentUser,
+    runtime: RuntimeDep,
+    session: SessionDep,
+) -> EventSourceResponse:
+    """Live call state: a `call` event on every change and at least every 5 s, and
+    `signal` events with peer-to-peer signaling addressed to you."""
+    await service.get_visible_call(session, user, call_id)
+    return EventSourceResponse(
+        call_events(runtime, request, call_id=call_id, user_id=user.id), ping=15
+    )

@@ -1,0 +1,57 @@
+"""The live call stream (Server-Sent Events).
+
+Each stream polls the database (a primary-key read, and the signals addressed to its
+user) every ``events_poll_seconds``, so a change made by any process — another API process,
+the meter worker — reaches the browser within that interval plus one round trip. A ``call``
+event goes out whenever the call's version changes and at least every 5 seconds; ``signal``
+events carry peer-to-peer signaling. The stream closes after the final ``call`` event of an
+ended call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+
+from starlette.requests import Request
+
+from callmeter.calls import repository
+from callmeter.calls.schemas import CallOut
+from callmeter.kit.runtime import Runtime
+from callmeter.models import CallStatus
+
+KEEPALIVE_SECONDS = 5.0
+
+
+async def call_events(
+    runtime: Runtime, request: Request, *, call_id: int, user_id: int
+) -> AsyncIterator[dict[str, str]]:
+    loop = asyncio.get_running_loop()
+    last_version: int | None = None
+    last_sent = 0.0
+    last_signal = 0
+    while not await request.is_disconnected():
+        async with runtime.read_sessionmaker() as session:
+            call = await repository.get_call(session, call_id)
+            signals = await repository.signals_after(
+                session, call_id=call_id, recipient_id=user_id, after_id=last_signal
+            )
+        if call is None:
+            return
+        for signal in signals:
+            last_signal = signal.id
+            data = {
+                "id": signal.id,
+                "type": signal.type,
+                "payload": signal.payload,
+                "sender_id": signal.sender_id,
+            }
+            yield {"event": "signal", "id": f"s{signal.id}", "data": json.dumps(data)}
+        if call.version != last_version or loop.time() - last_sent >= KEEPALIVE_SECONDS:
+            last_version, last_sent = call.version, loop.time()
+            out = CallOut.of(call, runtime.clock.now())
+            yield {"event": "call", "data": out.model_dump_json()}
+        if call.status == CallStatus.ended:
+            return
+        await asyncio.sleep(runtime.settings.events_poll_seconds)

@@ -1,0 +1,135 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from callmeter.calls.settlement import presence_horizon, seconds_between
+from callmeter.models import Call, CallStatus
+
+
+class CallOut(BaseModel):
+    id: int
+    client_id: int
+    host_id: int
+    status: Literal["ringing", "connecting", "active", "ended"]
+    end_reason: str | None
+    policy: str
+    rate: int
+    interval_seconds: int
+    host_share_percent: int
+    created_at: datetime
+    accepted_at: datetime | None
+    started_at: datetime | None
+    ended_at: datetime | None
+    billed_seconds: int = Field(description="billable seconds so far (final once ended)")
+    charged: int
+    host_earned: int
+    held: int
+    paid_until: datetime | None
+    next_charge_at: datetime | None
+    warning: Literal["low_balance"] | None
+    refunded: int
+
+    @classmethod
+    def of(cls, call: Call, now: datetime) -> CallOut:
+        billed = call.billed_seconds
+        if call.status == CallStatus.active and call.started_at is not None:
+            # live, for display: up to now, never past what is paid or both were present
+            until = min(now, call.paid_until or now)
+            horizon = presence_horizon(call)
+            if horizon is not None:
+                until = min(until, max(horizon, call.started_at))
+            billed = max(billed, seconds_between(call.started_at, until))
+        return cls(
+            id=call.id,
+            client_id=call.client_id,
+            host_id=call.host_id,
+            status=call.status,
+            end_reason=call.end_reason,
+            policy=call.policy,
+            rate=call.rate,
+            interval_seconds=call.interval_seconds,
+            host_share_percent=call.host_share_percent,
+            created_at=call.created_at,
+            accepted_at=call.accepted_at,
+            started_at=call.started_at,
+            ended_at=call.ended_at,
+            billed_seconds=billed,
+            charged=call.charged,
+            host_earned=call.host_earned,
+            held=call.held,
+            paid_until=call.paid_until,
+            next_charge_at=call.next_charge_at,
+            warning=call.warning,
+            refunded=call.refunded,
+        )
+
+
+class MediaOut(BaseModel):
+    provider: Literal["livekit", "p2p"]
+    url: str | None
+    room: str
+    token: str | None
+
+
+class CallEnvelope(BaseModel):
+    call: CallOut
+
+
+class CallWithMedia(BaseModel):
+    call: CallOut
+    media: MediaOut
+
+
+class CallsPage(BaseModel):
+    items: list[CallOut]
+    next_before: int | None
+
+
+class CreateCallIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    host_id: Annotated[int, Field(strict=True, gt=0, le=2**63 - 1)]
+
+
+class HeartbeatIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    media_connected: Annotated[bool, Field(strict=True)] = False
+
+
+class SignalIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["offer", "answer", "ice"]
+    payload: dict[str, Any] | str | None = Field(
+        description="the SDP or ICE candidate, relayed as is (the body is at most 64 KiB)"
+    )
+
+
+class SignalAccepted(BaseModel):
+    id: int
+
+
+class RefundIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    amount: Annotated[int, Field(strict=True, gt=0, le=10**12)] | None = None
+    reason: Annotated[str, Field(min_length=1, max_length=500)]
+
+
+class RefundOut(BaseModel):
+    call: CallOut
+    refunded: int
+
+
+class HostOut(BaseModel):
+    id: int
+    display_name: str
+    rate: int
+    accepting_calls: bool
+    busy: bool
+
+
+class HostUpdateIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    rate: Annotated[int, Field(strict=True)] | None = None
+    accepting_calls: Annotated[bool, Field(strict=True)] | None = None

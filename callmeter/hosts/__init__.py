@@ -1,0 +1,1 @@
+"""Hosts: their rate and whether they take calls."""
