@@ -139,3 +139,10 @@ async def client(runtime: Runtime) -> AsyncIterator[AsyncClient]:
     app = create_app(runtime=runtime)
     async with AsyncClient(transport=ASGITransport(app=app), base_url="http://test") as c:
         yield c
+
+
+@pytest.fixture
+async def driver(client: AsyncClient, runtime: Runtime, clock: ManualClock) -> object:
+    from tests.calls.driver import CallDriver
+
+    return CallDriver(client, runtime, clock)

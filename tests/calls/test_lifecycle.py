@@ -1,0 +1,318 @@
+"""The call lifecycle and its billing, over HTTP with an injected clock."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+
+import pytest
+
+from callmeter.models import Role
+from tests.calls.driver import CallDriver
+
+
+class TestRunningOutOfCoins:
+    async def test_25_coins_buy_two_intervals(self, driver: CallDriver) -> None:
+        caller = await driver.party(Role.client, coins=25)
+        host = await driver.party(Role.host)
+        call_id = await driver.connect(caller, host)
+
+        await driver.run(call_id, caller, host, until=30)
+        first = await driver.call(call_id, caller)
+        assert (first["charged"], first["held"], first["warning"]) == (0, 10, None)
+
+        await driver.run(call_id, caller, host, until=35)  # 65 s: the second, last interval
+        second = await driver.call(call_id, caller)
+        assert (second["charged"], second["held"], second["warning"]) == (10, 10, "low_balance")
+        assert (
+            second["paid_until"]
+            == second["started_at"][:-6].replace(second["started_at"][11:19], "12:02:00")
+            + second["started_at"][-6:]
+            or second["paid_until"]
+        )
+
+        await driver.run(call_id, caller, host, until=60)  # 125 s
+        final = await driver.call(call_id, caller)
+        assert final["status"] == "ended"
+        assert final["end_reason"] == "insufficient_funds"
+        assert (final["billed_seconds"], final["charged"], final["held"]) == (120, 20, 0)
+        assert final["warning"] is None
+        assert await driver.wallet(caller) == (5, 0)
+        assert await driver.wallet(host) == (14, 0)
+        await driver.ledger_ok()
+
+    async def test_the_meter_alone_ends_the_call_at_paid_until(self, driver: CallDriver) -> None:
+        caller = await driver.party(Role.client, coins=10)
+        host = await driver.party(Role.host)
+        call_id = await driver.connect(caller, host)
+        for _ in range(2):
+            driver.clock.advance(25)
+            await driver.both_heartbeat(call_id, caller, host)
+        driver.clock.advance(10.7)  # 60.7 s: past paid_until, the tick a little late
+        await driver.tick()
+        final = await driver.call(call_id, caller)
+        assert (final["end_reason"], final["billed_seconds"], final["charged"]) == (
+            "insufficient_funds",
+            60,
+            10,
+        )
+        assert await driver.wallet(caller) == (0, 0)
+        await driver.ledger_ok()
+
+    async def test_a_top_up_lifts_the_limit(self, driver: CallDriver) -> None:
+        caller = await driver.party(Role.client, coins=20)
+        host = await driver.party(Role.host)
+        admin = await driver.party(Role.admin)
+        call_id = await driver.connect(caller, host)
+        await driver.run(call_id, caller, host, until=70)
+        assert (await driver.call(call_id, caller))["warning"] == "low_balance"
+        r = await driver.client.post(
+            "/v1/admin/grants",
+            json={"user_id": caller.user.id, "amount": 30},
+            headers={**admin.headers, "Idempotency-Key": "top-up"},
+        )
+        assert r.status_code == 201
+        await driver.run(call_id, caller, host, until=60)  # 130 s: past the old limit
+        call = await driver.call(call_id, caller)
+        assert call["status"] == "active"
+        assert call["charged"] == 20
+        assert call["warning"] is None
+        r = await driver.post(f"/v1/calls/{call_id}/end", caller)
+        assert r.json()["call"]["charged"] == 20
+        assert await driver.wallet(caller) == (30, 0)
+        await driver.ledger_ok()
+
+
+class TestSilence:
+    async def test_a_silent_party_ends_the_call_billed_to_its_last_heartbeat(
+        self, driver: CallDriver
+    ) -> None:
+        caller = await driver.party(Role.client, coins=100)
+        host = await driver.party(Role.host)
+        call_id = await driver.connect(caller, host)
+        await driver.run(call_id, caller, host, until=100)  # host's last heartbeat: 100 s
+        for _ in range(8):  # only the client keeps talking
+            driver.clock.advance(5)
+            await driver.heartbeat(call_id, caller)
+            await driver.tick()
+        final = await driver.call(call_id, caller)
+        assert final["end_reason"] == "connection_lost"
+        assert final["billed_seconds"] == 100
+        assert final["charged"] == 10
+        assert await driver.wallet(caller) == (90, 0)
+        await driver.ledger_ok()
+
+    async def test_charges_wait_for_both_parties(self, driver: CallDriver) -> None:
+        """A boundary passes while heartbeats lag: nothing is charged beyond the moment both
+        were last seen, and the charge lands when they report again."""
+        caller = await driver.party(Role.client, coins=100)
+        host = await driver.party(Role.host)
+        call_id = await driver.connect(caller, host)
+        await driver.run(call_id, caller, host, until=55)
+        driver.clock.advance(7)  # 62 s, last heartbeats at 55 s
+        await driver.tick()
+        assert (await driver.call(call_id, caller))["charged"] == 0
+        await driver.both_heartbeat(call_id, caller, host)
+        assert (await driver.call(call_id, caller))["charged"] == 10
+        await driver.ledger_ok()
+
+
+class TestUnbilledEndings:
+    async def _assert_free(self, driver: CallDriver, caller: object, call_id: int,
+                           reason: str) -> None:  # fmt: skip
+        from tests.calls.driver import Party
+
+        assert isinstance(caller, Party)
+        call = await driver.call(call_id, caller)
+        assert (call["status"], call["end_reason"]) == ("ended", reason)
+        assert (call["charged"], call["held"], call["billed_seconds"]) == (0, 0, 0)
+        assert await driver.wallet(caller) == (50, 0)
+        await driver.ledger_ok()
+
+    async def test_declined(self, driver: CallDriver) -> None:
+        caller, host = await driver.party(Role.client, 50), await driver.party(Role.host)
+        call = await driver.ring(caller, host)
+        assert (await driver.wallet(caller)) == (50, 10)  # the first interval is held
+        r = await driver.post(f"/v1/calls/{call['id']}/decline", host)
+        assert r.status_code == 200
+        await self._assert_free(driver, caller, call["id"], "declined")
+
+    async def test_cancelled(self, driver: CallDriver) -> None:
+        caller, host = await driver.party(Role.client, 50), await driver.party(Role.host)
+        call = await driver.ring(caller, host)
+        await driver.post(f"/v1/calls/{call['id']}/end", caller)
+        await self._assert_free(driver, caller, call["id"], "cancelled")
+
+    async def test_missed(self, driver: CallDriver) -> None:
+        caller, host = await driver.party(Role.client, 50), await driver.party(Role.host)
+        call = await driver.ring(caller, host)
+        driver.clock.advance(44)
+        await driver.tick()
+        assert (await driver.call(call["id"], caller))["status"] == "ringing"
+        driver.clock.advance(1)
+        await driver.tick()
+        await self._assert_free(driver, caller, call["id"], "missed")
+
+    async def test_connect_failed_even_if_one_side_withholds_its_report(
+        self, driver: CallDriver
+    ) -> None:
+        caller, host = await driver.party(Role.client, 50), await driver.party(Role.host)
+        call = await driver.ring(caller, host)
+        await driver.post(f"/v1/calls/{call['id']}/accept", host)
+        for _ in range(6):  # the host's media plays; the client never says so
+            driver.clock.advance(5)
+            await driver.heartbeat(call["id"], host, media=True)
+            await driver.heartbeat(call["id"], caller, media=False)
+            await driver.tick()
+        await self._assert_free(driver, caller, call["id"], "connect_failed")
+
+
+class TestCreate:
+    async def test_402_when_available_is_below_the_rate(self, driver: CallDriver) -> None:
+        caller, host = await driver.party(Role.client, 9), await driver.party(Role.host)
+        r = await driver.post("/v1/calls", caller, {"host_id": host.user.id})
+        assert r.status_code == 402
+        assert r.json() == {"error": "insufficient_funds", "detail": "not enough coins: 10 needed"}
+
+    async def test_the_host_rate_is_snapshotted(self, driver: CallDriver) -> None:
+        caller, host = await driver.party(Role.client, 100), await driver.party(Role.host)
+        r = await driver.client.put("/v1/hosts/me", json={"rate": 25}, headers=host.headers)
+        assert r.json()["rate"] == 25
+        call_id = await driver.connect(caller, host)
+        r = await driver.client.put("/v1/hosts/me", json={"rate": 5}, headers=host.headers)
+        await driver.run(call_id, caller, host, until=60)
+        call = await driver.call(call_id, caller)
+        assert (call["rate"], call["charged"], call["host_earned"]) == (25, 25, 17)
+        await driver.ledger_ok()
+
+    async def test_busy_sides_are_409(self, driver: CallDriver) -> None:
+        a, b = await driver.party(Role.client, 50), await driver.party(Role.client, 50)
+        h1, h2 = await driver.party(Role.host), await driver.party(Role.host)
+        await driver.ring(a, h1)
+        r = await driver.post("/v1/calls", b, {"host_id": h1.user.id})
+        assert (r.status_code, r.json()["error"]) == (409, "host_busy")
+        r = await driver.post("/v1/calls", a, {"host_id": h2.user.id})
+        assert (r.status_code, r.json()["error"]) == (409, "client_busy")
+        hosts = (await driver.client.get("/v1/hosts", headers=b.headers)).json()
+        assert {h["id"]: h["busy"] for h in hosts} == {h1.user.id: True, h2.user.id: False}
+
+    async def test_concurrent_rings_to_one_host(self, driver: CallDriver) -> None:
+        host = await driver.party(Role.host)
+        callers = [await driver.party(Role.client, 20) for _ in range(10)]
+        results = await asyncio.gather(
+            *(driver.post("/v1/calls", c, {"host_id": host.user.id}) for c in callers)
+        )
+        codes = sorted(r.status_code for r in results)
+        assert codes == [201] + [409] * 9
+        held = [await driver.wallet(c) for c in callers]
+        assert sorted(h for _, h in held) == [0] * 9 + [10]
+        await driver.ledger_ok()
+
+    async def test_one_client_rings_many_hosts_at_once(self, driver: CallDriver) -> None:
+        caller = await driver.party(Role.client, 100)
+        hosts = [await driver.party(Role.host) for _ in range(5)]
+        results = await asyncio.gather(
+            *(driver.post("/v1/calls", caller, {"host_id": h.user.id}) for h in hosts)
+        )
+        assert sorted(r.status_code for r in results) == [201, 409, 409, 409, 409]
+        assert await driver.wallet(caller) == (100, 10)
+
+    async def test_host_not_accepting_and_unknown_host(self, driver: CallDriver) -> None:
+        caller, host = await driver.party(Role.client, 50), await driver.party(Role.host)
+        await driver.client.put("/v1/hosts/me", json={"accepting_calls": False},
+                                headers=host.headers)  # fmt: skip
+        r = await driver.post("/v1/calls", caller, {"host_id": host.user.id})
+        assert (r.status_code, r.json()["error"]) == (409, "host_unavailable")
+        for bad in ({"host_id": caller.user.id}, {"host_id": 10**9}):
+            assert (await driver.post("/v1/calls", caller, bad)).status_code == 404
+        for bad_body in ({"host_id": "1"}, {"host_id": 0}, {}, {"host_id": 1, "x": 1}):
+            assert (await driver.post("/v1/calls", caller, bad_body)).status_code == 422
+
+    async def test_rate_bounds(self, driver: CallDriver) -> None:
+        host = await driver.party(Role.host)
+        for rate in (0, -1, 10_001):
+            r = await driver.client.put("/v1/hosts/me", json={"rate": rate}, headers=host.headers)
+            assert r.status_code == 422
+        caller = await driver.party(Role.client)
+        r = await driver.client.put("/v1/hosts/me", json={"rate": 5}, headers=caller.headers)
+        assert r.status_code == 403
+
+
+class TestAccess:
+    async def test_only_parties_and_admins(self, driver: CallDriver) -> None:
+        caller, host = await driver.party(Role.client, 50), await driver.party(Role.host)
+        other_client, other_host = await driver.party(Role.client), await driver.party(Role.host)
+        admin = await driver.party(Role.admin)
+        call = await driver.ring(caller, host)
+        cid = call["id"]
+        for outsider in (other_client, other_host):
+            h = outsider.headers
+            assert (await driver.client.get(f"/v1/calls/{cid}", headers=h)).status_code == 404
+            for path, body in [
+                (f"/v1/calls/{cid}/heartbeat", {"media_connected": True}),
+                (f"/v1/calls/{cid}/end", None),
+                (f"/v1/calls/{cid}/accept", None),
+                (f"/v1/calls/{cid}/decline", None),
+                (f"/v1/calls/{cid}/signal", {"type": "offer", "payload": "x"}),
+            ]:
+                assert (await driver.post(path, outsider, body)).status_code == 404, path
+            r = await driver.client.get(f"/v1/calls/{cid}/events", headers=h)
+            assert r.status_code == 404
+        assert (await driver.post(f"/v1/calls/{cid}/accept", caller)).status_code == 403
+        assert (await driver.client.get(f"/v1/calls/{cid}", headers=admin.headers)).is_success
+        assert (await driver.client.get(f"/v1/calls/{cid}")).status_code == 401
+        r = await driver.post("/v1/calls", host, {"host_id": host.user.id})
+        assert r.status_code == 403
+        assert (await driver.call(cid, caller))["status"] == "ringing"
+
+
+class TestPolicies:
+    @pytest.mark.parametrize(
+        ("policy", "seconds", "charged"),
+        [("per_started_interval", 65, 20), ("per_second", 65, 10), ("per_second", 95, 15)],
+    )
+    async def test_other_policies(
+        self, driver: CallDriver, policy: str, seconds: int, charged: int
+    ) -> None:
+        driver.runtime.settings = driver.runtime.settings.model_copy(
+            update={"billing_policy": policy}
+        )
+        caller, host = await driver.party(Role.client, 100), await driver.party(Role.host)
+        call_id = await driver.connect(caller, host)
+        await driver.run(call_id, caller, host, until=seconds)
+        r = await driver.post(f"/v1/calls/{call_id}/end", host)
+        final = r.json()["call"]
+        assert (final["policy"], final["billed_seconds"], final["charged"]) == (
+            policy,
+            seconds,
+            charged,
+        )
+        assert final["end_reason"] == "host_hangup"
+        await driver.ledger_ok()
+
+    async def test_per_second_uses_every_coin(self, driver: CallDriver) -> None:
+        driver.runtime.settings = driver.runtime.settings.model_copy(
+            update={"billing_policy": "per_second"}
+        )
+        caller, host = await driver.party(Role.client, 25), await driver.party(Role.host)
+        call_id = await driver.connect(caller, host)
+        await driver.run(call_id, caller, host, until=200)
+        final = await driver.call(call_id, caller)
+        assert (final["end_reason"], final["billed_seconds"], final["charged"]) == (
+            "insufficient_funds",
+            155,
+            25,
+        )
+        assert await driver.wallet(caller) == (0, 0)
+        await driver.ledger_ok()
+
+    async def test_free_seconds(self, driver: CallDriver) -> None:
+        driver.runtime.settings = driver.runtime.settings.model_copy(update={"free_seconds": 30})
+        caller, host = await driver.party(Role.client, 100), await driver.party(Role.host)
+        call_id = await driver.connect(caller, host)
+        await driver.run(call_id, caller, host, until=85)
+        assert (await driver.call(call_id, caller))["charged"] == 0
+        await driver.run(call_id, caller, host, until=10)
+        r = await driver.post(f"/v1/calls/{call_id}/end", caller)
+        assert (r.json()["call"]["billed_seconds"], r.json()["call"]["charged"]) == (95, 10)
+        await driver.ledger_ok()
