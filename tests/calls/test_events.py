@@ -1,0 +1,159 @@
+"""The live call stream over a real HTTP connection (uvicorn on loopback)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from callmeter.app import create_app
+from callmeter.calls import events as events_module
+from callmeter.calls import service
+from callmeter.kit.db import run_in_transaction
+from callmeter.kit.runtime import Runtime
+from callmeter.models import Role
+from tests.calls.driver import CallDriver
+
+
+@pytest.fixture
+async def base_url(runtime: Runtime) -> AsyncIterator[str]:
+    runtime.settings = runtime.settings.model_copy(update={"events_poll_seconds": 0.1})
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = uvicorn.Config(create_app(runtime=runtime), host="127.0.0.1", port=port,
+                            log_level="warning", lifespan="off")  # fmt: skip
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started:  # noqa: ASYNC110 - uvicorn offers no event to wait on
+        await asyncio.sleep(0.01)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    await task
+
+
+class Stream:
+    """Reads ``event:``/``data:`` blocks from an open event stream."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.lines = response.aiter_lines()
+
+    async def next(self, within: float = 3.0) -> tuple[str, Any]:
+        async def read() -> tuple[str, Any]:
+            event, data = "message", ""
+            async for line in self.lines:
+                if line.startswith("event:"):
+                    event = line.split(":", 1)[1].strip()
+                elif line.startswith("data:"):
+                    data += line.split(":", 1)[1].strip()
+                elif line == "" and data:
+                    return event, json.loads(data)
+            raise EOFError
+
+        return await asyncio.wait_for(read(), within)
+
+    async def until(self, event: str, check: Any, within: float = 3.0) -> Any:
+        deadline = time.monotonic() + within
+        while True:
+            kind, data = await self.next(max(0.01, deadline - time.monotonic()))
+            if kind == event and check(data):
+                return data
+
+
+async def test_changes_from_another_process_reach_the_stream(
+    driver: CallDriver, runtime: Runtime, base_url: str
+) -> None:
+    caller, host = await driver.party(Role.client, 50), await driver.party(Role.host)
+    call = await driver.ring(caller, host)
+    url = f"{base_url}/v1/calls/{call['id']}/events"
+    async with (
+        httpx.AsyncClient() as http,
+        http.stream("GET", url, headers=caller.headers, timeout=10) as response,
+    ):
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        stream = Stream(response)
+        first = await stream.until("call", lambda c: True)
+        assert first["status"] == "ringing"
+
+        await driver.post(f"/v1/calls/{call['id']}/accept", host)
+        assert (await stream.until("call", lambda c: c["status"] == "connecting"))["id"]
+
+        # Another process (its own engine and pool) ends the call, as a worker would.
+        other = Runtime.create(runtime.settings, driver.clock)
+        try:
+
+            async def end(session: AsyncSession) -> object:
+                return await service.admin_end(session, call_id=call["id"], now=driver.clock.now())
+
+            started = time.monotonic()
+            await run_in_transaction(other.sessionmaker, end)
+            final = await stream.until("call", lambda c: c["status"] == "ended", within=2.0)
+            assert time.monotonic() - started < 2.0
+        finally:
+            await other.close()
+        assert final["end_reason"] == "admin"
+        with pytest.raises(EOFError):  # the stream closes after the final event
+            await stream.next()
+
+
+async def test_signals_reach_the_other_party(driver: CallDriver, base_url: str) -> None:
+    caller, host = await driver.party(Role.client, 50), await driver.party(Role.host)
+    call = await driver.ring(caller, host)
+    await driver.post(f"/v1/calls/{call['id']}/accept", host)
+    url = f"{base_url}/v1/calls/{call['id']}/events"
+    async with (
+        httpx.AsyncClient() as http,
+        http.stream("GET", url, headers=host.headers, timeout=10) as response,
+    ):
+        stream = Stream(response)
+        offer = {"sdp": "v=0 fake offer", "type": "offer"}
+        r = await driver.post(
+            f"/v1/calls/{call['id']}/signal", caller, {"type": "offer", "payload": offer}
+        )
+        assert r.status_code == 202
+        signal = await stream.until("signal", lambda s: True)
+        assert (signal["type"], signal["payload"], signal["sender_id"]) == (
+            "offer",
+            offer,
+            caller.user.id,
+        )
+    bad = await driver.post(f"/v1/calls/{call['id']}/signal", caller, {"type": "bye"})
+    assert bad.status_code == 422
+
+
+async def test_keepalive_call_events(
+    driver: CallDriver, base_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(events_module, "KEEPALIVE_SECONDS", 0.3)
+    caller, host = await driver.party(Role.client, 50), await driver.party(Role.host)
+    call = await driver.ring(caller, host)
+    url = f"{base_url}/v1/calls/{call['id']}/events"
+    async with (
+        httpx.AsyncClient() as http,
+        http.stream("GET", url, headers=caller.headers, timeout=10) as response,
+    ):
+        stream = Stream(response)
+        seen = [await stream.until("call", lambda c: True) for _ in range(3)]
+    assert {c["status"] for c in seen} == {"ringing"}
+
+
+async def test_only_parties_and_admins_may_stream(driver: CallDriver, base_url: str) -> None:
+    caller, host = await driver.party(Role.client, 50), await driver.party(Role.host)
+    outsider, admin = await driver.party(Role.client), await driver.party(Role.admin)
+    call = await driver.ring(caller, host)
+    url = f"{base_url}/v1/calls/{call['id']}/events"
+    async with httpx.AsyncClient() as http:
+        assert (await http.get(url, headers=outsider.headers)).status_code == 404
+        assert (await http.get(url)).status_code == 401
+        async with http.stream("GET", url, headers=admin.headers, timeout=10) as response:
+            assert response.status_code == 200
+            assert (await Stream(response).until("call", lambda c: True))["id"] == call["id"]
