@@ -146,3 +146,13 @@ async def driver(client: AsyncClient, runtime: Runtime, clock: ManualClock) -> o
     from tests.calls.driver import CallDriver
 
     return CallDriver(client, runtime, clock)
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    """Environment for running the `callmeter` command on a fresh SQLite file."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("CALLMETER_")}
+    environ["CALLMETER_DATABASE_URL"] = f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"
+    environ["CALLMETER_PASSWORD_HASH_PROFILE"] = "cheapest"
+    environ["COLUMNS"] = "120"
+    return environ

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import contextlib
 import socket
 import sqlite3
 import subprocess
@@ -15,15 +15,6 @@ import httpx
 import pytest
 
 CALLMETER = [sys.executable, "-m", "callmeter"]
-
-
-@pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("CALLMETER_")}
-    environ["CALLMETER_DATABASE_URL"] = f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"
-    environ["CALLMETER_PASSWORD_HASH_PROFILE"] = "cheapest"
-    environ["COLUMNS"] = "120"
-    return environ
 
 
 def run(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -96,11 +87,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture
-def server(env: dict[str, str], tmp_path: Path) -> Iterator[str]:
-    run(env, "migrate")
-    run(env, "demo")
-    port = free_port()
+@contextlib.contextmanager
+def start_server(env: dict[str, str], tmp_path: Path, port: int) -> Iterator[str]:
+    """`callmeter serve` on ``port`` until the block ends."""
     log = tmp_path / "serve.log"
     with log.open("w") as out:
         proc = subprocess.Popen(
@@ -123,6 +112,14 @@ def server(env: dict[str, str], tmp_path: Path) -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+@pytest.fixture
+def server(env: dict[str, str], tmp_path: Path) -> Iterator[str]:
+    run(env, "migrate")
+    run(env, "demo")
+    with start_server(env, tmp_path, free_port()) as base:
+        yield base
 
 
 @pytest.mark.slow
