@@ -88,12 +88,12 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def start_server(env: dict[str, str], tmp_path: Path, port: int) -> Iterator[str]:
+def start_server(env: dict[str, str], tmp_path: Path, port: int, *extra: str) -> Iterator[str]:
     """`callmeter serve` on ``port`` until the block ends."""
-    log = tmp_path / "serve.log"
+    log = tmp_path / f"serve-{port}.log"
     with log.open("w") as out:
         proc = subprocess.Popen(
-            [*CALLMETER, "serve", "--port", str(port)], env=env, stdout=out, stderr=out
+            [*CALLMETER, "serve", "--port", str(port), *extra], env=env, stdout=out, stderr=out
         )
     base = f"http://127.0.0.1:{port}"
     try:

@@ -5,31 +5,38 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.test_cli import free_port, run, start_server
+from tests.test_cli import CALLMETER, free_port, run, start_server
 
 pytestmark = pytest.mark.slow
 
 PASSWORD = "e2e-password"
 
 
-@pytest.fixture
-def billing_server(env: dict[str, str], tmp_path: Path) -> Iterator[str]:
+def prepare(env: dict[str, str]) -> None:
     env.update(
         CALLMETER_BILLING_INTERVAL_SECONDS="1",
         CALLMETER_METER_TICK_SECONDS="0.2",
         CALLMETER_HEARTBEAT_TIMEOUT_SECONDS="5",
+        CALLMETER_EVENTS_POLL_SECONDS="0.2",
     )
     run(env, "migrate")
     for name, role in [("cli1", "client"), ("cli2", "client"), ("hst1", "host"), ("hst2", "host")]:
         run(env, "user", "add", name, "--role", role, "--password", PASSWORD)
     run(env, "coins", "grant", "cli1", "100")
     run(env, "coins", "grant", "cli2", "25")
+
+
+@pytest.fixture
+def billing_server(env: dict[str, str], tmp_path: Path) -> Iterator[str]:
+    prepare(env)
     with start_server(env, tmp_path, free_port()) as base:
         yield base
 
@@ -113,4 +120,55 @@ async def test_calls_over_http(billing_server: str, env: dict[str, str]) -> None
         entries = (await http.get("/v1/wallet/entries", headers=c2)).json()["items"]
         assert sum(e["amount"] for e in entries if e["call_id"] == b) == -20
 
+    assert "ledger check passed" in run(env, "ledger", "check").stdout
+
+
+@pytest.fixture
+def split_deployment(env: dict[str, str], tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """Two API processes without meters and one `callmeter worker`."""
+    prepare(env)
+    with (tmp_path / "worker.log").open("w") as log:
+        worker = subprocess.Popen([*CALLMETER, "worker"], env=env, stdout=log, stderr=log)
+        try:
+            with (
+                start_server(env, tmp_path, free_port(), "--no-meter") as api1,
+                start_server(env, tmp_path, free_port(), "--no-meter") as api2,
+            ):
+                yield api1, api2
+        finally:
+            worker.terminate()
+            worker.wait(timeout=10)
+    assert worker.returncode == 0, (tmp_path / "worker.log").read_text()
+
+
+async def test_a_separate_worker_ends_the_call_and_the_stream_hears_it(
+    split_deployment: tuple[str, str], env: dict[str, str]
+) -> None:
+    """The worker ends a call that ran out of coins, and a stream opened on the *other*
+    API process hears it."""
+    api1, api2 = split_deployment
+    async with (
+        httpx.AsyncClient(base_url=api1, timeout=10) as http1,
+        httpx.AsyncClient(base_url=api2, timeout=10) as http2,
+    ):
+        c2, h2 = await login(http1, "cli2"), await login(http2, "hst2")
+        call_id = await start_call(http1, c2, h2, "hst2")
+        beats = asyncio.create_task(keep_alive(http1, call_id, c2, h2))
+        final = None
+        try:
+            async with http2.stream("GET", f"/v1/calls/{call_id}/events", headers=c2) as stream:
+                async for line in stream.aiter_lines():
+                    if line.startswith("data:") and '"status":"ended"' in line:
+                        final = json.loads(line[5:])
+                        break
+        finally:
+            beats.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beats
+    assert final is not None
+    assert (final["end_reason"], final["charged"], final["billed_seconds"]) == (
+        "insufficient_funds",
+        20,
+        2,
+    )
     assert "ledger check passed" in run(env, "ledger", "check").stdout
