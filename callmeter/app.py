@@ -26,6 +26,7 @@ from callmeter.kit.body_limit import BodySizeLimitMiddleware
 from callmeter.kit.clock import Clock
 from callmeter.kit.runtime import Runtime
 from callmeter.ledger.endpoints import router as ledger_router
+from callmeter.media.endpoints import router as webhooks_router
 from callmeter.meter.loop import run_meter
 from callmeter.ops.endpoints import router as ops_router
 from callmeter.ops.metrics import MetricsMiddleware
@@ -137,7 +138,14 @@ def create_app(
         app.state.runtime = runtime
     install_error_handlers(app)
     app.include_router(ops_router)
-    for router in (auth_router, ledger_router, hosts_router, calls_router, admin_router):
+    for router in (
+        auth_router,
+        ledger_router,
+        hosts_router,
+        calls_router,
+        admin_router,
+        webhooks_router,
+    ):
         app.include_router(router, responses=ERROR_RESPONSES)
 
     app.add_middleware(

@@ -59,6 +59,11 @@ class Settings(BaseSettings):
     livekit_url: str | None = None
     livekit_api_key: str | None = None
     livekit_api_secret: str | None = None
+    livekit_token_ttl_seconds: int = Field(default=600, ge=60, le=24 * 3600)
+    livekit_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    livekit_reconcile_seconds: float = Field(default=5.0, gt=0, le=300)
+    livekit_absence_grace_seconds: int = Field(default=15, ge=1, le=600)
+    livekit_departure_timeout_seconds: int = Field(default=20, ge=0, le=3600)
 
     password_hash_profile: PasswordHashProfile = PasswordHashProfile.rfc_9106_low_memory
     login_failures_per_minute: int = Field(default=10, ge=1)
@@ -85,6 +90,10 @@ class Settings(BaseSettings):
                 raise ValueError(
                     "CALLMETER_CORS_ORIGINS must list the allowed origins (not '*') "
                     "when CALLMETER_ENV=production"
+                )
+            if self.livekit_enabled and len(self.livekit_api_secret or "") < 32:
+                raise ValueError(
+                    "CALLMETER_LIVEKIT_API_SECRET must be at least 32 characters in production"
                 )
             if self.password_hash_profile is PasswordHashProfile.cheapest:
                 raise ValueError("the 'cheapest' password hash profile is for tests only")

@@ -28,8 +28,8 @@ def run(env: dict[str, str], *args: str, check: bool = True) -> subprocess.Compl
 
 class TestCommands:
     def test_migrate_users_grants_and_check(self, env: dict[str, str], tmp_path: Path) -> None:
-        assert "revision 0002" in run(env, "migrate").stdout
-        assert "revision 0002" in run(env, "migrate").stdout  # idempotent
+        assert "database at revision 00" in run(env, "migrate").stdout
+        assert "database at revision 00" in run(env, "migrate").stdout  # idempotent
         out = run(env, "user", "add", "Root", "--role", "admin", "--password", "admin-pass").stdout
         assert "created admin root" in out
         run(env, "user", "add", "alice", "--role", "client", "--password", "alice-pass")

@@ -35,9 +35,14 @@ async def create_call(
     or the host already have an unfinished call."""
     now = runtime.clock.now()
     call = await service.create_call(
-        session, client=client, host_id=body.host_id, settings=runtime.settings, now=now
+        session,
+        client=client,
+        host_id=body.host_id,
+        settings=runtime.settings,
+        now=now,
+        livekit=runtime.livekit,
     )
-    return CallWithMedia(call=CallOut.of(call, now), media=media_for(call))
+    return CallWithMedia(call=CallOut.of(call, now), media=media_for(call, client, runtime.livekit))
 
 
 @router.get("")
@@ -73,9 +78,14 @@ async def accept_call(
     """The host picks up a ringing call and gets its media credentials."""
     now = runtime.clock.now()
     call = await service.accept(
-        session, user=user, call_id=call_id, settings=runtime.settings, now=now
+        session,
+        user=user,
+        call_id=call_id,
+        settings=runtime.settings,
+        now=now,
+        livekit=runtime.livekit,
     )
-    return CallWithMedia(call=CallOut.of(call, now), media=media_for(call))
+    return CallWithMedia(call=CallOut.of(call, now), media=media_for(call, user, runtime.livekit))
 
 
 @router.post("/{call_id}/decline")

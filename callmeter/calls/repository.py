@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import and_, exists, func, or_, select, update
@@ -57,9 +58,17 @@ async def list_calls(
     return list((await session.scalars(query)).all())
 
 
+@dataclass(frozen=True)
+class DueCall:
+    id: int
+    status: str
+    media_provider: str
+    room: str
+
+
 async def claim_due_calls(
     session: AsyncSession, *, now: datetime, lease_until: datetime, limit: int
-) -> list[int]:
+) -> list[DueCall]:
     """Take up to ``limit`` calls that need attention at ``now`` and push their ``due_at``
     to ``lease_until`` so that other workers pass them by while this one works on them
     (a crashed worker's calls come due again when the lease runs out)."""
@@ -74,10 +83,10 @@ async def claim_due_calls(
         update(Call)
         .where(Call.id.in_(due.scalar_subquery()))
         .values(due_at=lease_until)
-        .returning(Call.id)
+        .returning(Call.id, Call.status, Call.media_provider, Call.room)
         .execution_options(synchronize_session=False)
     )
-    return sorted(result.scalars().all())
+    return sorted((DueCall(*row) for row in result), key=lambda due: due.id)
 
 
 async def list_hosts(session: AsyncSession) -> list[tuple[User, bool]]:

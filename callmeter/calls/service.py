@@ -7,6 +7,7 @@ Each function locks the call row first, changes it, and flushes (the ORM's UPDAT
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
@@ -30,6 +31,8 @@ from callmeter.errors import (
     RefundTooLarge,
 )
 from callmeter.ledger import service as ledger
+from callmeter.media import presence
+from callmeter.media.livekit import LiveKit, MediaUnavailable, Participant
 from callmeter.models import AccountKind, Call, CallSignal, CallStatus, EndReason, Role, User
 
 Party = Literal["client", "host"]
@@ -70,7 +73,13 @@ async def get_visible_call(session: AsyncSession, user: User, call_id: int) -> C
 
 
 async def create_call(
-    session: AsyncSession, *, client: User, host_id: int, settings: Settings, now: datetime
+    session: AsyncSession,
+    *,
+    client: User,
+    host_id: int,
+    settings: Settings,
+    now: datetime,
+    livekit: LiveKit | None = None,
 ) -> Call:
     """Ring a host. Holds the first interval's price so the call can start; 402 when the
     client's available coins are below the host's rate, 409 when either side is busy."""
@@ -121,11 +130,28 @@ async def create_call(
     call.held = rate
     call.room = f"call-{call.id}"
     await _save(session)
+    # Last, inside the transaction: if LiveKit is down the whole call rolls back (503),
+    # nothing held and nothing left ringing.
+    await _ensure_room(call, livekit)
     return call
 
 
+async def _ensure_room(call: Call, livekit: LiveKit | None) -> None:
+    if call.media_provider != "livekit":
+        return
+    if livekit is None:
+        raise MediaUnavailable("this call uses LiveKit, which is not configured")
+    await livekit.create_room(call.room)
+
+
 async def accept(
-    session: AsyncSession, *, user: User, call_id: int, settings: Settings, now: datetime
+    session: AsyncSession,
+    *,
+    user: User,
+    call_id: int,
+    settings: Settings,
+    now: datetime,
+    livekit: LiveKit | None = None,
 ) -> Call:
     """The host picks up: the call starts connecting (billing waits for both media)."""
     call, party = _require_party(await _locked(session, call_id), user)
@@ -138,8 +164,11 @@ async def accept(
     call.status = CallStatus.connecting
     call.accepted_at = now
     call.due_at = now + timedelta(seconds=settings.connect_timeout_seconds)
+    if call.media_provider == "livekit":
+        call.due_at = min(call.due_at, presence.next_look(call, now, settings))
     call.version += 1
     await _save(session)
+    await _ensure_room(call, livekit)  # the room may have expired while ringing
     return call
 
 
@@ -171,7 +200,9 @@ async def heartbeat(
     call, party = _require_party(await _locked(session, call_id), user)
     if call.status == CallStatus.ended:
         return call
-    if party == "client":
+    if call.media_provider == "livekit":
+        pass  # LiveKit is the witness of presence for its calls, not the browser
+    elif party == "client":
         call.client_last_seen_at = now
         if media_connected and call.status == CallStatus.connecting:
             call.client_media_at = call.client_media_at or now
@@ -179,19 +210,21 @@ async def heartbeat(
         call.host_last_seen_at = now
         if media_connected and call.status == CallStatus.connecting:
             call.host_media_at = call.host_media_at or now
-    if call.status == CallStatus.connecting and call.client_media_at and call.host_media_at:
-        activate(call, now)
+    activate_if_connected(call)
     if charge_pending(call, now):
         await settle(session, call, now, settings)
+    look_again_for_media(call, now, settings)
     await _save(session)
     return call
 
 
-def activate(call: Call, now: datetime) -> None:
-    """Both parties are connected: billing starts now."""
+def activate_if_connected(call: Call) -> None:
+    """Once both parties are connected, billing starts: at the later of the two moments."""
+    if call.status != CallStatus.connecting or not (call.client_media_at and call.host_media_at):
+        return
     call.status = CallStatus.active
-    call.started_at = now
-    call.next_charge_at = now  # settle right away: sets the schedule and the hold
+    call.started_at = max(call.client_media_at, call.host_media_at)
+    call.next_charge_at = call.started_at  # settle right away: sets the schedule and hold
     call.version += 1
 
 
@@ -217,15 +250,45 @@ async def admin_end(session: AsyncSession, *, call_id: int, now: datetime) -> Ca
     return call
 
 
+@dataclass(frozen=True)
+class Roster:
+    """What LiveKit's ListParticipants said (``participants`` None: the room is gone)."""
+
+    participants: list[Participant] | None
+
+
 async def advance(
-    session: AsyncSession, *, call_id: int, settings: Settings, now: datetime
+    session: AsyncSession,
+    *,
+    call_id: int,
+    settings: Settings,
+    now: datetime,
+    roster: Roster | None = None,
 ) -> Call | None:
-    """What the meter does to a due call: time out rings, connects and silent parties,
-    settle charges, end calls whose coins ran out, and schedule the next look."""
+    """What the meter does to a due call: reconcile LiveKit presence (when ``roster`` is
+    given), time out rings, connects and silent or departed parties, settle charges, end
+    calls whose coins ran out, and schedule the next look."""
     call = await _locked(session, call_id)
     if call is None or call.status == CallStatus.ended:
         return call
-    if call.status == CallStatus.ringing:
+    if roster is not None and call.status in (CallStatus.connecting, CallStatus.active):
+        presence.reconcile(call, roster.participants, now)
+        activate_if_connected(call)
+    await _advance_locked(session, call, settings, now)
+    await _save(session)
+    return call
+
+
+async def _advance_locked(
+    session: AsyncSession, call: Call, settings: Settings, now: datetime
+) -> None:
+    departed = (
+        presence.departed_at(call, now, settings) if call.status == CallStatus.active else None
+    )
+    if departed is not None:
+        # billed to the moment the party left LiveKit, not to when we noticed
+        await finish(session, call, departed, EndReason.media_left, now)
+    elif call.status == CallStatus.ringing:
         deadline = call.created_at + timedelta(seconds=settings.ring_timeout_seconds)
         if now >= deadline:
             await finish(session, call, deadline, EndReason.missed, now)
@@ -246,8 +309,14 @@ async def advance(
             await finish(session, call, horizon, EndReason.connection_lost, now)
         else:
             await settle(session, call, now, settings)
-    await _save(session)
-    return call
+    look_again_for_media(call, now, settings)
+
+
+def look_again_for_media(call: Call, now: datetime, settings: Settings) -> None:
+    """A LiveKit call comes due for reconciliation every few seconds, and when a departed
+    party's grace period ends."""
+    if call.media_provider == "livekit" and call.status != CallStatus.ended:
+        call.due_at = min(call.due_at or now, presence.next_look(call, now, settings))
 
 
 async def add_signal(

@@ -27,6 +27,7 @@ from callmeter.config import BillingPolicy, Settings
 from callmeter.errors import InsufficientFunds
 from callmeter.ledger import repository as ledger_repository
 from callmeter.ledger import service as ledger
+from callmeter.media.kicks import enqueue_kick
 from callmeter.models import AccountKind, Call, CallStatus, EndReason
 
 LOW_BALANCE = "low_balance"
@@ -219,6 +220,8 @@ async def finish(
         reason = _unbilled_reason(reason)
     if call.hold_id is not None:
         await ledger.release_hold(session, hold_id=call.hold_id, now=now)
+    if call.media_provider == "livekit":
+        await enqueue_kick(session, call, now)  # expiring tokens disconnects nobody
     call.held = 0
     call.status = CallStatus.ended
     call.end_reason = reason

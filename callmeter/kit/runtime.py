@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from callmeter.config import PasswordHashProfile, Settings
 from callmeter.kit.clock import Clock, SystemClock
 from callmeter.kit.db import create_engine, create_sessionmaker
+from callmeter.media.livekit import LiveKit
 
 
 def password_hasher(profile: PasswordHashProfile) -> PasswordHasher:
@@ -26,6 +27,7 @@ class Runtime:
     read_sessionmaker: async_sessionmaker[AsyncSession]
     clock: Clock = field(default_factory=SystemClock)
     hasher: PasswordHasher = field(default_factory=PasswordHasher)
+    livekit: LiveKit | None = None
 
     @classmethod
     def create(cls, settings: Settings, clock: Clock | None = None) -> Runtime:
@@ -37,7 +39,10 @@ class Runtime:
             read_sessionmaker=create_sessionmaker(engine, read_only=True),
             clock=clock or SystemClock(),
             hasher=password_hasher(settings.password_hash_profile),
+            livekit=LiveKit(settings) if settings.livekit_enabled else None,
         )
 
     async def close(self) -> None:
+        if self.livekit is not None:
+            await self.livekit.close()
         await self.engine.dispose()

@@ -8,6 +8,7 @@ correctness does not depend on the claim — every step is idempotent — only e
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -16,8 +17,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from callmeter.calls import repository as calls_repository
 from callmeter.calls import service as calls
+from callmeter.calls.repository import DueCall
+from callmeter.calls.service import Roster
 from callmeter.kit.db import run_in_transaction
 from callmeter.kit.runtime import Runtime
+from callmeter.media.kicks import process_kicks
+from callmeter.media.livekit import MediaUnavailable
 from callmeter.models import Call
 
 log = logging.getLogger(__name__)
@@ -31,6 +36,7 @@ class TickResult:
     advanced: int = 0
     ended: int = 0
     failed: int = 0
+    kicked: int = 0
 
 
 async def tick(runtime: Runtime, now: datetime | None = None) -> TickResult:
@@ -40,22 +46,51 @@ async def tick(runtime: Runtime, now: datetime | None = None) -> TickResult:
     batch = runtime.settings.meter_batch_size
     while True:
 
-        async def claim(session: AsyncSession) -> list[int]:
+        async def claim(session: AsyncSession) -> list[DueCall]:
             return await calls_repository.claim_due_calls(
                 session, now=now, lease_until=now + LEASE, limit=batch
             )
 
-        call_ids = await run_in_transaction(runtime.sessionmaker, claim)
-        result.claimed += len(call_ids)
-        for call_id in call_ids:
-            await _advance_one(runtime, call_id, now, result)
-        if len(call_ids) < batch:
-            return result
+        due = await run_in_transaction(runtime.sessionmaker, claim)
+        result.claimed += len(due)
+        rosters = await _rosters(runtime, due)
+        for call in due:
+            await _advance_one(runtime, call.id, now, result, rosters.get(call.id))
+        if len(due) < batch:
+            break
+    result.kicked = await process_kicks(runtime, now)
+    return result
 
 
-async def _advance_one(runtime: Runtime, call_id: int, now: datetime, result: TickResult) -> None:
+async def _rosters(runtime: Runtime, due: list[DueCall]) -> dict[int, Roster]:
+    """Ask LiveKit who is in each due LiveKit call's room, outside any transaction and a
+    few at a time. A room LiveKit cannot be asked about gets no roster this tick."""
+    livekit = runtime.livekit
+    wanted = [
+        c for c in due if c.media_provider == "livekit" and c.status in ("connecting", "active")
+    ]
+    if livekit is None or not wanted:
+        return {}
+    limit = asyncio.Semaphore(8)
+
+    async def ask(call: DueCall) -> tuple[int, Roster | None]:
+        async with limit:
+            try:
+                return call.id, Roster(await livekit.list_participants(call.room))
+            except MediaUnavailable:
+                return call.id, None
+
+    answers = await asyncio.gather(*(ask(c) for c in wanted))
+    return {call_id: roster for call_id, roster in answers if roster is not None}
+
+
+async def _advance_one(
+    runtime: Runtime, call_id: int, now: datetime, result: TickResult, roster: Roster | None
+) -> None:
     async def work(session: AsyncSession) -> Call | None:
-        return await calls.advance(session, call_id=call_id, settings=runtime.settings, now=now)
+        return await calls.advance(
+            session, call_id=call_id, settings=runtime.settings, now=now, roster=roster
+        )
 
     try:
         call = await run_in_transaction(runtime.sessionmaker, work)

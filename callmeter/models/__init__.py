@@ -6,6 +6,7 @@ from callmeter.models.call import Call, CallSignal, CallStatus, EndReason
 from callmeter.models.hold import Hold
 from callmeter.models.idempotency import IdempotentRequest
 from callmeter.models.login_failure import LoginFailure
+from callmeter.models.media import MediaKick, WebhookEvent
 from callmeter.models.transfer import MAX_AMOUNT, Posting, Transfer
 from callmeter.models.user import Role, User
 
@@ -21,8 +22,10 @@ __all__ = [
     "Hold",
     "IdempotentRequest",
     "LoginFailure",
+    "MediaKick",
     "Posting",
     "Role",
     "Transfer",
     "User",
+    "WebhookEvent",
 ]

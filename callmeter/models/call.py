@@ -120,6 +120,13 @@ class Call(Base):
     client_media_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     host_media_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
+    # LiveKit presence: the participant sid LiveKit last reported for each party, and when
+    # that participant left (cleared when the party rejoins within the grace period).
+    client_lk_sid: Mapped[str | None] = mapped_column(String(64))
+    host_lk_sid: Mapped[str | None] = mapped_column(String(64))
+    client_left_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    host_left_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
     media_provider: Mapped[str] = mapped_column(String(16))
     room: Mapped[str] = mapped_column(String(64))
     version: Mapped[int] = mapped_column(Integer, default=0)

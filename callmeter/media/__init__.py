@@ -1,0 +1,1 @@
+"""Media: LiveKit rooms, tokens, webhooks, server-side disconnect and reconciliation."""
