@@ -51,6 +51,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         413: "request body too large",
         422: "validation error",
         429: "rate limited",
+        503: "a dependency (database, media server) is unavailable",
     }.items()
 }
 
