@@ -3,12 +3,15 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+WEB_STAMP := web/node_modules/.installed
+WEB_BUILD := web/dist/index.html
+WEB_SOURCES := $(shell find web/src -type f 2>/dev/null) web/index.html web/vite.config.ts web/tsconfig.json
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: setup run test lint format clean
+.PHONY: setup run test lint web-test browser format clean
 
-setup: $(STAMP)
+setup: $(STAMP) $(WEB_BUILD)
 
 # Reinstalls only when the dependency pins or the package metadata change.
 $(STAMP): pyproject.toml requirements.lock
@@ -17,22 +20,35 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $@
 
+$(WEB_STAMP): web/package.json web/package-lock.json
+	cd web && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+$(WEB_BUILD): $(WEB_STAMP) $(WEB_SOURCES)
+	cd web && npm run build --silent
+
 run: setup
 	$(BIN)/callmeter migrate
 	$(BIN)/callmeter demo
 	$(BIN)/callmeter serve --host $(HOST) --port $(PORT)
 
-lint: setup
+lint: $(STAMP)
 	$(BIN)/ruff check callmeter tests bench
 	$(BIN)/ruff format --check callmeter tests bench
 	$(BIN)/mypy --strict callmeter
 
-test: lint
+web-test: $(WEB_STAMP)
+	cd web && npm test --silent
+
+browser:
+	scripts/ensure-chromium.sh
+
+test: setup lint web-test browser
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-format: setup
+format: $(STAMP)
 	$(BIN)/ruff check --fix callmeter tests bench
 	$(BIN)/ruff format callmeter tests bench
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis web/node_modules web/dist

@@ -11,7 +11,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -80,6 +81,25 @@ def _describe_validation(exc: RequestValidationError) -> str:
     return "; ".join(parts) or "the request is not valid"
 
 
+API_PREFIXES = ("/v1", "/docs", "/redoc", "/openapi.json", "/metrics", "/healthz", "/readyz")
+
+
+def _wants_web_client(request: Request) -> bool:
+    """Client-side routes (/calls/3, /admin …) are the web client's index page."""
+    return request.method in ("GET", "HEAD") and not request.url.path.startswith(API_PREFIXES)
+
+
+def _web_index(request: Request) -> Response:
+    runtime = request.app.state.runtime
+    index = runtime.settings.web_dir / "index.html"
+    if not index.is_file():
+        return HTMLResponse(
+            "<h1>callmeter</h1><p>The web client is not built: run <code>make setup</code>.</p>",
+            status_code=503,
+        )
+    return FileResponse(index, headers={"Cache-Control": "no-cache"})
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(CallmeterError)
     async def _domain(_request: Request, exc: CallmeterError) -> JSONResponse:
@@ -90,7 +110,9 @@ def install_error_handlers(app: FastAPI) -> None:
         return _error(422, "validation_error", _describe_validation(exc))
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 404 and _wants_web_client(request):
+            return _web_index(request)
         code = HTTP_ERROR_CODES.get(exc.status_code, "error")
         response = _error(exc.status_code, code, str(exc.detail))
         for name, value in (exc.headers or {}).items():
@@ -148,6 +170,10 @@ def create_app(
         webhooks_router,
     ):
         app.include_router(router, responses=ERROR_RESPONSES)
+
+    assets = settings.web_dir / "assets"
+    if assets.is_dir():
+        app.mount("/assets", StaticFiles(directory=assets), name="web-assets")
 
     app.add_middleware(
         CORSMiddleware,

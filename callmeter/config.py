@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from functools import lru_cache
+from pathlib import Path
 from typing import Annotated
 
 from pydantic import Field, model_validator
@@ -65,6 +66,10 @@ class Settings(BaseSettings):
     livekit_absence_grace_seconds: int = Field(default=15, ge=1, le=600)
     livekit_departure_timeout_seconds: int = Field(default=20, ge=0, le=3600)
 
+    web_dir: Path = Field(
+        default_factory=lambda: Path(__file__).resolve().parent.parent / "web" / "dist",
+        description="the built web client (served at /)",
+    )
     password_hash_profile: PasswordHashProfile = PasswordHashProfile.rfc_9106_low_memory
     login_failures_per_minute: int = Field(default=10, ge=1)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)

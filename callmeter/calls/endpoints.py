@@ -5,11 +5,14 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Request, status
 from sse_starlette import EventSourceResponse
 
+from callmeter.auth import service as auth_service
 from callmeter.auth.dependencies import ClientUser, CurrentUser
+from callmeter.auth.tokens import read_access_token
 from callmeter.calls import repository, service
 from callmeter.calls.events import call_events
 from callmeter.calls.media import media_for
 from callmeter.calls.schemas import (
+    BeaconEndIn,
     CallEnvelope,
     CallOut,
     CallsPage,
@@ -125,6 +128,21 @@ async def end_call(
 ) -> CallEnvelope:
     """Hang up. Idempotent: every later end returns the same final call."""
     now = runtime.clock.now()
+    call = await service.end(
+        session, user=user, call_id=call_id, settings=runtime.settings, now=now
+    )
+    return CallEnvelope(call=CallOut.of(call, now))
+
+
+@router.post("/{call_id}/beacon-end")
+async def beacon_end(
+    call_id: CallId, body: BeaconEndIn, runtime: RuntimeDep, session: SessionDep
+) -> CallEnvelope:
+    """Hang up from a closing page: ``navigator.sendBeacon`` cannot set headers, so the
+    access token travels in the body. Otherwise the same as ``/end``."""
+    now = runtime.clock.now()
+    claims = read_access_token(body.access_token, secret=runtime.settings.secret_key, now=now)
+    user = await auth_service.user_for_token(session, claims.user_id)
     call = await service.end(
         session, user=user, call_id=call_id, settings=runtime.settings, now=now
     )

@@ -106,6 +106,10 @@ class SignalIn(BaseModel):
     )
 
 
+class BeaconEndIn(BaseModel):
+    access_token: Annotated[str, Field(min_length=1, max_length=4096)]
+
+
 class SignalAccepted(BaseModel):
     id: int
 

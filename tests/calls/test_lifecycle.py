@@ -313,3 +313,26 @@ class TestPolicies:
         r = await driver.post(f"/v1/calls/{call_id}/end", caller)
         assert (r.json()["call"]["billed_seconds"], r.json()["call"]["charged"]) == (95, 10)
         await driver.ledger_ok()
+
+
+class TestBeaconEnd:
+    async def test_the_token_in_the_body_hangs_up(self, driver: CallDriver) -> None:
+        caller, host = await driver.party(Role.client, 100), await driver.party(Role.host)
+        outsider = await driver.party(Role.client)
+        call_id = await driver.connect(caller, host)
+        await driver.run(call_id, caller, host, until=65)
+        url = f"/v1/calls/{call_id}/beacon-end"
+        bad = await driver.client.post(url, json={"access_token": "not-a-token"})
+        assert bad.status_code == 401
+        stranger = outsider.headers["Authorization"].removeprefix("Bearer ")
+        assert (await driver.client.post(url, json={"access_token": stranger})).status_code == 404
+        token = caller.headers["Authorization"].removeprefix("Bearer ")
+        r = await driver.client.post(url, json={"access_token": token})
+        assert r.status_code == 200
+        final = r.json()["call"]
+        assert (final["end_reason"], final["billed_seconds"], final["charged"]) == (
+            "client_hangup",
+            65,
+            10,
+        )
+        await driver.ledger_ok()

@@ -1,0 +1,192 @@
+"""The web client in Debian's Chromium (Playwright), against the real server: a client and a
+host in two browser contexts make a real peer-to-peer video call that the server bills."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright
+
+from tests.test_cli import free_port, run, start_server
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = "/usr/bin/chromium"
+PASSWORD = "browser-pass"
+SCREENSHOTS = os.environ.get("CALLMETER_SCREENSHOTS")  # a folder: save the README's pictures
+ARGS = [
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture
+def web_server(env: dict[str, str], tmp_path: Path) -> Iterator[str]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Debian's chromium is missing: `make test` installs it (scripts/)")
+    env.update(
+        CALLMETER_BILLING_INTERVAL_SECONDS="2",
+        CALLMETER_METER_TICK_SECONDS="0.2",
+        CALLMETER_EVENTS_POLL_SECONDS="0.2",
+        CALLMETER_HEARTBEAT_TIMEOUT_SECONDS="10",
+    )
+    run(env, "migrate")
+    users = [("poor", "client"), ("rich", "client"), ("tutor", "host"), ("boss", "admin")]
+    for name, role in users:
+        run(env, "user", "add", name, "--role", role, "--password", PASSWORD, "--display-name",
+            name.title())  # fmt: skip
+    run(env, "coins", "grant", "poor", "35")
+    run(env, "coins", "grant", "rich", "1000")
+    with start_server(env, tmp_path, free_port()) as base:
+        yield base
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as p:
+        chromium = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        yield chromium
+        await chromium.close()
+
+
+async def logged_in(browser: Browser, base: str, username: str) -> tuple[BrowserContext, Page]:
+    context = await browser.new_context(base_url=base, viewport={"width": 1000, "height": 800})
+    await context.grant_permissions(["camera", "microphone"])
+    page = await context.new_page()
+    await page.goto("/")
+    await page.get_by_label("Username").fill(username)
+    await page.get_by_label("Password").fill(PASSWORD)
+    await page.get_by_role("button", name="Log in").click()
+    await page.get_by_role("link", name="Home").wait_for()
+    return context, page
+
+
+async def start_call(browser: Browser, base: str, client: str) -> tuple[Page, Page, int]:
+    _, host = await logged_in(browser, base, "tutor")
+    _, caller = await logged_in(browser, base, client)
+    await caller.get_by_role("button", name="Call Tutor").click()
+    await caller.wait_for_url("**/calls/*")
+    call_id = int(caller.url.rsplit("/", 1)[1])
+    dialog = host.get_by_role("alertdialog", name="Incoming call")
+    await dialog.get_by_role("button", name="Accept").click()
+    await host.wait_for_url(f"**/calls/{call_id}")
+    return caller, host, call_id
+
+
+async def remote_video_plays(page: Page) -> None:
+    """Real frames: the remote <video> has a size and its clock advances."""
+    video = page.get_by_test_id("remote-video")
+    await page.wait_for_function(
+        "() => { const v = document.querySelector('[data-testid=remote-video]');"
+        " return v && v.videoWidth > 0 && v.currentTime > 0.3; }",
+        timeout=20_000,
+    )
+    first = await video.evaluate("v => v.currentTime")
+    await asyncio.sleep(0.5)
+    assert await video.evaluate("v => v.videoWidth") > 0
+    assert await video.evaluate("v => v.currentTime") > first
+
+
+async def test_a_video_call_billed_until_the_coins_run_out(
+    web_server: str, browser: Browser
+) -> None:
+    caller, host, call_id = await start_call(browser, web_server, "poor")
+    await asyncio.gather(remote_video_plays(caller), remote_video_plays(host))
+
+    # The cost meter steps at each 2-second boundary; the banner warns before the end.
+    seen: list[str] = []
+    banner = shot = False
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if await caller.get_by_test_id("end-reason").count():
+            break
+        cost = caller.get_by_test_id("cost")
+        if await cost.count():
+            text = await cost.inner_text()
+            if not seen or seen[-1] != text:
+                seen.append(text)
+        banner = banner or await caller.get_by_test_id("low-balance").count() > 0
+        if banner and SCREENSHOTS and not shot:
+            shot = True
+            await host.screenshot(path=f"{SCREENSHOTS}/host.png")
+            await caller.screenshot(path=f"{SCREENSHOTS}/call.png")
+        await asyncio.sleep(0.1)
+    assert seen[:3] == ["0 coins", "10 coins", "20 coins"], seen
+    assert banner
+
+    summary = caller.get_by_role("region", name="Call summary")
+    await summary.wait_for()
+    assert "coins ran out" in await caller.get_by_test_id("end-reason").inner_text()
+    assert await caller.get_by_test_id("charged").inner_text() == "30 coins"
+    assert await caller.get_by_test_id("balance").inner_text() == "5 coins"
+    await host.get_by_role("region", name="Call summary").wait_for()
+    assert await host.get_by_test_id("earned").inner_text() == "21 coins"
+    # media stopped on both sides
+    for page in (caller, host):
+        assert await page.locator("video").count() == 0
+
+    await caller.get_by_role("link", name="Back home").click()
+    assert await caller.get_by_test_id("balance").inner_text() == "5 coins"
+
+    if SCREENSHOTS:
+        _, admin = await logged_in(browser, web_server, "boss")
+        await admin.get_by_role("button", name="Run ledger check").click()
+        await admin.get_by_test_id("ledger-ok").wait_for()
+        await admin.screenshot(path=f"{SCREENSHOTS}/admin.png", full_page=True)
+
+    async with httpx.AsyncClient(base_url=web_server) as http:
+        token = (
+            await http.post("/v1/auth/login", json={"username": "poor", "password": PASSWORD})
+        ).json()["access_token"]
+        call = (
+            await http.get(f"/v1/calls/{call_id}", headers={"Authorization": f"Bearer {token}"})
+        ).json()["call"]
+    assert (call["end_reason"], call["billed_seconds"], call["charged"]) == (
+        "insufficient_funds",
+        6,
+        30,
+    )
+
+
+async def test_closing_the_tab_ends_the_call_at_that_moment(
+    web_server: str, browser: Browser, env: dict[str, str]
+) -> None:
+    caller, host, call_id = await start_call(browser, web_server, "rich")
+    await asyncio.gather(remote_video_plays(caller), remote_video_plays(host))
+    await caller.get_by_test_id("status").filter(has_text="active").wait_for()
+    await asyncio.sleep(3)
+    before = (await caller.get_by_test_id("billed").inner_text())
+    closed_at = time.monotonic()
+    await caller.close(run_before_unload=True)
+
+    await host.get_by_role("region", name="Call summary").wait_for(timeout=10_000)
+    noticed = time.monotonic() - closed_at
+    async with httpx.AsyncClient(base_url=web_server) as http:
+        token = (
+            await http.post("/v1/auth/login", json={"username": "tutor", "password": PASSWORD})
+        ).json()["access_token"]
+        call = (
+            await http.get(f"/v1/calls/{call_id}", headers={"Authorization": f"Bearer {token}"})
+        ).json()["call"]
+    assert call["end_reason"] == "client_hangup", call
+    assert noticed < 5
+    minutes, seconds = before.split(":")
+    shown = int(minutes) * 60 + int(seconds)
+    # billed to the moment the tab closed: what the page showed, plus at most the time it
+    # took to close (under a second here), never more
+    assert shown <= call["billed_seconds"] <= shown + 2
+    assert call["charged"] == 10 * (call["billed_seconds"] // 2)
+    assert "ledger check passed" in run(env, "ledger", "check").stdout

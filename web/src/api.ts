@@ -1,0 +1,129 @@
+/** The HTTP API: JSON in and out, errors as {error, detail}. */
+
+export interface Wallet {
+  balance: number;
+  held: number;
+  available: number;
+}
+
+export interface User {
+  id: number;
+  username: string;
+  role: "client" | "host" | "admin";
+  display_name: string;
+}
+
+export interface Me extends User {
+  wallet: Wallet | null;
+}
+
+export interface Call {
+  id: number;
+  client_id: number;
+  host_id: number;
+  status: "ringing" | "connecting" | "active" | "ended";
+  end_reason: string | null;
+  policy: string;
+  rate: number;
+  interval_seconds: number;
+  host_share_percent: number;
+  created_at: string;
+  accepted_at: string | null;
+  started_at: string | null;
+  ended_at: string | null;
+  billed_seconds: number;
+  charged: number;
+  host_earned: number;
+  held: number;
+  paid_until: string | null;
+  next_charge_at: string | null;
+  warning: "low_balance" | null;
+  refunded: number;
+}
+
+export interface Media {
+  provider: "livekit" | "p2p";
+  url: string | null;
+  room: string;
+  token: string | null;
+}
+
+export interface Host {
+  id: number;
+  display_name: string;
+  rate: number;
+  accepting_calls: boolean;
+  busy: boolean;
+}
+
+export interface Entry {
+  id: number;
+  amount: number;
+  kind: string;
+  call_id: number | null;
+  created_at: string;
+  balance_after: number;
+}
+
+export class ApiError extends Error {
+  constructor(
+    public status: number,
+    public code: string,
+    public detail: string,
+  ) {
+    super(detail);
+  }
+}
+
+/** A sentence for a person, for every error the API returns. */
+export function friendlyMessage(error: unknown): string {
+  if (!(error instanceof ApiError)) {
+    return "The server could not be reached. Check your connection and try again.";
+  }
+  const needed = /(\d+) needed/.exec(error.detail);
+  switch (error.code) {
+    case "insufficient_funds":
+      return needed ? `Not enough coins, ${needed[1]} needed.` : "Not enough coins.";
+    case "host_busy":
+      return "This host is in another call right now.";
+    case "client_busy":
+      return "You already have a call in progress.";
+    case "host_unavailable":
+      return "This host is not taking calls right now.";
+    case "invalid_credentials":
+      return "Wrong username or password.";
+    case "rate_limited":
+      return "Too many attempts. Wait a minute and try again.";
+    case "not_authenticated":
+      return "Your session has expired. Please log in again.";
+    case "username_taken":
+      return "That username is taken.";
+    case "media_unavailable":
+      return "Video is unavailable right now. Nothing was charged; try again shortly.";
+    case "call_ended":
+      return "This call has already ended.";
+    default:
+      return error.detail || `Request failed (${error.status}).`;
+  }
+}
+
+export async function request<T>(
+  path: string,
+  options: { method?: string; body?: unknown; token?: string | null; headers?: Record<string, string> } = {},
+): Promise<T> {
+  const headers: Record<string, string> = { ...(options.headers ?? {}) };
+  if (options.body !== undefined) headers["Content-Type"] = "application/json";
+  if (options.token) headers["Authorization"] = `Bearer ${options.token}`;
+  const response = await fetch(path, {
+    method: options.method ?? (options.body === undefined ? "GET" : "POST"),
+    headers,
+    body: options.body === undefined ? undefined : JSON.stringify(options.body),
+  });
+  const text = await response.text();
+  const data: unknown = text ? JSON.parse(text) : null;
+  if (!response.ok) {
+    const err = (data ?? {}) as { error?: string; detail?: string };
+    throw new ApiError(response.status, err.error ?? "error", err.detail ?? response.statusText);
+  }
+  return data as T;
+}

@@ -1,0 +1,43 @@
+import { describe, expect, it } from "vitest";
+import { describeEndReason, formatCoins, formatDuration, formatSignedCoins, secondsUntil } from "./format";
+
+describe("formatDuration", () => {
+  it("formats minutes and seconds", () => {
+    expect(formatDuration(0)).toBe("0:00");
+    expect(formatDuration(65)).toBe("1:05");
+    expect(formatDuration(599.9)).toBe("9:59");
+    expect(formatDuration(3725)).toBe("1:02:05");
+  });
+  it("never goes negative", () => {
+    expect(formatDuration(-3)).toBe("0:00");
+  });
+});
+
+describe("formatCoins", () => {
+  it("groups thousands and says coin or coins", () => {
+    expect(formatCoins(1)).toBe("1 coin");
+    expect(formatCoins(10)).toBe("10 coins");
+    expect(formatCoins(1234567)).toBe("1,234,567 coins");
+    expect(formatCoins(-20)).toBe("−20 coins");
+    expect(formatSignedCoins(5)).toBe("+5 coins");
+    expect(formatSignedCoins(-5)).toBe("−5 coins");
+  });
+});
+
+describe("secondsUntil", () => {
+  it("counts whole seconds up and stops at zero", () => {
+    const now = Date.parse("2026-01-01T12:00:00Z");
+    expect(secondsUntil("2026-01-01T12:00:10Z", now)).toBe(10);
+    expect(secondsUntil("2026-01-01T12:00:09.2Z", now)).toBe(10);
+    expect(secondsUntil("2026-01-01T11:59:00Z", now)).toBe(0);
+    expect(secondsUntil(null, now)).toBeNull();
+  });
+});
+
+describe("describeEndReason", () => {
+  it("explains the reasons the server gives", () => {
+    expect(describeEndReason("insufficient_funds")).toBe("the coins ran out");
+    expect(describeEndReason("something_new")).toBe("something new");
+    expect(describeEndReason(null)).toBe("");
+  });
+});

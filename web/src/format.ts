@@ -1,0 +1,45 @@
+/** Formatting of what the server says. The page never computes charges. */
+
+export function formatDuration(totalSeconds: number): string {
+  const s = Math.max(0, Math.floor(totalSeconds));
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const sec = s % 60;
+  const mm = h > 0 ? String(m).padStart(2, "0") : String(m);
+  const base = `${mm}:${String(sec).padStart(2, "0")}`;
+  return h > 0 ? `${h}:${base}` : base;
+}
+
+export function formatCoins(coins: number): string {
+  const n = Math.trunc(coins);
+  const grouped = Math.abs(n).toLocaleString("en-US");
+  const sign = n < 0 ? "−" : "";
+  return `${sign}${grouped} ${Math.abs(n) === 1 ? "coin" : "coins"}`;
+}
+
+export function formatSignedCoins(coins: number): string {
+  return coins > 0 ? `+${formatCoins(coins)}` : formatCoins(coins);
+}
+
+/** Whole seconds from `now` until `iso` (0 once passed, null without a moment). */
+export function secondsUntil(iso: string | null | undefined, now: number): number | null {
+  if (!iso) return null;
+  return Math.max(0, Math.ceil((Date.parse(iso) - now) / 1000));
+}
+
+const REASONS: Record<string, string> = {
+  client_hangup: "the client hung up",
+  host_hangup: "the host hung up",
+  insufficient_funds: "the coins ran out",
+  connection_lost: "the connection was lost",
+  media_left: "a participant left",
+  admin: "an admin ended it",
+  declined: "the host declined",
+  cancelled: "the call was cancelled",
+  missed: "nobody answered",
+  connect_failed: "the call could not connect",
+};
+
+export function describeEndReason(reason: string | null): string {
+  return reason ? (REASONS[reason] ?? reason.replace(/_/g, " ")) : "";
+}

@@ -1,0 +1,133 @@
+import { useState, type FormEvent } from "react";
+import { friendlyMessage, request, type Call } from "../api";
+import { useAuth } from "../App";
+import { formatCoins, formatDuration } from "../format";
+import { useResource } from "../hooks";
+
+interface LedgerCheck {
+  ok: boolean;
+  problems: string[];
+  totals: Record<string, number>;
+}
+
+function newKey(): string {
+  return crypto.randomUUID();
+}
+
+export function AdminPage() {
+  const { token } = useAuth();
+  const live = useResource<{ items: Call[] }>("/v1/admin/calls?status=active", 2000);
+  const [check, setCheck] = useState<LedgerCheck | null>(null);
+  const [message, setMessage] = useState("");
+  const [grant, setGrant] = useState({ user_id: "", amount: "", note: "" });
+  const [refund, setRefund] = useState({ call_id: "", amount: "", reason: "" });
+
+  async function act(work: () => Promise<string>) {
+    setMessage("");
+    try {
+      setMessage(await work());
+    } catch (e) {
+      setMessage(friendlyMessage(e));
+    }
+  }
+
+  const endCall = (id: number) =>
+    act(async () => {
+      const out = await request<{ call: Call }>(`/v1/admin/calls/${id}/end`, { token, method: "POST" });
+      await live.refresh();
+      return `Call #${id} ended; charged ${formatCoins(out.call.charged)}.`;
+    });
+
+  const submitGrant = (event: FormEvent) => {
+    event.preventDefault();
+    void act(async () => {
+      await request("/v1/admin/grants", {
+        token,
+        headers: { "Idempotency-Key": newKey() },
+        body: { user_id: Number(grant.user_id), amount: Number(grant.amount), note: grant.note || undefined },
+      });
+      return `Granted ${formatCoins(Number(grant.amount))} to user #${grant.user_id}.`;
+    });
+  };
+
+  const submitRefund = (event: FormEvent) => {
+    event.preventDefault();
+    void act(async () => {
+      const out = await request<{ refunded: number }>(`/v1/admin/calls/${refund.call_id}/refund`, {
+        token,
+        headers: { "Idempotency-Key": newKey() },
+        body: { reason: refund.reason, ...(refund.amount ? { amount: Number(refund.amount) } : {}) },
+      });
+      return `Refunded ${formatCoins(out.refunded)} on call #${refund.call_id}.`;
+    });
+  };
+
+  const runCheck = () =>
+    act(async () => {
+      const result = await request<LedgerCheck>("/v1/admin/ledger/check", { token });
+      setCheck(result);
+      return result.ok ? "Ledger check passed." : `Ledger check found ${result.problems.length} problem(s).`;
+    });
+
+  return (
+    <div className="grid">
+      {message && <p role="status" className="card">{message}</p>}
+      <section className="card wide" aria-label="Live calls">
+        <h2>Live calls</h2>
+        {live.data?.items.length === 0 && <p className="muted">No calls in progress.</p>}
+        <table>
+          <thead>
+            <tr><th>Call</th><th>Client</th><th>Host</th><th>Billed</th><th>Charged</th><th>Held</th><th /></tr>
+          </thead>
+          <tbody>
+            {live.data?.items.map((c) => (
+              <tr key={c.id}>
+                <td>#{c.id}</td><td>#{c.client_id}</td><td>#{c.host_id}</td>
+                <td>{formatDuration(c.billed_seconds)}</td><td>{formatCoins(c.charged)}</td><td>{formatCoins(c.held)}</td>
+                <td><button type="button" className="danger" onClick={() => void endCall(c.id)}
+                  aria-label={`Force end call ${c.id}`}>Force end</button></td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      </section>
+      <form className="card" onSubmit={submitGrant} aria-label="Grant coins">
+        <h2>Grant coins</h2>
+        <label>Client user id<input required inputMode="numeric" value={grant.user_id}
+          onChange={(e) => setGrant({ ...grant, user_id: e.target.value })} /></label>
+        <label>Amount<input required inputMode="numeric" value={grant.amount}
+          onChange={(e) => setGrant({ ...grant, amount: e.target.value })} /></label>
+        <label>Note<input value={grant.note} maxLength={500}
+          onChange={(e) => setGrant({ ...grant, note: e.target.value })} /></label>
+        <button type="submit">Grant</button>
+      </form>
+      <form className="card" onSubmit={submitRefund} aria-label="Refund a call">
+        <h2>Refund a call</h2>
+        <label>Call id<input required inputMode="numeric" value={refund.call_id}
+          onChange={(e) => setRefund({ ...refund, call_id: e.target.value })} /></label>
+        <label>Amount (empty: all that is left)<input inputMode="numeric" value={refund.amount}
+          onChange={(e) => setRefund({ ...refund, amount: e.target.value })} /></label>
+        <label>Reason<input required maxLength={500} value={refund.reason}
+          onChange={(e) => setRefund({ ...refund, reason: e.target.value })} /></label>
+        <button type="submit">Refund</button>
+      </form>
+      <section className="card" aria-label="Ledger check">
+        <h2>Ledger check</h2>
+        <button type="button" onClick={() => void runCheck()}>Run ledger check</button>
+        {check && (
+          <>
+            <p data-testid="ledger-ok" className={check.ok ? "ok" : "error"}>
+              {check.ok ? "Every invariant holds." : "Problems found:"}
+            </p>
+            <ul>{check.problems.map((p) => <li key={p}>{p}</li>)}</ul>
+            <dl className="stats">
+              {Object.entries(check.totals).map(([k, v]) => (
+                <div key={k}><dt>{k}</dt><dd>{v.toLocaleString("en-US")}</dd></div>
+              ))}
+            </dl>
+          </>
+        )}
+      </section>
+    </div>
+  );
+}

@@ -1,0 +1,211 @@
+import { useCallback, useEffect, useRef, useState } from "react";
+import { Link, useParams } from "react-router-dom";
+import { friendlyMessage, request, type Call, type Media, type Wallet } from "../api";
+import { useAuth } from "../App";
+import { openEventStream } from "../events";
+import { describeEndReason, formatCoins, formatDuration, secondsUntil } from "../format";
+import { useNow } from "../hooks";
+import { LiveKitMedia } from "../media/livekit";
+import { P2PMedia, type SignalMessage } from "../media/p2p";
+import { loadMedia } from "../session";
+
+/** Heartbeats every few seconds, faster for short billing intervals: charges wait until
+ * both parties were last seen past a boundary, so this bounds how late a charge lands. */
+export function heartbeatPeriodMs(intervalSeconds: number | undefined): number {
+  if (!intervalSeconds) return 2000;
+  return Math.min(5000, Math.max(500, (intervalSeconds * 1000) / 2));
+}
+
+/** Whether remote video really plays: it has a size and its clock moves. */
+function remotePlaying(video: HTMLVideoElement | null, last: { t: number }): boolean {
+  if (!video) return false;
+  const playing = video.videoWidth > 0 && video.currentTime > last.t;
+  last.t = video.currentTime;
+  return playing;
+}
+
+export function CallScreen() {
+  const { token, user } = useAuth();
+  const callId = Number(useParams().callId);
+  const [call, setCall] = useState<Call | null>(null);
+  const [wallet, setWallet] = useState<Wallet | null>(null);
+  const [error, setError] = useState("");
+  const [stream, setStream] = useState("connecting");
+  const localVideo = useRef<HTMLVideoElement>(null);
+  const remoteVideo = useRef<HTMLVideoElement>(null);
+  const media = useRef<P2PMedia | LiveKitMedia | null>(null);
+  const localStream = useRef<MediaStream | null>(null);
+  const ended = useRef(false);
+  const now = useNow(250);
+  const isClient = user.role === "client";
+
+  const stopMedia = useCallback(() => {
+    media.current?.close();
+    media.current = null;
+    localStream.current?.getTracks().forEach((t) => t.stop());
+    for (const v of [localVideo.current, remoteVideo.current]) if (v) v.srcObject = null;
+  }, []);
+
+  const refreshWallet = useCallback(async () => {
+    try {
+      setWallet(await request<Wallet>("/v1/wallet", { token }));
+    } catch {
+      /* shown again on the next change */
+    }
+  }, [token]);
+
+  // The server's word on the call: the events stream, reconnecting by itself.
+  useEffect(() => {
+    let lastCharged = -1;
+    const events = openEventStream({
+      url: `/v1/calls/${callId}/events`,
+      token,
+      isDone: () => ended.current,
+      onStatus: setStream,
+      onEvent: (event) => {
+        if (event.event === "call") {
+          const next = JSON.parse(event.data) as Call;
+          setCall(next);
+          if (next.charged !== lastCharged || next.status === "ended") {
+            lastCharged = next.charged;
+            void refreshWallet();
+          }
+          if (next.status === "ended") ended.current = true;
+        } else if (event.event === "signal" && media.current instanceof P2PMedia) {
+          void media.current.handle(JSON.parse(event.data) as SignalMessage);
+        }
+      },
+    });
+    return () => events.close();
+  }, [callId, token, refreshWallet]);
+
+  // Media: LiveKit with the issued token, or peer-to-peer.
+  useEffect(() => {
+    const info = loadMedia<Media>(callId);
+    let cancelled = false;
+    const start = async () => {
+      try {
+        if (info?.provider === "livekit" && info.url && info.token) {
+          const lk = new LiveKitMedia(info.url, info.token, localVideo.current!, remoteVideo.current!, () => {});
+          media.current = lk;
+          await lk.start();
+          return;
+        }
+        const local = await navigator.mediaDevices.getUserMedia({ video: true, audio: true });
+        if (cancelled) {
+          local.getTracks().forEach((t) => t.stop());
+          return;
+        }
+        localStream.current = local;
+        if (localVideo.current) localVideo.current.srcObject = local;
+        media.current = new P2PMedia(callId, token, local, (remote) => {
+          if (remoteVideo.current) remoteVideo.current.srcObject = remote;
+        });
+      } catch (e) {
+        setError(`Camera or microphone unavailable: ${(e as Error).message}`);
+      }
+    };
+    void start();
+    return () => {
+      cancelled = true;
+      stopMedia();
+    };
+  }, [callId, token, stopMedia]);
+
+  // The caller offers once the host has picked up.
+  useEffect(() => {
+    if (isClient && call && call.status !== "ringing" && call.status !== "ended" && media.current instanceof P2PMedia) {
+      void media.current.offer();
+    }
+  }, [isClient, call?.status, call]);
+
+  // Heartbeats: still here, and whether the other side's media plays.
+  const period = heartbeatPeriodMs(call?.interval_seconds);
+  useEffect(() => {
+    const last = { t: 0 };
+    const timer = setInterval(() => {
+      if (ended.current) return;
+      const media_connected = remotePlaying(remoteVideo.current, last);
+      request<{ call: Call }>(`/v1/calls/${callId}/heartbeat`, { token, body: { media_connected } })
+        .then((out) => {
+          if (out.call.status === "ended") setCall(out.call);
+        })
+        .catch(() => {});
+    }, period);
+    return () => clearInterval(timer);
+  }, [callId, token, period]);
+
+  // Closing the tab hangs up (the beacon carries the token in its body).
+  useEffect(() => {
+    const onPageHide = () => {
+      if (ended.current) return;
+      const body = new Blob([JSON.stringify({ access_token: token })], { type: "application/json" });
+      navigator.sendBeacon(`/v1/calls/${callId}/beacon-end`, body);
+    };
+    window.addEventListener("pagehide", onPageHide);
+    return () => window.removeEventListener("pagehide", onPageHide);
+  }, [callId, token]);
+
+  useEffect(() => {
+    if (call?.status === "ended") {
+      ended.current = true;
+      stopMedia();
+    }
+  }, [call?.status, stopMedia]);
+
+  async function hangUp() {
+    try {
+      const out = await request<{ call: Call }>(`/v1/calls/${callId}/end`, { token, method: "POST" });
+      setCall(out.call);
+    } catch (e) {
+      setError(friendlyMessage(e));
+    }
+  }
+
+  if (call?.status === "ended") {
+    return (
+      <section className="card summary" aria-label="Call summary">
+        <h2>Call ended</h2>
+        <p data-testid="end-reason">The call ended because {describeEndReason(call.end_reason)}.</p>
+        <dl className="stats">
+          <div><dt>Duration</dt><dd data-testid="duration">{formatDuration(call.billed_seconds)}</dd></div>
+          <div><dt>Charged</dt><dd data-testid="charged">{formatCoins(call.charged)}</dd></div>
+          {!isClient && <div><dt>You earned</dt><dd data-testid="earned">{formatCoins(call.host_earned)}</dd></div>}
+          {wallet && (
+            <div><dt>{isClient ? "Balance now" : "Earnings now"}</dt><dd data-testid="balance">{formatCoins(wallet.balance)}</dd></div>
+          )}
+        </dl>
+        <Link to="/">Back home</Link>
+      </section>
+    );
+  }
+
+  const untilCharge = secondsUntil(call?.next_charge_at, now);
+  const secondsLeft = secondsUntil(call?.paid_until, now);
+  return (
+    <section className="call" aria-label="Call">
+      {call?.warning === "low_balance" && isClient && (
+        <div role="alert" className="banner" data-testid="low-balance">
+          Low balance: the call ends in {secondsLeft ?? 0} s unless you add coins.
+        </div>
+      )}
+      {error && <p role="alert" className="error">{error}</p>}
+      <div className="videos">
+        <video ref={remoteVideo} autoPlay playsInline className="remote" data-testid="remote-video"
+          aria-label="The other party's video" />
+        <video ref={localVideo} autoPlay playsInline muted className="local" aria-label="Your video" />
+      </div>
+      <dl className="stats meter" aria-live="polite">
+        <div><dt>Status</dt><dd data-testid="status">{call?.status ?? "…"}</dd></div>
+        <div><dt>Billed time</dt><dd data-testid="billed">{formatDuration(call?.billed_seconds ?? 0)}</dd></div>
+        <div><dt>{isClient ? "Cost so far" : "Earned so far"}</dt>
+          <dd data-testid="cost">{formatCoins((isClient ? call?.charged : call?.host_earned) ?? 0)}</dd></div>
+        {isClient && <div><dt>Balance</dt><dd data-testid="balance">{wallet ? formatCoins(wallet.balance) : "…"}</dd></div>}
+        <div><dt>Next charge in</dt><dd>{call?.status === "active" && untilCharge !== null ? `${untilCharge} s` : "—"}</dd></div>
+        <div><dt>Rate</dt><dd>{call ? `${formatCoins(call.rate)} / ${call.interval_seconds} s` : "…"}</dd></div>
+      </dl>
+      {stream === "reconnecting" && <p className="muted">Reconnecting to the server…</p>}
+      <button type="button" className="danger" onClick={() => void hangUp()}>Hang up</button>
+    </section>
+  );
+}

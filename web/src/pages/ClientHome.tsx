@@ -1,0 +1,57 @@
+import { useState } from "react";
+import { useNavigate } from "react-router-dom";
+import { friendlyMessage, request, type Call, type Host, type Media, type Wallet } from "../api";
+import { useAuth } from "../App";
+import { formatCoins } from "../format";
+import { useResource } from "../hooks";
+import { saveMedia } from "../session";
+import { Entries, WalletCard } from "./Wallet";
+
+export function ClientHome() {
+  const { token } = useAuth();
+  const navigate = useNavigate();
+  const wallet = useResource<Wallet>("/v1/wallet", 5000);
+  const hosts = useResource<Host[]>("/v1/hosts", 5000);
+  const [error, setError] = useState("");
+
+  async function callHost(host: Host) {
+    setError("");
+    try {
+      const out = await request<{ call: Call; media: Media }>("/v1/calls", { token, body: { host_id: host.id } });
+      saveMedia(out.call.id, out.media);
+      navigate(`/calls/${out.call.id}`);
+    } catch (e) {
+      setError(friendlyMessage(e));
+      void wallet.refresh();
+    }
+  }
+
+  return (
+    <div className="grid">
+      <WalletCard wallet={wallet.data} />
+      <section className="card" aria-label="Hosts">
+        <h2>Hosts</h2>
+        {error && <p role="alert" className="error">{error}</p>}
+        {hosts.data?.length === 0 && <p className="muted">No hosts yet.</p>}
+        <ul className="hosts">
+          {hosts.data?.map((h) => (
+            <li key={h.id}>
+              <span>
+                <strong>{h.display_name}</strong>
+                <span className="muted"> · {formatCoins(h.rate)} per interval</span>
+              </span>
+              <span className={h.busy || !h.accepting_calls ? "badge off" : "badge on"}>
+                {h.busy ? "in a call" : h.accepting_calls ? "available" : "away"}
+              </span>
+              <button type="button" disabled={h.busy || !h.accepting_calls} onClick={() => void callHost(h)}
+                aria-label={`Call ${h.display_name}`}>
+                Call
+              </button>
+            </li>
+          ))}
+        </ul>
+      </section>
+      <Entries />
+    </div>
+  );
+}

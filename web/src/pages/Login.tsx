@@ -1,0 +1,75 @@
+import { useState, type FormEvent } from "react";
+import { useNavigate } from "react-router-dom";
+import { friendlyMessage, request, type User } from "../api";
+import type { Session } from "../session";
+
+interface TokenOut {
+  access_token: string;
+  expires_in: number;
+  user: User;
+}
+
+export function LoginPage({ onLogin }: { onLogin: (s: Session) => void }) {
+  const [mode, setMode] = useState<"login" | "register">("login");
+  const [username, setUsername] = useState("");
+  const [password, setPassword] = useState("");
+  const [role, setRole] = useState<"client" | "host">("client");
+  const [error, setError] = useState("");
+  const [busy, setBusy] = useState(false);
+  const navigate = useNavigate();
+
+  async function submit(event: FormEvent) {
+    event.preventDefault();
+    setError("");
+    setBusy(true);
+    try {
+      if (mode === "register") {
+        await request("/v1/auth/register", { body: { username, password, role } });
+      }
+      const out = await request<TokenOut>("/v1/auth/login", { body: { username, password } });
+      onLogin({ token: out.access_token, user: out.user, expiresAt: Date.now() + out.expires_in * 1000 });
+      navigate("/");
+    } catch (e) {
+      setError(friendlyMessage(e));
+    } finally {
+      setBusy(false);
+    }
+  }
+
+  return (
+    <main className="narrow">
+      <h1>callmeter</h1>
+      <p className="muted">Pay-per-minute video calls, billed by the server's clock.</p>
+      <form onSubmit={submit} className="card" aria-label={mode === "login" ? "Log in" : "Register"}>
+        <h2>{mode === "login" ? "Log in" : "Create an account"}</h2>
+        <label>
+          Username
+          <input name="username" autoComplete="username" required value={username}
+            onChange={(e) => setUsername(e.target.value)} />
+        </label>
+        <label>
+          Password
+          <input name="password" type="password" required minLength={mode === "register" ? 8 : 1}
+            autoComplete={mode === "login" ? "current-password" : "new-password"}
+            value={password} onChange={(e) => setPassword(e.target.value)} />
+        </label>
+        {mode === "register" && (
+          <fieldset>
+            <legend>I am a</legend>
+            <label className="inline">
+              <input type="radio" name="role" checked={role === "client"} onChange={() => setRole("client")} /> client
+            </label>
+            <label className="inline">
+              <input type="radio" name="role" checked={role === "host"} onChange={() => setRole("host")} /> host
+            </label>
+          </fieldset>
+        )}
+        {error && <p role="alert" className="error">{error}</p>}
+        <button type="submit" disabled={busy}>{mode === "login" ? "Log in" : "Register"}</button>
+        <button type="button" className="link" onClick={() => setMode(mode === "login" ? "register" : "login")}>
+          {mode === "login" ? "No account? Register" : "Have an account? Log in"}
+        </button>
+      </form>
+    </main>
+  );
+}
