@@ -120,3 +120,34 @@ class TestOpenAPI:
 @pytest.mark.parametrize("path", ["/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"])
 async def test_public_operations_need_no_token(client: AsyncClient, path: str) -> None:
     assert (await client.get(path)).status_code == 200
+
+
+class TestWebClient:
+    async def test_client_routes_get_the_index_and_api_paths_stay_json(
+        self, client: AsyncClient, runtime: Runtime, tmp_path: object
+    ) -> None:
+        from pathlib import Path
+
+        web = Path(str(tmp_path)) / "dist"
+        (web / "assets").mkdir(parents=True)
+        (web / "index.html").write_text('<div id="root"></div>')
+        runtime.settings = runtime.settings.model_copy(update={"web_dir": web})
+        for path in ("/", "/calls/12", "/admin"):
+            r = await client.get(path)
+            assert r.status_code == 200
+            assert '<div id="root">' in r.text
+        r = await client.get("/v1/calls/nope")
+        assert r.headers["content-type"].startswith("application/json")
+        assert (await client.post("/calls/12")).status_code in (404, 405)
+
+    async def test_an_unbuilt_client_says_how_to_build_it(
+        self, client: AsyncClient, runtime: Runtime, tmp_path: object
+    ) -> None:
+        from pathlib import Path
+
+        runtime.settings = runtime.settings.model_copy(
+            update={"web_dir": Path(str(tmp_path)) / "missing"}
+        )
+        r = await client.get("/")
+        assert r.status_code == 503
+        assert "make setup" in r.text

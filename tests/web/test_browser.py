@@ -140,6 +140,9 @@ async def test_a_video_call_billed_until_the_coins_run_out(
 
     await caller.get_by_role("link", name="Back home").click()
     assert await caller.get_by_test_id("balance").inner_text() == "5 coins"
+    # fits a phone: nothing wider than the screen
+    await caller.set_viewport_size({"width": 390, "height": 844})
+    assert await caller.evaluate("document.documentElement.scrollWidth") <= 390
 
     if SCREENSHOTS:
         _, admin = await logged_in(browser, web_server, "boss")
