@@ -369,6 +369,7 @@ async def refund(
     wallet = await ledger.account_for_user(session, call.client_id)
     earnings = await ledger.account_for_user(session, call.host_id)
     revenue = await ledger.system_account_id(session, AccountKind.revenue)
+    await ledger.lock_accounts(session, [wallet.id, earnings.id, revenue])
     for source, part, side in (
         (earnings.id, host_part, "host"),
         (revenue, platform_part, "platform"),

@@ -92,6 +92,8 @@ async def _charge_to(session: AsyncSession, call: Call, target: int, now: dateti
     platform_part = (target - call.charged) - host_part
     earnings = await ledger.account_for_user(session, call.host_id)
     revenue = await ledger.system_account_id(session, AccountKind.revenue)
+    wallet = await ledger.account_for_user(session, call.client_id)
+    await ledger.lock_accounts(session, [wallet.id, earnings.id, revenue])
     for kind, credit, amount in (
         (ledger.TransferKind.host_share, earnings.id, host_part),
         (ledger.TransferKind.call_charge, revenue, platform_part),

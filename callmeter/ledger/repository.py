@@ -129,3 +129,15 @@ async def list_postings(
         query = query.where(Posting.id < before)
     rows = await session.execute(query)
     return [(posting, transfer) for posting, transfer in rows]
+
+
+async def lock_accounts(session: AsyncSession, account_ids: list[int]) -> None:
+    """Row-lock accounts in ascending id order (a no-op on SQLite, whose writers are
+    serialized by BEGIN IMMEDIATE). Taking every lock a transaction needs up front, in one
+    global order, is what keeps concurrent money paths free of deadlocks."""
+    await session.execute(
+        select(Account.id)
+        .where(Account.id.in_(sorted(set(account_ids))))
+        .order_by(Account.id)
+        .with_for_update()
+    )

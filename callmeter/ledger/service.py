@@ -4,8 +4,10 @@ Every function takes the caller's session first and flushes, never commits: the 
 transaction decides. A function that raises leaves the transaction unusable for further
 money movements; roll it back (the request and worker transactions do).
 
-Lock order, to keep PostgreSQL free of deadlocks: call row (taken by the caller), then the
-hold row, then accounts by ascending id.
+Lock order, to keep PostgreSQL free of deadlocks: the call row (taken by the caller), then
+every account the transaction will touch, in ascending id order (:func:`lock_accounts`),
+then the call's hold. A hold is only ever used under its call's row lock, so its place in
+the order cannot close a cycle.
 """
 
 from __future__ import annotations
@@ -246,6 +248,11 @@ async def release_hold(session: AsyncSession, *, hold_id: int, now: datetime) ->
     if released:
         await repository.remove_held(session, hold.account_id, released)
     return released
+
+
+async def lock_accounts(session: AsyncSession, account_ids: list[int]) -> None:
+    """Lock these accounts now, in id order, before moving coins between several of them."""
+    await repository.lock_accounts(session, account_ids)
 
 
 async def account_for_user(session: AsyncSession, user_id: int) -> Account:
