@@ -18,6 +18,9 @@ class TestErrors:
         assert (r.status_code, r.json()["error"]) == (404, "not_found")
         r = await client.delete("/v1/auth/login")
         assert (r.status_code, r.json()["error"]) == (405, "method_not_allowed")
+        assert r.headers["allow"] == "POST"
+        r = await client.options("/v1/calls")
+        assert (r.status_code, r.headers["allow"]) == (405, "GET, POST")
 
     async def test_malformed_json_is_422(self, client: AsyncClient) -> None:
         r = await client.post(

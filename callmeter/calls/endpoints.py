@@ -24,10 +24,11 @@ from callmeter.calls.schemas import (
 )
 from callmeter.kit.deps import RuntimeDep, SessionDep
 from callmeter.kit.pagination import DEFAULT_LIMIT, Before, Limit
+from callmeter.kit.text import MAX_ID
 
 router = APIRouter(prefix="/v1/calls", tags=["calls"])
 
-CallId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+CallId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)

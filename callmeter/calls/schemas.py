@@ -3,9 +3,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from callmeter.calls.settlement import presence_horizon, seconds_between
+from callmeter.kit.text import Coins, InputModel, Note, PositiveId, RequestedRate
 from callmeter.models import Call, CallStatus
 
 
@@ -88,25 +89,22 @@ class CallsPage(BaseModel):
     next_before: int | None
 
 
-class CreateCallIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    host_id: Annotated[int, Field(strict=True, gt=0, le=2**63 - 1)]
+class CreateCallIn(InputModel):
+    host_id: PositiveId
 
 
-class HeartbeatIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class HeartbeatIn(InputModel):
     media_connected: Annotated[bool, Field(strict=True)] = False
 
 
-class SignalIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class SignalIn(InputModel):
     type: Literal["offer", "answer", "ice"]
     payload: dict[str, Any] | str | None = Field(
         description="the SDP or ICE candidate, relayed as is (the body is at most 64 KiB)"
     )
 
 
-class BeaconEndIn(BaseModel):
+class BeaconEndIn(InputModel):
     access_token: Annotated[str, Field(min_length=1, max_length=4096)]
 
 
@@ -114,10 +112,9 @@ class SignalAccepted(BaseModel):
     id: int
 
 
-class RefundIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    amount: Annotated[int, Field(strict=True, gt=0, le=10**12)] | None = None
-    reason: Annotated[str, Field(min_length=1, max_length=500)]
+class RefundIn(InputModel):
+    amount: Coins | None = None
+    reason: Note
 
 
 class RefundOut(BaseModel):
@@ -133,7 +130,6 @@ class HostOut(BaseModel):
     busy: bool
 
 
-class HostUpdateIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    rate: Annotated[int, Field(strict=True)] | None = None
+class HostUpdateIn(InputModel):
+    rate: RequestedRate | None = None
     accepting_calls: Annotated[bool, Field(strict=True)] | None = None

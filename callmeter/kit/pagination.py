@@ -6,9 +6,11 @@ from typing import Annotated
 
 from fastapi import Query
 
+from callmeter.kit.text import MAX_ID
+
 Limit = Annotated[int, Query(ge=1, le=200, description="page size, at most 200")]
 Before = Annotated[
     int | None,
-    Query(ge=1, le=2**63 - 1, description="the previous page's next_before"),
+    Query(ge=1, le=MAX_ID, description="the previous page's next_before"),
 ]
 DEFAULT_LIMIT = 50

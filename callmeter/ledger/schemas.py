@@ -1,14 +1,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from callmeter.models import MAX_AMOUNT, Account
-
-# Whole coins only: strict refuses strings ("5"), floats (5.0) and booleans.
-Coins = Annotated[int, Field(strict=True, gt=0, le=MAX_AMOUNT)]
+from callmeter.kit.text import Coins, InputModel, Note, PositiveId
+from callmeter.models import Account
 
 
 class WalletOut(BaseModel):
@@ -50,12 +47,10 @@ class TransferOut(BaseModel):
     created_at: datetime
 
 
-class GrantIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    user_id: Annotated[int, Field(strict=True, gt=0, le=2**63 - 1)]
+class GrantIn(InputModel):
+    user_id: PositiveId
     amount: Coins
-    note: Annotated[str, Field(max_length=500)] | None = None
+    note: Note | None = None
 
 
 class GrantOut(BaseModel):

@@ -5,9 +5,10 @@ from datetime import datetime
 from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
+from callmeter.kit.text import MAX_COINS
 from callmeter.models.base import Base, Id, UTCDateTime
 
-MAX_AMOUNT = 10**12
+MAX_AMOUNT = MAX_COINS
 
 
 class Transfer(Base):

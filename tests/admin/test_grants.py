@@ -39,7 +39,7 @@ class TestGrants:
         assert me.json() == {"balance": 120, "held": 0, "available": 120}
 
     @pytest.mark.parametrize(
-        "amount", [0, -1, 1.5, 10.0, "5", "ten", 10**12 + 1, True, None, [5], {"v": 5}]
+        "amount", [0, -1, 1.5, 0.0, "5", "ten", 10**12 + 1, True, None, [5], {"v": 5}]
     )
     async def test_bad_amounts_are_422(
         self,
@@ -57,6 +57,20 @@ class TestGrants:
         assert r.status_code == 422, r.text
         assert r.json()["error"] == "validation_error"
         assert await wallet_of(runtime, alice.id) == (0, 0)
+
+    async def test_a_whole_number_written_with_a_point_is_that_integer(
+        self, runtime: Runtime, client: AsyncClient, admin_headers: dict[str, str]
+    ) -> None:
+        """JSON has one number type: 10.0 is 10 (as the published JSON Schema says)."""
+        alice = await make_user(runtime, Role.client)
+        r = await client.post(
+            "/v1/admin/grants",
+            json={"user_id": alice.id, "amount": 10.0},
+            headers={**admin_headers, "Idempotency-Key": "float"},
+        )
+        assert r.status_code == 201
+        assert r.json()["transfer"]["amount"] == 10
+        assert await wallet_of(runtime, alice.id) == (10, 0)
 
     async def test_largest_amount_is_accepted(
         self, runtime: Runtime, client: AsyncClient, admin_headers: dict[str, str]

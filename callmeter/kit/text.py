@@ -1,0 +1,60 @@
+"""Input types shared by every schema: the JSON Schema published in OpenAPI and the
+validation applied are the same rules, so a schema-valid request is never refused."""
+
+from __future__ import annotations
+
+import unicodedata
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+
+# Control characters, invisible formatting (zero-width, bidi overrides, BOM) and lone
+# surrogates (which no database can store as UTF-8). One class, used by the pattern in
+# the schema and by Python alike.
+_FORBIDDEN = (
+    "\\x00-\\x1f\\x7f-\\x9f\\u00ad\\u061c\\u180e\\u200b-\\u200f\\u2028-\\u202e"
+    "\\u2060-\\u206f\\ud800-\\udfff\\ufeff\\ufff9-\\ufffb"
+)
+PLAIN_TEXT_PATTERN = f"^[^{_FORBIDDEN}]*$"
+
+# The most coins one transfer may move (also a CHECK constraint on transfers).
+MAX_COINS = 10**12
+
+# The largest id a JSON number carries exactly (and JavaScript's Number.MAX_SAFE_INTEGER).
+MAX_ID = 2**53 - 1
+
+
+def _normalize(value: str) -> str:
+    value = unicodedata.normalize("NFC", value).strip()
+    if not value:
+        raise ValueError("must not be blank")
+    return value
+
+
+_PLAIN = Field(min_length=1, pattern=PLAIN_TEXT_PATTERN)
+_WHOLE = BeforeValidator(lambda value: _whole_number(value))
+
+# A one-line human string: no control or invisible characters, NFC, trimmed.
+DisplayName = Annotated[str, _PLAIN, Field(max_length=64), AfterValidator(_normalize)]
+Note = Annotated[str, _PLAIN, Field(max_length=500), AfterValidator(_normalize)]
+
+# An id, as a JSON number that carries it exactly.
+PositiveId = Annotated[int, _WHOLE, Field(strict=True, gt=0, le=MAX_ID)]
+# Coins: strings ("5"), fractions (5.5) and booleans are refused; 5.0 is 5.
+Coins = Annotated[int, _WHOLE, Field(strict=True, gt=0, le=MAX_COINS)]
+# A rate as asked for; the configured bounds are checked by the service.
+RequestedRate = Annotated[int, _WHOLE, Field(strict=True, ge=-MAX_ID, le=MAX_ID)]
+
+
+def _whole_number(value: object) -> object:
+    # JSON has one number type: 10.0 is the integer 10 (as JSON Schema says).
+    if isinstance(value, float) and value.is_integer() and abs(value) <= MAX_ID:
+        return int(value)
+    return value
+
+
+class InputModel(BaseModel):
+    """Base of every request body: unknown fields are refused, and patterns run on Python's
+    regex engine (the default one cannot express the lone surrogates refused above)."""
+
+    model_config = ConfigDict(extra="forbid", regex_engine="python-re")
