@@ -9,7 +9,7 @@ WEB_SOURCES := $(shell find web/src -type f 2>/dev/null) web/index.html web/vite
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: setup run test lint web-test browser format clean
+.PHONY: setup run test lint web-test browser fuzz stress format clean
 
 setup: $(STAMP) $(WEB_BUILD)
 
@@ -45,6 +45,9 @@ browser:
 
 test: setup lint web-test browser
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+fuzz: setup
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-100} $(BIN)/pytest -s tests/security/test_fuzz.py
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix callmeter tests bench

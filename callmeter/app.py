@@ -141,6 +141,23 @@ def install_error_handlers(app: FastAPI) -> None:
         return _error(500, "internal_error", "an unexpected error occurred")
 
 
+def _document_configured_bounds(app: FastAPI, settings: Settings) -> None:
+    """The OpenAPI document states the bounds this deployment enforces (a host's rate)."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate()
+            rate = schema["components"]["schemas"]["HostUpdateIn"]["properties"]["rate"]
+            for option in rate.get("anyOf", [rate]):
+                if option.get("type") == "integer":
+                    option["minimum"], option["maximum"] = settings.min_rate, settings.max_rate
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -173,6 +190,7 @@ def create_app(
         summary="Pay-per-minute video calls billed by the server's clock",
         lifespan=lifespan,
     )
+    _document_configured_bounds(app, settings)
     if runtime is not None:  # usable without running the lifespan (ASGITransport)
         app.state.runtime = runtime
     install_error_handlers(app)

@@ -124,7 +124,7 @@ def user_add(
     display_name: Annotated[str | None, typer.Option(help="name shown to others")] = None,
 ) -> None:
     """Create a user (the only way to create an admin)."""
-    from pydantic import ConfigDict, TypeAdapter, ValidationError
+    from pydantic import TypeAdapter, ValidationError
 
     from callmeter.auth import service
     from callmeter.auth.schemas import Password, Username
@@ -138,12 +138,11 @@ def user_add(
         raise typer.Exit(2) from None
     if password is None:
         password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
-    config = ConfigDict(regex_engine="python-re")
     try:
-        TypeAdapter(Username, config=config).validate_python(username)
-        TypeAdapter(Password, config=config).validate_python(password)
+        TypeAdapter(Username).validate_python(username)
+        TypeAdapter(Password).validate_python(password)
         if display_name is not None:
-            display_name = TypeAdapter(DisplayName, config=config).validate_python(display_name)
+            display_name = TypeAdapter(DisplayName).validate_python(display_name)
     except ValidationError as exc:
         err_console.print(f"[red]error:[/red] {exc.errors()[0]['msg']}")
         raise typer.Exit(2) from exc

@@ -4,16 +4,22 @@ validation applied are the same rules, so a schema-valid request is never refuse
 from __future__ import annotations
 
 import unicodedata
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    model_validator,
+)
 
-# Control characters, invisible formatting (zero-width, bidi overrides, BOM) and lone
-# surrogates (which no database can store as UTF-8). One class, used by the pattern in
-# the schema and by Python alike.
+# Control characters and invisible formatting (zero-width, bidi overrides, BOM). One class,
+# used by the pattern in the schema and by Python alike.
 _FORBIDDEN = (
     "\\x00-\\x1f\\x7f-\\x9f\\u00ad\\u061c\\u180e\\u200b-\\u200f\\u2028-\\u202e"
-    "\\u2060-\\u206f\\ud800-\\udfff\\ufeff\\ufff9-\\ufffb"
+    "\\u2060-\\u206f\\ufeff\\ufff9-\\ufffb"
 )
 PLAIN_TEXT_PATTERN = f"^[^{_FORBIDDEN}]*$"
 
@@ -24,14 +30,25 @@ MAX_COINS = 10**12
 MAX_ID = 2**53 - 1
 
 
+def _valid_unicode(value: str) -> str:
+    """JSON can smuggle lone surrogates ("\\ud800"): not text, and no database stores them.
+    (JSON Schema cannot say so; Python's json module lets them through.)"""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode text (no lone surrogates)") from None
+    return value
+
+
 def _normalize(value: str) -> str:
-    value = unicodedata.normalize("NFC", value).strip()
+    value = unicodedata.normalize("NFC", _valid_unicode(value)).strip()
     if not value:
         raise ValueError("must not be blank")
     return value
 
 
 _PLAIN = Field(min_length=1, pattern=PLAIN_TEXT_PATTERN)
+# (listed after the constraints so that they reach the JSON Schema as keywords)
 _WHOLE = BeforeValidator(lambda value: _whole_number(value))
 
 # A one-line human string: no control or invisible characters, NFC, trimmed.
@@ -39,11 +56,11 @@ DisplayName = Annotated[str, _PLAIN, Field(max_length=64), AfterValidator(_norma
 Note = Annotated[str, _PLAIN, Field(max_length=500), AfterValidator(_normalize)]
 
 # An id, as a JSON number that carries it exactly.
-PositiveId = Annotated[int, _WHOLE, Field(strict=True, gt=0, le=MAX_ID)]
+PositiveId = Annotated[int, Field(strict=True, gt=0, le=MAX_ID), _WHOLE]
 # Coins: strings ("5"), fractions (5.5) and booleans are refused; 5.0 is 5.
-Coins = Annotated[int, _WHOLE, Field(strict=True, gt=0, le=MAX_COINS)]
+Coins = Annotated[int, Field(strict=True, gt=0, le=MAX_COINS), _WHOLE]
 # A rate as asked for; the configured bounds are checked by the service.
-RequestedRate = Annotated[int, _WHOLE, Field(strict=True, ge=-MAX_ID, le=MAX_ID)]
+RequestedRate = Annotated[int, Field(strict=True, ge=-MAX_ID, le=MAX_ID), _WHOLE]
 
 
 def _whole_number(value: object) -> object:
@@ -54,7 +71,25 @@ def _whole_number(value: object) -> object:
 
 
 class InputModel(BaseModel):
-    """Base of every request body: unknown fields are refused, and patterns run on Python's
-    regex engine (the default one cannot express the lone surrogates refused above)."""
+    """Base of every request body: unknown fields are refused, and every string must be
+    valid Unicode."""
 
-    model_config = ConfigDict(extra="forbid", regex_engine="python-re")
+    model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_lone_surrogates(cls, data: Any) -> Any:
+        _check_strings(data)
+        return data
+
+
+def _check_strings(data: Any) -> None:
+    if isinstance(data, str):
+        _valid_unicode(data)
+    elif isinstance(data, dict):
+        for key, value in data.items():
+            _check_strings(key)
+            _check_strings(value)
+    elif isinstance(data, list):
+        for item in data:
+            _check_strings(item)
