@@ -45,10 +45,21 @@ def fuzz_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
 def test_schemathesis(fuzz_server: tuple[str, dict[str, str]], role: str) -> None:
     base, tokens = fuzz_server
     command = [
-        ST, "run", f"{base}/openapi.json", "--checks", "all", "-n", EXAMPLES,
-        "--generation-deterministic", "--generation-codec", "utf-8",
-        "--request-timeout", "5", "--exclude-path-regex", "events$",
-    ]  # fmt: skip
+        ST,
+        "run",
+        f"{base}/openapi.json",
+        "--checks",
+        "all",
+        "-n",
+        EXAMPLES,
+        "--generation-deterministic",
+        "--generation-codec",
+        "utf-8",
+        "--request-timeout",
+        "5",
+        "--exclude-path-regex",
+        "events$",
+    ]
     if role != "anonymous":
         command += ["-H", f"Authorization: Bearer {tokens[role]}"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)

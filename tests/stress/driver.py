@@ -148,23 +148,27 @@ class Api:
         return None
 
 
-async def one_call(api: Api, client: str, host: str, host_id: int, seconds: float) -> None:
+async def one_call(
+    api: Api, client: str, host: str, host_id: int, seconds: float, delay: float
+) -> None:
+    await asyncio.sleep(delay)  # calls start over a few seconds, then all overlap
     r = await api.post("/v1/calls", client, {"host_id": host_id})
     if r is None or r.status_code != 201:
         return
     call_id = r.json()["call"]["id"]
     await api.post(f"/v1/calls/{call_id}/accept", host)
     deadline = time.monotonic() + seconds
+    duplicate = random.random() < 0.4  # this page runs two timers on each side
     while time.monotonic() < deadline:
         beats = await asyncio.gather(
             *(
                 api.post(f"/v1/calls/{call_id}/heartbeat", who, {"media_connected": True})
-                for who in (client, host, client, host)  # two timers on each side
+                for who in ((client, host, client, host) if duplicate else (client, host))
             )
         )
         if any(b is not None and b.json()["call"]["status"] == "ended" for b in beats):
             return  # the server ended it (coins ran out)
-        await asyncio.sleep(0.4)
+        await asyncio.sleep(1.0)
     await asyncio.gather(
         *(api.post(f"/v1/calls/{call_id}/end", who) for who in (client, host, client, host))
     )
@@ -191,15 +195,28 @@ async def prepare(runtime: Runtime, n: int, poor_every: int) -> list[tuple[str, 
     pairs = []
     async with runtime.sessionmaker.begin() as session:
         for i in range(n):
-            c = await auth.create_user(session, hasher=runtime.hasher, username=f"sc{i}",
-                                       password="stress-pass", role=Role.client,
-                                       display_name=None, now=now)  # fmt: skip
-            h = await auth.create_user(session, hasher=runtime.hasher, username=f"sh{i}",
-                                       password="stress-pass", role=Role.host,
-                                       display_name=None, now=now)  # fmt: skip
+            c = await auth.create_user(
+                session,
+                hasher=runtime.hasher,
+                username=f"sc{i}",
+                password="stress-pass",
+                role=Role.client,
+                display_name=None,
+                now=now,
+            )
+            h = await auth.create_user(
+                session,
+                hasher=runtime.hasher,
+                username=f"sh{i}",
+                password="stress-pass",
+                role=Role.host,
+                display_name=None,
+                now=now,
+            )
             coins = 25 if i % poor_every == 0 else 10_000
-            await ledger.grant(session, user_id=c.id, amount=coins,
-                               idempotency_key=f"stress:{i}", now=now)  # fmt: skip
+            await ledger.grant(
+                session, user_id=c.id, amount=coins, idempotency_key=f"stress:{i}", now=now
+            )
             token = lambda uid: issue_access_token(  # noqa: E731
                 user_id=uid, role="x", secret=SECRET, now=now, ttl_seconds=3600
             )
@@ -227,6 +244,9 @@ async def verify(runtime: Runtime, stats: Stats, settle_timeout: float) -> dict[
                 select(Call.end_reason).where(Call.end_reason.is_not(None))
             )
         )
+        billed = await session.scalar(
+            select(func.count()).select_from(Call).where(Call.started_at.is_not(None))
+        )
         charges = await session.scalar(
             select(func.count()).select_from(Transfer).where(Transfer.call_id.is_not(None))
         )
@@ -234,6 +254,7 @@ async def verify(runtime: Runtime, stats: Stats, settle_timeout: float) -> dict[
         "calls": calls,
         "unfinished": unfinished,
         "end_reasons": dict(reasons),
+        "calls_connected": billed,
         "charge_transfers": charges,
         "ledger_ok": report.ok,
         "problems": report.problems[:20],
@@ -249,13 +270,17 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         CALLMETER_SECRET_KEY=SECRET,
         CALLMETER_BILLING_INTERVAL_SECONDS="1",
         CALLMETER_METER_TICK_SECONDS="0.2",
-        CALLMETER_HEARTBEAT_TIMEOUT_SECONDS="5",
-        CALLMETER_RING_TIMEOUT_SECONDS="10",
-        CALLMETER_CONNECT_TIMEOUT_SECONDS="10",
+        CALLMETER_HEARTBEAT_TIMEOUT_SECONDS="10",
+        CALLMETER_RING_TIMEOUT_SECONDS="30",
+        CALLMETER_CONNECT_TIMEOUT_SECONDS="30",
         CALLMETER_PASSWORD_HASH_PROFILE="cheapest",
     )
-    settings = Settings(database_url=url, secret_key=SECRET, password_hash_profile="cheapest",
-                        billing_interval_seconds=1)  # fmt: skip
+    settings = Settings(
+        database_url=url,
+        secret_key=SECRET,
+        password_hash_profile="cheapest",
+        billing_interval_seconds=1,
+    )
     runtime = Runtime.create(settings)
     stats = Stats()
     fleet = Fleet(env, Path(args.logdir))
@@ -269,7 +294,14 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         kill_task = asyncio.create_task(killer(fleet, stats, args.kills, args.kill_every, stop))
         await asyncio.gather(
             *(
-                one_call(api, c, h, hid, random.uniform(args.min_seconds, args.max_seconds))
+                one_call(
+                    api,
+                    c,
+                    h,
+                    hid,
+                    random.uniform(args.min_seconds, args.max_seconds),
+                    random.uniform(0, args.ramp_seconds),
+                )
                 for c, h, hid in pairs
             )
         )
@@ -299,8 +331,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--kill-every", type=float, default=0.8, help="mean seconds")
     parser.add_argument("--poor-every", type=int, default=4, help="every Nth client has 25")
+    parser.add_argument("--ramp-seconds", type=float, default=5, help="spread of call starts")
     parser.add_argument("--min-seconds", type=float, default=2)
-    parser.add_argument("--max-seconds", type=float, default=8)
+    parser.add_argument("--max-seconds", type=float, default=10)
     parser.add_argument("--logdir", default=str(Path(tempfile.gettempdir()) / "callmeter-stress"))
     parser.add_argument("--database-url", default=os.environ.get("CALLMETER_TEST_DATABASE_URL"))
     args = parser.parse_args(argv)

@@ -13,7 +13,20 @@ pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
 @pytest.mark.skipif(not os.environ.get("CALLMETER_TEST_DATABASE_URL"), reason="needs PostgreSQL")
 async def test_stress_with_crashes() -> None:
-    args = parse(["--calls", "80", "--kills", "6", "--min-seconds", "2", "--max-seconds", "5"])
+    args = parse(
+        [
+            "--calls",
+            "80",
+            "--kills",
+            "6",
+            "--min-seconds",
+            "3",
+            "--max-seconds",
+            "6",
+            "--ramp-seconds",
+            "2",
+        ]
+    )
     outcome = await in_scratch_database(args)
     print(outcome)
     assert outcome["calls"] == 80
@@ -22,3 +35,4 @@ async def test_stress_with_crashes() -> None:
     assert outcome["server_errors"] == 0
     assert outcome["ledger_ok"], outcome["problems"]
     assert outcome["end_reasons"].get("insufficient_funds", 0) > 0
+    assert outcome["calls_connected"] >= 60  # most calls really ran and were billed

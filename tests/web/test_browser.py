@@ -47,7 +47,7 @@ def web_server(env: dict[str, str], tmp_path: Path) -> Iterator[str]:
     users = [("poor", "client"), ("rich", "client"), ("tutor", "host"), ("boss", "admin")]
     for name, role in users:
         run(env, "user", "add", name, "--role", role, "--password", PASSWORD, "--display-name",
-            name.title())  # fmt: skip
+            name.title())
     run(env, "coins", "grant", "poor", "35")
     run(env, "coins", "grant", "rich", "1000")
     with start_server(env, tmp_path, free_port()) as base:

@@ -1,0 +1,260 @@
+"""A small, pure reference model of callmeter's billing: integers and dicts, no database.
+
+It restates DESIGN.md's rules (settlement to the credible billable time, holds one boundary
+ahead, the end at paid_until, earnings split by the cumulative formula, refunds in
+proportion) over whole-second model time, using only the pure cost functions. The
+model-based test drives it and the real service with the same steps and compares them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from callmeter.billing.policy import Tariff, cost, covered_seconds, host_earnings, next_boundary
+from callmeter.config import BillingPolicy
+
+
+class Refused(Exception):
+    """The service must refuse this step with the error named by ``code``."""
+
+    def __init__(self, code: str) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+@dataclass
+class Timeouts:
+    ring: int
+    connect: int
+    heartbeat: int
+    lease: int = 15
+
+
+@dataclass
+class MCall:
+    id: int
+    client: int
+    host: int
+    tariff: Tariff
+    created: int
+    status: str = "ringing"
+    end_reason: str | None = None
+    accepted: int | None = None
+    started: int | None = None
+    ended: int | None = None
+    seen: dict[str, int | None] = field(default_factory=lambda: {"client": None, "host": None})
+    media: dict[str, int | None] = field(default_factory=lambda: {"client": None, "host": None})
+    charged: int = 0
+    held: int = 0
+    host_earned: int = 0
+    refunded: int = 0
+    billed: int = 0
+    next_charge: int | None = None
+    paid_until: int | None = None
+    due: int | None = None
+    warning: str | None = None
+
+
+@dataclass
+class Model:
+    policy: BillingPolicy
+    interval: int
+    share: int
+    timeouts: Timeouts
+    now: int = 0
+    balance: dict[int, int] = field(default_factory=dict)
+    held: dict[int, int] = field(default_factory=dict)
+    earnings: dict[int, int] = field(default_factory=dict)
+    revenue: int = 0
+    calls: list[MCall] = field(default_factory=list)
+
+    # --- helpers ------------------------------------------------------------------------
+    def available(self, client: int) -> int:
+        return self.balance[client] - self.held[client]
+
+    def unfinished(self, **who: int) -> MCall | None:
+        for call in self.calls:
+            if call.status != "ended" and all(getattr(call, k) == v for k, v in who.items()):
+                return call
+        return None
+
+    def paid_seconds(self, call: MCall) -> int:
+        return covered_seconds(call.tariff, call.charged + call.held)
+
+    def horizon(self, call: MCall) -> int | None:
+        c, h = call.seen["client"], call.seen["host"]
+        return None if c is None or h is None else min(c, h)
+
+    # --- the steps -----------------------------------------------------------------------
+    def grant(self, client: int, amount: int) -> None:
+        self.balance[client] += amount
+
+    def ring(self, client: int, host: int, rate: int) -> MCall:
+        if self.unfinished(client=client):
+            raise Refused("client_busy")
+        if self.unfinished(host=host):
+            raise Refused("host_busy")
+        if self.available(client) < rate:
+            raise Refused("insufficient_funds")
+        tariff = Tariff(self.policy, rate, self.interval, 0, self.share)
+        call = MCall(len(self.calls) + 1, client, host, tariff, self.now, held=rate)
+        call.due = self.now + self.timeouts.ring
+        self.held[client] += rate
+        self.calls.append(call)
+        return call
+
+    def accept(self, call: MCall) -> None:
+        if call.status == "ended":
+            raise Refused("call_ended")
+        if call.status != "ringing":
+            raise Refused("invalid_call_state")
+        call.status, call.accepted = "connecting", self.now
+        call.due = self.now + self.timeouts.connect
+
+    def decline(self, call: MCall) -> None:
+        if call.status == "ended":
+            raise Refused("call_ended")
+        if call.status != "ringing":
+            raise Refused("invalid_call_state")
+        self.finish(call, self.now, "declined")
+
+    def heartbeat(self, call: MCall, party: str, media: bool) -> None:
+        if call.status == "ended":
+            return
+        call.seen[party] = self.now
+        if media and call.status == "connecting" and call.media[party] is None:
+            call.media[party] = self.now
+        c, h = call.media["client"], call.media["host"]
+        if call.status == "connecting" and c is not None and h is not None:
+            call.status, call.started = "active", max(c, h)
+            call.next_charge = call.started
+        if self.charge_pending(call):
+            self.settle(call)
+
+    def end(self, call: MCall, party: str) -> None:
+        self.finish(call, self.now, f"{party}_hangup")
+
+    def tick(self) -> None:
+        due = [
+            c for c in self.calls if c.status != "ended" and c.due is not None and c.due <= self.now
+        ]
+        for call in due:
+            call.due = self.now + self.timeouts.lease  # the claim's lease
+            if call.status == "ringing":
+                deadline = call.created + self.timeouts.ring
+                if self.now >= deadline:
+                    self.finish(call, deadline, "missed")
+                else:
+                    call.due = deadline
+            elif call.status == "connecting":
+                assert call.accepted is not None
+                deadline = call.accepted + self.timeouts.connect
+                if self.now >= deadline:
+                    self.finish(call, deadline, "connect_failed")
+                else:
+                    call.due = deadline
+            else:
+                horizon = self.horizon(call)
+                if horizon is not None and self.now >= horizon + self.timeouts.heartbeat:
+                    self.finish(call, horizon, "connection_lost")
+                else:
+                    self.settle(call)
+
+    def refund(self, call: MCall, amount: int | None) -> int:
+        if call.status != "ended":
+            raise Refused("invalid_call_state")
+        refundable = call.charged - call.refunded
+        amount = refundable if amount is None else amount
+        if amount <= 0 or amount > refundable:
+            raise Refused("refund_exceeds_charge")
+        total = call.refunded + amount
+        host_part = (
+            total * call.host_earned // call.charged
+            - call.refunded * call.host_earned // call.charged
+        )
+        platform_part = amount - host_part
+        if self.earnings[call.host] < host_part or self.revenue < platform_part:
+            raise Refused("insufficient_funds")
+        self.earnings[call.host] -= host_part
+        self.revenue -= platform_part
+        self.balance[call.client] += amount
+        call.refunded = total
+        return amount
+
+    # --- settlement (DESIGN.md rules 3 to 7) ----------------------------------------------
+    def charge_pending(self, call: MCall) -> bool:
+        if call.status != "active" or call.started is None:
+            return False
+        if (call.next_charge is not None and self.now >= call.next_charge) or (
+            call.paid_until is not None and self.now >= call.paid_until
+        ):
+            return True
+        horizon = self.horizon(call)
+        if horizon is None:
+            return False
+        billable = min(max(0, min(horizon, self.now) - call.started), self.paid_seconds(call))
+        return cost(call.tariff, billable) > call.charged
+
+    def charge_to(self, call: MCall, target: int) -> None:
+        if target <= call.charged:
+            return
+        delta = target - call.charged
+        host_total = host_earnings(call.tariff, target)
+        self.earnings[call.host] += host_total - call.host_earned
+        self.revenue += delta - (host_total - call.host_earned)
+        self.balance[call.client] -= delta
+        self.held[call.client] -= delta
+        call.held -= delta
+        call.charged, call.host_earned = target, host_total
+
+    def settle(self, call: MCall) -> None:
+        assert call.started is not None
+        t_now = self.now - call.started
+        horizon = self.horizon(call)
+        horizon = call.started if horizon is None else horizon
+        billable = min(max(0, min(horizon, self.now) - call.started), self.paid_seconds(call))
+        self.charge_to(call, cost(call.tariff, billable))
+        missing = cost(call.tariff, next_boundary(call.tariff, t_now)) - call.charged - call.held
+        if missing > 0:
+            available = self.available(call.client)
+            if available < missing:
+                if call.tariff.policy != BillingPolicy.per_second:
+                    available -= available % call.tariff.rate
+                missing = available
+            if missing > 0:
+                self.held[call.client] += missing
+                call.held += missing
+        paid = self.paid_seconds(call)
+        if paid <= t_now:
+            self.finish(call, call.started + paid, "insufficient_funds")
+            return
+        reach = covered_seconds(call.tariff, call.charged + call.held + self.available(call.client))
+        call.warning = "low_balance" if reach - t_now <= call.tariff.interval_seconds else None
+        call.billed = billable
+        call.paid_until = call.started + paid
+        call.next_charge = call.started + next_boundary(call.tariff, t_now)
+        deadlines = [call.next_charge, call.paid_until]
+        h = self.horizon(call)
+        if h is not None:
+            deadlines.append(h + self.timeouts.heartbeat)
+        call.due = min(deadlines)
+
+    def finish(self, call: MCall, at: int, reason: str) -> None:
+        if call.status == "ended":
+            return
+        if call.status == "active":
+            assert call.started is not None
+            at = max(call.started, min(at, call.started + self.paid_seconds(call)))
+            call.billed = at - call.started
+            self.charge_to(call, cost(call.tariff, call.billed))
+        else:
+            reason = {
+                "host_hangup": "declined",
+                "client_hangup": "cancelled",
+                "insufficient_funds": "cancelled",
+                "connection_lost": "connect_failed",
+            }.get(reason, reason)
+        self.held[call.client] -= call.held
+        call.held = 0
+        call.status, call.end_reason, call.ended = "ended", reason, at
+        call.warning = call.due = call.next_charge = None
