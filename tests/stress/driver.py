@@ -329,7 +329,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--calls", type=int, default=500)
     parser.add_argument("--kills", type=int, default=20)
-    parser.add_argument("--kill-every", type=float, default=0.8, help="mean seconds")
+    parser.add_argument("--kill-every", type=float, default=2.0, help="mean seconds")
     parser.add_argument("--poor-every", type=int, default=4, help="every Nth client has 25")
     parser.add_argument("--ramp-seconds", type=float, default=5, help="spread of call starts")
     parser.add_argument("--min-seconds", type=float, default=2)
