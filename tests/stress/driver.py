@@ -148,15 +148,72 @@ class Api:
         return None
 
 
+class Webhooks:
+    """LiveKit's side of a call: participants in the stand-in and signed webhooks, sent
+    twice and out of order, to either API process."""
+
+    def __init__(self, api: Api, standin: Any) -> None:
+        self.api = api
+        self.standin = standin
+        self.ids = iter(range(10**9))
+
+    async def send(self, kind: str, room: str, identity: str, sid: str) -> None:
+        from livekit import api as lk
+
+        from tests.media.standin import signed_webhook
+
+        event = lk.WebhookEvent(
+            event=kind,
+            id=f"EV_{next(self.ids)}",
+            created_at=int(time.time()),
+            room=lk.Room(name=room),
+            participant=lk.ParticipantInfo(identity=identity, sid=sid),
+        )
+        body, token = signed_webhook(event)
+        for _ in range(2):  # LiveKit retries: the same event id twice
+            base = random.choice(self.api.bases)
+            self.api.stats.requests += 1
+            with contextlib.suppress(httpx.TransportError):
+                r = await self.api.http.post(
+                    f"{base}/v1/webhooks/livekit",
+                    content=body,
+                    headers={"Authorization": token, "Content-Type": "application/webhook+json"},
+                )
+                self.api.stats.statuses[r.status_code] += 1
+
+    async def join(self, room: str, user_ids: tuple[int, int]) -> dict[int, str]:
+        sids = {uid: self.standin.join(room, f"user-{uid}") for uid in user_ids}
+        order = list(user_ids)
+        random.shuffle(order)
+        await asyncio.gather(
+            *(self.send("participant_joined", room, f"user-{u}", sids[u]) for u in order)
+        )
+        return sids
+
+    async def leave(self, room: str, uid: int, sid: str) -> None:
+        self.standin.drop(room, f"user-{uid}")
+        await self.send("participant_left", room, f"user-{uid}", sid)
+
+
 async def one_call(
-    api: Api, client: str, host: str, host_id: int, seconds: float, delay: float
+    api: Api,
+    client: str,
+    host: str,
+    host_id: int,
+    seconds: float,
+    delay: float,
+    hooks: Webhooks | None = None,
 ) -> None:
     await asyncio.sleep(delay)  # calls start over a few seconds, then all overlap
     r = await api.post("/v1/calls", client, {"host_id": host_id})
     if r is None or r.status_code != 201:
         return
-    call_id = r.json()["call"]["id"]
+    call = r.json()["call"]
+    call_id = call["id"]
     await api.post(f"/v1/calls/{call_id}/accept", host)
+    sids: dict[int, str] = {}
+    if hooks is not None:
+        sids = await hooks.join(f"call-{call_id}", (call["client_id"], call["host_id"]))
     deadline = time.monotonic() + seconds
     duplicate = random.random() < 0.4  # this page runs two timers on each side
     while time.monotonic() < deadline:
@@ -169,9 +226,14 @@ async def one_call(
         if any(b is not None and b.json()["call"]["status"] == "ended" for b in beats):
             return  # the server ended it (coins ran out)
         await asyncio.sleep(1.0)
-    await asyncio.gather(
-        *(api.post(f"/v1/calls/{call_id}/end", who) for who in (client, host, client, host))
-    )
+    ends = [api.post(f"/v1/calls/{call_id}/end", who) for who in (client, host, client, host)]
+    if hooks is not None and random.random() < 0.5:
+        # the client's page closes: LiveKit reports it left (around the hang-ups)
+        uid = call["client_id"]
+        ends.append(hooks.leave(f"call-{call_id}", uid, sids[uid]))
+        if random.random() < 0.5:
+            ends = ends[-1:]  # …and nobody hangs up: the departure alone ends the call
+    await asyncio.gather(*ends)
 
 
 async def killer(fleet: Fleet, stats: Stats, kills: int, every: float, stop: asyncio.Event) -> None:
@@ -275,6 +337,21 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         CALLMETER_CONNECT_TIMEOUT_SECONDS="30",
         CALLMETER_PASSWORD_HASH_PROFILE="cheapest",
     )
+    standin_context = None
+    standin = None
+    if args.livekit:
+        from tests.media.standin import KEY, running_standin
+        from tests.media.standin import SECRET as LK_SECRET
+
+        standin_context = running_standin()
+        standin = await standin_context.__aenter__()
+        env.update(
+            CALLMETER_LIVEKIT_URL=standin.url,
+            CALLMETER_LIVEKIT_API_KEY=KEY,
+            CALLMETER_LIVEKIT_API_SECRET=LK_SECRET,
+            CALLMETER_LIVEKIT_RECONCILE_SECONDS="1",
+            CALLMETER_LIVEKIT_ABSENCE_GRACE_SECONDS="3",
+        )
     settings = Settings(
         database_url=url,
         secret_key=SECRET,
@@ -290,6 +367,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         fleet.start_all()
         await wait_ready(fleet.bases)
         api = Api(fleet.bases, stats)
+        hooks = Webhooks(api, standin) if args.livekit else None
         stop = asyncio.Event()
         kill_task = asyncio.create_task(killer(fleet, stats, args.kills, args.kill_every, stop))
         await asyncio.gather(
@@ -301,6 +379,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                     hid,
                     random.uniform(args.min_seconds, args.max_seconds),
                     random.uniform(0, args.ramp_seconds),
+                    hooks,
                 )
                 for c, h, hid in pairs
             )
@@ -314,6 +393,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         fleet.stop_all()
         await runtime.close()
+        if standin_context is not None:
+            await standin_context.__aexit__(None, None, None)
     result.update(
         requests=stats.requests,
         transport_errors=stats.transport_errors,
@@ -331,6 +412,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--kill-every", type=float, default=2.0, help="mean seconds")
     parser.add_argument("--poor-every", type=int, default=4, help="every Nth client has 25")
+    parser.add_argument("--livekit", action="store_true", help="LiveKit calls and webhooks")
     parser.add_argument("--ramp-seconds", type=float, default=5, help="spread of call starts")
     parser.add_argument("--min-seconds", type=float, default=2)
     parser.add_argument("--max-seconds", type=float, default=10)

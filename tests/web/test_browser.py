@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 
 from tests.test_cli import free_port, run, start_server
 
@@ -129,17 +129,18 @@ async def test_a_video_call_billed_until_the_coins_run_out(
 
     summary = caller.get_by_role("region", name="Call summary")
     await summary.wait_for()
-    assert "coins ran out" in await caller.get_by_test_id("end-reason").inner_text()
-    assert await caller.get_by_test_id("charged").inner_text() == "30 coins"
-    assert await caller.get_by_test_id("balance").inner_text() == "5 coins"
+    await expect(caller.get_by_test_id("end-reason")).to_contain_text("coins ran out")
+    await expect(caller.get_by_test_id("charged")).to_have_text("30 coins")
+    # the balance appears only once read after the final charge: never a stale figure
+    await expect(caller.get_by_test_id("balance")).to_have_text("5 coins")
     await host.get_by_role("region", name="Call summary").wait_for()
-    assert await host.get_by_test_id("earned").inner_text() == "21 coins"
+    await expect(host.get_by_test_id("earned")).to_have_text("21 coins")
     # media stopped on both sides
     for page in (caller, host):
         assert await page.locator("video").count() == 0
 
     await caller.get_by_role("link", name="Back home").click()
-    assert await caller.get_by_test_id("balance").inner_text() == "5 coins"
+    await expect(caller.get_by_test_id("balance")).to_have_text("5 coins")
     # fits a phone: nothing wider than the screen
     await caller.set_viewport_size({"width": 390, "height": 844})
     assert await caller.evaluate("document.documentElement.scrollWidth") <= 390

@@ -46,9 +46,14 @@ export function CallScreen() {
     for (const v of [localVideo.current, remoteVideo.current]) if (v) v.srcObject = null;
   }, []);
 
+  // Only the newest wallet read may land: an older one, still in flight when the call
+  // ended, must not show the balance from before the final charge.
+  const walletReads = useRef(0);
   const refreshWallet = useCallback(async () => {
+    const read = ++walletReads.current;
     try {
-      setWallet(await request<Wallet>("/v1/wallet", { token }));
+      const fresh = await request<Wallet>("/v1/wallet", { token });
+      if (read === walletReads.current) setWallet(fresh);
     } catch {
       /* shown again on the next change */
     }
@@ -66,6 +71,7 @@ export function CallScreen() {
         if (event.event === "call") {
           const next = JSON.parse(event.data) as Call;
           setCall(next);
+          if (next.status === "ended") setWallet(null); // the summary waits for the final balance
           if (next.charged !== lastCharged || next.status === "ended") {
             lastCharged = next.charged;
             void refreshWallet();
@@ -128,12 +134,17 @@ export function CallScreen() {
       const media_connected = remotePlaying(remoteVideo.current, last);
       request<{ call: Call }>(`/v1/calls/${callId}/heartbeat`, { token, body: { media_connected } })
         .then((out) => {
-          if (out.call.status === "ended") setCall(out.call);
+          if (out.call.status === "ended" && !ended.current) {
+            ended.current = true;
+            setWallet(null);
+            setCall(out.call);
+            void refreshWallet();
+          }
         })
         .catch(() => {});
     }, period);
     return () => clearInterval(timer);
-  }, [callId, token, period]);
+  }, [callId, token, period, refreshWallet]);
 
   // Closing the tab hangs up (the beacon carries the token in its body).
   useEffect(() => {
@@ -156,7 +167,10 @@ export function CallScreen() {
   async function hangUp() {
     try {
       const out = await request<{ call: Call }>(`/v1/calls/${callId}/end`, { token, method: "POST" });
+      ended.current = true;
+      setWallet(null);
       setCall(out.call);
+      void refreshWallet();
     } catch (e) {
       setError(friendlyMessage(e));
     }
