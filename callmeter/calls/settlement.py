@@ -216,6 +216,11 @@ async def finish(
         assert call.started_at is not None
         end_at = max(call.started_at, min(end_at, at(call, paid_seconds(call))))
         billed = seconds_between(call.started_at, end_at)
+        if cost(tariff_of(call), billed) < call.charged:
+            # Settlement is monotone: an end stamped before a moment already charged for
+            # (an early event time, a clock that disagrees) cannot un-bill it.
+            billed = call.billed_seconds
+            end_at = at(call, billed)
         await _charge_to(session, call, cost(tariff_of(call), billed), now)
         call.billed_seconds = billed
     else:

@@ -52,9 +52,11 @@ def left(call: Call, party: Party, sid: str | None, at: datetime) -> bool:
     if current is None or (sid is not None and sid != current):
         return False
     if _get(call, party, "left_at") is None:
-        setattr(call, f"{party}_left_at", at)
+        # It left at the event's time, but not before we last saw it there ourselves.
         seen = _get(call, party, "last_seen_at")
-        setattr(call, f"{party}_last_seen_at", min(seen, at) if seen else at)
+        gone = max(seen, at) if seen else at
+        setattr(call, f"{party}_left_at", gone)
+        setattr(call, f"{party}_last_seen_at", gone)
     if call.status == CallStatus.connecting:
         setattr(call, f"{party}_media_at", None)
     return True

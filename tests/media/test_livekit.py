@@ -365,3 +365,26 @@ class TestLiveKitDown:
         assert (r.status_code, r.json()["error"]) == (503, "media_unavailable")
         assert await driver.wallet(caller) == (50, 0)
         await driver.ledger_ok()
+
+
+class TestEarlyStampedDeparture:
+    async def test_a_left_stamped_before_a_settled_moment_cannot_unbill_it(
+        self, driver: CallDriver, hooks: Webhooks, standin: Standin
+    ) -> None:
+        """Found by the LiveKit stress run: reconciliation saw both parties at 60 s and that
+        boundary was charged; then a participant_left stamped 55 s arrives."""
+        caller, _host, call_id, room = await _active(driver, hooks, standin)
+        await _tick_for(driver, 60)
+        driver.clock.advance(2)
+        await driver.tick()  # reconciles at 62 s and settles the 60 s boundary
+        assert (await driver.call(call_id, caller))["charged"] == 10
+        sid = standin.participants[room].pop(identity(caller))
+        stamped_early = hooks.event(
+            "participant_left", room, caller, sid, at=driver.clock.now() - timedelta(seconds=7)
+        )
+        await hooks.send(stamped_early)
+        await _tick_for(driver, 20)
+        final = await driver.call(call_id, caller)
+        assert final["end_reason"] == "media_left"
+        assert (final["charged"], final["billed_seconds"]) == (10, 60)
+        await driver.ledger_ok()

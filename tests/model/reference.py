@@ -245,7 +245,9 @@ class Model:
         if call.status == "active":
             assert call.started is not None
             at = max(call.started, min(at, call.started + self.paid_seconds(call)))
-            call.billed = at - call.started
+            if cost(call.tariff, at - call.started) >= call.charged:
+                call.billed = at - call.started
+            # else: never un-bill a settlement; keep the billed time already charged for
             self.charge_to(call, cost(call.tariff, call.billed))
         else:
             reason = {

@@ -226,13 +226,15 @@ async def one_call(
         if any(b is not None and b.json()["call"]["status"] == "ended" for b in beats):
             return  # the server ended it (coins ran out)
         await asyncio.sleep(1.0)
-    ends = [api.post(f"/v1/calls/{call_id}/end", who) for who in (client, host, client, host)]
-    if hooks is not None and random.random() < 0.5:
+    departs = hooks is not None and random.random() < 0.5
+    silent = departs and random.random() < 0.5  # nobody hangs up: the departure alone ends it
+    ends: list[Any] = []
+    if not silent:
+        ends = [api.post(f"/v1/calls/{call_id}/end", who) for who in (client, host, client, host)]
+    if departs and hooks is not None:
         # the client's page closes: LiveKit reports it left (around the hang-ups)
         uid = call["client_id"]
         ends.append(hooks.leave(f"call-{call_id}", uid, sids[uid]))
-        if random.random() < 0.5:
-            ends = ends[-1:]  # …and nobody hangs up: the departure alone ends the call
     await asyncio.gather(*ends)
 
 

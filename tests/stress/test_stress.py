@@ -12,7 +12,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
 
 @pytest.mark.skipif(not os.environ.get("CALLMETER_TEST_DATABASE_URL"), reason="needs PostgreSQL")
-async def test_stress_with_crashes() -> None:
+@pytest.mark.parametrize("media", ["p2p", "livekit"])
+async def test_stress_with_crashes(media: str) -> None:
     args = parse(
         [
             "--calls",

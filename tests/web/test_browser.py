@@ -92,7 +92,7 @@ async def remote_video_plays(page: Page) -> None:
     await page.wait_for_function(
         "() => { const v = document.querySelector('[data-testid=remote-video]');"
         " return v && v.videoWidth > 0 && v.currentTime > 0.3; }",
-        timeout=20_000,
+        timeout=30_000,
     )
     first = await video.evaluate("v => v.currentTime")
     await asyncio.sleep(0.5)
