@@ -28,6 +28,8 @@ class Timeouts:
     connect: int
     heartbeat: int
     lease: int = 15
+    reconcile: int = 5  # LiveKit: ListParticipants period
+    grace: int = 15  # LiveKit: how long a departed party may take to come back
 
 
 @dataclass
@@ -53,6 +55,9 @@ class MCall:
     paid_until: int | None = None
     due: int | None = None
     warning: str | None = None
+    livekit: bool = False
+    lk_sid: dict[str, str | None] = field(default_factory=lambda: {"client": None, "host": None})
+    left_at: dict[str, int | None] = field(default_factory=lambda: {"client": None, "host": None})
 
 
 @dataclass
@@ -67,6 +72,8 @@ class Model:
     earnings: dict[int, int] = field(default_factory=dict)
     revenue: int = 0
     calls: list[MCall] = field(default_factory=list)
+    livekit: bool = False
+    departed_sids: set[str] = field(default_factory=set)
 
     # --- helpers ------------------------------------------------------------------------
     def available(self, client: int) -> int:
@@ -98,6 +105,7 @@ class Model:
             raise Refused("insufficient_funds")
         tariff = Tariff(self.policy, rate, self.interval, 0, self.share)
         call = MCall(len(self.calls) + 1, client, host, tariff, self.now, held=rate)
+        call.livekit = self.livekit
         call.due = self.now + self.timeouts.ring
         self.held[client] += rate
         self.calls.append(call)
@@ -110,6 +118,7 @@ class Model:
             raise Refused("invalid_call_state")
         call.status, call.accepted = "connecting", self.now
         call.due = self.now + self.timeouts.connect
+        self.look_again(call)
 
     def decline(self, call: MCall) -> None:
         if call.status == "ended":
@@ -121,26 +130,94 @@ class Model:
     def heartbeat(self, call: MCall, party: str, media: bool) -> None:
         if call.status == "ended":
             return
-        call.seen[party] = self.now
-        if media and call.status == "connecting" and call.media[party] is None:
-            call.media[party] = self.now
+        if not call.livekit:  # for a LiveKit call only LiveKit vouches for presence
+            call.seen[party] = self.now
+            if media and call.status == "connecting" and call.media[party] is None:
+                call.media[party] = self.now
+        self.activate_if_connected(call)
+        if self.charge_pending(call):
+            self.settle(call)
+        self.look_again(call)
+
+    def activate_if_connected(self, call: MCall) -> None:
         c, h = call.media["client"], call.media["host"]
         if call.status == "connecting" and c is not None and h is not None:
             call.status, call.started = "active", max(c, h)
             call.next_charge = call.started
+
+    # --- LiveKit presence (webhooks and reconciliation) -----------------------------------
+    def webhook_joined(self, call: MCall, party: str, sid: str) -> None:
+        if call.status == "ended" or sid in self.departed_sids:
+            return  # an ended call is kicked again; a late joined of a departed sid is void
+        if call.status in ("connecting", "active"):
+            self.joined(call, party, sid, self.now)
+            self.activate_if_connected(call)
+        self.after_presence(call)
+
+    def webhook_left(self, call: MCall, party: str, sid: str) -> None:
+        self.departed_sids.add(sid)
+        if call.status in ("connecting", "active"):
+            self.left(call, party, sid, self.now)
+        if call.status != "ended":
+            self.after_presence(call)
+
+    def after_presence(self, call: MCall) -> None:
         if self.charge_pending(call):
             self.settle(call)
+        self.look_again(call)
+
+    def joined(self, call: MCall, party: str, sid: str, at: int) -> None:
+        call.lk_sid[party], call.left_at[party] = sid, None
+        seen = call.seen[party]
+        call.seen[party] = max(seen, at) if seen is not None else at
+        if call.status == "connecting" and call.media[party] is None:
+            call.media[party] = at
+
+    def left(self, call: MCall, party: str, sid: str | None, at: int) -> None:
+        current = call.lk_sid[party]
+        if current is None or (sid is not None and sid != current):
+            return
+        if call.left_at[party] is None:
+            seen = call.seen[party]
+            gone = max(seen, at) if seen is not None else at
+            call.left_at[party] = call.seen[party] = gone
+        if call.status == "connecting":
+            call.media[party] = None
+
+    def reconcile(self, call: MCall, present: dict[str, str] | None) -> None:
+        for party, user in (("client", call.client), ("host", call.host)):
+            sid = (present or {}).get(f"user-{user}")
+            if sid is not None:
+                self.joined(call, party, sid, self.now)
+            elif call.lk_sid[party] is not None:
+                seen = call.seen[party]
+                self.left(call, party, None, seen if seen is not None else self.now)
+
+    def look_again(self, call: MCall) -> None:
+        if not call.livekit or call.status == "ended":
+            return
+        moments = [self.now + self.timeouts.reconcile]
+        moments += [t + self.timeouts.grace for t in call.left_at.values() if t is not None]
+        call.due = min(call.due if call.due is not None else self.now, *moments)
 
     def end(self, call: MCall, party: str) -> None:
         self.finish(call, self.now, f"{party}_hangup")
 
-    def tick(self) -> None:
+    def tick(self, rooms: dict[str, dict[str, str] | None] | None = None) -> None:
+        """``rooms``: what ListParticipants answers per room (None: no such room), as seen
+        at the start of the tick."""
         due = [
             c for c in self.calls if c.status != "ended" and c.due is not None and c.due <= self.now
         ]
         for call in due:
             call.due = self.now + self.timeouts.lease  # the claim's lease
-            if call.status == "ringing":
+            if call.livekit and rooms is not None and call.status in ("connecting", "active"):
+                self.reconcile(call, rooms.get(f"call-{call.id}"))
+                self.activate_if_connected(call)
+            gone = [t for t in call.left_at.values() if t is not None]
+            if call.status == "active" and gone and self.now >= min(gone) + self.timeouts.grace:
+                self.finish(call, min(gone), "media_left")
+            elif call.status == "ringing":
                 deadline = call.created + self.timeouts.ring
                 if self.now >= deadline:
                     self.finish(call, deadline, "missed")
@@ -159,6 +236,7 @@ class Model:
                     self.finish(call, horizon, "connection_lost")
                 else:
                     self.settle(call)
+            self.look_again(call)
 
     def refund(self, call: MCall, amount: int | None) -> int:
         if call.status != "ended":
@@ -255,6 +333,7 @@ class Model:
                 "client_hangup": "cancelled",
                 "insufficient_funds": "cancelled",
                 "connection_lost": "connect_failed",
+                "media_left": "connect_failed",
             }.get(reason, reason)
         self.held[call.client] -= call.held
         call.held = 0

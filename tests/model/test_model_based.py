@@ -23,6 +23,7 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
+from livekit import api as lk
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -35,9 +36,11 @@ from callmeter.kit.db import run_in_transaction
 from callmeter.kit.runtime import Runtime
 from callmeter.ledger import service as ledger
 from callmeter.ledger.check import check_ledger
+from callmeter.media import webhooks
 from callmeter.meter.service import tick
 from callmeter.models import Account, AccountKind, Call, Role, User
 from tests.conftest import _empty_postgres, make_settings, sqlite_url
+from tests.media.standin import KEY, SECRET, running_standin
 from tests.model.reference import MCall, Model, Refused, Timeouts
 
 T = TypeVar("T")
@@ -46,7 +49,7 @@ RATES = (10, 7)  # host 0 charges 10 per interval, host 1 charges 7
 PARTIES = ("client", "host")
 
 
-def machine_for(make_url: Callable[[], str]) -> type[RuleBasedStateMachine]:
+def machine_for(make_url: Callable[[], str], livekit: bool) -> type[RuleBasedStateMachine]:
     class Billing(RuleBasedStateMachine):
         def __init__(self) -> None:
             super().__init__()
@@ -62,7 +65,10 @@ def machine_for(make_url: Callable[[], str]) -> type[RuleBasedStateMachine]:
             return self.run(run_in_transaction(self.runtime.sessionmaker, work))
 
         def teardown(self) -> None:
-            self.run(self.runtime.close())
+            if hasattr(self, "runtime"):
+                self.run(self.runtime.close())
+            if hasattr(self, "standin_context"):
+                self.run(self.standin_context.__aexit__(None, None, None))
             self.loop.close()
 
         @initialize(
@@ -72,6 +78,17 @@ def machine_for(make_url: Callable[[], str]) -> type[RuleBasedStateMachine]:
         )
         def setup(self, policy: BillingPolicy, interval: int, coins: tuple[int, int]) -> None:
             timeouts = Timeouts(ring=45, connect=30, heartbeat=30)
+            media: dict[str, object] = {}
+            if livekit:
+                self.standin_context = running_standin()
+                self.standin = self.run(self.standin_context.__aenter__())
+                media = {
+                    "livekit_url": self.standin.url,
+                    "livekit_api_key": KEY,
+                    "livekit_api_secret": SECRET,
+                    "livekit_reconcile_seconds": timeouts.reconcile,
+                    "livekit_absence_grace_seconds": timeouts.grace,
+                }
             self.runtime = Runtime.create(
                 make_settings(
                     self.url,
@@ -80,10 +97,12 @@ def machine_for(make_url: Callable[[], str]) -> type[RuleBasedStateMachine]:
                     ring_timeout_seconds=timeouts.ring,
                     connect_timeout_seconds=timeouts.connect,
                     heartbeat_timeout_seconds=timeouts.heartbeat,
+                    **media,
                 ),
                 self.clock,
             )
-            self.model = Model(policy, interval, 70, timeouts)
+            self.model = Model(policy, interval, 70, timeouts, livekit=livekit)
+            self.sent: list[lk.WebhookEvent] = []
             self.clients: list[User] = []
             self.hosts: list[User] = []
 
@@ -160,6 +179,7 @@ def machine_for(make_url: Callable[[], str]) -> type[RuleBasedStateMachine]:
                     host_id=h.id,
                     settings=self.runtime.settings,
                     now=self.clock.now(),
+                    livekit=self.runtime.livekit,
                 )
 
             self.both(service, lambda: self.model.ring(c.id, h.id, RATES[host]))
@@ -173,7 +193,66 @@ def machine_for(make_url: Callable[[], str]) -> type[RuleBasedStateMachine]:
                 return
             self.answer(host, True)
             for side, who in (("client", client), ("host", host)):
-                self.heartbeat(side, who, True, 1)
+                if livekit:
+                    self.lk_join(side, who, 1)
+                else:
+                    self.heartbeat(side, who, True, 1)
+
+        # --- LiveKit: participants come and go; webhooks arrive twice, late or never ---------
+        def send(self, event: lk.WebhookEvent) -> None:
+            async def service(session: AsyncSession) -> None:
+                await webhooks.handle(
+                    session, event, now=self.clock.now(), settings=self.runtime.settings
+                )
+
+            self.tx(service)
+
+        def event(self, kind: str, call: MCall, user: User, sid: str) -> lk.WebhookEvent:
+            self.events = getattr(self, "events", 0) + 1
+            event = lk.WebhookEvent(
+                event=kind,
+                id=f"EV_{self.events}",
+                created_at=int(self.clock.now().timestamp()),
+                room=lk.Room(name=f"call-{call.id}"),
+                participant=lk.ParticipantInfo(identity=f"user-{user.id}", sid=sid),
+            )
+            self.sent.append(event)
+            return event
+
+        @rule(side=st.sampled_from(PARTIES), who=st.integers(0, 1), copies=st.integers(1, 3))
+        def lk_join(self, side: str, who: int, copies: int) -> None:
+            user = (self.clients if side == "client" else self.hosts)[who]
+            call = self.latest(user)
+            if not livekit or call is None:
+                return
+            sid = self.standin.join(f"call-{call.id}", f"user-{user.id}")
+            event = self.event("participant_joined", call, user, sid)
+            for _ in range(copies):
+                self.send(event)
+            self.model.webhook_joined(call, side, sid)
+
+        @rule(side=st.sampled_from(PARTIES), who=st.integers(0, 1), lost=st.booleans())
+        def lk_leave(self, side: str, who: int, lost: bool) -> None:
+            """A participant disconnects; its webhook may be lost (reconciliation notices)."""
+            user = (self.clients if side == "client" else self.hosts)[who]
+            call = self.latest(user)
+            if not livekit or call is None:
+                return
+            room, identity = f"call-{call.id}", f"user-{user.id}"
+            sid = self.standin.participants.get(room, {}).get(identity)
+            if sid is None:
+                return
+            self.standin.drop(room, identity)
+            if not lost:
+                self.send(self.event("participant_left", call, user, sid))
+                self.model.webhook_left(call, side, sid)
+
+        @rule(data=st.data())
+        def lk_replay(self, data: st.DataObject) -> None:
+            """LiveKit retries: an event already delivered arrives again, out of order."""
+            if not livekit or not self.sent:
+                return
+            self.send(data.draw(st.sampled_from(self.sent)))
 
         @rule(host=st.integers(0, 1), accept=st.booleans())
         def answer(self, host: int, accept: bool) -> None:
@@ -186,7 +265,12 @@ def machine_for(make_url: Callable[[], str]) -> type[RuleBasedStateMachine]:
                 now = self.clock.now()
                 if accept:
                     await calls.accept(
-                        session, user=h, call_id=call.id, settings=self.runtime.settings, now=now
+                        session,
+                        user=h,
+                        call_id=call.id,
+                        settings=self.runtime.settings,
+                        now=now,
+                        livekit=self.runtime.livekit,
                     )
                 else:
                     await calls.decline(session, user=h, call_id=call.id, now=now)
@@ -252,13 +336,21 @@ def machine_for(make_url: Callable[[], str]) -> type[RuleBasedStateMachine]:
 
         @rule(workers=st.integers(1, 2))
         def meter(self, workers: int) -> None:
+            rooms: dict[str, dict[str, str] | None] | None = None
+            if livekit:  # what ListParticipants will answer at the start of the tick
+                rooms = {}
+                for c in self.model.calls:
+                    room = f"call-{c.id}"
+                    exists = room in self.standin.rooms
+                    rooms[room] = dict(self.standin.participants.get(room, {})) if exists else None
+
             async def ticks() -> None:
                 await asyncio.gather(
                     *(tick(self.runtime, self.clock.now()) for _ in range(workers))
                 )
 
             self.run(ticks())
-            self.model.tick()
+            self.model.tick(rooms)
 
         @rule(seconds=st.integers(1, 40))
         def advance(self, seconds: int) -> None:
@@ -347,8 +439,9 @@ def machine_for(make_url: Callable[[], str]) -> type[RuleBasedStateMachine]:
     return Billing
 
 
+@pytest.mark.parametrize("media", ["p2p", "livekit"])
 def test_the_service_matches_the_model(
-    database_url: str, backend: str, tmp_path: Path, request: pytest.FixtureRequest
+    media: str, database_url: str, backend: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     counter = iter(range(10**6))
 
@@ -362,7 +455,7 @@ def test_the_service_matches_the_model(
         return database_url
 
     run_state_machine_as_test(
-        machine_for(fresh),
+        machine_for(fresh, livekit=media == "livekit"),
         settings=settings(
             max_examples=EXAMPLES,
             stateful_step_count=50,
