@@ -31,7 +31,27 @@ router = APIRouter(prefix="/v1/calls", tags=["calls"])
 CallId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
-@router.post("", status_code=status.HTTP_201_CREATED)
+# OpenAPI links: what a client does next with the call it created (documentation, and what
+# stateful API testers follow).
+_NEXT = {
+    "GetCall": "get_call_v1_calls__call_id__get",
+    "AcceptCall": "accept_call_v1_calls__call_id__accept_post",
+    "DeclineCall": "decline_call_v1_calls__call_id__decline_post",
+    "Heartbeat": "heartbeat_v1_calls__call_id__heartbeat_post",
+    "EndCall": "end_call_v1_calls__call_id__end_post",
+    "Signal": "signal_v1_calls__call_id__signal_post",
+}
+CALL_LINKS = {
+    name: {"operationId": operation, "parameters": {"call_id": "$response.body#/call/id"}}
+    for name, operation in _NEXT.items()
+}
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    responses={201: {"description": "the call, ringing", "links": CALL_LINKS}},
+)
 async def create_call(
     body: CreateCallIn, client: ClientUser, runtime: RuntimeDep, session: SessionDep
 ) -> CallWithMedia:
