@@ -47,7 +47,7 @@ test: setup lint web-test browser
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 stress: setup
-	$(BIN)/python -m tests.stress.driver --calls $${STRESS_CALLS:-500} --kills $${STRESS_KILLS:-20}
+	$(BIN)/python -m tests.stress.driver --calls $${STRESS_CALLS:-500} --kills $${STRESS_KILLS:-20} $(STRESS_ARGS)
 
 fuzz: setup
 	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-100} $(BIN)/pytest -s tests/security/test_fuzz.py
