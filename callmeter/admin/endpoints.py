@@ -77,9 +77,7 @@ async def list_calls(
     found = await calls_repository.list_calls(
         session, user_id=None, status=status_filter, limit=limit + 1, before=before
     )
-    now = runtime.clock.now()
-    items = [CallOut.of(c, now) for c in found[:limit]]
-    return CallsPage(items=items, next_before=items[-1].id if len(found) > limit else None)
+    return CallsPage.of(found, limit, runtime.clock.now())
 
 
 @router.post("/calls/{call_id}/end")

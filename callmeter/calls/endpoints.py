@@ -81,9 +81,7 @@ async def list_calls(
     calls = await repository.list_calls(
         session, user_id=user.id, status=None, limit=limit + 1, before=before
     )
-    now = runtime.clock.now()
-    items = [CallOut.of(c, now) for c in calls[:limit]]
-    return CallsPage(items=items, next_before=items[-1].id if len(calls) > limit else None)
+    return CallsPage.of(calls, limit, runtime.clock.now())
 
 
 @router.get("/{call_id}")

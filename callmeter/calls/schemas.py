@@ -88,6 +88,13 @@ class CallsPage(BaseModel):
     items: list[CallOut]
     next_before: int | None
 
+    @classmethod
+    def of(cls, calls: list[Call], limit: int, now: datetime) -> CallsPage:
+        """A page from ``limit + 1`` calls read newest first (the extra one says whether
+        there is a next page)."""
+        items = [CallOut.of(c, now) for c in calls[:limit]]
+        return cls(items=items, next_before=items[-1].id if len(calls) > limit else None)
+
 
 class CreateCallIn(InputModel):
     host_id: PositiveId

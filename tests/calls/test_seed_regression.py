@@ -8,14 +8,13 @@ ten concurrent heartbeats and a second end from the host. Exactly 10 coins are c
 from __future__ import annotations
 
 import asyncio
-import json
-import sys
 from pathlib import Path
 
 import pytest
 
 from callmeter.models import Role
 from tests.calls.driver import CallDriver
+from tests.processes import race_processes
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -72,23 +71,7 @@ async def test_the_race_from_two_processes(
 
     now = driver.clock.now().isoformat()
     args = [database_url, str(call_id), now, "20"]
-    procs = [
-        await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "tests.calls.race_worker",
-            *args,
-            cwd=ROOT,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        for _ in range(2)
-    ]
-    outputs = []
-    for proc in procs:
-        out, err = await asyncio.wait_for(proc.communicate(), timeout=90)
-        assert proc.returncode == 0, err.decode()
-        outputs.append(json.loads(out.decode().strip().splitlines()[-1]))
+    outputs = await race_processes("tests.calls.race_worker", args)
     finals = [o["final"] for o in outputs]
     assert finals[0] == finals[1]
     assert (finals[0]["charged"], finals[0]["host_earned"], finals[0]["billed_seconds"]) == (

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import sys
 import time
 from pathlib import Path
 
@@ -17,6 +15,7 @@ from callmeter.ledger import service as ledger
 from callmeter.ledger.check import check_ledger
 from callmeter.models import AccountKind, Role
 from tests.factories import auth_headers, make_user, wallet_of
+from tests.processes import race_processes
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -117,23 +116,7 @@ class TestConcurrentGrantsWithOneKey:
         alice = await make_user(runtime, Role.client)
         start_at = time.time() + 2.0
         args = [database_url, str(alice.id), "race-3", "25", "25", str(start_at)]
-        procs = [
-            await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "tests.ledger.grant_race",
-                *args,
-                cwd=ROOT,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-            )
-            for _ in range(2)
-        ]
-        results = []
-        for proc in procs:
-            out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
-            assert proc.returncode == 0, err.decode()
-            results.append(json.loads(out.decode().strip().splitlines()[-1]))
+        results = await race_processes("tests.ledger.grant_race", args)
         assert sum(r["created"] for r in results) == 1
         assert sum(r["replayed"] for r in results) == 49
         assert await wallet_of(runtime, alice.id) == (25, 0)

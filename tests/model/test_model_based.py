@@ -64,6 +64,16 @@ def machine_for(make_url: Callable[[], str], livekit: bool) -> type[RuleBasedSta
         def tx(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
             return self.run(run_in_transaction(self.runtime.sessionmaker, work))
 
+        def racing(self, work: Callable[[AsyncSession], Awaitable[None]], copies: int) -> None:
+            """The same request sent ``copies`` times at once, each in its own transaction."""
+
+            async def all_at_once() -> None:
+                await asyncio.gather(
+                    *(run_in_transaction(self.runtime.sessionmaker, work) for _ in range(copies))
+                )
+
+            self.run(all_at_once())
+
         def teardown(self) -> None:
             if hasattr(self, "runtime"):
                 self.run(self.runtime.close())
@@ -290,23 +300,17 @@ def machine_for(make_url: Callable[[], str], livekit: bool) -> type[RuleBasedSta
             if call is None:
                 return
 
-            async def one() -> None:
-                async def work(session: AsyncSession) -> None:
-                    await calls.heartbeat(
-                        session,
-                        user=user,
-                        call_id=call.id,
-                        media_connected=media,
-                        settings=self.runtime.settings,
-                        now=self.clock.now(),
-                    )
+            async def work(session: AsyncSession) -> None:
+                await calls.heartbeat(
+                    session,
+                    user=user,
+                    call_id=call.id,
+                    media_connected=media,
+                    settings=self.runtime.settings,
+                    now=self.clock.now(),
+                )
 
-                await run_in_transaction(self.runtime.sessionmaker, work)
-
-            async def racing() -> None:
-                await asyncio.gather(*(one() for _ in range(copies)))
-
-            self.run(racing())
+            self.racing(work, copies)
             self.model.heartbeat(call, side, media)
 
         @rule(side=st.sampled_from(PARTIES), who=st.integers(0, 1), copies=st.integers(1, 3))
@@ -316,22 +320,16 @@ def machine_for(make_url: Callable[[], str], livekit: bool) -> type[RuleBasedSta
             if call is None:
                 return
 
-            async def one() -> None:
-                async def work(session: AsyncSession) -> None:
-                    await calls.end(
-                        session,
-                        user=user,
-                        call_id=call.id,
-                        settings=self.runtime.settings,
-                        now=self.clock.now(),
-                    )
+            async def work(session: AsyncSession) -> None:
+                await calls.end(
+                    session,
+                    user=user,
+                    call_id=call.id,
+                    settings=self.runtime.settings,
+                    now=self.clock.now(),
+                )
 
-                await run_in_transaction(self.runtime.sessionmaker, work)
-
-            async def racing() -> None:
-                await asyncio.gather(*(one() for _ in range(copies)))
-
-            self.run(racing())
+            self.racing(work, copies)
             self.model.end(call, side)
 
         @rule(workers=st.integers(1, 2))
