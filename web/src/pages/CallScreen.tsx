@@ -35,6 +35,10 @@ export function CallScreen() {
   const remoteVideo = useRef<HTMLVideoElement>(null);
   const media = useRef<P2PMedia | LiveKitMedia | null>(null);
   const localStream = useRef<MediaStream | null>(null);
+  // Signals that arrive before the camera is open (and so before the peer connection
+  // exists) wait here instead of being lost: the caller's offer often comes first.
+  const earlySignals = useRef<SignalMessage[]>([]);
+  const latestCall = useRef<Call | null>(null);
   const ended = useRef(false);
   const now = useNow(250);
   const isClient = user.role === "client";
@@ -70,6 +74,7 @@ export function CallScreen() {
       onEvent: (event) => {
         if (event.event === "call") {
           const next = JSON.parse(event.data) as Call;
+          latestCall.current = next;
           setCall(next);
           if (next.status === "ended") setWallet(null); // the summary waits for the final balance
           if (next.charged !== lastCharged || next.status === "ended") {
@@ -77,8 +82,10 @@ export function CallScreen() {
             void refreshWallet();
           }
           if (next.status === "ended") ended.current = true;
-        } else if (event.event === "signal" && media.current instanceof P2PMedia) {
-          void media.current.handle(JSON.parse(event.data) as SignalMessage);
+        } else if (event.event === "signal") {
+          const signal = JSON.parse(event.data) as SignalMessage;
+          if (media.current instanceof P2PMedia) void media.current.handle(signal);
+          else earlySignals.current.push(signal);
         }
       },
     });
@@ -104,9 +111,14 @@ export function CallScreen() {
         }
         localStream.current = local;
         if (localVideo.current) localVideo.current.srcObject = local;
-        media.current = new P2PMedia(callId, token, local, (remote) => {
+        const p2p = new P2PMedia(callId, token, local, (remote) => {
           if (remoteVideo.current) remoteVideo.current.srcObject = remote;
         });
+        media.current = p2p;
+        for (const signal of earlySignals.current.splice(0)) await p2p.handle(signal);
+        // the host may have picked up while the camera was opening
+        const status = latestCall.current?.status;
+        if (isClient && status && status !== "ringing" && status !== "ended") await p2p.offer();
       } catch (e) {
         setError(`Camera or microphone unavailable: ${(e as Error).message}`);
       }
@@ -116,7 +128,7 @@ export function CallScreen() {
       cancelled = true;
       stopMedia();
     };
-  }, [callId, token, stopMedia]);
+  }, [callId, token, stopMedia, isClient]);
 
   // The caller offers once the host has picked up.
   useEffect(() => {
