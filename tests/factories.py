@@ -9,6 +9,7 @@ from httpx import AsyncClient
 from callmeter.auth import service as auth
 from callmeter.kit.runtime import Runtime
 from callmeter.ledger import service as ledger
+from callmeter.ledger.check import check_ledger
 from callmeter.models import Role, User
 
 PASSWORD = "correct horse battery"
@@ -53,3 +54,10 @@ async def wallet_of(runtime: Runtime, user_id: int) -> tuple[int, int]:
     async with runtime.sessionmaker() as session:
         account = await ledger.account_for_user(session, user_id)
         return account.balance, account.held
+
+
+async def assert_ledger_ok(runtime: Runtime) -> None:
+    """Every ledger invariant holds (the report names what does not)."""
+    async with runtime.sessionmaker() as session:
+        report = await check_ledger(session)
+    assert report.ok, report.problems

@@ -9,10 +9,9 @@ from httpx import AsyncClient, Response
 
 from callmeter.kit.clock import ManualClock
 from callmeter.kit.runtime import Runtime
-from callmeter.ledger.check import check_ledger
 from callmeter.meter.service import TickResult, tick
 from callmeter.models import Role, User
-from tests.factories import auth_headers, make_user, wallet_of
+from tests.factories import assert_ledger_ok, auth_headers, make_user, wallet_of
 
 
 @dataclass
@@ -82,9 +81,7 @@ class CallDriver:
         return await wallet_of(self.runtime, who.user.id)
 
     async def ledger_ok(self) -> None:
-        async with self.runtime.sessionmaker() as session:
-            report = await check_ledger(session)
-        assert report.ok, report.problems
+        await assert_ledger_ok(self.runtime)
 
     async def revenue(self) -> int:
         async with self.runtime.sessionmaker() as session:

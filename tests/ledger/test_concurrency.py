@@ -12,18 +12,11 @@ from httpx import AsyncClient
 from callmeter.errors import InsufficientFunds
 from callmeter.kit.runtime import Runtime
 from callmeter.ledger import service as ledger
-from callmeter.ledger.check import check_ledger
 from callmeter.models import AccountKind, Role
-from tests.factories import auth_headers, make_user, wallet_of
+from tests.factories import assert_ledger_ok, auth_headers, make_user, wallet_of
 from tests.processes import race_processes
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-async def _assert_ledger_ok(runtime: Runtime) -> None:
-    async with runtime.sessionmaker() as session:
-        report = await check_ledger(session)
-    assert report.ok, report.problems
 
 
 class TestConcurrentDebitsAndHolds:
@@ -68,7 +61,7 @@ class TestConcurrentDebitsAndHolds:
         balance, held = await wallet_of(runtime, alice.id)
         assert (balance, held) == (1000 - 10 * debits, 10 * holds)
         assert balance - held == 0
-        await _assert_ledger_ok(runtime)
+        await assert_ledger_ok(runtime)
 
 
 class TestConcurrentGrantsWithOneKey:
@@ -86,7 +79,7 @@ class TestConcurrentGrantsWithOneKey:
         assert {r.status_code for r in responses} == {201}
         assert len({r.json()["transfer"]["id"] for r in responses}) == 1
         assert await wallet_of(runtime, alice.id) == (70, 0)
-        await _assert_ledger_ok(runtime)
+        await assert_ledger_ok(runtime)
 
     async def test_50_concurrent_service_grants_credit_once(self, runtime: Runtime) -> None:
         alice = await make_user(runtime, Role.client)
@@ -105,7 +98,7 @@ class TestConcurrentGrantsWithOneKey:
         created = await asyncio.gather(*(grant() for _ in range(50)))
         assert sum(created) == 1
         assert await wallet_of(runtime, alice.id) == (33, 0)
-        await _assert_ledger_ok(runtime)
+        await assert_ledger_ok(runtime)
 
     @pytest.mark.slow
     async def test_two_processes_grant_once(
@@ -120,4 +113,4 @@ class TestConcurrentGrantsWithOneKey:
         assert sum(r["created"] for r in results) == 1
         assert sum(r["replayed"] for r in results) == 49
         assert await wallet_of(runtime, alice.id) == (25, 0)
-        await _assert_ledger_ok(runtime)
+        await assert_ledger_ok(runtime)

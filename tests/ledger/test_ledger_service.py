@@ -11,13 +11,7 @@ from callmeter.kit.runtime import Runtime
 from callmeter.ledger import service as ledger
 from callmeter.ledger.check import check_ledger
 from callmeter.models import AccountKind, Posting, Role
-from tests.factories import make_user, wallet_of
-
-
-async def _ok(runtime: Runtime) -> None:
-    async with runtime.sessionmaker() as session:
-        report = await check_ledger(session)
-    assert report.ok, report.problems
+from tests.factories import assert_ledger_ok, make_user, wallet_of
 
 
 class TestGrant:
@@ -40,7 +34,7 @@ class TestGrant:
             (False, 250, 250),
             (True, -250, -250),
         ]
-        await _ok(runtime)
+        await assert_ledger_ok(runtime)
 
     async def test_same_key_credits_once(self, runtime: Runtime) -> None:
         alice = await make_user(runtime, Role.client)
@@ -55,7 +49,7 @@ class TestGrant:
                 )
         assert not result.created
         assert await wallet_of(runtime, alice.id) == (40, 0)
-        await _ok(runtime)
+        await assert_ledger_ok(runtime)
 
     async def test_same_key_other_terms_conflicts(self, runtime: Runtime) -> None:
         alice = await make_user(runtime, Role.client)
@@ -119,7 +113,7 @@ class TestDebit:
                     now=runtime.clock.now(),
                 )
         assert await wallet_of(runtime, alice.id) == (30, 0)
-        await _ok(runtime)
+        await assert_ledger_ok(runtime)
 
     async def test_held_coins_are_not_available(self, runtime: Runtime) -> None:
         alice = await make_user(runtime, Role.client, coins=30)
@@ -141,7 +135,7 @@ class TestDebit:
                     now=runtime.clock.now(),
                 )
         assert await wallet_of(runtime, alice.id) == (30, 25)
-        await _ok(runtime)
+        await assert_ledger_ok(runtime)
 
 
 class TestHolds:
@@ -184,7 +178,7 @@ class TestHolds:
             assert await ledger.release_hold(session, hold_id=hold.id, now=now) == 25
             assert await ledger.release_hold(session, hold_id=hold.id, now=now) == 0
         assert await wallet_of(runtime, alice.id) == (80, 0)
-        await _ok(runtime)
+        await assert_ledger_ok(runtime)
 
     async def test_hold_beyond_available_writes_nothing(self, runtime: Runtime) -> None:
         alice = await make_user(runtime, Role.client, coins=10)
@@ -203,7 +197,7 @@ class TestHolds:
                 session, account_id=wallet.id, amount=10, reason="test", now=runtime.clock.now()
             )
         assert await wallet_of(runtime, alice.id) == (10, 10)
-        await _ok(runtime)
+        await assert_ledger_ok(runtime)
 
 
 class TestImmutability:
