@@ -54,7 +54,8 @@ class Settings(BaseSettings):
     ring_timeout_seconds: int = Field(default=45, ge=1, le=3600)
     connect_timeout_seconds: int = Field(default=30, ge=1, le=3600)
     meter_tick_seconds: float = Field(default=1.0, gt=0, le=60)
-    meter_batch_size: int = Field(default=200, ge=1, le=10_000)
+    meter_batch_size: int = Field(default=1000, ge=1, le=10_000)
+    meter_batch_path: bool = True
     events_poll_seconds: float = Field(default=0.5, gt=0, le=5)
 
     livekit_url: str | None = None

@@ -18,6 +18,7 @@ last known to be present (their last heartbeats, or LiveKit's word), never past
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -33,7 +34,7 @@ from callmeter.models import AccountKind, Call, CallStatus, EndReason
 LOW_BALANCE = "low_balance"
 
 
-def tariff_of(call: Call) -> Tariff:
+def tariff_of(call: Call | CallSnapshot) -> Tariff:
     return Tariff(
         policy=BillingPolicy(call.policy),
         rate=call.rate,
@@ -172,6 +173,119 @@ def visible_state(call: Call) -> tuple[object, ...]:
         call.next_charge_at,
         call.billed_seconds,
         call.end_reason,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class CallSnapshot:
+    """What settlement reads of a call row (the meter's batch path reads rows, not objects)."""
+
+    id: int
+    version: int
+    status: str
+    started_at: datetime | None
+    policy: str
+    rate: int
+    interval_seconds: int
+    free_seconds: int
+    host_share_percent: int
+    charged: int
+    held: int
+    host_earned: int
+    billed_seconds: int
+    warning: str | None
+    paid_until: datetime | None
+    next_charge_at: datetime | None
+    client_last_seen_at: datetime | None
+    host_last_seen_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class IntervalCharge:
+    """The outcome of :func:`settle` for a call that goes on: what to charge and hold, and
+    the call's new billing state. Computed without I/O by :func:`plan_interval_charge`."""
+
+    call_id: int
+    old_version: int
+    version: int
+    charged: int
+    host_earned: int
+    host_part: int  # coins to the host's earnings now
+    platform_part: int  # coins to the platform's revenue now
+    hold_delta: int  # change of the call's hold: the extension minus what was captured
+    extension: int  # coins newly reserved out of the wallet's available coins
+    held: int
+    billed_seconds: int
+    warning: str | None
+    paid_until: datetime
+    next_charge_at: datetime
+    due_at: datetime
+
+
+def plan_interval_charge(
+    call: CallSnapshot, available: int, now: datetime, heartbeat_timeout: int
+) -> IntervalCharge | None:
+    """What :func:`settle` (and the meter's timeout check before it) would do to an active
+    call whose client has ``available`` coins, when that is the common case: the charge is
+    made and the hold fully extended. None when the call needs the per-call path: a party
+    timed out, the hold cannot be extended in full, or the call would end.
+
+    Same arithmetic as ``settle`` step by step; the meter's batch path relies on it, and
+    tests/meter/test_batch.py drives both paths through the same calls and compares them.
+    """
+    if call.status != CallStatus.active or call.started_at is None:
+        return None
+    started = call.started_at
+    client, host = call.client_last_seen_at, call.host_last_seen_at
+    horizon = None if client is None or host is None else min(client, host)
+    timeout = timedelta(seconds=heartbeat_timeout)
+    if horizon is not None and now >= horizon + timeout:
+        return None  # connection_lost: ``finish`` decides the billed end
+    tariff = tariff_of(call)
+    t_now = seconds_between(started, now)
+    billable = min(
+        seconds_between(started, min(horizon or started, now)),
+        covered_seconds(tariff, call.charged + call.held),
+    )
+    charged, host_earned = call.charged, call.host_earned
+    if (target := cost(tariff, billable)) > charged:
+        charged, host_earned = target, host_earnings(tariff, target)
+    host_part = host_earned - call.host_earned
+    platform_part = (charged - call.charged) - host_part
+    held = call.held - (charged - call.charged)
+    extension = max(0, cost(tariff, next_boundary(tariff, t_now)) - charged - held)
+    if extension > available:
+        return None  # a partial hold or the end of the call: ``settle`` decides
+    held += extension
+    paid = covered_seconds(tariff, charged + held)
+    if paid <= t_now:
+        return None
+    reach = covered_seconds(tariff, charged + held + available - extension)
+    warning = LOW_BALANCE if reach - t_now <= tariff.interval_seconds else None
+    paid_until = started + timedelta(seconds=paid)
+    next_charge_at = started + timedelta(seconds=next_boundary(tariff, t_now))
+    due_at = min(next_charge_at, paid_until)
+    if horizon is not None:
+        due_at = min(due_at, horizon + timeout)
+    before = (call.charged, call.held, call.host_earned, call.warning, call.paid_until,
+              call.next_charge_at, call.billed_seconds)  # fmt: skip
+    after = (charged, held, host_earned, warning, paid_until, next_charge_at, billable)
+    return IntervalCharge(
+        call_id=call.id,
+        old_version=call.version,
+        version=call.version + (after != before),
+        charged=charged,
+        host_earned=host_earned,
+        host_part=host_part,
+        platform_part=platform_part,
+        hold_delta=held - call.held,
+        extension=extension,
+        held=held,
+        billed_seconds=billable,
+        warning=warning,
+        paid_until=paid_until,
+        next_charge_at=next_charge_at,
+        due_at=due_at,
     )
 
 

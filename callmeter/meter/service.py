@@ -1,16 +1,19 @@
-"""One meter tick: every call whose ``due_at`` has passed gets ``calls.service.advance``.
+"""One meter tick: every call whose ``due_at`` has passed is settled or advanced.
 
-Several workers and API processes may tick at once against one database. Each tick claims
-a batch (``FOR UPDATE SKIP LOCKED`` on PostgreSQL) and leases it by pushing ``due_at``
-forward, then advances each call in its own short transaction under the call's row lock;
-correctness does not depend on the claim — every step is idempotent — only efficiency does.
+Several workers and API processes may tick at once against one database. Each tick takes
+due calls a batch at a time (``FOR UPDATE SKIP LOCKED`` on PostgreSQL). The batch path
+(:mod:`callmeter.meter.batch`) settles the common case — an active call that goes on — for
+the whole batch in one transaction; every other due call is leased (its ``due_at`` pushed
+forward) and advanced in its own short transaction under the call's row lock by
+``calls.service.advance``. Correctness does not depend on the claim — every step is
+idempotent — only efficiency does.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -23,7 +26,9 @@ from callmeter.kit.db import run_in_transaction
 from callmeter.kit.runtime import Runtime
 from callmeter.media.kicks import process_kicks
 from callmeter.media.livekit import MediaUnavailable
+from callmeter.meter.batch import BatchResult, settle_due_batch
 from callmeter.models import Call
+from callmeter.ops import metrics
 
 log = logging.getLogger(__name__)
 
@@ -37,29 +42,66 @@ class TickResult:
     ended: int = 0
     failed: int = 0
     kicked: int = 0
+    batched: int = 0  # settled by the batch path
+    # seconds from each settled call's due time to the commit that settled it
+    lags: list[float] = field(default_factory=list)
 
 
 async def tick(runtime: Runtime, now: datetime | None = None) -> TickResult:
-    """Advance every call due at ``now`` (default: the runtime's clock)."""
+    """Settle or advance every call due at ``now`` (default: the runtime's clock)."""
     now = now or runtime.clock.now()
     result = TickResult()
-    batch = runtime.settings.meter_batch_size
+    size = runtime.settings.meter_batch_size
     while True:
-
-        async def claim(session: AsyncSession) -> list[DueCall]:
-            return await calls_repository.claim_due_calls(
-                session, now=now, lease_until=now + LEASE, limit=batch
-            )
-
-        due = await run_in_transaction(runtime.sessionmaker, claim)
-        result.claimed += len(due)
+        due, picked = await _take_batch(runtime, now, size, result)
+        result.claimed += picked
         rosters = await _rosters(runtime, due)
         for call in due:
-            await _advance_one(runtime, call.id, now, result, rosters.get(call.id))
-        if len(due) < batch:
+            await _advance_one(runtime, call, now, result, rosters.get(call.id))
+        if picked < size:
             break
     result.kicked = await process_kicks(runtime, now)
+    for lag in result.lags:
+        metrics.METER_LAG.observe(lag)
     return result
+
+
+async def _take_batch(
+    runtime: Runtime, now: datetime, size: int, result: TickResult
+) -> tuple[list[DueCall], int]:
+    """Settle what the batch path can of the next ``size`` due calls; returns the rest
+    (leased to this worker) and how many calls were picked."""
+    settings = runtime.settings
+    if settings.meter_batch_path:
+
+        async def batch(session: AsyncSession) -> BatchResult:
+            return await settle_due_batch(
+                session,
+                now=now,
+                lease_until=now + LEASE,
+                limit=size,
+                heartbeat_timeout=settings.heartbeat_timeout_seconds,
+            )
+
+        try:
+            done = await run_in_transaction(runtime.sessionmaker, batch)
+        except Exception:
+            # Nothing of the batch was written; the per-call path below still makes progress.
+            log.exception("meter batch failed; settling these calls one by one")
+        else:
+            committed = runtime.clock.now()
+            result.batched += len(done.settled)
+            result.advanced += len(done.settled)
+            result.lags.extend((committed - due_at).total_seconds() for _, due_at in done.settled)
+            return done.others, done.picked
+
+    async def claim(session: AsyncSession) -> list[DueCall]:
+        return await calls_repository.claim_due_calls(
+            session, now=now, lease_until=now + LEASE, limit=size
+        )
+
+    due = await run_in_transaction(runtime.sessionmaker, claim)
+    return due, len(due)
 
 
 async def _rosters(runtime: Runtime, due: list[DueCall]) -> dict[int, Roster]:
@@ -85,8 +127,10 @@ async def _rosters(runtime: Runtime, due: list[DueCall]) -> dict[int, Roster]:
 
 
 async def _advance_one(
-    runtime: Runtime, call_id: int, now: datetime, result: TickResult, roster: Roster | None
+    runtime: Runtime, due: DueCall, now: datetime, result: TickResult, roster: Roster | None
 ) -> None:
+    call_id = due.id
+
     async def work(session: AsyncSession) -> Call | None:
         return await calls.advance(
             session, call_id=call_id, settings=runtime.settings, now=now, roster=roster

@@ -24,6 +24,12 @@ LEDGER_TRANSFERS = Counter(
     "callmeter_ledger_transfers_total", "Ledger transfers committed", ["kind"]
 )
 
+METER_LAG = Histogram(
+    "callmeter_meter_lag_seconds",
+    "Time from a call's due moment to the meter commit that settled it",
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
+)
+
 _PENDING = "callmeter_pending_transfer_kinds"
 
 

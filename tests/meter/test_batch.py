@@ -1,0 +1,152 @@
+"""The meter's batch path settles exactly what the per-call path does.
+
+The same calls — every billing policy, wallets from plenty down to nothing left, parties
+present past the boundary, present until just before it, or silent — are driven through
+the same moments twice: once by the batch path, once by the per-call path (``advance``).
+Every call's billing state, every transfer (amount and idempotency key) and every account
+must come out identical, and the ledger check must pass.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select, update
+
+from callmeter.calls import service as calls
+from callmeter.config import BillingPolicy
+from callmeter.kit.clock import ManualClock
+from callmeter.kit.runtime import Runtime
+from callmeter.meter.service import TickResult, tick
+from callmeter.models import Account, Call, Role, Transfer, User
+from tests.conftest import make_settings
+from tests.factories import assert_ledger_ok, make_user
+
+WALLETS = (1000, 40, 30, 25, 20, 15, 10)
+PRESENCE = ("past_boundary", "before_boundary", "client_silent")
+STEPS = (61, 95, 125, 181, 250)  # seconds after the calls started
+
+
+async def _start_calls(runtime: Runtime, tag: str) -> list[int]:
+    """One active call per (wallet, presence), all started at the runtime clock's now."""
+    ids = []
+    now = runtime.clock.now()
+    for coins in WALLETS:
+        for presence in PRESENCE:
+            client = await make_user(runtime, Role.client, f"{tag}-c-{coins}-{presence}", coins)
+            host = await make_user(runtime, Role.host, f"{tag}-h-{coins}-{presence}")
+            async with runtime.sessionmaker.begin() as session:
+                caller = await session.get(User, client.id)
+                callee = await session.get(User, host.id)
+                assert caller is not None
+                assert callee is not None
+                call = await calls.create_call(
+                    session, client=caller, host_id=host.id, settings=runtime.settings, now=now
+                )
+                await calls.accept(
+                    session, user=callee, call_id=call.id, settings=runtime.settings, now=now
+                )
+                for user in (caller, callee):
+                    await calls.heartbeat(
+                        session,
+                        user=user,
+                        call_id=call.id,
+                        media_connected=True,
+                        settings=runtime.settings,
+                        now=now,
+                    )
+                ids.append(call.id)
+    return ids
+
+
+async def _present(runtime: Runtime, ids: list[int], started: datetime, now: datetime) -> None:
+    """What the parties' heartbeats said by ``now`` (without settling: the meter must)."""
+    per_presence = {
+        "past_boundary": (now, now),
+        "before_boundary": (now - timedelta(seconds=3), now - timedelta(seconds=3)),
+        "client_silent": (started + timedelta(seconds=5), now),
+    }
+    async with runtime.sessionmaker.begin() as session:
+        for index, call_id in enumerate(ids):
+            client_seen, host_seen = per_presence[PRESENCE[index % len(PRESENCE)]]
+            await session.execute(
+                update(Call)
+                .where(Call.id == call_id, Call.status == "active")
+                .values(client_last_seen_at=client_seen, host_last_seen_at=host_seen)
+            )
+
+
+async def _outcome(runtime: Runtime, ids: list[int], started: datetime) -> list[tuple[object, ...]]:
+    def rel(moment: datetime | None) -> float | None:
+        return None if moment is None else (moment - started).total_seconds()
+
+    rows = []
+    async with runtime.sessionmaker() as session:
+        for call_id in ids:
+            call = await session.get(Call, call_id)
+            assert call is not None
+            accounts = (
+                await session.execute(
+                    select(Account.balance, Account.held)
+                    .where(Account.user_id.in_((call.client_id, call.host_id)))
+                    .order_by(Account.id)
+                )
+            ).all()
+            transfers = (
+                await session.execute(
+                    select(Transfer.kind, Transfer.amount, Transfer.idempotency_key)
+                    .where(Transfer.call_id == call_id)
+                    .order_by(Transfer.id)
+                )
+            ).all()
+            rows.append(
+                (
+                    call.status, call.end_reason, rel(call.ended_at), call.charged, call.held,
+                    call.host_earned, call.billed_seconds, call.warning, rel(call.paid_until),
+                    rel(call.next_charge_at), rel(call.due_at), call.version,
+                    [tuple(a) for a in accounts],
+                    [(k, a, key.replace(f"call:{call_id}:", "")) for k, a, key in transfers],
+                )
+            )  # fmt: skip
+    return rows
+
+
+async def _drive(
+    database_url: str, policy: BillingPolicy, *, batch_path: bool, start: datetime, tag: str
+) -> tuple[list[tuple[object, ...]], list[TickResult]]:
+    clock = ManualClock(start)
+    settings = make_settings(database_url, billing_policy=policy, meter_batch_path=batch_path)
+    runtime = Runtime.create(settings, clock)
+    try:
+        ids = await _start_calls(runtime, tag)
+        ticks = []
+        for step in STEPS:
+            clock.set(start + timedelta(seconds=step))
+            await _present(runtime, ids, start, clock.now())
+            ticks.append(await tick(runtime, clock.now()))
+        await assert_ledger_ok(runtime)
+        return await _outcome(runtime, ids, start), ticks
+    finally:
+        await runtime.close()
+
+
+@pytest.mark.parametrize("policy", list(BillingPolicy))
+async def test_batch_path_settles_what_the_per_call_path_does(
+    database_url: str, policy: BillingPolicy
+) -> None:
+    start = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+    batched, batch_ticks = await _drive(database_url, policy, batch_path=True, start=start, tag="b")
+    # the second run starts after the first has finished with every call, at the same
+    # moments relative to its start
+    later = start + timedelta(days=1)
+    per_call, call_ticks = await _drive(
+        database_url, policy, batch_path=False, start=later, tag="p"
+    )
+    assert batched == per_call
+    assert sum(t.batched for t in batch_ticks) > len(WALLETS)  # the batch path really ran
+    assert sum(t.batched for t in call_ticks) == 0
+    charged = [row[3] for row in batched]
+    assert max(charged) >= 30  # calls really were charged over several boundaries
+    ended = {row[1] for row in batched}
+    assert {"insufficient_funds", "connection_lost"} <= ended
