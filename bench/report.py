@@ -1,0 +1,228 @@
+"""Turn bench/run.py's results into docs/benchmarks.md and docs/benchmarks.png."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+SCALING = """\
+## Scaling past one node
+
+**Several meter workers.** Every worker (and every `callmeter serve` with its meter on)
+picks due calls with `SELECT … FOR UPDATE OF calls SKIP LOCKED LIMIT batch`, so workers
+take disjoint batches without waiting on each other's calls; correctness never depended on
+that (every step is idempotent and compare-and-set on `version`), only efficiency. What
+they still share is the platform revenue row: each batch transaction locks it once (in
+the ledger's id order) and holds it until commit, so batches from several workers
+serialize on it for the length of their write phase. Per-batch aggregation makes that one
+lock per 1,000 charges instead of one per charge; the next step, if one PostgreSQL has
+cores to spare, is N revenue sub-accounts (`revenue` shards, one per worker, summed for
+reports and the ledger check), which removes the last shared row. A popular host is not a
+hot row here: a host has at most one unfinished call (a partial unique index), so its
+earnings account is written by one call at a time.
+
+**What limits one PostgreSQL.** Each interval charge writes about ten rows: two transfers
+(with a unique index on the idempotency key), four postings (two indexes), and updates of
+the wallet, the earnings account, the hold and the call (whose `due_at` moves, so the
+update is not HOT and touches the partial due index). At ~60 k charges/s that is over
+half a million index entries per second and the WAL volume that goes with it; checkpoints
+and autovacuum of `calls`/`holds`/`accounts` (updated every interval) come next. Levers
+before sharding: a larger batch (fewer commits), `synchronous_commit = off` for the meter
+only (a crash loses at most the last few hundred ms of charges, which the next tick makes
+again — the idempotency keys make that safe), unlogged nothing (the ledger must survive),
+partitioning `postings`/`transfers` by month so their indexes stay in memory, and fewer
+postings per charge (one transfer wallet → revenue and a periodic revenue → earnings
+sweep per host would halve the rows, at the cost of per-call earnings statements).
+
+**Sharding by client.** Everything a charge touches belongs to one client's call except
+the host's earnings and the platform revenue. Sharding by client id would put a client's
+wallet, holds, calls and postings on one shard; it needs (1) a host's earnings per shard
+(an earnings account per host per shard, summed when the host is paid out — a host's
+single unfinished call lives on its client's shard), (2) one revenue account per shard,
+(3) grants and refunds routed by client id, and (4) the ledger check run per shard plus a
+cross-shard sum for issuance = -(all balances). The one-unfinished-call-per-host rule is
+the only cross-shard constraint: it needs a small global table of busy hosts (or routing
+a call's ring through the host's home shard) instead of a partial unique index.
+"""
+
+
+def _fmt(value: float, digits: int = 0) -> str:
+    return f"{value:,.{digits}f}"
+
+
+def write_report(results: dict[str, Any], out: Path) -> None:
+    _plot(results, out / "benchmarks.png")
+    m = results["machine"]
+    pgbench = results["pgbench"]
+    best_pgbench = max(pgbench.values())
+    lines = [
+        "# Benchmarks",
+        "",
+        "Written by `make bench` (bench/run.py); not part of CI, gates nothing. Figures are",
+        "from one run on a shared, noisy machine: compare ratios within the run, not",
+        "absolute numbers across runs. Raw figures: [benchmarks.json](benchmarks.json).",
+        "",
+        f"Machine: {m['cpu']}, {m['memory']} RAM; Python {m['python']}, PostgreSQL "
+        f"{m['postgresql']} (stock Debian settings, fsync on), SQLite {m['sqlite']} (WAL). "
+        f"Run {m['date']}. The database, the worker and (for the API) wrk share the two cores.",
+        "",
+        "![throughput, lag and memory](benchmarks.png)",
+        "",
+        "## 1. Settlement: N calls cross a billing boundary at once",
+        "",
+        "Method: N active calls (N clients with 1,000 coins, N hosts) are bulk-loaded in the",
+        "exact state the services leave a connected call in (bench/seed.py), all due at the",
+        "same boundary, both parties known present past it. A fresh `bench.worker` process",
+        "(the meter as `callmeter worker` runs it) starts its clock at that instant and runs",
+        "one tick. Charges/s = calls charged ÷ tick time; lag = commit time of the batch",
+        "that charged a call - the call's due time; memory = the worker's peak RSS (ru_maxrss)",
+        "minus its RSS once connected and warmed up. Afterwards `callmeter ledger check`'s",
+        "checks run on the database and every call must have been charged exactly 10 coins.",
+        "",
+        "| database | path | N | charges/s | lag p50 | lag p99 | worker RSS idle → peak "
+        "| charged | ledger check |",
+        "|---|---|--:|--:|--:|--:|--:|--:|---|",
+    ]
+    for row, path in [(r, "batch") for r in results["burst"]] + [
+        (r, "per call") for r in results["per_call"]
+    ]:
+        lines.append(
+            f"| {row['database']} | {path} | {_fmt(row['n'])} | {_fmt(row['rate'])} "
+            f"| {row['lag_p50']:.2f} s | {row['lag_p99']:.2f} s "
+            f"| {row['idle_rss_mb']:.0f} → {row['peak_rss_mb']:.0f} MB "
+            f"(+{row['peak_rss_mb'] - row['idle_rss_mb']:.0f}) "
+            f"| {_fmt(row['charged_calls'])} | {'passed' if row['ledger_ok'] else 'FAILED'} |"
+        )
+    lines += [
+        "",
+        "Reference, same PostgreSQL, same run: `pgbench -N` (scale 10) "
+        + ", ".join(f"{_fmt(v)} transactions/s with {k[1:]} client(s)" for k, v in pgbench.items())
+        + ".",
+        "",
+        "| database | N | charges/s ÷ pgbench -N TPS (best of the two) |",
+        "|---|--:|--:|",
+    ]
+    for row in results["burst"]:
+        if row["database"] == "PostgreSQL":
+            lines.append(f"| PostgreSQL | {_fmt(row['n'])} | {row['rate'] / best_pgbench:.1f}x |")
+    if results.get("steady"):
+        lines += [
+            "",
+            "## 2. Steady state: boundaries spread over the interval",
+            "",
+            "Method: N calls whose boundaries are spread evenly over one 60 s interval (as",
+            "calls that started at random moments are); the worker runs the meter loop on",
+            "the real clock for 62 s, ticking every `METER_TICK_SECONDS`. Lag includes the",
+            "wait for the next tick. Busy = the worker's CPU time ÷ wall time.",
+            "",
+            "| database | N | tick | charged | lag p50 | lag p99 | lag max | worker busy "
+            "| ledger check |",
+            "|---|--:|--:|--:|--:|--:|--:|--:|---|",
+        ]
+        for row in results["steady"]:
+            lines.append(
+                f"| {row['database']} | {_fmt(row['n'])} | {row['tick_seconds']} s "
+                f"| {_fmt(row['charged_calls'])} | {row['lag_p50']:.3f} s "
+                f"| {row['lag_p99']:.3f} s | {row['lag_max']:.3f} s "
+                f"| {row['cpu_seconds'] / row['seconds']:.0%} "
+                f"| {'passed' if row['ledger_ok'] else 'FAILED'} |"
+            )
+    lines += [
+        "",
+        "## 3. API: heartbeats at saturation",
+        "",
+        "Method: one `callmeter serve --no-meter` process (uvicorn, one event loop) with 256",
+        "active calls; wrk (2 threads) on loopback sends heartbeats round-robin over the",
+        "calls with each client's token, then the bare JSON endpoint `/healthz` of the same",
+        "server, same connections and duration. A heartbeat authenticates the token, loads",
+        "the user, locks the call row, records presence and commits.",
+        "",
+        "| database | connections | heartbeat req/s | p50 | p99 | non-2xx | /healthz req/s "
+        "| p50 | p99 | heartbeat ÷ bare |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for row in results["api"]:
+        beat, bare = row["heartbeat"], row["bare"]
+        lines.append(
+            f"| {row['database']} | {row['connections']} | {_fmt(beat['rps'])} "
+            f"| {beat['p50_ms']:.1f} ms | {beat['p99_ms']:.1f} ms | {beat['non_2xx']:.0f} "
+            f"| {_fmt(bare['rps'])} | {bare['p50_ms']:.1f} ms | {bare['p99_ms']:.1f} ms "
+            f"| {row['ratio']:.2f} |"
+        )
+    lines += ["", _targets(results), "", SCALING]
+    (out / "benchmarks.md").write_text("\n".join(lines))
+
+
+def _targets(results: dict[str, Any]) -> str:
+    pg = [r for r in results["burst"] if r["database"] == "PostgreSQL"]
+    lite = [r for r in results["burst"] if r["database"] == "SQLite"]
+    best_pg = max(pg, key=lambda r: r["rate"])
+    best_lite = max(lite, key=lambda r: r["rate"])
+    ratio = best_pg["rate"] / max(results["pgbench"].values())
+    largest = max(pg, key=lambda r: r["n"])
+    rss = max(
+        r["peak_rss_mb"] - r["idle_rss_mb"] for r in results["burst"] if r["n"] == largest["n"]
+    )
+    api = next(r for r in results["api"] if r["database"] == "PostgreSQL")
+    rows = [
+        ("PostgreSQL ≥ 20,000 charges/s", f"{_fmt(best_pg['rate'])} (N={_fmt(best_pg['n'])})",
+         best_pg["rate"] >= 20_000),
+        ("≥ 4x pgbench -N TPS", f"{ratio:.1f}x", ratio >= 4),
+        ("SQLite ≥ 5,000 charges/s", f"{_fmt(best_lite['rate'])} (N={_fmt(best_lite['n'])})",
+         best_lite["rate"] >= 5_000),
+        (f"worker RSS at {_fmt(largest['n'])} calls ≤ 200 MB above idle", f"+{rss:.0f} MB",
+         rss <= 200),
+        ("heartbeat ≥ 0.6x bare endpoint (PostgreSQL)", f"{api['ratio']:.2f}x",
+         api["ratio"] >= 0.6),
+        ("heartbeat p99 ≤ 25 ms at that load (PostgreSQL)",
+         f"{api['heartbeat']['p99_ms']:.1f} ms", api["heartbeat"]["p99_ms"] <= 25),
+    ]  # fmt: skip
+    for row in results.get("steady", []):
+        if row["database"] == "PostgreSQL":
+            rows.append(
+                (f"p99 lag ≤ 1 s, {_fmt(row['n'])} calls at 60 s (PostgreSQL)",
+                 f"{row['lag_p99']:.3f} s", row["lag_p99"] <= 1.0)
+            )  # fmt: skip
+    table = ["## Targets (issue 7)", "", "| target | this run | |", "|---|--:|---|"]
+    table += [
+        f"| {name} | {figure} | {'met' if ok else '**missed**'} |" for name, figure, ok in rows
+    ]
+    return "\n".join(table)
+
+
+def _plot(results: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
+    for database, marker in (("PostgreSQL", "o"), ("SQLite", "s")):
+        rows = sorted((r for r in results["burst"] if r["database"] == database),
+                      key=lambda r: r["n"])  # fmt: skip
+        n = [r["n"] for r in rows]
+        axes[0].plot(n, [r["rate"] for r in rows], marker=marker, label=f"{database} batch")
+        axes[1].plot(n, [r["lag_p99"] for r in rows], marker=marker, label=f"{database} p99")
+        axes[1].plot(n, [r["lag_p50"] for r in rows], marker=marker, linestyle=":",
+                     label=f"{database} p50")  # fmt: skip
+        axes[2].plot(n, [r["peak_rss_mb"] - r["idle_rss_mb"] for r in rows], marker=marker,
+                     label=database)  # fmt: skip
+    for row in results["per_call"]:
+        axes[0].scatter([row["n"]], [row["rate"]], marker="x", s=60,
+                        label=f"{row['database']} per call")  # fmt: skip
+    for clients, tps in results["pgbench"].items():
+        axes[0].axhline(tps, linestyle="--", linewidth=0.8, color="grey")
+        axes[0].annotate(f"pgbench -N -c {clients[1:]}", (1000, tps), fontsize=7,
+                         xytext=(2, 2), textcoords="offset points")  # fmt: skip
+    titles = ("interval charges per second", "lag from due to charged (s)",
+              "meter worker peak RSS above idle (MB)")  # fmt: skip
+    for ax, title in zip(axes, titles, strict=True):
+        ax.set_xscale("log")
+        ax.set_xlabel("active calls crossing one boundary")
+        ax.set_title(title, fontsize=10)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    axes[0].set_yscale("log")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
