@@ -25,20 +25,21 @@ presence) are leased to the per-call path, which runs after this batch commits.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import Table, and_, bindparam, insert, select, update
+from sqlalchemy import Table, and_, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from callmeter.calls.repository import NOT_ENDED, DueCall
 from callmeter.calls.settlement import CallSnapshot, IntervalCharge, plan_interval_charge
 from callmeter.errors import LedgerError
+from callmeter.kit.bulk import insert_rows, update_rows
 from callmeter.ledger.service import TransferKind
 from callmeter.models import Account, AccountKind, Call, CallStatus, Hold, Posting, Transfer
-from callmeter.models.base import UTCDateTime
 from callmeter.ops import metrics
 
 Wallet = aliased(Account, name="wallet")
@@ -49,6 +50,10 @@ POSTINGS = cast(Table, Posting.__table__)
 ACCOUNTS = cast(Table, Account.__table__)
 HOLDS = cast(Table, Hold.__table__)
 CALLS = cast(Table, Call.__table__)
+
+# what a settlement changes on a call row
+CALL_BILLING_COLUMNS = ("version", "charged", "host_earned", "held", "billed_seconds",
+                        "warning", "paid_until", "next_charge_at", "due_at")  # fmt: skip
 
 _SNAPSHOT_COLUMNS = [getattr(Call, name) for name in CallSnapshot.__slots__]
 
@@ -181,12 +186,10 @@ async def _write(
                 )
     delta_balance: dict[int, int] = defaultdict(int)
     if transfers:
-        ids = (
-            await session.scalars(
-                insert(TRANSFERS).returning(TRANSFERS.c.id, sort_by_parameter_order=True),
-                transfers,
-            )
-        ).all()
+        ids = await _new_ids(session, TRANSFERS, len(transfers))
+        for transfer_id, row in zip(ids, transfers, strict=True):
+            row["id"] = transfer_id
+        await insert_rows(session, TRANSFERS, transfers)
         postings: list[dict[str, int]] = []
         for transfer_id, (debit, credit, amount, kind) in zip(ids, legs, strict=True):
             balance[debit] -= amount
@@ -198,81 +201,87 @@ async def _write(
             postings.append({"transfer_id": transfer_id, "account_id": credit,
                              "amount": amount, "balance_after": balance[credit]})  # fmt: skip
             metrics.record_transfer(session, kind)
-        await session.execute(insert(POSTINGS), postings)
+        # in list order: each account's running balance follows posting ids
+        await insert_rows(session, POSTINGS, postings)
 
     delta_held: dict[int, int] = defaultdict(int)
     for plan, wallet_id, _earnings, _hold in plans:
         delta_held[wallet_id] += plan.hold_delta
-    accounts = ACCOUNTS
     changed = sorted(set(delta_balance) | {a for a, d in delta_held.items() if d})
-    if changed:
-        await _execute_many(
+    await _expect(
+        len(changed),
+        # by delta: the CHECK constraint still guards balance - held >= 0
+        update_rows(
             session,
-            update(accounts)
-            .where(accounts.c.id == bindparam("b_id"))
-            .values(
-                balance=accounts.c.balance + bindparam("b_balance"),
-                held=accounts.c.held + bindparam("b_held"),
-            ),
-            [{"b_id": a, "b_balance": delta_balance[a], "b_held": delta_held[a]} for a in changed],
-        )
-    holds = HOLDS
-    moved = [(hold_id, plan.hold_delta) for plan, _w, _e, hold_id in plans if plan.hold_delta]
-    if moved:
-        await _execute_many(
-            session,
-            update(holds)
-            .where(
-                holds.c.id == bindparam("b_id"),
-                holds.c.released_at.is_(None),
-                holds.c.amount + bindparam("b_delta") >= 0,
-            )
-            .values(amount=holds.c.amount + bindparam("b_delta")),
-            [{"b_id": hold_id, "b_delta": delta} for hold_id, delta in moved],
-        )
-    calls = CALLS
-    timestamp = UTCDateTime()
-    await _execute_many(
-        session,
-        update(calls)
-        .where(calls.c.id == bindparam("b_id"), calls.c.version == bindparam("b_old_version"))
-        .values(
-            version=bindparam("b_version"),
-            charged=bindparam("b_charged"),
-            host_earned=bindparam("b_host_earned"),
-            held=bindparam("b_held"),
-            billed_seconds=bindparam("b_billed_seconds"),
-            warning=bindparam("b_warning"),
-            paid_until=bindparam("b_paid_until", type_=timestamp),
-            next_charge_at=bindparam("b_next_charge_at", type_=timestamp),
-            due_at=bindparam("b_due_at", type_=timestamp),
+            ACCOUNTS,
+            [{"id": a, "balance": delta_balance[a], "held": delta_held[a]} for a in changed],
+            where={"id": "id"},
+            add={"balance": "balance", "held": "held"},
         ),
-        [
-            {
-                "b_id": plan.call_id,
-                "b_old_version": plan.old_version,
-                "b_version": plan.version,
-                "b_charged": plan.charged,
-                "b_host_earned": plan.host_earned,
-                "b_held": plan.held,
-                "b_billed_seconds": plan.billed_seconds,
-                "b_warning": plan.warning,
-                "b_paid_until": plan.paid_until,
-                "b_next_charge_at": plan.next_charge_at,
-                "b_due_at": plan.due_at,
-            }
-            for plan, _w, _e, _h in plans
-        ],
+    )
+    moved = [{"id": hold_id, "amount": plan.hold_delta}
+             for plan, _w, _e, hold_id in plans if plan.hold_delta]  # fmt: skip
+    await _expect(
+        len(moved),
+        update_rows(
+            session,
+            HOLDS,
+            moved,
+            where={"id": "id"},
+            add={"amount": "amount"},
+            where_null=("released_at",),
+        ),
+    )
+    await _expect(
+        len(plans),
+        update_rows(
+            session,
+            CALLS,
+            [
+                {
+                    "id": plan.call_id,
+                    "old_version": plan.old_version,
+                    "version": plan.version,
+                    "charged": plan.charged,
+                    "host_earned": plan.host_earned,
+                    "held": plan.held,
+                    "billed_seconds": plan.billed_seconds,
+                    "warning": plan.warning,
+                    "paid_until": plan.paid_until,
+                    "next_charge_at": plan.next_charge_at,
+                    "due_at": plan.due_at,
+                }
+                for plan, _w, _e, _h in plans
+            ],
+            # compare-and-set on the version, as every ORM update of a call does
+            where={"id": "id", "old_version": "version"},
+            assign={name: name for name in CALL_BILLING_COLUMNS},
+        ),
     )
 
 
-async def _execute_many(
-    session: AsyncSession, statement: object, params: list[dict[str, object]]
-) -> None:
-    """One executemany UPDATE that must touch exactly one row per parameter set (checked
-    where the driver reports it: every row is locked by this transaction, so a miss means
-    a broken invariant, and the whole batch rolls back)."""
-    result = await session.execute(statement, params)  # type: ignore[call-overload]
-    dialect = session.get_bind().dialect
-    if dialect.supports_sane_multi_rowcount and result.rowcount != len(params):
-        raise LedgerError(f"batch update touched {result.rowcount} rows, not {len(params)}")
+async def _expect(rows: int, changed: Awaitable[int | None]) -> None:
+    """Every row the batch updates is locked by its transaction, so each must change; a
+    miss means a broken invariant, and the whole batch rolls back."""
+    count = await changed
+    if count is not None and count != rows:
+        raise LedgerError(f"batch update changed {count} rows, not {rows}")
+
+
+async def _new_ids(session: AsyncSession, table: Table, count: int) -> list[int]:
+    """``count`` fresh primary keys for ``table``, ascending, in one statement (a multi-row
+    INSERT … RETURNING would do, but SQLAlchemy runs it row by row on SQLite to keep the
+    order). PostgreSQL: from the table's sequence. SQLite: after the largest id, which is
+    safe because this transaction holds SQLite's only write lock (BEGIN IMMEDIATE)."""
+    if session.get_bind().dialect.name == "postgresql":
+        rows = await session.scalars(
+            text(
+                "SELECT nextval(pg_get_serial_sequence(:table, 'id')) "
+                "FROM generate_series(1, :count)"
+            ),
+            {"table": table.name, "count": count},
+        )
+        return sorted(rows)
+    last = await session.scalar(select(func.coalesce(func.max(table.c.id), 0)))
+    assert last is not None
+    return list(range(last + 1, last + count + 1))

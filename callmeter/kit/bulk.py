@@ -1,0 +1,102 @@
+"""Many rows in one statement: INSERT and UPDATE of a list of rows, portably.
+
+PostgreSQL gets one statement over arrays (``… FROM unnest($1::bigint[], …)``): one round
+trip, one plan, rows in list order. Elsewhere (SQLite, in-process) an executemany of the
+single-row statement does the same work with no round trips to save.
+
+Identifiers in the generated SQL come from the table metadata, never from input; values
+always travel as bound parameters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import Table, bindparam, insert, text, update
+from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.asyncio import AsyncSession
+
+
+def _is_postgres(session: AsyncSession) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def _arrays(
+    table: Table, dialect: Dialect, rows: Sequence[Mapping[str, Any]], fields: Mapping[str, str]
+) -> tuple[list[str], dict[str, list[Any]]]:
+    """``CAST(:p AS type[])`` per field (field -> column) and the bound arrays."""
+    casts, params = [], {}
+    for index, (field, column_name) in enumerate(fields.items()):
+        column = table.c[column_name]
+        process = column.type.bind_processor(dialect)
+        values = [row[field] for row in rows]
+        params[f"p{index}"] = [process(v) for v in values] if process else values
+        sql_type = column.type.compile(dialect=dialect)
+        casts.append(f"CAST(:p{index} AS {sql_type}[])")
+    return casts, params
+
+
+async def insert_rows(
+    session: AsyncSession, table: Table, rows: Sequence[Mapping[str, Any]]
+) -> None:
+    """INSERT ``rows`` (dicts with the same keys: column names), in list order."""
+    if not rows:
+        return
+    if not _is_postgres(session):
+        await session.execute(insert(table), list(rows))
+        return
+    names = list(rows[0])
+    casts, params = _arrays(table, session.get_bind().dialect, rows, {n: n for n in names})
+    columns = ", ".join(names)
+    statement = f"INSERT INTO {table.name} ({columns}) SELECT * FROM unnest({', '.join(casts)})"  # noqa: S608
+    await session.execute(text(statement), params)
+
+
+async def update_rows(
+    session: AsyncSession,
+    table: Table,
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    where: Mapping[str, str],
+    assign: Mapping[str, str] | None = None,
+    add: Mapping[str, str] | None = None,
+    where_null: Sequence[str] = (),
+) -> int | None:
+    """UPDATE one row per element of ``rows``: the row whose columns equal the ``where``
+    fields (field -> column), setting ``assign`` columns to the field's value and adding
+    the ``add`` fields to theirs. Returns how many rows changed (None where the driver
+    cannot tell for an executemany)."""
+    if not rows:
+        return 0
+    assign, add = assign or {}, add or {}
+    if not _is_postgres(session):
+        # bound names must differ from column names in an UPDATE: b_<field>
+        values: dict[str, Any] = {c: bindparam(f"b_{f}") for f, c in assign.items()}
+        values.update({c: table.c[c] + bindparam(f"b_{f}") for f, c in add.items()})
+        statement = (
+            update(table)
+            .where(*(table.c[c] == bindparam(f"b_{f}") for f, c in where.items()))
+            .where(*(table.c[c].is_(None) for c in where_null))
+            .values(values)
+        )
+        renamed = [{f"b_{f}": v for f, v in row.items()} for row in rows]
+        result = await session.execute(statement, renamed)
+        dialect = session.get_bind().dialect
+        if not dialect.supports_sane_multi_rowcount:
+            return None
+        return int(result.rowcount)  # type: ignore[attr-defined]
+    fields = {**where, **assign, **add}
+    casts, params = _arrays(table, session.get_bind().dialect, rows, fields)
+    alias = {field: f"f{index}" for index, field in enumerate(fields)}
+    sets = [f"{c} = v.{alias[f]}" for f, c in assign.items()]
+    sets += [f"{c} = t.{c} + v.{alias[f]}" for f, c in add.items()]
+    matches = " AND ".join(
+        [f"t.{c} = v.{alias[f]}" for f, c in where.items()] + [f"t.{c} IS NULL" for c in where_null]
+    )
+    sql = (
+        f"UPDATE {table.name} AS t SET {', '.join(sets)} "  # noqa: S608
+        f"FROM unnest({', '.join(casts)}) AS v({', '.join(alias.values())}) WHERE {matches}"
+    )
+    result = await session.execute(text(sql), params)
+    return int(result.rowcount)  # type: ignore[attr-defined]
