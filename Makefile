@@ -9,7 +9,7 @@ WEB_SOURCES := $(shell find web/src -type f 2>/dev/null) web/index.html web/vite
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: setup run test lint web-test browser fuzz stress format clean
+.PHONY: setup run test lint web-test browser fuzz stress bench format clean
 
 setup: $(STAMP) $(WEB_BUILD)
 
@@ -51,6 +51,14 @@ stress: setup
 
 fuzz: setup
 	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-100} $(BIN)/pytest -s tests/security/test_fuzz.py
+
+# Not part of CI: rewrites docs/benchmarks.md, docs/benchmarks.png and docs/benchmarks.json.
+# Needs the PostgreSQL on 127.0.0.1:5432 (uses a scratch database callmeter_bench);
+# BENCH_ARGS passes options, e.g. BENCH_ARGS="--sizes 1000,10000 --skip-steady".
+bench: setup
+	scripts/ensure-bench-tools.sh
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-bench.lock
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix callmeter tests bench
