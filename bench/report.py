@@ -50,6 +50,11 @@ def _fmt(value: float, digits: int = 0) -> str:
     return f"{value:,.{digits}f}"
 
 
+def _s(seconds: float) -> str:
+    """Seconds, or a dash where nothing was measured (the per-call path reports no lag)."""
+    return "—" if seconds != seconds else f"{seconds:.2f} s"
+
+
 def write_report(results: dict[str, Any], out: Path) -> None:
     _plot(results, out / "benchmarks.png")
     m = results["machine"]
@@ -88,7 +93,7 @@ def write_report(results: dict[str, Any], out: Path) -> None:
     ]:
         lines.append(
             f"| {row['database']} | {path} | {_fmt(row['n'])} | {_fmt(row['rate'])} "
-            f"| {row['lag_p50']:.2f} s | {row['lag_p99']:.2f} s "
+            f"| {_s(row['lag_p50'])} | {_s(row['lag_p99'])} "
             f"| {row['idle_rss_mb']:.0f} → {row['peak_rss_mb']:.0f} MB "
             f"(+{row['peak_rss_mb'] - row['idle_rss_mb']:.0f}) "
             f"| {_fmt(row['charged_calls'])} | {'passed' if row['ledger_ok'] else 'FAILED'} |"

@@ -86,12 +86,14 @@ async def main() -> None:
             charges, lags, ticks = result.advanced, result.lags, 1
         else:
             until = args.moment + timedelta(seconds=args.seconds)
-            while clock.now() < until:
+            loop = asyncio.get_running_loop()
+            while clock.now() < until:  # the cadence of callmeter.meter.loop.run_meter
+                began = loop.time()
                 result = await tick(runtime)
                 charges += result.advanced
                 lags += result.lags
                 ticks += 1
-                await asyncio.sleep(settings.meter_tick_seconds)
+                await asyncio.sleep(max(0.0, began + settings.meter_tick_seconds - loop.time()))
         elapsed = time.perf_counter() - started
         report = {
             "charges": charges,

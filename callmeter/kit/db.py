@@ -43,8 +43,12 @@ def is_sqlite(url: str | URL) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
-def create_engine(url: str, *, pool_size: int = 10, max_overflow: int = 20) -> AsyncEngine:
-    """An async engine for ``url`` with the per-dialect setup described above."""
+def create_engine(url: str, *, pool_size: int = 20, max_overflow: int = 10) -> AsyncEngine:
+    """An async engine for ``url`` with the per-dialect setup described above.
+
+    The pool keeps ``pool_size`` connections open; the ``max_overflow`` beyond it are
+    closed again when returned, so a pool smaller than the usual concurrency opens and
+    closes a PostgreSQL backend for every other request (measured: `make bench`)."""
     if is_sqlite(url):
         engine = create_async_engine(
             url,

@@ -11,7 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from callmeter.kit.runtime import Runtime
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
+    # async: FastAPI would run a plain function in its thread pool on every request
     return cast(Runtime, request.app.state.runtime)
 
 

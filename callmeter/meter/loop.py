@@ -16,12 +16,15 @@ async def run_meter(runtime: Runtime, stop: asyncio.Event | None = None) -> None
     """Tick every ``METER_TICK_SECONDS`` until ``stop`` is set (or the task is cancelled)."""
     stop = stop or asyncio.Event()
     interval = runtime.settings.meter_tick_seconds
+    loop = asyncio.get_running_loop()
     while not stop.is_set():
+        started = loop.time()
         try:
             result = await tick(runtime)
             if result.ended or result.failed:
                 log.info("meter: %s", result)
         except Exception:  # the database may be briefly unreachable; keep ticking
             log.exception("meter tick failed")
+        # a steady cadence: the next tick starts one interval after this one started
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=interval)
+            await asyncio.wait_for(stop.wait(), timeout=max(0.0, started + interval - loop.time()))
