@@ -146,7 +146,7 @@ def write_report(results: dict[str, Any], out: Path) -> None:
         "| p50 | p99 | heartbeat ÷ bare |",
         "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
-    for row in results["api"]:
+    for row in results.get("api", []):
         beat, bare = row["heartbeat"], row["bare"]
         lines.append(
             f"| {row['database']} | {row['connections']} | {_fmt(beat['rps'])} "
@@ -168,7 +168,6 @@ def _targets(results: dict[str, Any]) -> str:
     rss = max(
         r["peak_rss_mb"] - r["idle_rss_mb"] for r in results["burst"] if r["n"] == largest["n"]
     )
-    api = next(r for r in results["api"] if r["database"] == "PostgreSQL")
     rows = [
         ("PostgreSQL ≥ 20,000 charges/s", f"{_fmt(best_pg['rate'])} (N={_fmt(best_pg['n'])})",
          best_pg["rate"] >= 20_000),
@@ -177,11 +176,14 @@ def _targets(results: dict[str, Any]) -> str:
          best_lite["rate"] >= 5_000),
         (f"worker RSS at {_fmt(largest['n'])} calls ≤ 200 MB above idle", f"+{rss:.0f} MB",
          rss <= 200),
-        ("heartbeat ≥ 0.6x bare endpoint (PostgreSQL)", f"{api['ratio']:.2f}x",
-         api["ratio"] >= 0.6),
-        ("heartbeat p99 ≤ 25 ms at that load (PostgreSQL)",
-         f"{api['heartbeat']['p99_ms']:.1f} ms", api["heartbeat"]["p99_ms"] <= 25),
     ]  # fmt: skip
+    for api in results.get("api", []):
+        if api["database"] == "PostgreSQL":
+            rows.append(("heartbeat ≥ 0.6x bare endpoint (PostgreSQL)",
+                         f"{api['ratio']:.2f}x", api["ratio"] >= 0.6))  # fmt: skip
+            rows.append(("heartbeat p99 ≤ 25 ms at that load (PostgreSQL)",
+                         f"{api['heartbeat']['p99_ms']:.1f} ms",
+                         api["heartbeat"]["p99_ms"] <= 25))  # fmt: skip
     for row in results.get("steady", []):
         if row["database"] == "PostgreSQL":
             rows.append(

@@ -10,6 +10,7 @@ Going through the services would take ~10 ms per call; this takes ~0.1 ms.
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -146,11 +147,12 @@ async def seed_calls(
                 )
             await conn.execute(text("ANALYZE"))
     # Measure the meter, not the write-back of the load: flush it before anything runs.
-    async with engine.connect() as conn:
-        if engine.dialect.name == "postgresql":
+    if engine.dialect.name == "postgresql":
+        async with engine.connect() as conn:
             await conn.execute(text("CHECKPOINT"))
-        else:
-            await conn.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
+    else:  # outside any transaction (the engine would BEGIN IMMEDIATE first)
+        with contextlib.closing(sqlite3.connect(str(engine.url.database))) as raw:
+            raw.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     return Seeded(range(call0 + 1, call0 + n + 1), range(user0 + 1, user0 + 2 * n + 1, 2))
 
 
