@@ -22,17 +22,23 @@ hot row here: a host has at most one unfinished call (a partial unique index), s
 earnings account is written by one call at a time.
 
 **What limits one PostgreSQL.** Each interval charge writes about ten rows: two transfers
-(with a unique index on the idempotency key), four postings (two indexes), and updates of
-the wallet, the earnings account, the hold and the call (whose `due_at` moves, so the
-update is not HOT and touches the partial due index). At ~60 k charges/s that is over
-half a million index entries per second and the WAL volume that goes with it; checkpoints
-and autovacuum of `calls`/`holds`/`accounts` (updated every interval) come next. Levers
-before sharding: a larger batch (fewer commits), `synchronous_commit = off` for the meter
-only (a crash loses at most the last few hundred ms of charges, which the next tick makes
-again — the idempotency keys make that safe), unlogged nothing (the ledger must survive),
-partitioning `postings`/`transfers` by month so their indexes stay in memory, and fewer
-postings per charge (one transfer wallet → revenue and a periodic revenue → earnings
-sweep per host would halve the rows, at the cost of per-call earnings statements).
+(unique index on the idempotency key, two foreign keys), four postings (two indexes, two
+foreign keys), and updates of the wallet, the earnings account and the call (whose
+`due_at` moves, so the update is not HOT and adds entries to the call's indexes). Timed
+per statement in the worker at N = 10,000 (one batch of 1,000 = 7 statements): inserting
+the 40,000 postings takes ~0.5 s, the 20,000 transfers ~0.35 s, updating the calls ~0.2 s
+and the accounts ~0.15 s — about 130 µs of PostgreSQL time per charge, of which the
+foreign-key checks are ~40 µs (measured by switching them off in a scratch run, not
+something to ship). The worker's own Python (decoding rows, `plan_interval_charge`,
+building the arrays) adds ~90 µs per charge. One worker is therefore bounded near 5,000
+charges/s on this 2-core machine, where the worker and the database backend already use
+both cores. Levers, none taken yet: several workers with revenue shards (needs cores), a
+larger batch, `synchronous_commit = off` for the meter's transactions only (a crash would
+lose at most the last commits, which the next tick makes again — the idempotency keys make
+that safe), partitioning `postings`/`transfers` by month so their indexes stay in memory,
+and fewer rows per charge (one transfer wallet → revenue and a periodic revenue → earnings
+sweep per host would halve the inserts, at the cost of DESIGN.md's per-settlement host
+credit).
 
 **Sharding by client.** Everything a charge touches belongs to one client's call except
 the host's earnings and the platform revenue. Sharding by client id would put a client's
@@ -59,7 +65,6 @@ def write_report(results: dict[str, Any], out: Path) -> None:
     _plot(results, out / "benchmarks.png")
     m = results["machine"]
     pgbench = results["pgbench"]
-    best_pgbench = max(pgbench.values())
     lines = [
         "# Benchmarks",
         "",
@@ -104,12 +109,15 @@ def write_report(results: dict[str, Any], out: Path) -> None:
         + ", ".join(f"{_fmt(v)} transactions/s with {k[1:]} client(s)" for k, v in pgbench.items())
         + ".",
         "",
-        "| database | N | charges/s ÷ pgbench -N TPS (best of the two) |",
-        "|---|--:|--:|",
+        "| database | N | charges/s ÷ pgbench -N TPS, 1 client | ÷ 8 clients |",
+        "|---|--:|--:|--:|",
     ]
     for row in results["burst"]:
         if row["database"] == "PostgreSQL":
-            lines.append(f"| PostgreSQL | {_fmt(row['n'])} | {row['rate'] / best_pgbench:.1f}x |")
+            lines.append(
+                f"| PostgreSQL | {_fmt(row['n'])} | {row['rate'] / pgbench['c1']:.1f}x "
+                f"| {row['rate'] / pgbench['c8']:.1f}x |"
+            )
     if results.get("steady"):
         lines += [
             "",
@@ -154,8 +162,31 @@ def write_report(results: dict[str, Any], out: Path) -> None:
             f"| {_fmt(bare['rps'])} | {bare['p50_ms']:.1f} ms | {bare['p99_ms']:.1f} ms "
             f"| {row['ratio']:.2f} |"
         )
-    lines += ["", _targets(results), "", SCALING]
+    lines += ["", _targets(results), "", LIMITS, "", SCALING]
     (out / "benchmarks.md").write_text("\n".join(lines))
+
+
+LIMITS = """\
+## What limits the figures that miss their targets
+
+- **Charges/s on PostgreSQL** (~4,700/s against 20,000/s): per charge ~130 µs of database
+  time for the ten rows a charge writes plus ~90 µs of Python in the worker, on two cores
+  shared by the two (breakdown under *Scaling past one node*). The batch path is ~80x the
+  per-call path in the same run; the rest needs fewer rows per charge or more cores.
+- **Ratio to pgbench -N**: pgbench's TPS on this machine moves between ~1,700 and ~5,000
+  from run to run with 8 clients (fsync-bound commits on a shared disk). The meter is one
+  connection: against pgbench with one client it is several times ahead (one commit per
+  1,000 charges); against eight it is about even, because a charge writes ten rows where
+  a pgbench -N transaction writes three.
+- **Heartbeats vs a bare endpoint**: a heartbeat is a write transaction — the user behind
+  the token, the call row locked, presence updated, a commit (WAL flush) — through
+  FastAPI, pydantic and the SQLAlchemy ORM, ~3 ms of CPU in one uvicorn process; the bare
+  endpoint does none of it. Found and fixed while measuring: a plain-function dependency
+  that FastAPI ran in its thread pool on every request (+35% heartbeats/s). Next steps
+  not taken: several server processes per node, a Core-level heartbeat (one `UPDATE …
+  RETURNING` instead of ORM load + flush), caching the token's user. On SQLite every
+  request also queues on the single write lock, hence its p99.
+"""
 
 
 def _targets(results: dict[str, Any]) -> str:
@@ -190,7 +221,9 @@ def _targets(results: dict[str, Any]) -> str:
                 (f"p99 lag ≤ 1 s, {_fmt(row['n'])} calls at 60 s (PostgreSQL)",
                  f"{row['lag_p99']:.3f} s", row["lag_p99"] <= 1.0)
             )  # fmt: skip
-    table = ["## Targets (issue 7)", "", "| target | this run | |", "|---|--:|---|"]
+    table = ["## Targets (issue 7)", "",
+             "The pgbench ratio is taken against its best figure (8 clients).", "",
+             "| target | this run | |", "|---|--:|---|"]  # fmt: skip
     table += [
         f"| {name} | {figure} | {'met' if ok else '**missed**'} |" for name, figure, ok in rows
     ]
@@ -233,3 +266,11 @@ def _plot(results: dict[str, Any], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+if __name__ == "__main__":  # re-render from the raw figures: python -m bench.report docs
+    import json
+    import sys
+
+    folder = Path(sys.argv[1] if len(sys.argv) > 1 else "docs")
+    write_report(json.loads((folder / "benchmarks.json").read_text()), folder)
