@@ -54,7 +54,7 @@ def at(call: Call, seconds: int) -> datetime:
     return call.started_at + timedelta(seconds=seconds)
 
 
-def presence_horizon(call: Call) -> datetime | None:
+def presence_horizon(call: Call | CallSnapshot) -> datetime | None:
     """The latest moment both parties are known to have been on the call."""
     client, host = call.client_last_seen_at, call.host_last_seen_at
     if client is None or host is None:
@@ -62,7 +62,7 @@ def presence_horizon(call: Call) -> datetime | None:
     return min(client, host)
 
 
-def paid_seconds(call: Call) -> int:
+def paid_seconds(call: Call | CallSnapshot) -> int:
     """How long the coins committed to the call (charged + held) let it run."""
     return covered_seconds(tariff_of(call), call.charged + call.held)
 
@@ -154,11 +154,19 @@ def _schedule(call: Call, now: datetime, heartbeat_timeout: int) -> None:
     t_now = seconds_between(call.started_at, now)
     call.paid_until = at(call, paid_seconds(call))
     call.next_charge_at = at(call, next_boundary(tariff, t_now))
-    deadlines = [call.next_charge_at, call.paid_until]
-    horizon = presence_horizon(call)
+    call.due_at = _due_at(call.next_charge_at, call.paid_until, presence_horizon(call),
+                          heartbeat_timeout)  # fmt: skip
+
+
+def _due_at(
+    next_charge_at: datetime, paid_until: datetime, horizon: datetime | None, timeout: int
+) -> datetime:
+    """When the meter must look at an active call: the next boundary, the end of its paid
+    time, or the moment a silent party times out, whichever comes first."""
+    deadlines = [next_charge_at, paid_until]
     if horizon is not None:
-        deadlines.append(horizon + timedelta(seconds=heartbeat_timeout))
-    call.due_at = min(deadlines)
+        deadlines.append(horizon + timedelta(seconds=timeout))
+    return min(deadlines)
 
 
 def visible_state(call: Call) -> tuple[object, ...]:
@@ -236,17 +244,12 @@ def plan_interval_charge(
     if call.status != CallStatus.active or call.started_at is None:
         return None
     started = call.started_at
-    client, host = call.client_last_seen_at, call.host_last_seen_at
-    horizon = None if client is None or host is None else min(client, host)
-    timeout = timedelta(seconds=heartbeat_timeout)
-    if horizon is not None and now >= horizon + timeout:
+    horizon = presence_horizon(call)
+    if horizon is not None and now >= horizon + timedelta(seconds=heartbeat_timeout):
         return None  # connection_lost: ``finish`` decides the billed end
     tariff = tariff_of(call)
     t_now = seconds_between(started, now)
-    billable = min(
-        seconds_between(started, min(horizon or started, now)),
-        covered_seconds(tariff, call.charged + call.held),
-    )
+    billable = min(seconds_between(started, min(horizon or started, now)), paid_seconds(call))
     charged, host_earned = call.charged, call.host_earned
     if (target := cost(tariff, billable)) > charged:
         charged, host_earned = target, host_earnings(tariff, target)
@@ -264,9 +267,7 @@ def plan_interval_charge(
     warning = LOW_BALANCE if reach - t_now <= tariff.interval_seconds else None
     paid_until = started + timedelta(seconds=paid)
     next_charge_at = started + timedelta(seconds=next_boundary(tariff, t_now))
-    due_at = min(next_charge_at, paid_until)
-    if horizon is not None:
-        due_at = min(due_at, horizon + timeout)
+    due_at = _due_at(next_charge_at, paid_until, horizon, heartbeat_timeout)
     before = (call.charged, call.held, call.host_earned, call.warning, call.paid_until,
               call.next_charge_at, call.billed_seconds)  # fmt: skip
     after = (charged, held, host_earned, warning, paid_until, next_charge_at, billable)

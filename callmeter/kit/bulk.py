@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Table, bindparam, insert, text, update
+from sqlalchemy import Table, bindparam, func, insert, select, text, update
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -100,3 +100,23 @@ async def update_rows(
     )
     result = await session.execute(text(sql), params)
     return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def new_ids(session: AsyncSession, table: Table, count: int) -> list[int]:
+    """``count`` fresh primary keys for ``table``, ascending, in one statement (a multi-row
+    INSERT … RETURNING would do, but SQLAlchemy runs it row by row on SQLite to keep the
+    order). PostgreSQL: from the table's sequence. SQLite: after the largest id, which is
+    safe only while the transaction holds SQLite's one write lock (BEGIN IMMEDIATE,
+    as every write transaction here does)."""
+    if _is_postgres(session):
+        rows = await session.scalars(
+            text(
+                "SELECT nextval(pg_get_serial_sequence(:table, 'id')) "
+                "FROM generate_series(1, :count)"
+            ),
+            {"table": table.name, "count": count},
+        )
+        return sorted(rows)
+    last = await session.scalar(select(func.coalesce(func.max(table.c.id), 0)))
+    assert last is not None
+    return list(range(last + 1, last + count + 1))

@@ -131,13 +131,17 @@ async def list_postings(
     return [(posting, transfer) for posting, transfer in rows]
 
 
-async def lock_accounts(session: AsyncSession, account_ids: list[int]) -> None:
+async def lock_accounts(
+    session: AsyncSession, account_ids: list[int]
+) -> dict[int, tuple[int, int]]:
     """Row-lock accounts in ascending id order (a no-op on SQLite, whose writers are
-    serialized by BEGIN IMMEDIATE). Taking every lock a transaction needs up front, in one
-    global order, is what keeps concurrent money paths free of deadlocks."""
-    await session.execute(
-        select(Account.id)
+    serialized by BEGIN IMMEDIATE) and return their (balance, held) as locked. Taking every
+    lock a transaction needs up front, in one global order, is what keeps concurrent money
+    paths free of deadlocks."""
+    rows = await session.execute(
+        select(Account.id, Account.balance, Account.held)
         .where(Account.id.in_(sorted(set(account_ids))))
         .order_by(Account.id)
         .with_for_update()
     )
+    return {account_id: (balance, held) for account_id, balance, held in rows}

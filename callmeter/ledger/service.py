@@ -250,9 +250,12 @@ async def release_hold(session: AsyncSession, *, hold_id: int, now: datetime) ->
     return released
 
 
-async def lock_accounts(session: AsyncSession, account_ids: list[int]) -> None:
-    """Lock these accounts now, in id order, before moving coins between several of them."""
-    await repository.lock_accounts(session, account_ids)
+async def lock_accounts(
+    session: AsyncSession, account_ids: list[int]
+) -> dict[int, tuple[int, int]]:
+    """Lock these accounts now, in id order, before moving coins between several of them;
+    returns each one's (balance, held) as locked."""
+    return await repository.lock_accounts(session, account_ids)
 
 
 async def account_for_user(session: AsyncSession, user_id: int) -> Account:

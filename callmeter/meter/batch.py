@@ -30,14 +30,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import Table, and_, func, select, text, update
+from sqlalchemy import Table, and_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from callmeter.calls.repository import NOT_ENDED, DueCall
 from callmeter.calls.settlement import CallSnapshot, IntervalCharge, plan_interval_charge
 from callmeter.errors import LedgerError
-from callmeter.kit.bulk import insert_rows, update_rows
+from callmeter.kit.bulk import insert_rows, new_ids, update_rows
+from callmeter.ledger import service as ledger
 from callmeter.ledger.service import TransferKind
 from callmeter.models import Account, AccountKind, Call, CallStatus, Hold, Posting, Transfer
 from callmeter.ops import metrics
@@ -108,22 +109,15 @@ async def settle_due_batch(
         and row.wallet_id is not None
         and row.earnings_id is not None
     ]
-    revenue_id = await session.scalar(
-        select(Account.id).where(Account.kind == AccountKind.revenue, Account.user_id.is_(None))
-    )
-    if revenue_id is None:
-        raise LedgerError("the revenue account is missing: run `callmeter migrate`")
+    revenue_id = await ledger.system_account_id(session, AccountKind.revenue)
     balance: dict[int, int] = {}
     held: dict[int, int] = {}
     if candidates:
-        ids = sorted({revenue_id, *(r.wallet_id for r in candidates),
-                      *(r.earnings_id for r in candidates)})  # fmt: skip
-        for account_id, account_balance, account_held in await session.execute(
-            select(Account.id, Account.balance, Account.held)
-            .where(Account.id.in_(ids))
-            .order_by(Account.id)
-            .with_for_update()
-        ):
+        locked = await ledger.lock_accounts(
+            session,
+            [revenue_id, *(r.wallet_id for r in candidates), *(r.earnings_id for r in candidates)],
+        )
+        for account_id, (account_balance, account_held) in locked.items():
             balance[account_id], held[account_id] = account_balance, account_held
 
     plans: list[tuple[IntervalCharge, int, int, int]] = []  # plan, wallet, earnings, hold
@@ -186,7 +180,7 @@ async def _write(
                 )
     delta_balance: dict[int, int] = defaultdict(int)
     if transfers:
-        ids = await _new_ids(session, TRANSFERS, len(transfers))
+        ids = await new_ids(session, TRANSFERS, len(transfers))
         for transfer_id, row in zip(ids, transfers, strict=True):
             row["id"] = transfer_id
         await insert_rows(session, TRANSFERS, transfers)
@@ -266,22 +260,3 @@ async def _expect(rows: int, changed: Awaitable[int | None]) -> None:
     count = await changed
     if count is not None and count != rows:
         raise LedgerError(f"batch update changed {count} rows, not {rows}")
-
-
-async def _new_ids(session: AsyncSession, table: Table, count: int) -> list[int]:
-    """``count`` fresh primary keys for ``table``, ascending, in one statement (a multi-row
-    INSERT … RETURNING would do, but SQLAlchemy runs it row by row on SQLite to keep the
-    order). PostgreSQL: from the table's sequence. SQLite: after the largest id, which is
-    safe because this transaction holds SQLite's only write lock (BEGIN IMMEDIATE)."""
-    if session.get_bind().dialect.name == "postgresql":
-        rows = await session.scalars(
-            text(
-                "SELECT nextval(pg_get_serial_sequence(:table, 'id')) "
-                "FROM generate_series(1, :count)"
-            ),
-            {"table": table.name, "count": count},
-        )
-        return sorted(rows)
-    last = await session.scalar(select(func.coalesce(func.max(table.c.id), 0)))
-    assert last is not None
-    return list(range(last + 1, last + count + 1))

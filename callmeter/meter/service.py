@@ -57,7 +57,7 @@ async def tick(runtime: Runtime, now: datetime | None = None) -> TickResult:
         result.claimed += picked
         rosters = await _rosters(runtime, due)
         for call in due:
-            await _advance_one(runtime, call, now, result, rosters.get(call.id))
+            await _advance_one(runtime, call.id, now, result, rosters.get(call.id))
         if picked < size:
             break
     result.kicked = await process_kicks(runtime, now)
@@ -127,10 +127,8 @@ async def _rosters(runtime: Runtime, due: list[DueCall]) -> dict[int, Roster]:
 
 
 async def _advance_one(
-    runtime: Runtime, due: DueCall, now: datetime, result: TickResult, roster: Roster | None
+    runtime: Runtime, call_id: int, now: datetime, result: TickResult, roster: Roster | None
 ) -> None:
-    call_id = due.id
-
     async def work(session: AsyncSession) -> Call | None:
         return await calls.advance(
             session, call_id=call_id, settings=runtime.settings, now=now, roster=roster
