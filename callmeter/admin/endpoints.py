@@ -84,9 +84,10 @@ async def list_calls(
 async def end_call(
     call_id: CallId, _admin: AdminUser, runtime: RuntimeDep, session: SessionDep
 ) -> CallEnvelope:
-    """Force a call to end now (billed to this moment). Idempotent."""
+    """Force a call to end now: billed to this moment, never past the moment both parties
+    were last known present (a deadline the call already passed decides instead). Idempotent."""
     now = runtime.clock.now()
-    call = await calls.admin_end(session, call_id=call_id, now=now)
+    call = await calls.admin_end(session, call_id=call_id, settings=runtime.settings, now=now)
     return CallEnvelope(call=CallOut.of(call, now))
 
 

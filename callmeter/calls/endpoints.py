@@ -116,7 +116,9 @@ async def decline_call(
 ) -> CallEnvelope:
     """The host refuses a ringing call; it costs nothing."""
     now = runtime.clock.now()
-    call = await service.decline(session, user=user, call_id=call_id, now=now)
+    call = await service.decline(
+        session, user=user, call_id=call_id, settings=runtime.settings, now=now
+    )
     return CallEnvelope(call=CallOut.of(call, now))
 
 

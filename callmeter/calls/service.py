@@ -16,7 +16,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
 
 from callmeter.calls import repository
-from callmeter.calls.settlement import charge_pending, finish, presence_horizon, settle
+from callmeter.calls.settlement import (
+    billing_horizon,
+    charge_pending,
+    finish,
+    presence_lost,
+    settle,
+)
 from callmeter.config import Settings
 from callmeter.errors import (
     CallEnded,
@@ -88,6 +94,15 @@ async def create_call(
         raise NotFound("no such host")
     if not host.accepting_calls:
         raise HostUnavailable()
+    # A call of either side that is past a deadline ends now, meter or not: a ring nobody
+    # answered, a connect that never completed or a silent party does not keep anyone busy.
+    for stale_id in await repository.unfinished_call_ids(
+        session, client_id=client.id, host_id=host.id
+    ):
+        stale = await _locked(session, stale_id)
+        if stale is not None:
+            await end_if_overdue(session, stale, settings, now)
+    await _save(session)
     if await repository.has_unfinished_call(session, client_id=client.id):
         raise ClientBusy()
     if await repository.has_unfinished_call(session, host_id=host.id):
@@ -157,6 +172,7 @@ async def accept(
     call, party = _require_party(await _locked(session, call_id), user)
     if party != "host":
         raise Forbidden("only the host can accept a call")
+    await end_if_overdue(session, call, settings, now)
     if call.status == CallStatus.ended:
         raise CallEnded()
     if call.status != CallStatus.ringing:
@@ -172,11 +188,14 @@ async def accept(
     return call
 
 
-async def decline(session: AsyncSession, *, user: User, call_id: int, now: datetime) -> Call:
+async def decline(
+    session: AsyncSession, *, user: User, call_id: int, settings: Settings, now: datetime
+) -> Call:
     """The host refuses a ringing call. It costs nothing."""
     call, party = _require_party(await _locked(session, call_id), user)
     if party != "host":
         raise Forbidden("only the host can decline a call")
+    await end_if_overdue(session, call, settings, now)
     if call.status == CallStatus.ended:
         raise CallEnded()
     if call.status != CallStatus.ringing:
@@ -198,24 +217,70 @@ async def heartbeat(
     """A party says it is still there (and whether its media plays). Billing starts when
     both have reported media; an active call is settled here when a charge is due."""
     call, party = _require_party(await _locked(session, call_id), user)
-    if call.status == CallStatus.ended:
+    # The presence rule comes first, with what was known before this heartbeat: a party
+    # that comes back after the timeout cannot revive the call and bill the gap.
+    if await end_if_overdue(session, call, settings, now) or call.status == CallStatus.ended:
+        await _save(session)
         return call
     if call.media_provider == "livekit":
         pass  # LiveKit is the witness of presence for its calls, not the browser
-    elif party == "client":
-        call.client_last_seen_at = now
-        if media_connected and call.status == CallStatus.connecting:
-            call.client_media_at = call.client_media_at or now
     else:
-        call.host_last_seen_at = now
+        _seen(call, party, now)
         if media_connected and call.status == CallStatus.connecting:
-            call.host_media_at = call.host_media_at or now
+            if party == "client":
+                call.client_media_at = call.client_media_at or now
+            else:
+                call.host_media_at = call.host_media_at or now
     activate_if_connected(call)
     if charge_pending(call, now):
         await settle(session, call, now, settings)
     look_again_for_media(call, now, settings)
     await _save(session)
     return call
+
+
+def _seen(call: Call, party: Party, now: datetime) -> None:
+    """A party of a peer-to-peer call proved it is there at ``now`` (never moved back: a
+    request that waited behind a later one does not undo it)."""
+    if party == "client":
+        seen = call.client_last_seen_at
+        call.client_last_seen_at = max(seen, now) if seen else now
+    else:
+        seen = call.host_last_seen_at
+        call.host_last_seen_at = max(seen, now) if seen else now
+
+
+async def end_if_overdue(
+    session: AsyncSession, call: Call, settings: Settings, now: datetime
+) -> bool:
+    """Apply every deadline a locked call has passed, whoever looks at it first — a
+    heartbeat, a hang-up, a webhook, an admin, a new ring, or the meter (which only makes
+    it happen sooner): a ring not answered in time is ``missed``, a connect not completed in
+    time ``connect_failed``, a LiveKit party gone past its grace ``media_left`` (billed to
+    when it left), a party silent past the heartbeat timeout ``connection_lost`` (billed to
+    the presence horizon). Returns whether the call ended here."""
+    if call.status == CallStatus.ringing:
+        deadline = call.created_at + timedelta(seconds=settings.ring_timeout_seconds)
+        if now >= deadline:
+            await finish(session, call, deadline, EndReason.missed, now)
+            return True
+    elif call.status == CallStatus.connecting:
+        assert call.accepted_at is not None
+        deadline = call.accepted_at + timedelta(seconds=settings.connect_timeout_seconds)
+        if now >= deadline:
+            await finish(session, call, deadline, EndReason.connect_failed, now)
+            return True
+    elif call.status == CallStatus.active:
+        departed = presence.departed_at(call, now, settings)
+        if departed is not None:
+            # billed to the moment the party left LiveKit, not to when we noticed
+            await finish(session, call, departed, EndReason.media_left, now)
+            return True
+        if presence_lost(call, now, settings.heartbeat_timeout_seconds):
+            # billed to the last moment both parties were there
+            await finish(session, call, billing_horizon(call), EndReason.connection_lost, now)
+            return True
+    return False
 
 
 def activate_if_connected(call: Call) -> None:
@@ -231,21 +296,28 @@ def activate_if_connected(call: Call) -> None:
 async def end(
     session: AsyncSession, *, user: User, call_id: int, settings: Settings, now: datetime
 ) -> Call:
-    """A party hangs up. Billed to this moment (never past ``paid_until``); ending an
-    ended call returns the same final call."""
-    del settings
+    """A party hangs up. Billed to this moment, never past the presence horizon nor
+    ``paid_until``; ending an ended call returns the same final call."""
     call, party = _require_party(await _locked(session, call_id), user)
-    reason = EndReason.client_hangup if party == "client" else EndReason.host_hangup
-    await finish(session, call, now, reason, now)
+    if not await end_if_overdue(session, call, settings, now):
+        if call.media_provider != "livekit" and call.status == CallStatus.active:
+            _seen(call, party, now)  # the hang-up itself shows its sender was there
+        reason = EndReason.client_hangup if party == "client" else EndReason.host_hangup
+        await finish(session, call, now, reason, now)
     await _save(session)
     return call
 
 
-async def admin_end(session: AsyncSession, *, call_id: int, now: datetime) -> Call:
+async def admin_end(
+    session: AsyncSession, *, call_id: int, settings: Settings, now: datetime
+) -> Call:
+    """An admin ends a call: billed to now, never past the presence horizon (a deadline
+    the call already passed decides its end instead)."""
     call = await _locked(session, call_id)
     if call is None:
         raise NotFound("no such call")
-    await finish(session, call, now, EndReason.admin, now)
+    if not await end_if_overdue(session, call, settings, now):
+        await finish(session, call, now, EndReason.admin, now)
     await _save(session)
     return call
 
@@ -282,31 +354,12 @@ async def advance(
 async def _advance_locked(
     session: AsyncSession, call: Call, settings: Settings, now: datetime
 ) -> None:
-    departed = (
-        presence.departed_at(call, now, settings) if call.status == CallStatus.active else None
-    )
-    if departed is not None:
-        # billed to the moment the party left LiveKit, not to when we noticed
-        await finish(session, call, departed, EndReason.media_left, now)
-    elif call.status == CallStatus.ringing:
-        deadline = call.created_at + timedelta(seconds=settings.ring_timeout_seconds)
-        if now >= deadline:
-            await finish(session, call, deadline, EndReason.missed, now)
-        else:
-            call.due_at = deadline
-    elif call.status == CallStatus.connecting:
-        assert call.accepted_at is not None
-        deadline = call.accepted_at + timedelta(seconds=settings.connect_timeout_seconds)
-        if now >= deadline:
-            await finish(session, call, deadline, EndReason.connect_failed, now)
-        else:
-            call.due_at = deadline
-    else:
-        horizon = presence_horizon(call)
-        timeout = timedelta(seconds=settings.heartbeat_timeout_seconds)
-        if horizon is not None and now >= horizon + timeout:
-            # billed to the last heartbeat of the party that went silent
-            await finish(session, call, horizon, EndReason.connection_lost, now)
+    if not await end_if_overdue(session, call, settings, now):
+        if call.status == CallStatus.ringing:
+            call.due_at = call.created_at + timedelta(seconds=settings.ring_timeout_seconds)
+        elif call.status == CallStatus.connecting:
+            assert call.accepted_at is not None
+            call.due_at = call.accepted_at + timedelta(seconds=settings.connect_timeout_seconds)
         else:
             await settle(session, call, now, settings)
     look_again_for_media(call, now, settings)

@@ -11,9 +11,14 @@ Every path — heartbeat, hang-up, webhook, meter, admin — locks the call row 
   extended the call ends at ``paid_until`` with ``insufficient_funds``;
 * the host's cumulative share is ``floor(charged * share / 100)``, the platform gets the rest.
 
-Billable time is whole seconds since ``started_at``, never past the moment both parties were
-last known to be present (their last heartbeats, or LiveKit's word), never past
-``paid_until``.
+Billable time is whole seconds since ``started_at``, never past the presence horizon (the
+moment both parties were last known to be present: their last heartbeats, or LiveKit's word),
+never past ``paid_until``. Presence bounds every charge on every path (DESIGN.md rule 6):
+``settle`` first ends a call whose party has been silent past the heartbeat timeout
+(``connection_lost`` at the horizon), a call whose coins ran out ends ``insufficient_funds``
+only once both parties were seen at ``paid_until`` (until then it waits, charging nothing
+more), and ``finish`` never bills past the horizon. None of this depends on the meter: it
+only makes things happen sooner.
 """
 
 from __future__ import annotations
@@ -60,6 +65,19 @@ def presence_horizon(call: Call | CallSnapshot) -> datetime | None:
     if client is None or host is None:
         return None
     return min(client, host)
+
+
+def presence_lost(call: Call | CallSnapshot, now: datetime, heartbeat_timeout: int) -> bool:
+    """Whether a party of an active call has been silent past the heartbeat timeout."""
+    horizon = presence_horizon(call)
+    return horizon is not None and now >= horizon + timedelta(seconds=heartbeat_timeout)
+
+
+def billing_horizon(call: Call | CallSnapshot) -> datetime:
+    """The latest moment an active call may be billed to: its presence horizon (its start
+    while a party has not been seen yet)."""
+    assert call.started_at is not None
+    return max(call.started_at, presence_horizon(call) or call.started_at)
 
 
 def paid_seconds(call: Call | CallSnapshot) -> int:
@@ -154,16 +172,25 @@ def _schedule(call: Call, now: datetime, heartbeat_timeout: int) -> None:
     t_now = seconds_between(call.started_at, now)
     call.paid_until = at(call, paid_seconds(call))
     call.next_charge_at = at(call, next_boundary(tariff, t_now))
-    call.due_at = _due_at(call.next_charge_at, call.paid_until, presence_horizon(call),
-                          heartbeat_timeout)  # fmt: skip
+    call.due_at = _due_at(
+        call.next_charge_at, call.paid_until, presence_horizon(call), heartbeat_timeout, now
+    )
 
 
 def _due_at(
-    next_charge_at: datetime, paid_until: datetime, horizon: datetime | None, timeout: int
+    next_charge_at: datetime,
+    paid_until: datetime,
+    horizon: datetime | None,
+    timeout: int,
+    now: datetime,
 ) -> datetime:
     """When the meter must look at an active call: the next boundary, the end of its paid
-    time, or the moment a silent party times out, whichever comes first."""
-    deadlines = [next_charge_at, paid_until]
+    time, or the moment a silent party times out, whichever comes first. A call already
+    past its paid time waits for presence (a heartbeat ends it), so the meter looks at the
+    timeout rather than at every tick."""
+    deadlines = [next_charge_at]
+    if paid_until > now:
+        deadlines.append(paid_until)
     if horizon is not None:
         deadlines.append(horizon + timedelta(seconds=timeout))
     return min(deadlines)
@@ -267,7 +294,7 @@ def plan_interval_charge(
     warning = LOW_BALANCE if reach - t_now <= tariff.interval_seconds else None
     paid_until = started + timedelta(seconds=paid)
     next_charge_at = started + timedelta(seconds=next_boundary(tariff, t_now))
-    due_at = _due_at(next_charge_at, paid_until, horizon, heartbeat_timeout)
+    due_at = _due_at(next_charge_at, paid_until, horizon, heartbeat_timeout, now)
     before = (call.charged, call.held, call.host_earned, call.warning, call.paid_until,
               call.next_charge_at, call.billed_seconds)  # fmt: skip
     after = (charged, held, host_earned, warning, paid_until, next_charge_at, billable)
@@ -291,26 +318,38 @@ def plan_interval_charge(
 
 
 async def settle(session: AsyncSession, call: Call, now: datetime, settings: Settings) -> None:
-    """Bring an active call's charges and hold up to ``now``; end it at ``paid_until`` when
-    its coins run out. ``call`` must be locked. Idempotent: a second call is a no-op."""
+    """Bring an active call's charges and hold up to ``now`` (never past the presence
+    horizon); end it ``connection_lost`` at the horizon when a party has been silent past
+    the heartbeat timeout, and ``insufficient_funds`` at ``paid_until`` when its coins ran
+    out and both parties were seen there. ``call`` must be locked. Idempotent: a second
+    call is a no-op."""
     if call.status != CallStatus.active:
+        return
+    timeout = settings.heartbeat_timeout_seconds
+    if presence_lost(call, now, timeout):
+        # billed to the last moment both were there; no hold is extended for the silence
+        await finish(session, call, billing_horizon(call), EndReason.connection_lost, now)
         return
     before = visible_state(call)
     assert call.started_at is not None
     tariff = tariff_of(call)
     t_now = seconds_between(call.started_at, now)
-    horizon = presence_horizon(call) or call.started_at
+    horizon = billing_horizon(call)
     billable = min(seconds_between(call.started_at, min(horizon, now)), paid_seconds(call))
     await _charge_to(session, call, cost(tariff, billable), now)
     # Cover the call up to the next settlement point after now.
     await _extend_hold_to(session, call, cost(tariff, next_boundary(tariff, t_now)) - call.charged)
-    if paid_seconds(call) <= t_now:
-        await finish(session, call, at(call, paid_seconds(call)), EndReason.insufficient_funds, now)
+    paid = paid_seconds(call)
+    if paid <= t_now and seconds_between(call.started_at, horizon) >= paid:
+        await finish(session, call, at(call, paid), EndReason.insufficient_funds, now)
         return
+    # Out of paid time but a party not yet seen at paid_until: the call waits (nothing more
+    # is charged) until a heartbeat shows both there — then it ends at paid_until — or the
+    # silence reaches the timeout — then it ends connection_lost at the horizon.
     reach = covered_seconds(tariff, call.charged + call.held + await _available(session, call))
     call.warning = LOW_BALANCE if reach - t_now <= tariff.interval_seconds else None
     call.billed_seconds = billable
-    _schedule(call, now, settings.heartbeat_timeout_seconds)
+    _schedule(call, now, timeout)
     if visible_state(call) != before:
         call.version += 1
 
@@ -323,13 +362,16 @@ async def finish(
     now: datetime,
 ) -> None:
     """End ``call`` (locked) as of ``end_at``: the final charge for an active call (never
-    past ``paid_until``), the hold released, the state frozen. Ending an ended call is a
-    no-op, so the first ender's summary stands."""
+    past the presence horizon nor ``paid_until``), the hold released, the state frozen.
+    Ending an ended call is a no-op, so the first ender's summary stands."""
     if call.status == CallStatus.ended:
         return
     if call.status == CallStatus.active:
         assert call.started_at is not None
-        end_at = max(call.started_at, min(end_at, at(call, paid_seconds(call))))
+        # never past the presence horizon, never past the paid time
+        end_at = max(
+            call.started_at, min(end_at, billing_horizon(call), at(call, paid_seconds(call)))
+        )
         billed = seconds_between(call.started_at, end_at)
         if cost(tariff_of(call), billed) < call.charged:
             # Settlement is monotone: an end stamped before a moment already charged for

@@ -23,8 +23,14 @@ async def livekit_webhook(
     authorization: Annotated[str | None, Header()] = None,
 ) -> WebhookAck:
     """LiveKit's webhooks: the raw body, signed by the ``Authorization`` token (no
-    "Bearer"). 401 when the signature or body hash fails; a repeated event id is
+    "Bearer"). 401 when the signature or body hash fails; 422 (recorded, not applied) for
+    an event time more than a day off or a malformed call room; a repeated event id is
     acknowledged with no second effect."""
     event = webhooks.verify(await request.body(), authorization, runtime.settings)
-    new = await webhooks.handle(session, event, now=runtime.clock.now(), settings=runtime.settings)
+    now = runtime.clock.now()
+    try:
+        new = await webhooks.handle(session, event, now=now, settings=runtime.settings)
+    except webhooks.InvalidWebhookEvent:
+        await webhooks.record_refused(runtime.sessionmaker, event, now)
+        raise
     return WebhookAck(status="ok" if new else "duplicate")

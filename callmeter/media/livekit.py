@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -40,9 +41,16 @@ def user_id_of(identity: str) -> int | None:
     return int(number) if prefix == "user" and number.isdigit() else None
 
 
+_ROOM = re.compile(r"call-([1-9][0-9]{0,15})")
+MAX_CALL_ID = 2**53
+
+
 def call_id_of(room: str) -> int | None:
-    prefix, _, number = room.partition("-")
-    return int(number) if prefix == "call" and number.isdigit() else None
+    """The call id of one of our rooms (``call-<id>``, an id within 1..2^53), else None."""
+    match = _ROOM.fullmatch(room)
+    if match is None or int(match.group(1)) > MAX_CALL_ID:
+        return None
+    return int(match.group(1))
 
 
 @dataclass(frozen=True)

@@ -116,8 +116,8 @@ class TestMeterRaces:
         for _ in range(20):
             caller, host = await driver.party(Role.client, 100), await driver.party(Role.host)
             pairs.append((caller, host, await driver.connect(caller, host)))
-        for _ in range(2):  # heartbeats at 30 s and 55 s: alive, nothing due yet
-            driver.clock.advance(30 if _ == 0 else 25)
+        for step in (28, 27):  # heartbeats at 28 s and 55 s: alive, nothing due yet
+            driver.clock.advance(step)
             for caller, host, call_id in pairs:
                 await driver.both_heartbeat(call_id, caller, host)
         driver.clock.advance(6)

@@ -92,7 +92,9 @@ async def test_changes_from_another_process_reach_the_stream(
         try:
 
             async def end(session: AsyncSession) -> object:
-                return await service.admin_end(session, call_id=call["id"], now=driver.clock.now())
+                return await service.admin_end(
+                    session, call_id=call["id"], settings=runtime.settings, now=driver.clock.now()
+                )
 
             started = time.monotonic()
             await run_in_transaction(other.sessionmaker, end)

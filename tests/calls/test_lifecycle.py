@@ -38,7 +38,12 @@ class TestRunningOutOfCoins:
         assert await driver.wallet(host) == (14, 0)
         await driver.ledger_ok()
 
-    async def test_the_meter_alone_ends_the_call_at_paid_until(self, driver: CallDriver) -> None:
+    async def test_coins_running_out_end_the_call_at_paid_until_once_both_are_seen_there(
+        self, driver: CallDriver
+    ) -> None:
+        """Out of coins at 60 s with both last seen at 50 s: the meter does not end the call
+        at paid_until (nobody was known present there) but waits; the heartbeats after it
+        end it there, billed the whole paid interval."""
         caller = await driver.party(Role.client, coins=10)
         host = await driver.party(Role.host)
         call_id = await driver.connect(caller, host)
@@ -47,6 +52,15 @@ class TestRunningOutOfCoins:
             await driver.both_heartbeat(call_id, caller, host)
         driver.clock.advance(10.7)  # 60.7 s: past paid_until, the tick a little late
         await driver.tick()
+        waiting = await driver.call(call_id, caller)
+        assert (waiting["status"], waiting["charged"], waiting["warning"]) == (
+            "active",
+            0,
+            "low_balance",
+        )
+        await driver.heartbeat(call_id, caller)  # the host is still last seen at 50 s
+        assert (await driver.call(call_id, caller))["status"] == "active"
+        await driver.heartbeat(call_id, host)
         final = await driver.call(call_id, caller)
         assert (final["end_reason"], final["billed_seconds"], final["charged"]) == (
             "insufficient_funds",
@@ -54,6 +68,29 @@ class TestRunningOutOfCoins:
             10,
         )
         assert await driver.wallet(caller) == (0, 0)
+        await driver.ledger_ok()
+
+    async def test_the_meter_alone_ends_a_silent_call_out_of_coins_at_the_horizon(
+        self, driver: CallDriver
+    ) -> None:
+        """Nobody is heard after 50 s: the call ends connection_lost at 50 s once the
+        timeout passes, not insufficient_funds at 60 s."""
+        caller = await driver.party(Role.client, coins=10)
+        host = await driver.party(Role.host)
+        call_id = await driver.connect(caller, host)
+        for _ in range(2):
+            driver.clock.advance(25)
+            await driver.both_heartbeat(call_id, caller, host)
+        for _ in range(8):  # the meter ticks alone from 55 s to 90 s
+            driver.clock.advance(5)
+            await driver.tick()
+        final = await driver.call(call_id, caller)
+        assert (final["end_reason"], final["billed_seconds"], final["charged"]) == (
+            "connection_lost",
+            50,
+            0,
+        )
+        assert await driver.wallet(caller) == (10, 0)
         await driver.ledger_ok()
 
     async def test_a_top_up_lifts_the_limit(self, driver: CallDriver) -> None:

@@ -92,11 +92,47 @@ class Model:
         c, h = call.seen["client"], call.seen["host"]
         return None if c is None or h is None else min(c, h)
 
+    def bill_horizon(self, call: MCall) -> int:
+        """The latest moment an active call may be billed to."""
+        assert call.started is not None
+        h = self.horizon(call)
+        return max(call.started, call.started if h is None else h)
+
+    def lost(self, call: MCall) -> bool:
+        h = self.horizon(call)
+        return h is not None and self.now >= h + self.timeouts.heartbeat
+
+    def overdue(self, call: MCall) -> bool:
+        """DESIGN.md rule 6: every path first ends a call that passed a deadline."""
+        if call.status == "ringing":
+            deadline = call.created + self.timeouts.ring
+            if self.now >= deadline:
+                self.finish(call, deadline, "missed")
+                return True
+        elif call.status == "connecting":
+            assert call.accepted is not None
+            deadline = call.accepted + self.timeouts.connect
+            if self.now >= deadline:
+                self.finish(call, deadline, "connect_failed")
+                return True
+        elif call.status == "active":
+            gone = [t for t in call.left_at.values() if t is not None]
+            if gone and self.now >= min(gone) + self.timeouts.grace:
+                self.finish(call, min(gone), "media_left")
+                return True
+            if self.lost(call):
+                self.finish(call, self.bill_horizon(call), "connection_lost")
+                return True
+        return False
+
     # --- the steps -----------------------------------------------------------------------
     def grant(self, client: int, amount: int) -> None:
         self.balance[client] += amount
 
     def ring(self, client: int, host: int, rate: int) -> MCall:
+        for stale in [c for c in self.calls if c.status != "ended"]:
+            if stale.client == client or stale.host == host:
+                self.overdue(stale)
         if self.unfinished(client=client):
             raise Refused("client_busy")
         if self.unfinished(host=host):
@@ -112,6 +148,7 @@ class Model:
         return call
 
     def accept(self, call: MCall) -> None:
+        self.overdue(call)
         if call.status == "ended":
             raise Refused("call_ended")
         if call.status != "ringing":
@@ -121,6 +158,7 @@ class Model:
         self.look_again(call)
 
     def decline(self, call: MCall) -> None:
+        self.overdue(call)
         if call.status == "ended":
             raise Refused("call_ended")
         if call.status != "ringing":
@@ -128,7 +166,7 @@ class Model:
         self.finish(call, self.now, "declined")
 
     def heartbeat(self, call: MCall, party: str, media: bool) -> None:
-        if call.status == "ended":
+        if call.status == "ended" or self.overdue(call):
             return
         if not call.livekit:  # for a LiveKit call only LiveKit vouches for presence
             call.seen[party] = self.now
@@ -147,7 +185,7 @@ class Model:
 
     # --- LiveKit presence (webhooks and reconciliation) -----------------------------------
     def webhook_joined(self, call: MCall, party: str, sid: str) -> None:
-        if call.status == "ended" or sid in self.departed_sids:
+        if call.status == "ended" or self.overdue(call) or sid in self.departed_sids:
             return  # an ended call is kicked again; a late joined of a departed sid is void
         if call.status in ("connecting", "active"):
             self.joined(call, party, sid, self.now)
@@ -156,6 +194,8 @@ class Model:
 
     def webhook_left(self, call: MCall, party: str, sid: str) -> None:
         self.departed_sids.add(sid)
+        if call.status == "ended" or self.overdue(call):
+            return
         if call.status in ("connecting", "active"):
             self.left(call, party, sid, self.now)
         if call.status != "ended":
@@ -201,6 +241,10 @@ class Model:
         call.due = min(call.due if call.due is not None else self.now, *moments)
 
     def end(self, call: MCall, party: str) -> None:
+        if call.status == "ended" or self.overdue(call):
+            return
+        if not call.livekit and call.status == "active":
+            call.seen[party] = self.now  # the hang-up shows its sender was there
         self.finish(call, self.now, f"{party}_hangup")
 
     def tick(self, rooms: dict[str, dict[str, str] | None] | None = None) -> None:
@@ -214,26 +258,12 @@ class Model:
             if call.livekit and rooms is not None and call.status in ("connecting", "active"):
                 self.reconcile(call, rooms.get(f"call-{call.id}"))
                 self.activate_if_connected(call)
-            gone = [t for t in call.left_at.values() if t is not None]
-            if call.status == "active" and gone and self.now >= min(gone) + self.timeouts.grace:
-                self.finish(call, min(gone), "media_left")
-            elif call.status == "ringing":
-                deadline = call.created + self.timeouts.ring
-                if self.now >= deadline:
-                    self.finish(call, deadline, "missed")
-                else:
-                    call.due = deadline
-            elif call.status == "connecting":
-                assert call.accepted is not None
-                deadline = call.accepted + self.timeouts.connect
-                if self.now >= deadline:
-                    self.finish(call, deadline, "connect_failed")
-                else:
-                    call.due = deadline
-            else:
-                horizon = self.horizon(call)
-                if horizon is not None and self.now >= horizon + self.timeouts.heartbeat:
-                    self.finish(call, horizon, "connection_lost")
+            if not self.overdue(call):
+                if call.status == "ringing":
+                    call.due = call.created + self.timeouts.ring
+                elif call.status == "connecting":
+                    assert call.accepted is not None
+                    call.due = call.accepted + self.timeouts.connect
                 else:
                     self.settle(call)
             self.look_again(call)
@@ -287,9 +317,11 @@ class Model:
 
     def settle(self, call: MCall) -> None:
         assert call.started is not None
+        if self.lost(call):
+            self.finish(call, self.bill_horizon(call), "connection_lost")
+            return
         t_now = self.now - call.started
-        horizon = self.horizon(call)
-        horizon = call.started if horizon is None else horizon
+        horizon = self.bill_horizon(call)
         billable = min(max(0, min(horizon, self.now) - call.started), self.paid_seconds(call))
         self.charge_to(call, cost(call.tariff, billable))
         missing = cost(call.tariff, next_boundary(call.tariff, t_now)) - call.charged - call.held
@@ -303,7 +335,8 @@ class Model:
                 self.held[call.client] += missing
                 call.held += missing
         paid = self.paid_seconds(call)
-        if paid <= t_now:
+        if paid <= t_now and horizon - call.started >= paid:
+            # out of coins, and both were seen at paid_until; otherwise wait for them
             self.finish(call, call.started + paid, "insufficient_funds")
             return
         reach = covered_seconds(call.tariff, call.charged + call.held + self.available(call.client))
@@ -311,7 +344,9 @@ class Model:
         call.billed = billable
         call.paid_until = call.started + paid
         call.next_charge = call.started + next_boundary(call.tariff, t_now)
-        deadlines = [call.next_charge, call.paid_until]
+        deadlines = [call.next_charge]
+        if call.paid_until > self.now:
+            deadlines.append(call.paid_until)
         h = self.horizon(call)
         if h is not None:
             deadlines.append(h + self.timeouts.heartbeat)
@@ -322,7 +357,8 @@ class Model:
             return
         if call.status == "active":
             assert call.started is not None
-            at = max(call.started, min(at, call.started + self.paid_seconds(call)))
+            latest = min(self.bill_horizon(call), call.started + self.paid_seconds(call))
+            at = max(call.started, min(at, latest))
             if cost(call.tariff, at - call.started) >= call.charged:
                 call.billed = at - call.started
             # else: never un-bill a settlement; keep the billed time already charged for

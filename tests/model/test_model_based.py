@@ -6,6 +6,7 @@ ledger check must pass. Runs on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import copy
 import os
 import shutil
 from collections.abc import Awaitable, Callable
@@ -144,12 +145,16 @@ def machine_for(make_url: Callable[[], str], livekit: bool) -> type[RuleBasedSta
         def both(
             self, service: Callable[[AsyncSession], Awaitable[Any]], model: Callable[[], Any]
         ) -> None:
-            """Apply a step to both; they must succeed together or refuse alike."""
+            """Apply a step to both; they must succeed together or refuse alike. A refused
+            step changes nothing (the service's transaction rolls back, even what the step
+            did first, such as ending a call that was past a deadline)."""
             expected: str | None = None
+            saved = copy.deepcopy(self.model.__dict__)
             try:
                 model()
             except Refused as refused:
                 expected = refused.code
+                self.model.__dict__.update(saved)
             got: str | None = None
             try:
                 self.tx(service)
@@ -283,7 +288,9 @@ def machine_for(make_url: Callable[[], str], livekit: bool) -> type[RuleBasedSta
                         livekit=self.runtime.livekit,
                     )
                 else:
-                    await calls.decline(session, user=h, call_id=call.id, now=now)
+                    await calls.decline(
+                        session, user=h, call_id=call.id, settings=self.runtime.settings, now=now
+                    )
 
             self.both(service, lambda: (self.model.accept if accept else self.model.decline)(call))
 
