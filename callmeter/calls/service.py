@@ -223,7 +223,11 @@ async def heartbeat(
         await _save(session)
         return call
     if call.media_provider == "livekit":
-        pass  # LiveKit is the witness of presence for its calls, not the browser
+        # LiveKit is the witness of who is in the room; a heartbeat only keeps a party
+        # present while LiveKit has it joined and not left (so calls survive a meter
+        # outage, when nothing reconciles, without a browser ever vouching alone).
+        if presence.in_room(call, party):
+            _seen(call, party, now)
     else:
         _seen(call, party, now)
         if media_connected and call.status == CallStatus.connecting:
@@ -300,7 +304,9 @@ async def end(
     ``paid_until``; ending an ended call returns the same final call."""
     call, party = _require_party(await _locked(session, call_id), user)
     if not await end_if_overdue(session, call, settings, now):
-        if call.media_provider != "livekit" and call.status == CallStatus.active:
+        if call.status == CallStatus.active and (
+            call.media_provider != "livekit" or presence.in_room(call, party)
+        ):
             _seen(call, party, now)  # the hang-up itself shows its sender was there
         reason = EndReason.client_hangup if party == "client" else EndReason.host_hangup
         await finish(session, call, now, reason, now)

@@ -5,7 +5,10 @@ For a LiveKit call a party is *present* from its ``participant_joined`` (or from
 by ``ListParticipants``) until its current participant leaves. A ``participant_left`` or
 ``participant_connection_aborted`` of an older participant sid is a reconnect, not a
 departure. A departure only ends the call when the party has not come back within
-``LIVEKIT_ABSENCE_GRACE_SECONDS``; it is then billed to the moment it left.
+``LIVEKIT_ABSENCE_GRACE_SECONDS``; it is then billed to the moment it left. While a party
+is in the room by LiveKit's word, its own heartbeats keep it present too (the weakest
+signal, and only then): without them a meter outage, which stops reconciliation, would end
+every LiveKit call at the heartbeat timeout.
 """
 
 from __future__ import annotations
@@ -33,6 +36,11 @@ def _get(call: Call, party: Party, field: str) -> datetime | None:
     value = getattr(call, f"{party}_{field}")
     assert value is None or isinstance(value, datetime)
     return value
+
+
+def in_room(call: Call, party: Party) -> bool:
+    """Whether LiveKit last said ``party`` joined the call's room and has not said it left."""
+    return getattr(call, f"{party}_lk_sid") is not None and _get(call, party, "left_at") is None
 
 
 def joined(call: Call, party: Party, sid: str, at: datetime) -> None:

@@ -98,6 +98,9 @@ class Model:
         h = self.horizon(call)
         return max(call.started, call.started if h is None else h)
 
+    def in_room(self, call: MCall, party: str) -> bool:
+        return call.lk_sid[party] is not None and call.left_at[party] is None
+
     def lost(self, call: MCall) -> bool:
         h = self.horizon(call)
         return h is not None and self.now >= h + self.timeouts.heartbeat
@@ -168,10 +171,13 @@ class Model:
     def heartbeat(self, call: MCall, party: str, media: bool) -> None:
         if call.status == "ended" or self.overdue(call):
             return
-        if not call.livekit:  # for a LiveKit call only LiveKit vouches for presence
+        if not call.livekit:
             call.seen[party] = self.now
             if media and call.status == "connecting" and call.media[party] is None:
                 call.media[party] = self.now
+        elif self.in_room(call, party):  # a heartbeat counts only while LiveKit has it in
+            seen = call.seen[party]
+            call.seen[party] = self.now if seen is None else max(seen, self.now)
         self.activate_if_connected(call)
         if self.charge_pending(call):
             self.settle(call)
@@ -243,7 +249,7 @@ class Model:
     def end(self, call: MCall, party: str) -> None:
         if call.status == "ended" or self.overdue(call):
             return
-        if not call.livekit and call.status == "active":
+        if call.status == "active" and (not call.livekit or self.in_room(call, party)):
             call.seen[party] = self.now  # the hang-up shows its sender was there
         self.finish(call, self.now, f"{party}_hangup")
 
