@@ -190,20 +190,25 @@ class Model:
             call.next_charge = call.started
 
     # --- LiveKit presence (webhooks and reconciliation) -----------------------------------
-    def webhook_joined(self, call: MCall, party: str, sid: str) -> None:
+    def event_time(self, call: MCall, skew: int) -> int:
+        """LiveKit's clock, ``skew`` seconds off ours, clamped to [accepted, arrival]."""
+        floor = call.accepted if call.accepted is not None else call.created
+        return max(floor, min(self.now + skew, self.now))
+
+    def webhook_joined(self, call: MCall, party: str, sid: str, skew: int = 0) -> None:
         if call.status == "ended" or self.overdue(call) or sid in self.departed_sids:
             return  # an ended call is kicked again; a late joined of a departed sid is void
         if call.status in ("connecting", "active"):
-            self.joined(call, party, sid, self.now)
+            self.joined(call, party, sid, self.event_time(call, skew))
             self.activate_if_connected(call)
         self.after_presence(call)
 
-    def webhook_left(self, call: MCall, party: str, sid: str) -> None:
+    def webhook_left(self, call: MCall, party: str, sid: str, skew: int = 0) -> None:
         self.departed_sids.add(sid)
         if call.status == "ended" or self.overdue(call):
             return
         if call.status in ("connecting", "active"):
-            self.left(call, party, sid, self.now)
+            self.left(call, party, sid, self.event_time(call, skew))
         if call.status != "ended":
             self.after_presence(call)
 

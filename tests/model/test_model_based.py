@@ -6,6 +6,7 @@ ledger check must pass. Runs on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import os
 import shutil
@@ -48,6 +49,12 @@ T = TypeVar("T")
 EXAMPLES = int(os.environ.get("MODEL_EXAMPLES", "12"))
 RATES = (10, 7)  # host 0 charges 10 per interval, host 1 charges 7
 PARTIES = ("client", "host")
+# LiveKit's clock: mostly ours, sometimes an hour behind or ahead (clamped by the server)
+SKEWS = st.sampled_from([0, 0, 0, -3600, 3600])
+
+
+class Killed(Exception):
+    """The process died before the transaction committed."""
 
 
 def machine_for(make_url: Callable[[], str], livekit: bool) -> type[RuleBasedStateMachine]:
@@ -209,7 +216,7 @@ def machine_for(make_url: Callable[[], str], livekit: bool) -> type[RuleBasedSta
             self.answer(host, True)
             for side, who in (("client", client), ("host", host)):
                 if livekit:
-                    self.lk_join(side, who, 1)
+                    self.lk_join(side, who, 1, 0)
                 else:
                     self.heartbeat(side, who, True, 1)
 
@@ -222,32 +229,40 @@ def machine_for(make_url: Callable[[], str], livekit: bool) -> type[RuleBasedSta
 
             self.tx(service)
 
-        def event(self, kind: str, call: MCall, user: User, sid: str) -> lk.WebhookEvent:
+        def event(
+            self, kind: str, call: MCall, user: User, sid: str, skew: int = 0
+        ) -> lk.WebhookEvent:
+            """An event stamped by LiveKit's clock, ``skew`` seconds off ours."""
             self.events = getattr(self, "events", 0) + 1
             event = lk.WebhookEvent(
                 event=kind,
                 id=f"EV_{self.events}",
-                created_at=int(self.clock.now().timestamp()),
+                created_at=int(self.clock.now().timestamp()) + skew,
                 room=lk.Room(name=f"call-{call.id}"),
                 participant=lk.ParticipantInfo(identity=f"user-{user.id}", sid=sid),
             )
             self.sent.append(event)
             return event
 
-        @rule(side=st.sampled_from(PARTIES), who=st.integers(0, 1), copies=st.integers(1, 3))
-        def lk_join(self, side: str, who: int, copies: int) -> None:
+        @rule(
+            side=st.sampled_from(PARTIES),
+            who=st.integers(0, 1),
+            copies=st.integers(1, 3),
+            skew=SKEWS,
+        )
+        def lk_join(self, side: str, who: int, copies: int, skew: int) -> None:
             user = (self.clients if side == "client" else self.hosts)[who]
             call = self.latest(user)
             if not livekit or call is None:
                 return
             sid = self.standin.join(f"call-{call.id}", f"user-{user.id}")
-            event = self.event("participant_joined", call, user, sid)
+            event = self.event("participant_joined", call, user, sid, skew)
             for _ in range(copies):
                 self.send(event)
-            self.model.webhook_joined(call, side, sid)
+            self.model.webhook_joined(call, side, sid, skew)
 
-        @rule(side=st.sampled_from(PARTIES), who=st.integers(0, 1), lost=st.booleans())
-        def lk_leave(self, side: str, who: int, lost: bool) -> None:
+        @rule(side=st.sampled_from(PARTIES), who=st.integers(0, 1), lost=st.booleans(), skew=SKEWS)
+        def lk_leave(self, side: str, who: int, lost: bool, skew: int) -> None:
             """A participant disconnects; its webhook may be lost (reconciliation notices)."""
             user = (self.clients if side == "client" else self.hosts)[who]
             call = self.latest(user)
@@ -259,8 +274,8 @@ def machine_for(make_url: Callable[[], str], livekit: bool) -> type[RuleBasedSta
                 return
             self.standin.drop(room, identity)
             if not lost:
-                self.send(self.event("participant_left", call, user, sid))
-                self.model.webhook_left(call, side, sid)
+                self.send(self.event("participant_left", call, user, sid, skew))
+                self.model.webhook_left(call, side, sid, skew)
 
         @rule(data=st.data())
         def lk_replay(self, data: st.DataObject) -> None:
@@ -361,6 +376,36 @@ def machine_for(make_url: Callable[[], str], livekit: bool) -> type[RuleBasedSta
         def advance(self, seconds: int) -> None:
             self.clock.advance(seconds)
             self.model.now += seconds
+
+        @rule(seconds=st.integers(30, 150))
+        def meter_down(self, seconds: int) -> None:
+            """The meter is absent for a while (a crashed worker): time passes with no tick;
+            whatever path looks next must bill as if it had run."""
+            self.advance(seconds)
+
+        @rule(side=st.sampled_from(PARTIES), who=st.integers(0, 1))
+        def heartbeat_killed(self, side: str, who: int) -> None:
+            """The API process is killed between a heartbeat's work and its commit: the
+            heartbeat changes nothing (the model does not apply it)."""
+            user = (self.clients if side == "client" else self.hosts)[who]
+            call = self.latest(user)
+            if call is None:
+                return
+
+            async def work(session: AsyncSession) -> None:
+                await calls.heartbeat(
+                    session,
+                    user=user,
+                    call_id=call.id,
+                    media_connected=True,
+                    settings=self.runtime.settings,
+                    now=self.clock.now(),
+                )
+                await session.flush()
+                raise Killed
+
+            with contextlib.suppress(Killed):
+                self.tx(work)
 
         @rule(amount=st.none() | st.integers(1, 30))
         def refund(self, amount: int | None) -> None:
