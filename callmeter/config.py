@@ -1,4 +1,4 @@
-"""Settings, read from the environment with the prefix ``CALLMETER_`` (see API.md)."""
+"""Settings, read from the environment with the prefix ``CALLMETER_`` (see the README)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ class Environment(enum.StrEnum):
 
 
 class BillingPolicy(enum.StrEnum):
-    """How billable seconds turn into coins (DESIGN.md rule 2)."""
+    """How billable seconds turn into coins (design rule 2)."""
 
     per_completed_interval = "per_completed_interval"
     per_started_interval = "per_started_interval"

@@ -1,4 +1,4 @@
-"""The cost of a call as a pure function of its billable seconds (DESIGN.md rule 2).
+"""The cost of a call as a pure function of its billable seconds (design rule 2).
 
 All arithmetic is on integers: billable time is whole seconds (the server truncates), coins
 are whole coins. A :class:`Tariff` is snapshotted onto each call when it is created, so a
@@ -67,6 +67,6 @@ def next_boundary(tariff: Tariff, seconds: int) -> int:
 
 
 def host_earnings(tariff: Tariff, charged: int) -> int:
-    """The host's cumulative share of ``charged`` (DESIGN.md rule 7): recomputed from the
+    """The host's cumulative share of ``charged`` (design rule 7): recomputed from the
     total each time, so rounding never accumulates."""
     return charged * tariff.host_share_percent // 100

@@ -1,7 +1,7 @@
 """``settle`` and ``finish``: the only code that turns call time into charges.
 
 Every path — heartbeat, hang-up, webhook, meter, admin — locks the call row and calls these
-(DESIGN.md rules 3 to 7):
+(design rules 3 to 7):
 
 * the charge only ever moves ``charged`` up to ``cost(billable seconds)``, paid out of the
   call's hold, with one transfer per (call, kind, new cumulative total): settling twice, or
@@ -13,7 +13,7 @@ Every path — heartbeat, hang-up, webhook, meter, admin — locks the call row 
 
 Billable time is whole seconds since ``started_at``, never past the presence horizon (the
 moment both parties were last known to be present: their last heartbeats, or LiveKit's word),
-never past ``paid_until``. Presence bounds every charge on every path (DESIGN.md rule 6):
+never past ``paid_until``. Presence bounds every charge on every path (design rule 6):
 ``settle`` first ends a call whose party has been silent past the heartbeat timeout
 (``connection_lost`` at the horizon), a call whose coins ran out ends ``insufficient_funds``
 only once both parties were seen at ``paid_until`` (until then it waits, charging nothing

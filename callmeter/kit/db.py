@@ -1,7 +1,7 @@
 """Engines and sessions that behave the same on SQLite and PostgreSQL.
 
 Correctness never depends on isolation levels: it comes from conditional UPDATEs,
-compare-and-set on version columns and unique constraints (DESIGN.md). What this module
+compare-and-set on version columns and unique constraints (docs/design.md). What this module
 adds is the plumbing that makes those guards work on both databases:
 
 * SQLite: WAL, ``busy_timeout``, foreign keys, and every transaction opened with

@@ -1,4 +1,4 @@
-"""``callmeter ledger check``: proves every coin against the invariants of DESIGN.md.
+"""``callmeter ledger check``: proves every coin against the invariants of docs/design.md.
 
 Each check is one SQL query that returns only the rows that break an invariant, so the
 check scales with the ledger and reports exactly what is wrong.
@@ -139,7 +139,7 @@ async def _released_holds_empty(session: AsyncSession) -> list[str]:
     return [f"hold {hid} is released but still reserves {amount}" for hid, amount in rows]
 
 
-# cost(billed_seconds) of DESIGN.md rule 2, in SQL (integer division on both databases)
+# cost(billed_seconds) of design rule 2, in SQL (integer division on both databases)
 _COST_SQL = """
     CASE WHEN c.billed_seconds <= c.free_seconds THEN 0
          WHEN c.policy = 'per_completed_interval'

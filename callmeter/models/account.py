@@ -30,7 +30,7 @@ class Account(Base):
     __tablename__ = "accounts"
     __table_args__ = (
         CheckConstraint("kind IN ('wallet', 'earnings', 'revenue', 'issuance')", name="kind"),
-        # available = balance - held can never go below zero (DESIGN.md rule 4).
+        # available = balance - held can never go below zero (design rule 4).
         CheckConstraint("held >= 0 AND (kind = 'issuance' OR balance >= held)", name="available"),
         CheckConstraint("kind != 'issuance' OR held = 0", name="issuance_holds_nothing"),
         UniqueConstraint("user_id", "kind"),

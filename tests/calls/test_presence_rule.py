@@ -1,7 +1,7 @@
 """Issue 11: nobody pays for time a party was gone, whatever is down.
 
 The meter is the thing that is "down" here: these tests never tick it unless they say so,
-because DESIGN.md rule 6 says correctness must not depend on it — every other path
+because design rule 6 says correctness must not depend on it — every other path
 (heartbeat, hang-up, accept, a new ring, admin) applies the same deadlines first. Short
 intervals as in the reports: 2 s intervals, a 6 s heartbeat timeout, 10 coins per interval.
 """

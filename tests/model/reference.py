@@ -1,6 +1,6 @@
 """A small, pure reference model of callmeter's billing: integers and dicts, no database.
 
-It restates DESIGN.md's rules (settlement to the credible billable time, holds one boundary
+It restates docs/design.md's rules (settlement to the credible billable time, holds one boundary
 ahead, the end at paid_until, earnings split by the cumulative formula, refunds in
 proportion) over whole-second model time, using only the pure cost functions. The
 model-based test drives it and the real service with the same steps and compares them.
@@ -106,7 +106,7 @@ class Model:
         return h is not None and self.now >= h + self.timeouts.heartbeat
 
     def overdue(self, call: MCall) -> bool:
-        """DESIGN.md rule 6: every path first ends a call that passed a deadline."""
+        """design rule 6: every path first ends a call that passed a deadline."""
         if call.status == "ringing":
             deadline = call.created + self.timeouts.ring
             if self.now >= deadline:
@@ -300,7 +300,7 @@ class Model:
         call.refunded = total
         return amount
 
-    # --- settlement (DESIGN.md rules 3 to 7) ----------------------------------------------
+    # --- settlement (design rules 3 to 7) ----------------------------------------------
     def charge_pending(self, call: MCall) -> bool:
         if call.status != "active" or call.started is None:
             return False
