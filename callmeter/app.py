@@ -70,8 +70,16 @@ HTTP_ERROR_CODES = {
 }
 
 
-def _error(status: int, code: str, detail: str) -> JSONResponse:
-    return JSONResponse({"error": code, "detail": detail}, status_code=status)
+def _error(
+    status: int,
+    code: str,
+    detail: str,
+    fields: dict[str, int | str] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body: dict[str, int | str] = {"error": code, "detail": detail}
+    body.update((k, v) for k, v in (fields or {}).items() if k not in body)
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def _describe_validation(exc: RequestValidationError) -> str:
@@ -115,7 +123,7 @@ def _documented_methods(app: FastAPI, path: str) -> list[str]:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(CallmeterError)
     async def _domain(_request: Request, exc: CallmeterError) -> JSONResponse:
-        return _error(exc.status_code, exc.code, exc.detail)
+        return _error(exc.status_code, exc.code, exc.detail, exc.fields, exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -53,6 +53,11 @@ class Settings(BaseSettings):
     heartbeat_timeout_seconds: int = Field(default=30, ge=1, le=3600)
     ring_timeout_seconds: int = Field(default=45, ge=1, le=3600)
     connect_timeout_seconds: int = Field(default=30, ge=1, le=3600)
+    # Fair to hosts: a client whose call to a host ended unanswered waits before ringing that
+    # host again, and makes at most so many unanswered rings per window (0 = no limit).
+    rering_cooldown_seconds: int = Field(default=60, ge=0, le=24 * 3600)
+    unanswered_rings_per_window: int = Field(default=10, ge=0, le=10_000)
+    ring_window_seconds: int = Field(default=600, ge=1, le=24 * 3600)
     meter_tick_seconds: float = Field(default=1.0, gt=0, le=60)
     meter_batch_size: int = Field(default=1000, ge=1, le=10_000)
     meter_batch_path: bool = True

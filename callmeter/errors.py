@@ -1,11 +1,13 @@
 """One exception hierarchy for every domain error; each class's docstring is its message.
 
 Services raise these; one handler renders them as ``{"error": code, "detail": sentence}``
-with the class's HTTP status. Services never raise HTTPException.
+with the class's HTTP status (plus the error's structured ``fields`` and ``headers``, when it
+has any). Services never raise HTTPException.
 """
 
 from __future__ import annotations
 
+import math
 from typing import ClassVar
 
 
@@ -17,6 +19,9 @@ class CallmeterError(Exception):
 
     def __init__(self, detail: str | None = None) -> None:
         self.detail = detail or (self.__doc__ or self.code).strip()
+        # What a client acts on travels as data, never only inside the English ``detail``.
+        self.fields: dict[str, int | str] = {}
+        self.headers: dict[str, str] = {}
         super().__init__(self.detail)
 
 
@@ -97,6 +102,19 @@ class TooManyRequests(CallmeterError):
     code = "rate_limited"
 
 
+class RingCooldown(CallmeterError):
+    """You rang too often; wait before ringing again."""
+
+    status_code = 429
+    code = "ring_cooldown"
+
+    def __init__(self, retry_after_seconds: float, detail: str | None = None) -> None:
+        super().__init__(detail)
+        retry_after = max(1, math.ceil(retry_after_seconds))
+        self.fields["retry_after"] = retry_after
+        self.headers["Retry-After"] = str(retry_after)
+
+
 class LedgerError(CallmeterError):
     """A ledger operation was refused."""
 
@@ -123,6 +141,17 @@ class HostUnavailable(CallmeterError):
 
     status_code = 409
     code = "host_unavailable"
+
+
+class RateChanged(CallmeterError):
+    """The host's rate changed since you saw it."""
+
+    status_code = 409
+    code = "rate_changed"
+
+    def __init__(self, rate: int) -> None:
+        super().__init__(f"the host's rate is now {rate} coins per interval")
+        self.fields["rate"] = rate
 
 
 class CallEnded(CallmeterError):

@@ -13,12 +13,14 @@ from callmeter.calls.events import call_events
 from callmeter.calls.media import media_for
 from callmeter.calls.schemas import (
     BeaconEndIn,
+    CallConflictOut,
     CallEnvelope,
     CallOut,
     CallsPage,
     CallWithMedia,
     CreateCallIn,
     HeartbeatIn,
+    RingCooldownOut,
     SignalAccepted,
     SignalIn,
 )
@@ -50,13 +52,33 @@ CALL_LINKS = {
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
-    responses={201: {"description": "the call, ringing", "links": CALL_LINKS}},
+    responses={
+        201: {"description": "the call, ringing", "links": CALL_LINKS},
+        409: {
+            "model": CallConflictOut,
+            "description": "`host_busy`, `client_busy`, `host_unavailable`, or "
+            "`rate_changed` with the host's current `rate`",
+        },
+        429: {
+            "model": RingCooldownOut,
+            "description": "`ring_cooldown`: wait `retry_after` seconds (also `Retry-After`)",
+            "headers": {
+                "Retry-After": {
+                    "description": "seconds to wait before ringing again",
+                    "schema": {"type": "integer"},
+                }
+            },
+        },
+    },
 )
 async def create_call(
     body: CreateCallIn, client: ClientUser, runtime: RuntimeDep, session: SessionDep
 ) -> CallWithMedia:
     """Ring a host. 402 when your available coins are below the host's rate; 409 when you
-    or the host already have an unfinished call."""
+    or the host already have an unfinished call, the host is not taking your calls, or its
+    rate is no longer the `expected_rate` you send (`rate_changed`, with the current
+    `rate`); 429 `ring_cooldown` when your last call to this host did not connect a moment
+    ago, or too many of your rings went unanswered lately."""
     now = runtime.clock.now()
     call = await service.create_call(
         session,
@@ -65,6 +87,7 @@ async def create_call(
         settings=runtime.settings,
         now=now,
         livekit=runtime.livekit,
+        expected_rate=body.expected_rate,
     )
     return CallWithMedia(call=CallOut.of(call, now), media=media_for(call, client, runtime.livekit))
 

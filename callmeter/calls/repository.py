@@ -8,7 +8,8 @@ from datetime import datetime
 from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from callmeter.models import Call, CallSignal, CallStatus, Role, User
+from callmeter.models import Call, CallSignal, CallStatus
+from callmeter.models.call import NEVER_CONNECTED
 
 NOT_ENDED = Call.status != CallStatus.ended
 
@@ -48,6 +49,48 @@ async def unfinished_call_ids(session: AsyncSession, *, client_id: int, host_id:
         .order_by(Call.id)
     )
     return list(result)
+
+
+async def last_unconnected_end(
+    session: AsyncSession, *, client_id: int, host_id: int, since: datetime
+) -> datetime | None:
+    """When the latest call from ``client_id`` to ``host_id`` that never connected ended,
+    if that was after ``since``."""
+    result = await session.execute(
+        select(func.max(Call.ended_at)).where(
+            Call.client_id == client_id,
+            Call.ended_at > since,
+            Call.host_id == host_id,
+            Call.end_reason.in_(NEVER_CONNECTED),
+        )
+    )
+    ended: datetime | None = result.scalar()
+    return ended
+
+
+async def unanswered_ends(
+    session: AsyncSession, *, client_id: int, since: datetime, limit: int
+) -> list[datetime]:
+    """When ``client_id``'s latest rings that no host picked up ended (at most ``limit``,
+    newest first, none before ``since``)."""
+    result = await session.scalars(
+        select(Call.ended_at)
+        .where(Call.client_id == client_id, Call.ended_at > since, Call.accepted_at.is_(None))
+        .order_by(Call.ended_at.desc())
+        .limit(limit)
+    )
+    return [ended for ended in result.all() if ended is not None]
+
+
+async def ringing_call_id(session: AsyncSession, *, client_id: int, host_id: int) -> int | None:
+    result = await session.execute(
+        select(Call.id).where(
+            Call.client_id == client_id,
+            Call.host_id == host_id,
+            Call.status == CallStatus.ringing,
+        )
+    )
+    return result.scalar_one_or_none()
 
 
 async def list_calls(
@@ -97,18 +140,6 @@ async def claim_due_calls(
         .execution_options(synchronize_session=False)
     )
     return sorted((DueCall(*row) for row in result), key=lambda due: due.id)
-
-
-async def list_hosts(session: AsyncSession) -> list[tuple[User, bool]]:
-    busy = exists().where(Call.host_id == User.id, NOT_ENDED)
-    rows = await session.execute(
-        select(User, busy.label("busy")).where(User.role == Role.host).order_by(User.id)
-    )
-    return [(user, bool(is_busy)) for user, is_busy in rows]
-
-
-async def host_busy(session: AsyncSession, host_id: int) -> bool:
-    return await has_unfinished_call(session, host_id=host_id)
 
 
 async def add_signal(session: AsyncSession, signal: CallSignal) -> None:

@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field
 
 from callmeter.calls.settlement import presence_horizon, seconds_between
-from callmeter.kit.text import Coins, InputModel, Note, PositiveId, RequestedRate
+from callmeter.kit.text import Coins, InputModel, Note, PositiveId
 from callmeter.models import Call, CallStatus
 
 
@@ -98,6 +98,34 @@ class CallsPage(BaseModel):
 
 class CreateCallIn(InputModel):
     host_id: PositiveId
+    expected_rate: Annotated[
+        Coins | None,
+        Field(
+            description="the rate per interval the client was shown; when the host's rate "
+            "is different now, the call is refused with 409 `rate_changed`"
+        ),
+    ] = None
+
+
+class CallConflictOut(BaseModel):
+    """409 from POST /v1/calls: `host_busy`, `client_busy`, `host_unavailable` or
+    `rate_changed` (which also carries the host's current rate)."""
+
+    error: str
+    detail: str
+    rate: int | None = Field(
+        default=None, description="with `rate_changed`: the host's rate per interval now"
+    )
+
+
+class RingCooldownOut(BaseModel):
+    """429 `ring_cooldown` from POST /v1/calls (the `Retry-After` header says the same)."""
+
+    error: str
+    detail: str
+    retry_after: int | None = Field(
+        default=None, description="with `ring_cooldown`: seconds to wait before ringing again"
+    )
 
 
 class HeartbeatIn(InputModel):
@@ -127,16 +155,3 @@ class RefundIn(InputModel):
 class RefundOut(BaseModel):
     call: CallOut
     refunded: int
-
-
-class HostOut(BaseModel):
-    id: int
-    display_name: str
-    rate: int
-    accepting_calls: bool
-    busy: bool
-
-
-class HostUpdateIn(InputModel):
-    rate: RequestedRate | None = None
-    accepting_calls: Annotated[bool, Field(strict=True)] | None = None

@@ -34,8 +34,11 @@ from callmeter.errors import (
     InsufficientFunds,
     InvalidCallState,
     NotFound,
+    RateChanged,
     RefundTooLarge,
+    RingCooldown,
 )
+from callmeter.hosts import repository as hosts
 from callmeter.ledger import service as ledger
 from callmeter.media import presence
 from callmeter.media.livekit import LiveKit, MediaUnavailable, Participant
@@ -86,14 +89,19 @@ async def create_call(
     settings: Settings,
     now: datetime,
     livekit: LiveKit | None = None,
+    expected_rate: int | None = None,
 ) -> Call:
     """Ring a host. Holds the first interval's price so the call can start; 402 when the
-    client's available coins are below the host's rate, 409 when either side is busy."""
-    host = await session.get(User, host_id)
+    client's available coins are below the host's rate, 409 when either side is busy, the
+    host is away (or blocks the client) or its rate is not ``expected_rate``, 429 when the
+    client rings too often (see :func:`check_ring_pace`)."""
+    host = await hosts.lock_host(session, host_id)  # a block of this client waits for us
     if host is None or host.role != Role.host:
         raise NotFound("no such host")
-    if not host.accepting_calls:
-        raise HostUnavailable()
+    if not host.accepting_calls or await hosts.is_blocked(
+        session, host_id=host.id, client_id=client.id
+    ):
+        raise HostUnavailable()  # a blocked client is told no more than this
     # A call of either side that is past a deadline ends now, meter or not: a ring nobody
     # answered, a connect that never completed or a silent party does not keep anyone busy.
     for stale_id in await repository.unfinished_call_ids(
@@ -105,9 +113,12 @@ async def create_call(
     await _save(session)
     if await repository.has_unfinished_call(session, client_id=client.id):
         raise ClientBusy()
+    await check_ring_pace(session, client_id=client.id, host_id=host.id, settings=settings, now=now)
     if await repository.has_unfinished_call(session, host_id=host.id):
         raise HostBusy()
     rate = host.rate or settings.default_rate
+    if expected_rate is not None and expected_rate != rate:
+        raise RateChanged(rate)
     wallet = await ledger.account_for_user(session, client.id)
     if wallet.balance - wallet.held < rate:
         raise InsufficientFunds(f"not enough coins: {rate} needed")
@@ -149,6 +160,36 @@ async def create_call(
     # nothing held and nothing left ringing.
     await _ensure_room(call, livekit)
     return call
+
+
+async def check_ring_pace(
+    session: AsyncSession, *, client_id: int, host_id: int, settings: Settings, now: datetime
+) -> None:
+    """429 ``ring_cooldown`` when the client's last call to this host ended without
+    connecting less than ``rering_cooldown_seconds`` ago, or when it made
+    ``unanswered_rings_per_window`` rings nobody picked up in the last
+    ``ring_window_seconds``. Read from the calls table, so it holds across API processes."""
+    cooldown = timedelta(seconds=settings.rering_cooldown_seconds)
+    if cooldown:
+        last = await repository.last_unconnected_end(
+            session, client_id=client_id, host_id=host_id, since=now - cooldown
+        )
+        if last is not None:
+            raise RingCooldown(
+                (last + cooldown - now).total_seconds(),
+                "your last call to this host did not connect; wait before ringing it again",
+            )
+    limit = settings.unanswered_rings_per_window
+    if limit:
+        window = timedelta(seconds=settings.ring_window_seconds)
+        ends = await repository.unanswered_ends(
+            session, client_id=client_id, since=now - window, limit=limit
+        )
+        if len(ends) >= limit:
+            raise RingCooldown(
+                (ends[-1] + window - now).total_seconds(),
+                "too many of your rings went unanswered lately; wait before ringing again",
+            )
 
 
 async def _ensure_room(call: Call, livekit: LiveKit | None) -> None:
@@ -200,6 +241,20 @@ async def decline(
         raise CallEnded()
     if call.status != CallStatus.ringing:
         raise InvalidCallState(f"the call is {call.status}, not ringing")
+    await finish(session, call, now, EndReason.declined, now)
+    await _save(session)
+    return call
+
+
+async def decline_ringing(
+    session: AsyncSession, *, host: User, client_id: int, now: datetime
+) -> Call | None:
+    """End the call ringing from ``client_id`` to ``host`` as ``declined``, if there is one
+    (a call already picked up is left alone)."""
+    call_id = await repository.ringing_call_id(session, client_id=client_id, host_id=host.id)
+    call = await _locked(session, call_id) if call_id is not None else None
+    if call is None or call.status != CallStatus.ringing:
+        return None
     await finish(session, call, now, EndReason.declined, now)
     await _save(session)
     return call

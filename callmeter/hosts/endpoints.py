@@ -1,19 +1,25 @@
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Path, status
 
 from callmeter.auth.dependencies import CurrentUser, HostUser
-from callmeter.calls.schemas import HostOut, HostUpdateIn
 from callmeter.hosts import service
+from callmeter.hosts.schemas import BlockIn, BlockOut, BlocksPage, HostOut, HostUpdateIn
 from callmeter.kit.deps import RuntimeDep, SessionDep
+from callmeter.kit.pagination import DEFAULT_LIMIT, Before, Limit
+from callmeter.kit.text import MAX_ID
 
 router = APIRouter(prefix="/v1/hosts", tags=["hosts"])
 
+ClientId = Annotated[int, Path(ge=1, le=MAX_ID)]
+
 
 @router.get("")
-async def list_hosts(_user: CurrentUser, runtime: RuntimeDep, session: SessionDep) -> list[HostOut]:
+async def list_hosts(user: CurrentUser, runtime: RuntimeDep, session: SessionDep) -> list[HostOut]:
     """Hosts with their rate per interval, availability and whether they are in a call."""
-    return await service.list_hosts(session, runtime.settings)
+    return await service.list_hosts(session, user, runtime.settings)
 
 
 @router.put("/me")
@@ -28,3 +34,28 @@ async def update_me(
         accepting_calls=body.accepting_calls,
         settings=runtime.settings,
     )
+
+
+@router.get("/me/blocks")
+async def list_blocks(
+    host: HostUser, session: SessionDep, limit: Limit = DEFAULT_LIMIT, before: Before = None
+) -> BlocksPage:
+    """The clients you block, by client id (highest first)."""
+    blocks = await service.list_blocks(session, host, limit=limit + 1, before=before)
+    return BlocksPage.of(blocks, limit)
+
+
+@router.post("/me/blocks")
+async def block_client(
+    body: BlockIn, host: HostUser, runtime: RuntimeDep, session: SessionDep
+) -> BlockOut:
+    """Refuse calls from a client: their rings get 409 `host_unavailable`, as if you were
+    away, and a call of theirs still ringing ends `declined`. Idempotent."""
+    block = await service.block(session, host, client_id=body.client_id, now=runtime.clock.now())
+    return BlockOut.of(block)
+
+
+@router.delete("/me/blocks/{client_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def unblock_client(client_id: ClientId, host: HostUser, session: SessionDep) -> None:
+    """Take calls from a client again. Idempotent."""
+    await service.unblock(session, host, client_id=client_id)

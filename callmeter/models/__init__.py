@@ -4,6 +4,7 @@ from callmeter.models.account import Account, AccountKind
 from callmeter.models.base import Base
 from callmeter.models.call import Call, CallSignal, CallStatus, EndReason
 from callmeter.models.hold import Hold
+from callmeter.models.host_block import HostBlock
 from callmeter.models.idempotency import IdempotentRequest
 from callmeter.models.login_failure import LoginFailure
 from callmeter.models.media import MediaKick, WebhookEvent
@@ -20,6 +21,7 @@ __all__ = [
     "CallStatus",
     "EndReason",
     "Hold",
+    "HostBlock",
     "IdempotentRequest",
     "LoginFailure",
     "MediaKick",

@@ -42,6 +42,15 @@ class EndReason(enum.StrEnum):
     admin = "admin"
 
 
+# Endings of a call that never connected: the host was rung (and perhaps picked up), nobody
+# talked. They count towards the re-ring cool-down.
+NEVER_CONNECTED = (
+    EndReason.declined,
+    EndReason.cancelled,
+    EndReason.missed,
+    EndReason.connect_failed,
+)
+
 UNFINISHED = text("status != 'ended'")
 
 
@@ -82,6 +91,8 @@ class Call(Base):
             postgresql_where=UNFINISHED,
         ),
         Index("ix_calls_client_id_id", "client_id", "id"),
+        # A client's recently ended calls: the re-ring cool-down and the unanswered-ring limit.
+        Index("ix_calls_client_id_ended_at", "client_id", "ended_at"),
         Index("ix_calls_host_id_id", "host_id", "id"),
         Index("ix_calls_status_id", "status", "id"),
     )

@@ -30,6 +30,9 @@ class Timeouts:
     lease: int = 15
     reconcile: int = 5  # LiveKit: ListParticipants period
     grace: int = 15  # LiveKit: how long a departed party may take to come back
+    rering_cooldown: int = 60  # after a call that never connected, before ringing that host
+    unanswered_rings: int = 10  # rings nobody picked up, per client and window
+    ring_window: int = 600
 
 
 @dataclass
@@ -138,6 +141,24 @@ class Model:
                 self.overdue(stale)
         if self.unfinished(client=client):
             raise Refused("client_busy")
+        ended = [c for c in self.calls if c.client == client and c.ended is not None]
+        if any(
+            c.host == host
+            and c.end_reason in ("declined", "cancelled", "missed", "connect_failed")
+            and c.ended is not None
+            and c.ended > self.now - self.timeouts.rering_cooldown
+            for c in ended
+        ):
+            raise Refused("ring_cooldown")
+        unanswered = [
+            c
+            for c in ended
+            if c.accepted is None
+            and c.ended is not None
+            and c.ended > self.now - self.timeouts.ring_window
+        ]
+        if len(unanswered) >= self.timeouts.unanswered_rings:
+            raise Refused("ring_cooldown")
         if self.unfinished(host=host):
             raise Refused("host_busy")
         if self.available(client) < rate:

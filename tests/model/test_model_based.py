@@ -95,7 +95,8 @@ def machine_for(make_url: Callable[[], str], livekit: bool) -> type[RuleBasedSta
             coins=st.tuples(st.integers(0, 60), st.integers(0, 60)),
         )
         def setup(self, policy: BillingPolicy, interval: int, coins: tuple[int, int]) -> None:
-            timeouts = Timeouts(ring=45, connect=30, heartbeat=30)
+            # few unanswered rings per window, so that the steps reach the limit
+            timeouts = Timeouts(ring=45, connect=30, heartbeat=30, unanswered_rings=4)
             media: dict[str, object] = {}
             if livekit:
                 self.standin_context = running_standin()
@@ -115,6 +116,9 @@ def machine_for(make_url: Callable[[], str], livekit: bool) -> type[RuleBasedSta
                     ring_timeout_seconds=timeouts.ring,
                     connect_timeout_seconds=timeouts.connect,
                     heartbeat_timeout_seconds=timeouts.heartbeat,
+                    rering_cooldown_seconds=timeouts.rering_cooldown,
+                    unanswered_rings_per_window=timeouts.unanswered_rings,
+                    ring_window_seconds=timeouts.ring_window,
                     **media,
                 ),
                 self.clock,

@@ -61,6 +61,9 @@ RULES: dict[tuple[str, str], dict[str, Expect]] = {
     ("GET", "/v1/wallet/entries"): signed_in(200, admin=404),
     ("GET", "/v1/hosts"): signed_in(200),
     ("PUT", "/v1/hosts/me"): only(("host", "other_host"), others=403),
+    ("GET", "/v1/hosts/me/blocks"): only(("host", "other_host"), others=403),
+    ("POST", "/v1/hosts/me/blocks"): only(("host", "other_host"), others=403),
+    ("DELETE", "/v1/hosts/me/blocks/{client_id}"): only(("host", "other_host"), others=403),
     ("POST", "/v1/calls"): only(("client_a", "client_b"), others=403),
     ("GET", "/v1/calls"): signed_in(200),
     ("GET", "/v1/calls/{call_id}"): only(CALL_PARTIES, others=404, admin=200),
@@ -138,7 +141,8 @@ def request_for(
     method: str, path: str, world: World, actor: str, free_host_id: int
 ) -> tuple[str, dict[str, Any]]:
     call_id = world.ended_call_id if path.endswith("/refund") else world.call_id
-    url = path.replace("{call_id}", str(call_id))
+    client_id = world.parties["client_a"].user.id
+    url = path.replace("{call_id}", str(call_id)).replace("{client_id}", str(client_id))
     body: dict[str, Callable[[], Any]] = {
         "/v1/auth/register": lambda: {
             "username": f"new_{actor}",
@@ -147,6 +151,7 @@ def request_for(
         },
         "/v1/auth/login": lambda: {"username": "nobody", "password": "x"},
         "/v1/hosts/me": lambda: {"accepting_calls": True},
+        "/v1/hosts/me/blocks": lambda: {"client_id": client_id} if method == "POST" else None,
         "/v1/calls": lambda: {"host_id": free_host_id},
         "/v1/calls/{call_id}/heartbeat": lambda: {"media_connected": False},
         "/v1/calls/{call_id}/signal": lambda: {"type": "ice", "payload": {"candidate": "x"}},

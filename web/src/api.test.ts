@@ -1,5 +1,5 @@
-import { describe, expect, it } from "vitest";
-import { ApiError, friendlyMessage } from "./api";
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { ApiError, friendlyMessage, request } from "./api";
 
 describe("friendlyMessage", () => {
   it("says how many coins a call needs", () => {
@@ -9,13 +9,34 @@ describe("friendlyMessage", () => {
   it("has a sentence for every error code the API returns", () => {
     for (const code of [
       "host_busy", "client_busy", "host_unavailable", "invalid_credentials", "rate_limited",
-      "not_authenticated", "username_taken", "media_unavailable", "call_ended",
+      "not_authenticated", "username_taken", "media_unavailable", "call_ended", "rate_changed",
+      "ring_cooldown",
     ]) {
       expect(friendlyMessage(new ApiError(409, code, "x"))).not.toBe("x");
     }
     expect(friendlyMessage(new ApiError(422, "validation_error", "amount: too big"))).toBe("amount: too big");
   });
+  it("shows the host's new rate and how long to wait, from structured fields", () => {
+    const changed = new ApiError(409, "rate_changed", "the host's rate is now 12 coins", { rate: 10000 });
+    expect(friendlyMessage(changed)).toBe("This host's rate is now 10,000 coins per interval. Call again to accept it.");
+    const wait = new ApiError(429, "ring_cooldown", "wait", { retry_after: 42 });
+    expect(friendlyMessage(wait)).toBe("Please wait 42 s before calling again.");
+    expect(friendlyMessage(new ApiError(429, "ring_cooldown", "wait"))).toMatch(/wait a moment/);
+  });
   it("explains a network failure", () => {
     expect(friendlyMessage(new TypeError("Failed to fetch"))).toMatch(/could not be reached/);
+  });
+});
+
+describe("request", () => {
+  afterEach(() => vi.unstubAllGlobals());
+  it("keeps an error's structured fields", async () => {
+    const body = { error: "rate_changed", detail: "the host's rate is now 12 coins", rate: 12 };
+    vi.stubGlobal("fetch", async () => new Response(JSON.stringify(body), { status: 409 }));
+    await expect(request("/v1/calls", { body: { host_id: 1, expected_rate: 10 } })).rejects.toMatchObject({
+      status: 409,
+      code: "rate_changed",
+      fields: { rate: 12 },
+    });
   });
 });

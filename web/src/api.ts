@@ -1,4 +1,6 @@
-/** The HTTP API: JSON in and out, errors as {error, detail}. */
+/** The HTTP API: JSON in and out, errors as {error, detail} (plus a few structured fields). */
+
+import { formatCoins } from "./format";
 
 export interface Wallet {
   balance: number;
@@ -65,11 +67,18 @@ export interface Entry {
   balance_after: number;
 }
 
+/** Structured fields some errors carry next to `error` and `detail`. */
+export interface ErrorFields {
+  rate?: number; // rate_changed: the host's rate per interval now
+  retry_after?: number; // ring_cooldown: seconds to wait
+}
+
 export class ApiError extends Error {
   constructor(
     public status: number,
     public code: string,
     public detail: string,
+    public fields: ErrorFields = {},
   ) {
     super(detail);
   }
@@ -90,6 +99,14 @@ export function friendlyMessage(error: unknown): string {
       return "You already have a call in progress.";
     case "host_unavailable":
       return "This host is not taking calls right now.";
+    case "rate_changed":
+      return error.fields.rate === undefined
+        ? "This host's rate has changed. Check it and call again."
+        : `This host's rate is now ${formatCoins(error.fields.rate)} per interval. Call again to accept it.`;
+    case "ring_cooldown":
+      return error.fields.retry_after === undefined
+        ? "Please wait a moment before calling again."
+        : `Please wait ${error.fields.retry_after} s before calling again.`;
     case "invalid_credentials":
       return "Wrong username or password.";
     case "rate_limited":
@@ -122,8 +139,11 @@ export async function request<T>(
   const text = await response.text();
   const data: unknown = text ? JSON.parse(text) : null;
   if (!response.ok) {
-    const err = (data ?? {}) as { error?: string; detail?: string };
-    throw new ApiError(response.status, err.error ?? "error", err.detail ?? response.statusText);
+    const err = (data ?? {}) as { error?: string; detail?: string } & ErrorFields;
+    const fields: ErrorFields = {};
+    if (typeof err.rate === "number") fields.rate = err.rate;
+    if (typeof err.retry_after === "number") fields.retry_after = err.retry_after;
+    throw new ApiError(response.status, err.error ?? "error", err.detail ?? response.statusText, fields);
   }
   return data as T;
 }

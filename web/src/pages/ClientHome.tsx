@@ -1,6 +1,6 @@
 import { useState } from "react";
 import { useNavigate } from "react-router-dom";
-import { friendlyMessage, request, type Call, type Host, type Media, type Wallet } from "../api";
+import { ApiError, friendlyMessage, request, type Call, type Host, type Media, type Wallet } from "../api";
 import { useAuth } from "../App";
 import { formatCoins } from "../format";
 import { useResource } from "../hooks";
@@ -17,12 +17,15 @@ export function ClientHome() {
   async function callHost(host: Host) {
     setError("");
     try {
-      const out = await request<{ call: Call; media: Media }>("/v1/calls", { token, body: { host_id: host.id } });
+      // the rate shown is the rate agreed to: if the host changed it, the server refuses
+      const body = { host_id: host.id, expected_rate: host.rate };
+      const out = await request<{ call: Call; media: Media }>("/v1/calls", { token, body });
       saveMedia(out.call.id, out.media);
       navigate(`/calls/${out.call.id}`);
     } catch (e) {
       setError(friendlyMessage(e));
       void wallet.refresh();
+      if (e instanceof ApiError && e.code === "rate_changed") void hosts.refresh();
     }
   }
 

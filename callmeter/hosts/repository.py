@@ -1,0 +1,83 @@
+"""Host queries: the host list and the clients each host blocks."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import delete, exists, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from callmeter.kit.db import dialect_insert
+from callmeter.models import Call, CallStatus, HostBlock, Role, User
+
+NOT_ENDED = Call.status != CallStatus.ended
+
+
+async def lock_host(session: AsyncSession, host_id: int) -> User | None:
+    """The user ``host_id`` (any role), its row locked until the transaction ends: rings to
+    a host and its blocks take this lock first, so neither misses the other."""
+    result = await session.execute(
+        select(User)
+        .where(User.id == host_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return result.scalar_one_or_none()
+
+
+async def list_hosts(session: AsyncSession, viewer_id: int) -> list[tuple[User, bool, bool]]:
+    """Every host, whether it is in a call, and whether it blocks ``viewer_id``."""
+    busy = exists().where(Call.host_id == User.id, NOT_ENDED)
+    blocked = exists().where(HostBlock.host_id == User.id, HostBlock.client_id == viewer_id)
+    rows = await session.execute(
+        select(User, busy.label("busy"), blocked.label("blocked"))
+        .where(User.role == Role.host)
+        .order_by(User.id)
+    )
+    return [(user, bool(is_busy), bool(is_blocked)) for user, is_busy, is_blocked in rows]
+
+
+async def host_busy(session: AsyncSession, host_id: int) -> bool:
+    result = await session.execute(select(exists().where(Call.host_id == host_id, NOT_ENDED)))
+    return bool(result.scalar())
+
+
+async def is_blocked(session: AsyncSession, *, host_id: int, client_id: int) -> bool:
+    result = await session.execute(
+        select(exists().where(HostBlock.host_id == host_id, HostBlock.client_id == client_id))
+    )
+    return bool(result.scalar())
+
+
+async def add_block(
+    session: AsyncSession, *, host_id: int, client_id: int, now: datetime
+) -> HostBlock:
+    """Block ``client_id`` for ``host_id``; a block that exists is kept as it is."""
+    await session.execute(
+        dialect_insert(session, HostBlock)
+        .values(host_id=host_id, client_id=client_id, created_at=now)
+        .on_conflict_do_nothing(index_elements=["host_id", "client_id"])
+    )
+    block = await session.get(HostBlock, (host_id, client_id), populate_existing=True)
+    assert block is not None
+    return block
+
+
+async def remove_block(session: AsyncSession, *, host_id: int, client_id: int) -> None:
+    await session.execute(
+        delete(HostBlock).where(HostBlock.host_id == host_id, HostBlock.client_id == client_id)
+    )
+
+
+async def list_blocks(
+    session: AsyncSession, *, host_id: int, limit: int, before: int | None
+) -> list[HostBlock]:
+    query = (
+        select(HostBlock)
+        .where(HostBlock.host_id == host_id)
+        .order_by(HostBlock.client_id.desc())
+        .limit(limit)
+    )
+    if before is not None:
+        query = query.where(HostBlock.client_id < before)
+    return list((await session.scalars(query)).all())
