@@ -70,8 +70,10 @@ HTTP_ERROR_CODES = {
 }
 
 
-def _error(status: int, code: str, detail: str) -> JSONResponse:
-    return JSONResponse({"error": code, "detail": detail}, status_code=status)
+def _error(
+    status: int, code: str, detail: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse({"error": code, "detail": detail}, status_code=status, headers=headers)
 
 
 def _describe_validation(exc: RequestValidationError) -> str:
@@ -115,7 +117,7 @@ def _documented_methods(app: FastAPI, path: str) -> list[str]:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(CallmeterError)
     async def _domain(_request: Request, exc: CallmeterError) -> JSONResponse:
-        return _error(exc.status_code, exc.code, exc.detail)
+        return _error(exc.status_code, exc.code, exc.detail, exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -1,11 +1,13 @@
 """One exception hierarchy for every domain error; each class's docstring is its message.
 
 Services raise these; one handler renders them as ``{"error": code, "detail": sentence}``
-with the class's HTTP status. Services never raise HTTPException.
+with the class's HTTP status (and the error's ``headers``, e.g. ``Retry-After``). Services
+never raise HTTPException.
 """
 
 from __future__ import annotations
 
+import math
 from typing import ClassVar
 
 
@@ -17,6 +19,7 @@ class CallmeterError(Exception):
 
     def __init__(self, detail: str | None = None) -> None:
         self.detail = detail or (self.__doc__ or self.code).strip()
+        self.headers: dict[str, str] = {}
         super().__init__(self.detail)
 
 
@@ -95,6 +98,32 @@ class TooManyRequests(CallmeterError):
 
     status_code = 429
     code = "rate_limited"
+
+    def __init__(
+        self, detail: str | None = None, *, retry_after_seconds: float | None = None
+    ) -> None:
+        super().__init__(detail)
+        if retry_after_seconds is not None:
+            self.headers["Retry-After"] = str(max(1, math.ceil(retry_after_seconds)))
+
+
+class TooManyStreams(TooManyRequests):
+    """Too many open event streams; close one and try again."""
+
+    code = "too_many_streams"
+
+
+class SignalRateLimited(TooManyRequests):
+    """Too many signals on this call; wait and try again."""
+
+    code = "signal_rate_limited"
+
+
+class SignalLimitReached(CallmeterError):
+    """This call has stored as many signals as it may."""
+
+    status_code = 409
+    code = "signal_limit_reached"
 
 
 class LedgerError(CallmeterError):

@@ -176,13 +176,17 @@ async def signal(
     runtime: RuntimeDep,
     session: SessionDep,
 ) -> SignalAccepted:
-    """Relay a WebRTC offer, answer or ICE candidate to the other party (peer-to-peer)."""
+    """Relay a WebRTC offer, answer or ICE candidate to the other party (peer-to-peer).
+    413 when the payload is over `MAX_SIGNAL_BYTES` serialized; 429 (Retry-After) past
+    `SIGNALS_PER_WINDOW` per `SIGNAL_WINDOW_SECONDS` from you on this call; 409
+    `signal_limit_reached` once the call stores `MAX_SIGNALS_PER_CALL`."""
     sent = await service.add_signal(
         session,
         user=user,
         call_id=call_id,
         signal_type=body.type,
         payload=body.payload,
+        settings=runtime.settings,
         now=runtime.clock.now(),
     )
     return SignalAccepted(id=sent.id)
