@@ -178,3 +178,28 @@ def test_half_sent_requests_are_closed_after_the_read_timeout(server: Server) ->
     assert answers <= {"408", "closed"}
     assert slowest < READ_TIMEOUT + 3
     assert server.healthy()
+
+
+def test_a_kept_alive_connection_outlives_the_read_timeout(server: Server) -> None:
+    """The timeout bounds receiving each request, not the connection's life."""
+
+    async def requests_over_one_connection() -> list[bytes]:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        answers = []
+        try:
+            for _ in range(4):  # 0.9 s apart: 3.6 s in all, past the 2 s timeout
+                writer.write(b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n")
+                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+                length = next(
+                    int(line.split(b":")[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length:")
+                )
+                await reader.readexactly(length)
+                answers.append(head[:12])
+                await asyncio.sleep(READ_TIMEOUT * 0.45)
+        finally:
+            writer.close()
+        return answers
+
+    assert asyncio.run(requests_over_one_connection()) == [b"HTTP/1.1 200"] * 4
