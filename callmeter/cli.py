@@ -71,13 +71,25 @@ def serve(
     import uvicorn
 
     from callmeter.app import create_app
+    from callmeter.kit.http_server import RequestLimits, limited_http_protocol
 
     settings = _settings()
     meter = "without" if no_meter else "with"
     console.print(
         f"callmeter serving on [bold]http://{host}:{port}[/bold] ({settings.env}, {meter} meter)"
     )
-    uvicorn.run(create_app(settings, meter=not no_meter), host=host, port=port, log_level="info")
+    limits = RequestLimits(
+        max_header_bytes=settings.max_header_bytes,
+        max_header_count=settings.max_header_count,
+        read_timeout_seconds=settings.request_read_timeout_seconds,
+    )
+    uvicorn.run(
+        create_app(settings, meter=not no_meter),
+        host=host,
+        port=port,
+        log_level="info",
+        http=limited_http_protocol(limits),
+    )
 
 
 @app.command()

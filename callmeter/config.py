@@ -80,6 +80,21 @@ class Settings(BaseSettings):
     login_failures_per_minute: int = Field(default=10, ge=1)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
 
+    # `callmeter serve`'s HTTP server (callmeter/kit/http_server.py)
+    max_header_bytes: int = Field(default=16 * 1024, ge=1024, le=1024 * 1024)
+    max_header_count: int = Field(default=100, ge=10, le=10_000)
+    request_read_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+
+    # event streams open at once, counted per API process
+    max_streams_per_user: int = Field(default=16, ge=1, le=10_000)
+    max_streams_per_user_call: int = Field(default=4, ge=1, le=10_000)
+
+    # peer-to-peer signaling
+    max_signal_bytes: int = Field(default=16 * 1024, ge=256, le=1024 * 1024)
+    signals_per_window: int = Field(default=50, ge=1, le=100_000)
+    signal_window_seconds: int = Field(default=10, ge=1, le=3600)
+    max_signals_per_call: int = Field(default=500, ge=1, le=1_000_000)
+
     @model_validator(mode="before")
     @classmethod
     def _split_cors(cls, data: object) -> object:

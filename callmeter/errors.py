@@ -101,6 +101,32 @@ class TooManyRequests(CallmeterError):
     status_code = 429
     code = "rate_limited"
 
+    def __init__(
+        self, detail: str | None = None, *, retry_after_seconds: float | None = None
+    ) -> None:
+        super().__init__(detail)
+        if retry_after_seconds is not None:
+            self.headers["Retry-After"] = str(max(1, math.ceil(retry_after_seconds)))
+
+
+class TooManyStreams(TooManyRequests):
+    """Too many open event streams; close one and try again."""
+
+    code = "too_many_streams"
+
+
+class SignalRateLimited(TooManyRequests):
+    """Too many signals on this call; wait and try again."""
+
+    code = "signal_rate_limited"
+
+
+class SignalLimitReached(CallmeterError):
+    """This call has stored as many signals as it may."""
+
+    status_code = 409
+    code = "signal_limit_reached"
+
 
 class RingCooldown(CallmeterError):
     """You rang too often; wait before ringing again."""

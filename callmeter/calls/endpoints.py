@@ -9,7 +9,7 @@ from callmeter.auth import service as auth_service
 from callmeter.auth.dependencies import ClientUser, CurrentUser
 from callmeter.auth.tokens import read_access_token
 from callmeter.calls import repository, service
-from callmeter.calls.events import call_events
+from callmeter.calls.events import CallEventsResponse, call_events, take_stream_slot
 from callmeter.calls.media import media_for
 from callmeter.calls.schemas import (
     BeaconEndIn,
@@ -201,13 +201,17 @@ async def signal(
     runtime: RuntimeDep,
     session: SessionDep,
 ) -> SignalAccepted:
-    """Relay a WebRTC offer, answer or ICE candidate to the other party (peer-to-peer)."""
+    """Relay a WebRTC offer, answer or ICE candidate to the other party (peer-to-peer).
+    413 when the payload is over `MAX_SIGNAL_BYTES` serialized; 429 (Retry-After) past
+    `SIGNALS_PER_WINDOW` per `SIGNAL_WINDOW_SECONDS` from you on this call; 409
+    `signal_limit_reached` once the call stores `MAX_SIGNALS_PER_CALL`."""
     sent = await service.add_signal(
         session,
         user=user,
         call_id=call_id,
         signal_type=body.type,
         payload=body.payload,
+        settings=runtime.settings,
         now=runtime.clock.now(),
     )
     return SignalAccepted(id=sent.id)
@@ -226,8 +230,11 @@ async def events(
     session: SessionDep,
 ) -> EventSourceResponse:
     """Live call state: a `call` event on every change and at least every 5 s, and
-    `signal` events with peer-to-peer signaling addressed to you."""
+    `signal` events with peer-to-peer signaling addressed to you. 429 (Retry-After) when
+    you already have `MAX_STREAMS_PER_USER_CALL` streams open on this call or
+    `MAX_STREAMS_PER_USER` in all."""
     await service.get_visible_call(session, user, call_id)
-    return EventSourceResponse(
-        call_events(runtime, request, call_id=call_id, user_id=user.id), ping=15
+    slot = take_stream_slot(runtime, user_id=user.id, call_id=call_id)
+    return CallEventsResponse(
+        call_events(runtime, request, call_id=call_id, user_id=user.id), slot=slot, ping=15
     )

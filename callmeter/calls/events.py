@@ -6,22 +6,68 @@ the meter worker — reaches the browser within that interval plus one round tri
 event goes out whenever the call's version changes and at least every 5 seconds; ``signal``
 events carry peer-to-peer signaling. The stream closes after the final ``call`` event of an
 ended call.
+
+Open streams are capped per user and per user and call (``MAX_STREAMS_PER_USER``,
+``MAX_STREAMS_PER_USER_CALL``), counted in this process: each stream costs a database read
+every poll, so a client opening hundreds would slow every call's heartbeats.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import weakref
 from collections.abc import AsyncIterator
 
+from sse_starlette import EventSourceResponse
 from starlette.requests import Request
+from starlette.types import Receive, Scope, Send
 
 from callmeter.calls import repository
 from callmeter.calls.schemas import CallOut
+from callmeter.errors import TooManyStreams
 from callmeter.kit.runtime import Runtime
+from callmeter.kit.slots import Slot
 from callmeter.models import CallStatus
 
 KEEPALIVE_SECONDS = 5.0
+STREAM_RETRY_AFTER_SECONDS = 5
+
+
+def take_stream_slot(runtime: Runtime, *, user_id: int, call_id: int) -> Slot:
+    """A slot for one more stream of ``user_id`` on ``call_id``; 429 when the user already
+    has as many open as allowed (on this call or in all)."""
+    settings = runtime.settings
+    slot = runtime.streams.try_acquire(
+        {
+            ("user", user_id): settings.max_streams_per_user,
+            ("user-call", user_id, call_id): settings.max_streams_per_user_call,
+        }
+    )
+    if slot is None:
+        raise TooManyStreams(
+            f"at most {settings.max_streams_per_user_call} open event streams per call and "
+            f"{settings.max_streams_per_user} in all; close one first",
+            retry_after_seconds=STREAM_RETRY_AFTER_SECONDS,
+        )
+    return slot
+
+
+class CallEventsResponse(EventSourceResponse):
+    """The event stream, holding its slot until the response ends however it ends
+    (the client went away, the call ended, the server shuts down)."""
+
+    def __init__(self, content: AsyncIterator[dict[str, str]], *, slot: Slot, ping: int) -> None:
+        super().__init__(content, ping=ping)
+        self.slot = slot
+        # never served (the request failed after the slot was taken): freed when collected
+        weakref.finalize(self, slot.release)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.slot.release()
 
 
 async def call_events(

@@ -165,6 +165,22 @@ async def signals_after(
     return list(result.all())
 
 
+async def recent_signals(
+    session: AsyncSession, *, call_id: int, sender_id: int, since: datetime
+) -> tuple[int, datetime | None]:
+    """How many signals ``sender_id`` sent on the call after ``since``, and the oldest one's
+    time."""
+    result = await session.execute(
+        select(func.count(), func.min(CallSignal.created_at)).where(
+            CallSignal.call_id == call_id,
+            CallSignal.sender_id == sender_id,
+            CallSignal.created_at > since,
+        )
+    )
+    count, oldest = result.one()
+    return int(count), oldest
+
+
 async def count_signals(session: AsyncSession, call_id: int) -> int:
     result = await session.execute(
         select(func.count()).select_from(CallSignal).where(CallSignal.call_id == call_id)

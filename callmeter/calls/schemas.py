@@ -135,7 +135,10 @@ class HeartbeatIn(InputModel):
 class SignalIn(InputModel):
     type: Literal["offer", "answer", "ice"]
     payload: dict[str, Any] | str | None = Field(
-        description="the SDP or ICE candidate, relayed as is (the body is at most 64 KiB)"
+        description=(
+            "the SDP or ICE candidate, relayed as is (at most MAX_SIGNAL_BYTES, 16 KiB by "
+            "default, serialized as compact JSON)"
+        )
     )
 
 

@@ -7,6 +7,7 @@ Each function locks the call row first, changes it, and flushes (the ORM's UPDAT
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
@@ -34,9 +35,12 @@ from callmeter.errors import (
     InsufficientFunds,
     InvalidCallState,
     NotFound,
+    PayloadTooLarge,
     RateChanged,
     RefundTooLarge,
     RingCooldown,
+    SignalLimitReached,
+    SignalRateLimited,
 )
 from callmeter.hosts import repository as hosts
 from callmeter.ledger import service as ledger
@@ -440,12 +444,40 @@ async def add_signal(
     call_id: int,
     signal_type: str,
     payload: object,
+    settings: Settings,
     now: datetime,
 ) -> CallSignal:
-    """Relay a peer-to-peer signaling message to the other party."""
-    call, party = _require_party(await repository.get_call(session, call_id), user)
+    """Relay a peer-to-peer signaling message to the other party.
+
+    Bounded, so that one party cannot fill the database or the other's stream: a payload of
+    at most ``max_signal_bytes`` serialized (413), at most ``signals_per_window`` signals per
+    sender per call in any ``signal_window_seconds`` (429 with Retry-After; counted in the
+    database, so the bound holds across API processes) and at most ``max_signals_per_call``
+    stored per call (409)."""
+    size = len(json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode())
+    if size > settings.max_signal_bytes:
+        raise PayloadTooLarge(
+            f"a signal's payload is at most {settings.max_signal_bytes} bytes serialized; "
+            f"this one is {size}"
+        )
+    # The call's row lock makes counting and inserting one step: concurrent signals of a
+    # call queue here instead of all passing the same count.
+    call, party = _require_party(await _locked(session, call_id), user)
     if call.status == CallStatus.ended:
         raise CallEnded()
+    window = timedelta(seconds=settings.signal_window_seconds)
+    recent, oldest = await repository.recent_signals(
+        session, call_id=call.id, sender_id=user.id, since=now - window
+    )
+    if recent >= settings.signals_per_window:
+        free_at = (oldest or now) + window  # when the oldest leaves the window
+        raise SignalRateLimited(
+            f"at most {settings.signals_per_window} signals per "
+            f"{settings.signal_window_seconds} s on a call",
+            retry_after_seconds=(free_at - now).total_seconds(),
+        )
+    if await repository.count_signals(session, call.id) >= settings.max_signals_per_call:
+        raise SignalLimitReached(f"a call stores at most {settings.max_signals_per_call} signals")
     signal = CallSignal(
         call_id=call.id,
         sender_id=user.id,

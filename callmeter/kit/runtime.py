@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from callmeter.config import PasswordHashProfile, Settings
 from callmeter.kit.clock import Clock, SystemClock
 from callmeter.kit.db import create_engine, create_sessionmaker
+from callmeter.kit.slots import Slots
 from callmeter.media.livekit import LiveKit
 
 
@@ -28,6 +29,7 @@ class Runtime:
     clock: Clock = field(default_factory=SystemClock)
     hasher: PasswordHasher = field(default_factory=PasswordHasher)
     livekit: LiveKit | None = None
+    streams: Slots = field(default_factory=Slots)  # open event streams, this process only
 
     @classmethod
     def create(cls, settings: Settings, clock: Clock | None = None) -> Runtime:

@@ -154,6 +154,8 @@ class CallSignal(Base):
     __table_args__ = (
         CheckConstraint("type IN ('offer', 'answer', 'ice')", name="type"),
         Index("ix_call_signals_call_id_recipient_id_id", "call_id", "recipient_id", "id"),
+        # the per-sender rate limit counts a call's recent signals by sender
+        Index("ix_call_signals_call_id_sender_id_created_at", "call_id", "sender_id", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import time
@@ -159,3 +160,82 @@ async def test_only_parties_and_admins_may_stream(driver: CallDriver, base_url: 
         async with http.stream("GET", url, headers=admin.headers, timeout=10) as response:
             assert response.status_code == 200
             assert (await Stream(response).until("call", lambda c: True))["id"] == call["id"]
+
+
+async def refused(http: httpx.AsyncClient, url: str, who: dict[str, str]) -> httpx.Response:
+    """Open a stream expecting a refusal (closed at once either way: never hangs)."""
+    async with http.stream("GET", url, headers=who) as response:
+        if response.status_code != 200:
+            await response.aread()
+        return response
+
+
+class TestStreamCaps:
+    """Open streams are capped per user and call and per user (in this process); a closed
+    stream frees its slot."""
+
+    async def test_caps_refuse_with_429_and_a_closed_stream_frees_its_slot(
+        self, driver: CallDriver, runtime: Runtime, base_url: str
+    ) -> None:
+        runtime.settings = runtime.settings.model_copy(
+            update={"max_streams_per_user_call": 2, "max_streams_per_user": 3}
+        )
+        admin = await driver.party(Role.admin)  # may stream any call: one user, many calls
+        calls = []
+        for _ in range(3):
+            caller, host = await driver.party(Role.client, 50), await driver.party(Role.host)
+            calls.append((await driver.ring(caller, host))["id"])
+        first, second, third = (f"{base_url}/v1/calls/{c}/events" for c in calls)
+
+        async with httpx.AsyncClient(timeout=10) as http, contextlib.AsyncExitStack() as open_:
+
+            async def stream(url: str) -> httpx.Response:
+                return await open_.enter_async_context(
+                    http.stream("GET", url, headers=admin.headers)
+                )
+
+            held = [await stream(first), await stream(first)]
+            assert [r.status_code for r in held] == [200, 200]
+            over = await refused(http, first, admin.headers)
+            assert over.status_code == 429
+            assert over.json()["error"] == "too_many_streams"
+            assert over.headers["Retry-After"] == "5"
+
+            assert (await stream(second)).status_code == 200  # 3 of 3 for this user
+            assert (await refused(http, third, admin.headers)).status_code == 429
+
+            await held[0].aclose()  # the server sees the client go and frees the slot
+            deadline = time.monotonic() + 3
+            while True:
+                reopened = await stream(third)
+                if reopened.status_code == 200 or time.monotonic() > deadline:
+                    break
+                await reopened.aclose()
+                await asyncio.sleep(0.05)
+            assert reopened.status_code == 200
+            assert (await Stream(reopened).until("call", lambda c: True))["id"] == calls[2]
+        # every stream closed: every slot is free again
+        deadline = time.monotonic() + 3
+        while runtime.streams.held(("user", admin.user.id)) and time.monotonic() < deadline:  # noqa: ASYNC110 - freed when the server notices the disconnect
+            await asyncio.sleep(0.05)
+        assert runtime.streams.held(("user", admin.user.id)) == 0
+
+    async def test_a_party_is_capped_per_call(
+        self, driver: CallDriver, runtime: Runtime, base_url: str
+    ) -> None:
+        caller, host = await driver.party(Role.client, 50), await driver.party(Role.host)
+        call = await driver.ring(caller, host)
+        url = f"{base_url}/v1/calls/{call['id']}/events"
+        limit = runtime.settings.max_streams_per_user_call
+        async with httpx.AsyncClient(timeout=10) as http, contextlib.AsyncExitStack() as open_:
+            for _ in range(limit):
+                response = await open_.enter_async_context(
+                    http.stream("GET", url, headers=caller.headers)
+                )
+                assert response.status_code == 200
+            assert (await refused(http, url, caller.headers)).status_code == 429
+            # the other party has slots of its own
+            response = await open_.enter_async_context(
+                http.stream("GET", url, headers=host.headers)
+            )
+            assert response.status_code == 200
