@@ -14,6 +14,8 @@ class CallmeterError(Exception):
 
     status_code: ClassVar[int] = 500
     code: ClassVar[str] = "internal_error"
+    # sent as the Retry-After header (seconds) when set
+    retry_after_seconds: ClassVar[int | None] = None
 
     def __init__(self, detail: str | None = None) -> None:
         self.detail = detail or (self.__doc__ or self.code).strip()
@@ -151,3 +153,11 @@ class RefundTooLarge(CallmeterError):
 
     status_code = 409
     code = "refund_exceeds_charge"
+
+
+class DatabaseUnavailable(CallmeterError):
+    """The database is not reachable right now; try again shortly."""
+
+    status_code = 503
+    code = "database_unavailable"
+    retry_after_seconds = 2

@@ -5,7 +5,9 @@ user) every ``events_poll_seconds``, so a change made by any process — another
 the meter worker — reaches the browser within that interval plus one round trip. A ``call``
 event goes out whenever the call's version changes and at least every 5 seconds; ``signal``
 events carry peer-to-peer signaling. The stream closes after the final ``call`` event of an
-ended call.
+ended call. When the database cannot be reached the stream sends one ``error`` event
+(``{"error": "database_unavailable", …}``, with ``retry`` telling the browser to reconnect
+in 2 s) and closes: it never hangs on a database that does not answer.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from starlette.requests import Request
 
 from callmeter.calls import repository
 from callmeter.calls.schemas import CallOut
+from callmeter.errors import DatabaseUnavailable
+from callmeter.kit.db import is_unavailable
 from callmeter.kit.runtime import Runtime
 from callmeter.models import CallStatus
 
@@ -26,17 +30,23 @@ KEEPALIVE_SECONDS = 5.0
 
 async def call_events(
     runtime: Runtime, request: Request, *, call_id: int, user_id: int
-) -> AsyncIterator[dict[str, str]]:
+) -> AsyncIterator[dict[str, str | int]]:
     loop = asyncio.get_running_loop()
     last_version: int | None = None
     last_sent = 0.0
     last_signal = 0
     while not await request.is_disconnected():
-        async with runtime.read_sessionmaker() as session:
-            call = await repository.get_call(session, call_id)
-            signals = await repository.signals_after(
-                session, call_id=call_id, recipient_id=user_id, after_id=last_signal
-            )
+        try:
+            async with runtime.read_sessionmaker() as session:
+                call = await repository.get_call(session, call_id)
+                signals = await repository.signals_after(
+                    session, call_id=call_id, recipient_id=user_id, after_id=last_signal
+                )
+        except Exception as exc:
+            if not is_unavailable(exc):
+                raise
+            yield _unavailable_event()
+            return
         if call is None:
             return
         for signal in signals:
@@ -55,3 +65,9 @@ async def call_events(
         if call.status == CallStatus.ended:
             return
         await asyncio.sleep(runtime.settings.events_poll_seconds)
+
+
+def _unavailable_event() -> dict[str, str | int]:
+    error = DatabaseUnavailable()
+    data = json.dumps({"error": error.code, "detail": error.detail})
+    return {"event": "error", "data": data, "retry": (error.retry_after_seconds or 2) * 1000}
