@@ -243,7 +243,8 @@ class DatabaseProbe:
     up probes."""
 
     def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine
+        # read-only: on SQLite it takes no write lock, so a busy writer does not fail it
+        self.engine = engine.execution_options(**{READ_ONLY: True})
         self._running: asyncio.Task[bool] | None = None
 
     async def reachable(self, deadline_seconds: float) -> bool:

@@ -164,6 +164,22 @@ class TestLockedDatabase:
             await holder.dispose()
             await runtime.close()
 
+    async def test_readyz_is_ready_while_a_writer_holds_the_lock(self, database_url: str) -> None:
+        runtime = runtime_for(database_url)
+        holder = create_engine(database_url)
+        try:
+            transport = ASGITransport(app=create_app(runtime=runtime))
+            async with (
+                AsyncClient(transport=transport, base_url="http://t") as http,
+                holder.begin() as conn,  # SQLite: BEGIN IMMEDIATE, the write lock
+            ):
+                await conn.execute(text("UPDATE accounts SET held = held"))
+                r = await http.get("/readyz")
+                assert r.status_code == 200, r.text
+        finally:
+            await holder.dispose()
+            await runtime.close()
+
 
 async def test_meter_loop_survives_an_unreachable_database(
     sqlite_template: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
