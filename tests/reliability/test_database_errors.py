@@ -181,6 +181,26 @@ class TestLockedDatabase:
             await runtime.close()
 
 
+async def test_an_exhausted_pool_answers_503(database_url: str) -> None:
+    """Every pooled connection busy past the pool timeout: 503, not a pool-exhaustion 500."""
+    engine = create_engine(database_url, pool_size=1, max_overflow=0, pool_timeout=0.2)
+    runtime = runtime_for(database_url)
+    await runtime.engine.dispose()
+    runtime.engine = engine
+    runtime.sessionmaker = create_sessionmaker(engine)
+    runtime.read_sessionmaker = create_sessionmaker(engine, read_only=True)
+    try:
+        client = await make_user(runtime, Role.client)
+        transport = ASGITransport(app=create_app(runtime=runtime))
+        async with AsyncClient(transport=transport, base_url="http://t") as http:
+            headers = await auth_headers(http, client.username)
+            async with engine.connect():  # the only connection, checked out
+                assert_unavailable(await http.get("/v1/me", headers=headers))
+            assert (await http.get("/v1/me", headers=headers)).status_code == 200
+    finally:
+        await runtime.close()
+
+
 async def test_meter_loop_survives_an_unreachable_database(
     sqlite_template: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
