@@ -23,7 +23,7 @@ from callmeter.calls.schemas import CallOut
 from callmeter.errors import DatabaseUnavailable
 from callmeter.kit.db import is_unavailable
 from callmeter.kit.runtime import Runtime
-from callmeter.models import CallStatus
+from callmeter.models import Call, CallSignal, CallStatus
 
 KEEPALIVE_SECONDS = 5.0
 
@@ -36,17 +36,11 @@ async def call_events(
     last_sent = 0.0
     last_signal = 0
     while not await request.is_disconnected():
-        try:
-            async with runtime.read_sessionmaker() as session:
-                call = await repository.get_call(session, call_id)
-                signals = await repository.signals_after(
-                    session, call_id=call_id, recipient_id=user_id, after_id=last_signal
-                )
-        except Exception as exc:
-            if not is_unavailable(exc):
-                raise
+        polled = await _poll(runtime, call_id=call_id, user_id=user_id, after_id=last_signal)
+        if polled is None:  # the database cannot be reached
             yield _unavailable_event()
             return
+        call, signals = polled
         if call is None:
             return
         for signal in signals:
@@ -65,6 +59,24 @@ async def call_events(
         if call.status == CallStatus.ended:
             return
         await asyncio.sleep(runtime.settings.events_poll_seconds)
+
+
+async def _poll(
+    runtime: Runtime, *, call_id: int, user_id: int, after_id: int
+) -> tuple[Call | None, list[CallSignal]] | None:
+    """The call, and the signals to ``user_id`` after ``after_id``; None when the database
+    cannot be reached (any other error propagates)."""
+    try:
+        async with runtime.read_sessionmaker() as session:
+            call = await repository.get_call(session, call_id)
+            signals = await repository.signals_after(
+                session, call_id=call_id, recipient_id=user_id, after_id=after_id
+            )
+    except Exception as exc:
+        if not is_unavailable(exc):
+            raise
+        return None
+    return call, signals
 
 
 def _unavailable_event() -> dict[str, str | int]:

@@ -122,7 +122,6 @@ def _configure_postgresql(engine: AsyncEngine) -> None:
         # OperationalError like every other "cannot reach the database".
         original = context.original_exception
         if isinstance(original, OSError) and context.sqlalchemy_exception is None:
-            unresponsive[0] = unresponsive[0] or isinstance(original, TimeoutError)
             context.is_disconnect = True
             return exc.OperationalError(
                 context.statement,
@@ -134,7 +133,7 @@ def _configure_postgresql(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "invalidate")
     def _on_invalidate(_dbapi_connection: Any, _record: Any, error: BaseException | None) -> None:
-        # also reached from the pool's pre-ping, which raises the bare TimeoutError
+        # a statement or the pool's pre-ping timed out: the server does not answer
         if isinstance(error, TimeoutError) or isinstance(
             getattr(error, "orig", None), TimeoutError
         ):

@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from httpx import ASGITransport, AsyncClient, Response
@@ -34,15 +35,15 @@ from tests.reliability.cluster import free_port
 LOCK_TIMEOUT = 0.5  # the statement timeout (PostgreSQL) / busy timeout (SQLite) here
 
 
-def runtime_for(url: str, clock: ManualClock | None = None) -> Runtime:
+def runtime_for(url: str, clock: ManualClock | None = None, **engine_options: Any) -> Runtime:
     """A runtime whose database waits are short (the settings' defaults are seconds)."""
-    engine = create_engine(
-        url,
-        pool_timeout=LOCK_TIMEOUT,
-        connect_timeout=LOCK_TIMEOUT,
-        statement_timeout=LOCK_TIMEOUT,
-        sqlite_busy_timeout=LOCK_TIMEOUT,
-    )
+    options: dict[str, Any] = {
+        "pool_timeout": LOCK_TIMEOUT,
+        "connect_timeout": LOCK_TIMEOUT,
+        "statement_timeout": LOCK_TIMEOUT,
+        "sqlite_busy_timeout": LOCK_TIMEOUT,
+    }
+    engine = create_engine(url, **(options | engine_options))
     return Runtime(
         settings=make_settings(url),
         engine=engine,
@@ -183,18 +184,13 @@ class TestLockedDatabase:
 
 async def test_an_exhausted_pool_answers_503(database_url: str) -> None:
     """Every pooled connection busy past the pool timeout: 503, not a pool-exhaustion 500."""
-    engine = create_engine(database_url, pool_size=1, max_overflow=0, pool_timeout=0.2)
-    runtime = runtime_for(database_url)
-    await runtime.engine.dispose()
-    runtime.engine = engine
-    runtime.sessionmaker = create_sessionmaker(engine)
-    runtime.read_sessionmaker = create_sessionmaker(engine, read_only=True)
+    runtime = runtime_for(database_url, pool_size=1, max_overflow=0, pool_timeout=0.2)
     try:
         client = await make_user(runtime, Role.client)
         transport = ASGITransport(app=create_app(runtime=runtime))
         async with AsyncClient(transport=transport, base_url="http://t") as http:
             headers = await auth_headers(http, client.username)
-            async with engine.connect():  # the only connection, checked out
+            async with runtime.engine.connect():  # the only connection, checked out
                 assert_unavailable(await http.get("/v1/me", headers=headers))
             assert (await http.get("/v1/me", headers=headers)).status_code == 200
     finally:
