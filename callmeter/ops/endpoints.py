@@ -16,7 +16,7 @@ class Status(BaseModel):
 
 # /readyz answers within this, whatever the database does (a load balancer's probe
 # usually gives up after 2 s)
-READY_DEADLINE_SECONDS = 1.5
+READY_DEADLINE_SECONDS = 1.0
 
 
 @router.get("/healthz")
@@ -27,7 +27,7 @@ async def healthz() -> Status:
 
 @router.get("/readyz", responses={503: {"description": "the database is not reachable"}})
 async def readyz(runtime: RuntimeDep) -> Status:
-    """The process can reach its database (answered within 1.5 s either way)."""
+    """The process can reach its database (answered within 1 s either way)."""
     if not await runtime.database_probe.reachable(READY_DEADLINE_SECONDS):
         raise DatabaseUnavailable()
     return Status(status="ok")
