@@ -15,6 +15,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from callmeter import __version__
@@ -22,10 +23,11 @@ from callmeter.admin.endpoints import router as admin_router
 from callmeter.auth.endpoints import router as auth_router
 from callmeter.calls.endpoints import router as calls_router
 from callmeter.config import Settings, get_settings
-from callmeter.errors import CallmeterError
+from callmeter.errors import CallmeterError, DatabaseUnavailable
 from callmeter.hosts.endpoints import router as hosts_router
 from callmeter.kit.body_limit import BodySizeLimitMiddleware
 from callmeter.kit.clock import Clock
+from callmeter.kit.db import is_unavailable
 from callmeter.kit.runtime import Runtime
 from callmeter.ledger.endpoints import router as ledger_router
 from callmeter.media.endpoints import router as webhooks_router
@@ -120,10 +122,29 @@ def _documented_methods(app: FastAPI, path: str) -> list[str]:
     return sorted(methods)
 
 
+def _domain_error(exc: CallmeterError) -> JSONResponse:
+    return _error(exc.status_code, exc.code, exc.detail, exc.fields, exc.headers)
+
+
+def _internal_error(exc: Exception) -> JSONResponse:
+    log.exception("unhandled error", exc_info=exc)
+    return _error(500, "internal_error", "an unexpected error occurred")
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(CallmeterError)
     async def _domain(_request: Request, exc: CallmeterError) -> JSONResponse:
-        return _error(exc.status_code, exc.code, exc.detail, exc.fields, exc.headers)
+        return _domain_error(exc)
+
+    # The one place where "the database is down, hung or busy" becomes a 503 with
+    # Retry-After, whichever endpoint, dependency or commit met it (kit/db.is_unavailable).
+    @app.exception_handler(SQLAlchemyError)
+    @app.exception_handler(OSError)
+    async def _database(request: Request, exc: Exception) -> JSONResponse:
+        if not is_unavailable(exc):
+            return _internal_error(exc)
+        log.warning("database unavailable (%s %s): %r", request.method, request.url.path, exc)
+        return _domain_error(DatabaseUnavailable())
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -145,8 +166,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error", exc_info=exc)
-        return _error(500, "internal_error", "an unexpected error occurred")
+        return _internal_error(exc)
 
 
 def _document_configured_bounds(app: FastAPI, settings: Settings) -> None:

@@ -42,11 +42,15 @@ def _settings() -> Settings:
         raise typer.Exit(2) from exc
 
 
-def _run(work: Callable[[Runtime], Awaitable[T]]) -> T:
-    """Run ``work`` with a runtime for the configured database; domain errors exit 1."""
+def _run(work: Callable[[Runtime], Awaitable[T]], *, long_statements: bool = False) -> T:
+    """Run ``work`` with a runtime for the configured database; domain errors exit 1.
+    ``long_statements``: no statement timeout (migrations, a whole-ledger audit)."""
 
     async def main() -> T:
-        runtime = Runtime.create(_settings())
+        settings = _settings()
+        if long_statements:
+            settings = settings.model_copy(update={"db_statement_timeout_seconds": 0})
+        runtime = Runtime.create(settings)
         try:
             return await work(runtime)
         finally:
@@ -122,7 +126,7 @@ def migrate() -> None:
         await migrations.upgrade(runtime.engine)
         return await migrations.current_revision(runtime.engine)
 
-    revision = _run(work)
+    revision = _run(work, long_statements=True)
     console.print(f"database at revision [bold]{revision}[/bold]")
 
 
@@ -224,7 +228,7 @@ def ledger_check() -> None:
             return await check_ledger(session)
 
     with console.status("checking the ledger…"):
-        report = _run(work)
+        report = _run(work, long_statements=True)
     table = Table(title="ledger totals")
     table.add_column("total")
     table.add_column("coins / rows", justify="right")

@@ -63,6 +63,17 @@ class Settings(BaseSettings):
     meter_batch_path: bool = True
     events_poll_seconds: float = Field(default=0.5, gt=0, le=5)
 
+    # Every wait on the database is bounded (docs/reliability.md): a database that is down
+    # or hung answers 503 database_unavailable within these, never hangs a request.
+    db_connect_timeout_seconds: float = Field(default=3.0, gt=0, le=60)
+    db_statement_timeout_seconds: float = Field(
+        default=3.0,
+        ge=0,
+        le=3600,
+        description="PostgreSQL statement_timeout (0 = none); the driver gives up 1 s later",
+    )
+    db_pool_timeout_seconds: float = Field(default=2.0, gt=0, le=60)
+
     livekit_url: str | None = None
     livekit_api_key: str | None = None
     livekit_api_secret: str | None = None

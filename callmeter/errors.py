@@ -16,12 +16,16 @@ class CallmeterError(Exception):
 
     status_code: ClassVar[int] = 500
     code: ClassVar[str] = "internal_error"
+    # the class's Retry-After (seconds), when every such error has the same
+    retry_after_seconds: ClassVar[int | None] = None
 
     def __init__(self, detail: str | None = None) -> None:
         self.detail = detail or (self.__doc__ or self.code).strip()
         # What a client acts on travels as data, never only inside the English ``detail``.
         self.fields: dict[str, int | str] = {}
         self.headers: dict[str, str] = {}
+        if self.retry_after_seconds is not None:
+            self.headers["Retry-After"] = str(self.retry_after_seconds)
         super().__init__(self.detail)
 
 
@@ -206,3 +210,11 @@ class RefundTooLarge(CallmeterError):
 
     status_code = 409
     code = "refund_exceeds_charge"
+
+
+class DatabaseUnavailable(CallmeterError):
+    """The database is not reachable right now; try again shortly."""
+
+    status_code = 503
+    code = "database_unavailable"
+    retry_after_seconds = 2

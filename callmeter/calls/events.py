@@ -5,7 +5,9 @@ user) every ``events_poll_seconds``, so a change made by any process — another
 the meter worker — reaches the browser within that interval plus one round trip. A ``call``
 event goes out whenever the call's version changes and at least every 5 seconds; ``signal``
 events carry peer-to-peer signaling. The stream closes after the final ``call`` event of an
-ended call.
+ended call. When the database cannot be reached the stream sends one ``error`` event
+(``{"error": "database_unavailable", …}``, with ``retry`` telling the browser to reconnect
+in 2 s) and closes: it never hangs on a database that does not answer.
 
 Open streams are capped per user and per user and call (``MAX_STREAMS_PER_USER``,
 ``MAX_STREAMS_PER_USER_CALL``), counted in this process: each stream costs a database read
@@ -25,10 +27,11 @@ from starlette.types import Receive, Scope, Send
 
 from callmeter.calls import repository
 from callmeter.calls.schemas import CallOut
-from callmeter.errors import TooManyStreams
+from callmeter.errors import DatabaseUnavailable, TooManyStreams
+from callmeter.kit.db import is_unavailable
 from callmeter.kit.runtime import Runtime
 from callmeter.kit.slots import Slot
-from callmeter.models import CallStatus
+from callmeter.models import Call, CallSignal, CallStatus
 
 KEEPALIVE_SECONDS = 5.0
 STREAM_RETRY_AFTER_SECONDS = 5
@@ -57,7 +60,9 @@ class CallEventsResponse(EventSourceResponse):
     """The event stream, holding its slot until the response ends however it ends
     (the client went away, the call ended, the server shuts down)."""
 
-    def __init__(self, content: AsyncIterator[dict[str, str]], *, slot: Slot, ping: int) -> None:
+    def __init__(
+        self, content: AsyncIterator[dict[str, str | int]], *, slot: Slot, ping: int
+    ) -> None:
         super().__init__(content, ping=ping)
         self.slot = slot
         # never served (the request failed after the slot was taken): freed when collected
@@ -72,17 +77,17 @@ class CallEventsResponse(EventSourceResponse):
 
 async def call_events(
     runtime: Runtime, request: Request, *, call_id: int, user_id: int
-) -> AsyncIterator[dict[str, str]]:
+) -> AsyncIterator[dict[str, str | int]]:
     loop = asyncio.get_running_loop()
     last_version: int | None = None
     last_sent = 0.0
     last_signal = 0
     while not await request.is_disconnected():
-        async with runtime.read_sessionmaker() as session:
-            call = await repository.get_call(session, call_id)
-            signals = await repository.signals_after(
-                session, call_id=call_id, recipient_id=user_id, after_id=last_signal
-            )
+        polled = await _poll(runtime, call_id=call_id, user_id=user_id, after_id=last_signal)
+        if polled is None:  # the database cannot be reached
+            yield _unavailable_event()
+            return
+        call, signals = polled
         if call is None:
             return
         for signal in signals:
@@ -101,3 +106,27 @@ async def call_events(
         if call.status == CallStatus.ended:
             return
         await asyncio.sleep(runtime.settings.events_poll_seconds)
+
+
+async def _poll(
+    runtime: Runtime, *, call_id: int, user_id: int, after_id: int
+) -> tuple[Call | None, list[CallSignal]] | None:
+    """The call, and the signals to ``user_id`` after ``after_id``; None when the database
+    cannot be reached (any other error propagates)."""
+    try:
+        async with runtime.read_sessionmaker() as session:
+            call = await repository.get_call(session, call_id)
+            signals = await repository.signals_after(
+                session, call_id=call_id, recipient_id=user_id, after_id=after_id
+            )
+    except Exception as exc:
+        if not is_unavailable(exc):
+            raise
+        return None
+    return call, signals
+
+
+def _unavailable_event() -> dict[str, str | int]:
+    error = DatabaseUnavailable()
+    data = json.dumps({"error": error.code, "detail": error.detail})
+    return {"event": "error", "data": data, "retry": (error.retry_after_seconds or 2) * 1000}

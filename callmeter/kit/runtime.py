@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from callmeter.config import PasswordHashProfile, Settings
 from callmeter.kit.clock import Clock, SystemClock
-from callmeter.kit.db import create_engine, create_sessionmaker
+from callmeter.kit.db import DatabaseProbe, create_engine, create_sessionmaker
 from callmeter.kit.slots import Slots
 from callmeter.media.livekit import LiveKit
 
@@ -30,10 +30,19 @@ class Runtime:
     hasher: PasswordHasher = field(default_factory=PasswordHasher)
     livekit: LiveKit | None = None
     streams: Slots = field(default_factory=Slots)  # open event streams, this process only
+    database_probe: DatabaseProbe = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.database_probe = DatabaseProbe(self.engine)
 
     @classmethod
     def create(cls, settings: Settings, clock: Clock | None = None) -> Runtime:
-        engine = create_engine(settings.database_url)
+        engine = create_engine(
+            settings.database_url,
+            pool_timeout=settings.db_pool_timeout_seconds,
+            connect_timeout=settings.db_connect_timeout_seconds,
+            statement_timeout=settings.db_statement_timeout_seconds,
+        )
         return cls(
             settings=settings,
             engine=engine,
@@ -45,6 +54,7 @@ class Runtime:
         )
 
     async def close(self) -> None:
+        await self.database_probe.close()
         if self.livekit is not None:
             await self.livekit.close()
         await self.engine.dispose()

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 
+from callmeter.kit.db import is_unavailable
 from callmeter.kit.runtime import Runtime
 from callmeter.meter.service import tick
 
@@ -13,7 +14,10 @@ log = logging.getLogger(__name__)
 
 
 async def run_meter(runtime: Runtime, stop: asyncio.Event | None = None) -> None:
-    """Tick every ``METER_TICK_SECONDS`` until ``stop`` is set (or the task is cancelled)."""
+    """Tick every ``METER_TICK_SECONDS`` until ``stop`` is set (or the task is cancelled).
+
+    A failed tick (the database down, hung or busy) is logged and the next one runs on
+    schedule: the loop never dies of an error."""
     stop = stop or asyncio.Event()
     interval = runtime.settings.meter_tick_seconds
     loop = asyncio.get_running_loop()
@@ -23,8 +27,11 @@ async def run_meter(runtime: Runtime, stop: asyncio.Event | None = None) -> None
             result = await tick(runtime)
             if result.ended or result.failed:
                 log.info("meter: %s", result)
-        except Exception:  # the database may be briefly unreachable; keep ticking
-            log.exception("meter tick failed")
+        except Exception as exc:
+            if is_unavailable(exc):  # expected during an outage: one line, not a traceback
+                log.warning("meter tick failed, database unavailable: %r", exc)
+            else:
+                log.exception("meter tick failed")
         # a steady cadence: the next tick starts one interval after this one started
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=max(0.0, started + interval - loop.time()))
