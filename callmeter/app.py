@@ -115,7 +115,10 @@ def _documented_methods(app: FastAPI, path: str) -> list[str]:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(CallmeterError)
     async def _domain(_request: Request, exc: CallmeterError) -> JSONResponse:
-        return _error(exc.status_code, exc.code, exc.detail)
+        response = _error(exc.status_code, exc.code, exc.detail)
+        if exc.retry_after is not None:
+            response.headers["Retry-After"] = str(exc.retry_after)
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -15,8 +15,10 @@ class CallmeterError(Exception):
     status_code: ClassVar[int] = 500
     code: ClassVar[str] = "internal_error"
 
-    def __init__(self, detail: str | None = None) -> None:
+    def __init__(self, detail: str | None = None, *, retry_after: int | None = None) -> None:
         self.detail = detail or (self.__doc__ or self.code).strip()
+        # Seconds after which trying again may succeed: sent as the Retry-After header.
+        self.retry_after = retry_after
         super().__init__(self.detail)
 
 
@@ -95,6 +97,13 @@ class TooManyRequests(CallmeterError):
 
     status_code = 429
     code = "rate_limited"
+
+
+class Busy(CallmeterError):
+    """The server is busy; try again in a moment."""
+
+    status_code = 503
+    code = "busy"
 
 
 class LedgerError(CallmeterError):

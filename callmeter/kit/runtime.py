@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from callmeter.config import PasswordHashProfile, Settings
 from callmeter.kit.clock import Clock, SystemClock
 from callmeter.kit.db import create_engine, create_sessionmaker
+from callmeter.kit.gate import Gate
 from callmeter.media.livekit import LiveKit
 
 
@@ -27,6 +28,8 @@ class Runtime:
     read_sessionmaker: async_sessionmaker[AsyncSession]
     clock: Clock = field(default_factory=SystemClock)
     hasher: PasswordHasher = field(default_factory=PasswordHasher)
+    # Every password hash and verification in the API runs through this gate.
+    hash_gate: Gate = field(default_factory=lambda: Gate(slots=2, queue=16, wait_seconds=1.0))
     livekit: LiveKit | None = None
 
     @classmethod
@@ -39,6 +42,11 @@ class Runtime:
             read_sessionmaker=create_sessionmaker(engine, read_only=True),
             clock=clock or SystemClock(),
             hasher=password_hasher(settings.password_hash_profile),
+            hash_gate=Gate(
+                slots=settings.password_hash_concurrency,
+                queue=settings.password_hash_queue,
+                wait_seconds=settings.password_hash_wait_seconds,
+            ),
             livekit=LiveKit(settings) if settings.livekit_enabled else None,
         )
 
