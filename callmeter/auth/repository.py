@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -22,6 +23,20 @@ async def get_user_by_username(session: AsyncSession, username: str) -> User | N
 async def username_exists(session: AsyncSession, username: str) -> bool:
     result = await session.execute(select(User.id).where(User.username == username.lower()))
     return result.first() is not None
+
+
+def _lock_id(name: str) -> int:
+    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), signed=True)
+
+
+async def serialize_on(session: AsyncSession, *names: str) -> None:
+    """Until this transaction ends, concurrent transactions naming any of ``names`` wait
+    here: PostgreSQL advisory transaction locks, taken in one global order (no deadlock).
+    SQLite needs none: its write transactions (BEGIN IMMEDIATE) already run one at a time."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    for lock_id in sorted({_lock_id(name) for name in names}):
+        await session.execute(select(func.pg_advisory_xact_lock(lock_id)))
 
 
 async def add_attempt(

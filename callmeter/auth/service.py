@@ -6,9 +6,10 @@ Load rules (docs/api.md, "Login and registration limits"):
   transactions run before and after the hash, never around it;
 * every hash and verification in the API runs through the runtime's hashing gate (a few at
   a time per process, a short bounded queue, 503 ``busy`` beyond it);
-* an attempt is recorded and committed *before* its password is verified, and the count
-  that decides includes it, so N concurrent guesses check at most a limit's worth of
-  passwords, across every API process.
+* an attempt is recorded and committed *before* its password is verified, by a transaction
+  that counts the attempts already made and runs one at a time per username and per
+  address, so N concurrent guesses check at most a limit's worth of passwords, across
+  every API process.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from callmeter.auth import repository
 from callmeter.auth.repository import Tally
+from callmeter.config import Settings
 from callmeter.errors import Busy, NotAuthenticated, TooManyRequests, UsernameTaken
 from callmeter.kit.db import run_in_transaction
 from callmeter.kit.runtime import Runtime
@@ -129,24 +131,8 @@ async def _transaction(runtime: Runtime, work: Callable[[AsyncSession], Awaitabl
     return await run_in_transaction(runtime.sessionmaker, work)
 
 
-async def _record_attempt(
-    runtime: Runtime, *, kind: AttemptKind, username: str, address: str, now: datetime
-) -> int:
-    async def record(session: AsyncSession) -> int:
-        return await repository.add_attempt(
-            session,
-            kind=kind,
-            username=username,
-            address=address,
-            at=now,
-            state=AttemptState.pending,
-        )
-
-    return await _transaction(runtime, record)
-
-
 async def _drop_attempt(runtime: Runtime, attempt_id: int) -> None:
-    """Refused or shed before anything was checked: the attempt does not count."""
+    """Shed before its password was checked: the attempt does not count."""
 
     async def drop(session: AsyncSession) -> None:
         await repository.drop_attempt(session, attempt_id)
@@ -154,64 +140,69 @@ async def _drop_attempt(runtime: Runtime, attempt_id: int) -> None:
     await _transaction(runtime, drop)
 
 
-async def _login_refusal(
-    runtime: Runtime, *, username: str, address: str, now: datetime
-) -> tuple[User | None, TooManyRequests | None]:
-    """The user, and the refusal if a limit is exceeded (counting this attempt)."""
-    settings = runtime.settings
-    since = now - LOGIN_WINDOW
-    async with runtime.read_sessionmaker() as session:
-        tallies = await repository.tally_logins(
-            session, username=username, address=address, since=since
-        )
-        user = await repository.get_user_by_username(session, username)
-        known = user is not None and await repository.is_known_address(
-            session,
-            user_id=user.id,
-            address=address,
-            since=now - timedelta(days=settings.login_known_address_days),
-        )
-    exceeded = [
-        tally
-        for tally, limit in (
-            (tallies.pair, settings.login_failures_per_minute),
-            (tallies.address, settings.login_failures_per_address_per_minute),
-            # Anyone can exhaust a username's limit: it does not bind its owner's addresses.
-            (None if known else tallies.username, settings.login_failures_per_username_per_minute),
-        )
-        if tally is not None and tally.count > limit
+async def _admit_login(
+    session: AsyncSession, settings: Settings, *, username: str, address: str, now: datetime
+) -> tuple[int, User | None]:
+    """Record a pending attempt and return it with the user — or raise TooManyRequests,
+    recording nothing, when the attempt would exceed a limit. Transactions for the same
+    username or address run this one at a time, so the count is exact under concurrency."""
+    await repository.serialize_on(session, f"login:user:{username}", f"login:address:{address}")
+    tallies = await repository.tally_logins(
+        session, username=username, address=address, since=now - LOGIN_WINDOW
+    )
+    user = await repository.get_user_by_username(session, username)
+    known = user is not None and await repository.is_known_address(
+        session,
+        user_id=user.id,
+        address=address,
+        since=now - timedelta(days=settings.login_known_address_days),
+    )
+    limits = [
+        (tallies.pair, settings.login_failures_per_minute),
+        (tallies.address, settings.login_failures_per_address_per_minute),
     ]
-    if not exceeded:
-        return user, None
-    wait = max(_retry_after(tally, LOGIN_WINDOW, now) for tally in exceeded)
-    return user, TooManyRequests("too many failed logins; try again later", retry_after=wait)
+    if not known:  # anyone can exhaust it: it does not bind the owner's known addresses
+        limits.append((tallies.username, settings.login_failures_per_username_per_minute))
+    exceeded = [tally for tally, limit in limits if tally.count >= limit]
+    if exceeded:
+        wait = max(_retry_after(tally, LOGIN_WINDOW, now) for tally in exceeded)
+        raise TooManyRequests("too many failed logins; try again later", retry_after=wait)
+    attempt_id = await repository.add_attempt(
+        session,
+        kind=AttemptKind.login,
+        username=username,
+        address=address,
+        at=now,
+        state=AttemptState.pending,
+    )
+    return attempt_id, user
 
 
 async def log_in(runtime: Runtime, *, username: str, password: str, address: str) -> User | None:
     """The user with these credentials, or None (the failure is recorded).
 
-    Raises TooManyRequests when a limit is exceeded — failures per (username, address),
+    Raises TooManyRequests when a limit is reached — failures per (username, address),
     per address, and per username from addresses the user has not logged in from
-    recently — counting this attempt, whether or not the user exists; Busy when the
-    hashing gate sheds the request.
+    recently — whether or not the user exists; Busy when the hashing gate sheds the
+    request. The attempt is committed before the password is checked.
     """
     gate = runtime.hash_gate
     gate.admit()
+    settings = runtime.settings
     now = runtime.clock.now()
     username = username.lower()[:64]
-    attempt_id = await _record_attempt(
-        runtime, kind=AttemptKind.login, username=username, address=address, now=now
-    )
+
+    async def admit(session: AsyncSession) -> tuple[int, User | None]:
+        return await _admit_login(session, settings, username=username, address=address, now=now)
+
+    attempt_id, user = await _transaction(runtime, admit)
+    # No database connection is held from here until the password is checked.
     try:
-        user, refusal = await _login_refusal(runtime, username=username, address=address, now=now)
-        if refusal is not None:
-            raise refusal
-        hasher = runtime.hasher
         async with gate.slot():
             ok = await anyio.to_thread.run_sync(
-                _verify, hasher, None if user is None else user.password_hash, password
+                _verify, runtime.hasher, None if user is None else user.password_hash, password
             )
-    except (TooManyRequests, Busy):
+    except Busy:
         await _drop_attempt(runtime, attempt_id)
         raise
 
@@ -224,7 +215,7 @@ async def log_in(runtime: Runtime, *, username: str, password: str, address: str
                 user_id=user.id,
                 address=address,
                 at=now,
-                forget_before=now - timedelta(days=runtime.settings.login_known_address_days),
+                forget_before=now - timedelta(days=settings.login_known_address_days),
             )
         await repository.forget_attempts(session, AttemptKind.login, now - LOGIN_WINDOW)
 
@@ -242,30 +233,42 @@ async def register(
     address: str,
 ) -> User:
     """Create a client or host: at most ``registrations_per_address_per_hour`` attempts
-    per client address (TooManyRequests), the password hashed through the gate (Busy)."""
+    per client address (TooManyRequests; a taken username counts too), the password hashed
+    through the gate (Busy) with no database connection held."""
     gate = runtime.hash_gate
     gate.admit()
     now = runtime.clock.now()
     username = username.lower()
-    attempt_id = await _record_attempt(
-        runtime, kind=AttemptKind.register, username=username, address=address, now=now
-    )
-    try:
-        async with runtime.read_sessionmaker() as session:
-            tally = await repository.tally_registrations(
-                session, address=address, since=now - REGISTRATION_WINDOW
-            )
-            taken = await repository.username_exists(session, username)
-        if tally.count > runtime.settings.registrations_per_address_per_hour:
+    limit = runtime.settings.registrations_per_address_per_hour
+
+    async def admit(session: AsyncSession) -> tuple[int, bool]:
+        await repository.serialize_on(session, f"register:address:{address}")
+        tally = await repository.tally_registrations(
+            session, address=address, since=now - REGISTRATION_WINDOW
+        )
+        if tally.count >= limit:
             raise TooManyRequests(
                 "too many registrations from this address; try again later",
                 retry_after=_retry_after(tally, REGISTRATION_WINDOW, now),
             )
-        if taken:
-            raise UsernameTaken()  # the attempt still counts against the address
+        taken = await repository.username_exists(session, username)
+        attempt_id = await repository.add_attempt(
+            session,
+            kind=AttemptKind.register,
+            username=username,
+            address=address,
+            at=now,
+            state=AttemptState.failed if taken else AttemptState.pending,
+        )
+        return attempt_id, taken
+
+    attempt_id, taken = await _transaction(runtime, admit)
+    if taken:
+        raise UsernameTaken()
+    try:
         async with gate.slot():
             password_hash = await hash_password(runtime.hasher, password)
-    except (TooManyRequests, Busy):
+    except Busy:
         await _drop_attempt(runtime, attempt_id)
         raise
 
