@@ -4,8 +4,10 @@ Load rules (docs/api.md, "Login and registration limits"):
 
 * no pooled database connection is held while a password is hashed or verified: short
   transactions run before and after the hash, never around it;
-* every hash and verification in the API runs through the runtime's hashing gate (a few at
-  a time per process, a short bounded queue, 503 ``busy`` beyond it);
+* a login or registration runs only inside one of the runtime's few auth slots (a short
+  bounded queue, 503 ``busy`` beyond it), so a flood can neither take more than a few
+  pooled connections nor queue without limit, and its password hash runs in one of as
+  many low-priority hashing threads (kit/runtime.py), which yield the CPU to the event loop;
 * an attempt is recorded and committed *before* its password is verified, by a transaction
   that counts the attempts already made and runs one at a time per username and per
   address, so N concurrent guesses check at most a limit's worth of passwords, across
@@ -28,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from callmeter.auth import repository
 from callmeter.auth.repository import Tally
 from callmeter.config import Settings
-from callmeter.errors import Busy, NotAuthenticated, TooManyRequests, UsernameTaken
+from callmeter.errors import NotAuthenticated, TooManyRequests, UsernameTaken
 from callmeter.kit.db import run_in_transaction
 from callmeter.kit.runtime import Runtime
 from callmeter.ledger import service as ledger
@@ -131,15 +133,6 @@ async def _transaction(runtime: Runtime, work: Callable[[AsyncSession], Awaitabl
     return await run_in_transaction(runtime.sessionmaker, work)
 
 
-async def _drop_attempt(runtime: Runtime, attempt_id: int) -> None:
-    """Shed before its password was checked: the attempt does not count."""
-
-    async def drop(session: AsyncSession) -> None:
-        await repository.drop_attempt(session, attempt_id)
-
-    await _transaction(runtime, drop)
-
-
 async def _admit_login(
     session: AsyncSession, settings: Settings, *, username: str, address: str, now: datetime
 ) -> tuple[int, User | None]:
@@ -183,11 +176,14 @@ async def log_in(runtime: Runtime, *, username: str, password: str, address: str
 
     Raises TooManyRequests when a limit is reached — failures per (username, address),
     per address, and per username from addresses the user has not logged in from
-    recently — whether or not the user exists; Busy when the hashing gate sheds the
-    request. The attempt is committed before the password is checked.
+    recently — whether or not the user exists; Busy when the auth slots and their queue
+    are full. The attempt is committed before the password is checked.
     """
-    gate = runtime.hash_gate
-    gate.admit()
+    async with runtime.auth_gate.slot():
+        return await _log_in(runtime, username=username, password=password, address=address)
+
+
+async def _log_in(runtime: Runtime, *, username: str, password: str, address: str) -> User | None:
     settings = runtime.settings
     now = runtime.clock.now()
     username = username.lower()[:64]
@@ -197,14 +193,9 @@ async def log_in(runtime: Runtime, *, username: str, password: str, address: str
 
     attempt_id, user = await _transaction(runtime, admit)
     # No database connection is held from here until the password is checked.
-    try:
-        async with gate.slot():
-            ok = await anyio.to_thread.run_sync(
-                _verify, runtime.hasher, None if user is None else user.password_hash, password
-            )
-    except Busy:
-        await _drop_attempt(runtime, attempt_id)
-        raise
+    ok = await runtime.in_hashing_thread(
+        _verify, runtime.hasher, None if user is None else user.password_hash, password
+    )
 
     async def settle(session: AsyncSession) -> None:
         state = AttemptState.succeeded if ok else AttemptState.failed
@@ -233,45 +224,60 @@ async def register(
     address: str,
 ) -> User:
     """Create a client or host: at most ``registrations_per_address_per_hour`` attempts
-    per client address (TooManyRequests; a taken username counts too), the password hashed
-    through the gate (Busy) with no database connection held."""
-    gate = runtime.hash_gate
-    gate.admit()
-    now = runtime.clock.now()
-    username = username.lower()
-    limit = runtime.settings.registrations_per_address_per_hour
+    per client address (TooManyRequests; a taken username counts too); Busy when the
+    auth slots and their queue are full."""
+    async with runtime.auth_gate.slot():
+        now = runtime.clock.now()
+        username = username.lower()
+        limit = runtime.settings.registrations_per_address_per_hour
 
-    async def admit(session: AsyncSession) -> tuple[int, bool]:
-        await repository.serialize_on(session, f"register:address:{address}")
-        tally = await repository.tally_registrations(
-            session, address=address, since=now - REGISTRATION_WINDOW
-        )
-        if tally.count >= limit:
-            raise TooManyRequests(
-                "too many registrations from this address; try again later",
-                retry_after=_retry_after(tally, REGISTRATION_WINDOW, now),
+        async def admit(session: AsyncSession) -> tuple[int, bool]:
+            await repository.serialize_on(session, f"register:address:{address}")
+            tally = await repository.tally_registrations(
+                session, address=address, since=now - REGISTRATION_WINDOW
             )
-        taken = await repository.username_exists(session, username)
-        attempt_id = await repository.add_attempt(
-            session,
-            kind=AttemptKind.register,
+            if tally.count >= limit:
+                raise TooManyRequests(
+                    "too many registrations from this address; try again later",
+                    retry_after=_retry_after(tally, REGISTRATION_WINDOW, now),
+                )
+            taken = await repository.username_exists(session, username)
+            attempt_id = await repository.add_attempt(
+                session,
+                kind=AttemptKind.register,
+                username=username,
+                address=address,
+                at=now,
+                state=AttemptState.failed if taken else AttemptState.pending,
+            )
+            return attempt_id, taken
+
+        attempt_id, taken = await _transaction(runtime, admit)
+        if taken:
+            raise UsernameTaken()
+        # No database connection is held while the password is hashed.
+        password_hash = await runtime.in_hashing_thread(runtime.hasher.hash, password)
+        return await _create(
+            runtime,
+            attempt_id=attempt_id,
             username=username,
-            address=address,
-            at=now,
-            state=AttemptState.failed if taken else AttemptState.pending,
+            password_hash=password_hash,
+            role=role,
+            display_name=display_name,
+            now=now,
         )
-        return attempt_id, taken
 
-    attempt_id, taken = await _transaction(runtime, admit)
-    if taken:
-        raise UsernameTaken()
-    try:
-        async with gate.slot():
-            password_hash = await hash_password(runtime.hasher, password)
-    except Busy:
-        await _drop_attempt(runtime, attempt_id)
-        raise
 
+async def _create(
+    runtime: Runtime,
+    *,
+    attempt_id: int,
+    username: str,
+    password_hash: str,
+    role: Role,
+    display_name: str | None,
+    now: datetime,
+) -> User:
     async def create(session: AsyncSession) -> User:
         await repository.set_attempt_state(session, attempt_id, AttemptState.succeeded)
         await repository.forget_attempts(session, AttemptKind.register, now - REGISTRATION_WINDOW)

@@ -1,10 +1,11 @@
-"""At most N of an expensive operation at once per process, with a short bounded queue.
+"""At most N of an expensive kind of request at once per process, with a short bounded queue.
 
-Password hashing (argon2: ~64 MiB and tens of milliseconds of CPU each) must not run for
-every request at once — 300 concurrent logins would need 19 GiB and starve every other
-request of CPU. A :class:`Gate` runs ``slots`` at a time, lets at most ``queue`` more wait
-for at most ``wait_seconds``, and refuses the rest at once with 503 ``busy`` (Retry-After):
-load is shed, never queued without limit."""
+A login or registration hashes a password (argon2: 64 MiB and a good fraction of a CPU
+second each) and uses pooled database connections: it must not run for every request of a
+flood at once — 300 concurrent logins would need 19 GiB, every pooled connection and all
+the CPU. A :class:`Gate` runs ``slots`` at a time, lets at most ``queue`` more wait for at
+most ``wait_seconds``, and refuses the rest at once with 503 ``busy`` (Retry-After): load
+is shed, never queued without limit."""
 
 from __future__ import annotations
 
@@ -33,12 +34,6 @@ class Gate:
     @property
     def waiting(self) -> int:
         return self._waiting
-
-    def admit(self) -> None:
-        """Raise Busy now if a slot would be refused anyway (checked before other work,
-        such as database writes, is spent on a request that will be shed)."""
-        if self._free.locked() and self._waiting >= self.queue:
-            raise Busy(retry_after=RETRY_AFTER_SECONDS)
 
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:

@@ -9,6 +9,9 @@ says how many passwords were checked."""
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
+import threading
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -153,7 +156,7 @@ class TestOwnerNotLockedOut:
     async def test_known_addresses_are_forgotten(
         self, database_url: str, clock: ManualClock
     ) -> None:
-        async with serving(database_url, clock, login_known_address_days=30) as server:
+        async with serving(database_url, clock, login_known_address_days=30, **ROOMY) as server:
             await make_user(server.runtime, Role.host, username="hana")
             assert (await server.login("hana", PASSWORD, OWNER_HOME)).status_code == 200
             clock.advance(31 * 86400)
@@ -261,7 +264,7 @@ class TestLoadShedding:
             assert [r.status_code for r in shed] == [503] * 7
             assert {r.json()["error"] for r in shed} == {"busy"}
             assert {r.headers["Retry-After"] for r in shed} == {"1"}
-            gate = server.runtime.hash_gate
+            gate = server.runtime.auth_gate
             assert (gate.running, gate.waiting) == (1, 2)
             server.hasher.release()
             assert [r.status_code for r in await asyncio.gather(*tasks)].count(401) == 3
@@ -277,7 +280,7 @@ class TestLoadShedding:
             headers = {"Authorization": f"Bearer {ok.json()['access_token']}"}
             server.hasher.hold()
             # More logins than the pool has connections (20 + 10 overflow), each from its
-            # own address so that only the hashing gate stands in their way.
+            # own address so that only the auth slots stand in their way.
             flood = [
                 asyncio.create_task(server.login(f"rand{i}", "password", f"10.1.{i // 200}.{i}"))
                 for i in range(120)
@@ -291,3 +294,14 @@ class TestLoadShedding:
             print(f"120 concurrent logins, hashing held: {dict(seen)}")
             assert set(seen) <= {401, 503}  # never a 500 (pool exhausted)
             assert seen[503] > 0
+
+    @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread niceness")
+    async def test_hashes_run_at_a_lower_priority_than_the_event_loop(
+        self, database_url: str, clock: ManualClock
+    ) -> None:
+        def niceness() -> int:
+            return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+        async with serving(database_url, clock) as server:
+            hashing = await server.runtime.in_hashing_thread(niceness)
+            assert hashing >= min(19, niceness() + 10)
