@@ -60,10 +60,6 @@ async def set_attempt_state(session: AsyncSession, attempt_id: int, state: Attem
     )
 
 
-async def drop_attempt(session: AsyncSession, attempt_id: int) -> None:
-    await session.execute(delete(AuthAttempt).where(AuthAttempt.id == attempt_id))
-
-
 async def forget_attempts(session: AsyncSession, kind: AttemptKind, before: datetime) -> None:
     """Attempts older than their window are useless for throttling; drop them as we go."""
     await session.execute(
@@ -126,18 +122,6 @@ async def tally_registrations(session: AsyncSession, *, address: str, since: dat
     )
     count, oldest = result.one()
     return Tally(int(count), oldest)
-
-
-async def clear_login_failures(session: AsyncSession, *, username: str, address: str) -> None:
-    """Forget this username's failures from this address (after a success from it)."""
-    await session.execute(
-        delete(AuthAttempt).where(
-            AuthAttempt.kind == AttemptKind.login,
-            AuthAttempt.username == username,
-            AuthAttempt.address == address,
-            AuthAttempt.state == AttemptState.failed,
-        )
-    )
 
 
 async def is_known_address(
