@@ -22,7 +22,9 @@ from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient, Response
 
 from callmeter.app import create_app
+from callmeter.errors import Busy
 from callmeter.kit.clock import ManualClock
+from callmeter.kit.gate import Gate
 from callmeter.kit.runtime import Runtime
 from callmeter.models import Role
 from tests.auth.hashers import CountingHasher
@@ -305,3 +307,18 @@ class TestLoadShedding:
         async with serving(database_url, clock) as server:
             hashing = await server.runtime.in_hashing_thread(niceness)
             assert hashing >= min(19, niceness() + 10)
+
+
+class TestGate:
+    async def test_a_waiter_gives_up_after_the_wait(self) -> None:
+        gate = Gate(slots=1, queue=1, wait_seconds=0.01)
+        async with gate.slot():
+            # The slot is held for the whole block, so the outcome does not depend on timing.
+            with pytest.raises(Busy) as waited:
+                async with gate.slot():
+                    pytest.fail("got a slot that was taken")
+            assert waited.value.retry_after == 1
+            assert (gate.running, gate.waiting) == (1, 0)
+        async with gate.slot():
+            assert gate.running == 1
+        assert gate.running == 0
