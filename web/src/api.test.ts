@@ -9,7 +9,7 @@ describe("friendlyMessage", () => {
   it("has a sentence for every error code the API returns", () => {
     for (const code of [
       "host_busy", "client_busy", "host_unavailable", "invalid_credentials", "rate_limited",
-      "not_authenticated", "username_taken", "media_unavailable", "call_ended",
+      "not_authenticated", "username_taken", "media_unavailable", "call_ended", "busy",
     ]) {
       expect(friendlyMessage(new ApiError(409, code, "x"))).not.toBe("x");
     }
