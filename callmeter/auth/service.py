@@ -227,57 +227,65 @@ async def register(
     per client address (TooManyRequests; a taken username counts too); Busy when the
     auth slots and their queue are full."""
     async with runtime.auth_gate.slot():
-        now = runtime.clock.now()
-        username = username.lower()
-        limit = runtime.settings.registrations_per_address_per_hour
-
-        async def admit(session: AsyncSession) -> tuple[int, bool]:
-            await repository.serialize_on(session, f"register:address:{address}")
-            tally = await repository.tally_registrations(
-                session, address=address, since=now - REGISTRATION_WINDOW
-            )
-            if tally.count >= limit:
-                raise TooManyRequests(
-                    "too many registrations from this address; try again later",
-                    retry_after=_retry_after(tally, REGISTRATION_WINDOW, now),
-                )
-            taken = await repository.username_exists(session, username)
-            attempt_id = await repository.add_attempt(
-                session,
-                kind=AttemptKind.register,
-                username=username,
-                address=address,
-                at=now,
-                state=AttemptState.failed if taken else AttemptState.pending,
-            )
-            return attempt_id, taken
-
-        attempt_id, taken = await _transaction(runtime, admit)
-        if taken:
-            raise UsernameTaken()
-        # No database connection is held while the password is hashed.
-        password_hash = await runtime.in_hashing_thread(runtime.hasher.hash, password)
-        return await _create(
+        return await _register(
             runtime,
-            attempt_id=attempt_id,
-            username=username,
-            password_hash=password_hash,
+            username=username.lower(),
+            password=password,
             role=role,
             display_name=display_name,
-            now=now,
+            address=address,
         )
 
 
-async def _create(
+async def _admit_registration(
+    session: AsyncSession, *, username: str, address: str, limit: int, now: datetime
+) -> tuple[int, bool]:
+    """Record the attempt and say whether the username is taken — or raise TooManyRequests,
+    recording nothing, when the address has made ``limit`` attempts within the hour."""
+    await repository.serialize_on(session, f"register:address:{address}")
+    tally = await repository.tally_registrations(
+        session, address=address, since=now - REGISTRATION_WINDOW
+    )
+    if tally.count >= limit:
+        raise TooManyRequests(
+            "too many registrations from this address; try again later",
+            retry_after=_retry_after(tally, REGISTRATION_WINDOW, now),
+        )
+    taken = await repository.username_exists(session, username)
+    attempt_id = await repository.add_attempt(
+        session,
+        kind=AttemptKind.register,
+        username=username,
+        address=address,
+        at=now,
+        state=AttemptState.failed if taken else AttemptState.pending,
+    )
+    return attempt_id, taken
+
+
+async def _register(
     runtime: Runtime,
     *,
-    attempt_id: int,
     username: str,
-    password_hash: str,
+    password: str,
     role: Role,
     display_name: str | None,
-    now: datetime,
+    address: str,
 ) -> User:
+    now = runtime.clock.now()
+    limit = runtime.settings.registrations_per_address_per_hour
+
+    async def admit(session: AsyncSession) -> tuple[int, bool]:
+        return await _admit_registration(
+            session, username=username, address=address, limit=limit, now=now
+        )
+
+    attempt_id, taken = await _transaction(runtime, admit)
+    if taken:
+        raise UsernameTaken()
+    # No database connection is held while the password is hashed.
+    password_hash = await runtime.in_hashing_thread(runtime.hasher.hash, password)
+
     async def create(session: AsyncSession) -> User:
         await repository.set_attempt_state(session, attempt_id, AttemptState.succeeded)
         await repository.forget_attempts(session, AttemptKind.register, now - REGISTRATION_WINDOW)
