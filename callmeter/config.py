@@ -88,7 +88,15 @@ class Settings(BaseSettings):
         description="the built web client (served at /)",
     )
     password_hash_profile: PasswordHashProfile = PasswordHashProfile.rfc_9106_low_memory
-    login_failures_per_minute: int = Field(default=10, ge=1)
+    # Login and registration limits (docs/api.md, "Login and registration limits").
+    login_failures_per_minute: int = Field(default=10, ge=1, le=10_000)
+    login_failures_per_address_per_minute: int = Field(default=30, ge=1, le=100_000)
+    login_failures_per_username_per_minute: int = Field(default=20, ge=1, le=100_000)
+    login_known_address_days: int = Field(default=30, ge=0, le=3650)
+    registrations_per_address_per_hour: int = Field(default=20, ge=1, le=100_000)
+    password_hash_concurrency: int = Field(default=2, ge=1, le=64)
+    password_hash_queue: int = Field(default=16, ge=0, le=10_000)
+    password_hash_wait_seconds: float = Field(default=1.0, gt=0, le=30)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
 
     # `callmeter serve`'s HTTP server (callmeter/kit/http_server.py)

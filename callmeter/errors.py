@@ -19,13 +19,18 @@ class CallmeterError(Exception):
     # the class's Retry-After (seconds), when every such error has the same
     retry_after_seconds: ClassVar[int | None] = None
 
-    def __init__(self, detail: str | None = None) -> None:
+    def __init__(self, detail: str | None = None, *, retry_after: float | None = None) -> None:
         self.detail = detail or (self.__doc__ or self.code).strip()
         # What a client acts on travels as data, never only inside the English ``detail``.
         self.fields: dict[str, int | str] = {}
         self.headers: dict[str, str] = {}
-        if self.retry_after_seconds is not None:
-            self.headers["Retry-After"] = str(self.retry_after_seconds)
+        # Whole seconds after which trying again may succeed: the Retry-After header.
+        if retry_after is None:
+            self.retry_after = self.retry_after_seconds
+        else:
+            self.retry_after = max(1, math.ceil(retry_after))
+        if self.retry_after is not None:
+            self.headers["Retry-After"] = str(self.retry_after)
         super().__init__(self.detail)
 
 
@@ -105,13 +110,6 @@ class TooManyRequests(CallmeterError):
     status_code = 429
     code = "rate_limited"
 
-    def __init__(
-        self, detail: str | None = None, *, retry_after_seconds: float | None = None
-    ) -> None:
-        super().__init__(detail)
-        if retry_after_seconds is not None:
-            self.headers["Retry-After"] = str(max(1, math.ceil(retry_after_seconds)))
-
 
 class TooManyStreams(TooManyRequests):
     """Too many open event streams; close one and try again."""
@@ -139,10 +137,16 @@ class RingCooldown(CallmeterError):
     code = "ring_cooldown"
 
     def __init__(self, retry_after_seconds: float, detail: str | None = None) -> None:
-        super().__init__(detail)
-        retry_after = max(1, math.ceil(retry_after_seconds))
-        self.fields["retry_after"] = retry_after
-        self.headers["Retry-After"] = str(retry_after)
+        super().__init__(detail, retry_after=retry_after_seconds)
+        assert self.retry_after is not None
+        self.fields["retry_after"] = self.retry_after
+
+
+class Busy(CallmeterError):
+    """The server is busy; try again in a moment."""
+
+    status_code = 503
+    code = "busy"
 
 
 class LedgerError(CallmeterError):

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Request, status
 
 from callmeter.auth import service
 from callmeter.auth.dependencies import CurrentUser
@@ -26,41 +26,49 @@ def user_out(user: User) -> UserOut:
     )
 
 
+def client_address(request: Request) -> str:
+    """The address limits are counted per: the peer, or behind a proxy the client that
+    uvicorn's trusted forwarded headers name (``FORWARDED_ALLOW_IPS``, docs/api.md)."""
+    return request.client.host[:64] if request.client else "unknown"
+
+
 @router.post("/auth/register", status_code=status.HTTP_201_CREATED)
-async def register(body: RegisterIn, runtime: RuntimeDep, session: SessionDep) -> RegisterOut:
-    """Create a client or host account (admins are created with the CLI only)."""
-    user = await service.create_user(
-        session,
-        hasher=runtime.hasher,
+async def register(body: RegisterIn, request: Request, runtime: RuntimeDep) -> RegisterOut:
+    """Create a client or host account (admins are created with the CLI only).
+
+    Limited per client address (429 with Retry-After); 503 ``busy`` when the server is
+    already hashing as many passwords as it allows.
+    """
+    user = await service.register(
+        runtime,
         username=body.username,
         password=body.password,
         role=Role(body.role),
         display_name=body.display_name,
-        now=runtime.clock.now(),
+        address=client_address(request),
     )
     return RegisterOut(user=user_out(user))
 
 
 @router.post("/auth/login")
-async def login(body: LoginIn, runtime: RuntimeDep) -> TokenOut:
+async def login(body: LoginIn, request: Request, runtime: RuntimeDep) -> TokenOut:
     """Exchange a username and password for an access token.
 
-    The same error answers an unknown user and a wrong password; after too many failures
-    within a minute the username is refused with 429 for the rest of that minute.
+    The same error answers an unknown user and a wrong password. Too many failures within
+    a minute — for this username from this address, from this address, or for this
+    username from addresses it has not logged in from recently — answer 429 with
+    Retry-After; 503 ``busy`` when the server is already verifying as many passwords as
+    it allows.
     """
-    now = runtime.clock.now()
-    # Its own transaction, committed even when the login fails, so failures are counted.
-    async with runtime.sessionmaker.begin() as session:
-        user = await service.authenticate(
-            session,
-            hasher=runtime.hasher,
-            username=body.username,
-            password=body.password,
-            now=now,
-            failures_per_minute=runtime.settings.login_failures_per_minute,
-        )
+    user = await service.log_in(
+        runtime,
+        username=body.username,
+        password=body.password,
+        address=client_address(request),
+    )
     if user is None:
         raise InvalidCredentials()
+    now = runtime.clock.now()
     ttl = runtime.settings.access_token_ttl_seconds
     token = issue_access_token(
         user_id=user.id,

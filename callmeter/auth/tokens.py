@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import jwt
 
 from callmeter.errors import NotAuthenticated
+from callmeter.kit.text import MAX_ID
 
 ALGORITHM = "HS256"
 TOKEN_TYPE = "access"
+# A signed token is still outside input: its claims are range-checked before use, so a
+# token signed with sub=2**70 or exp=10**30 is refused (401) rather than overflowing a
+# database integer or a datetime. The access token TTL is at most 30 days (config.py).
+MAX_LIFETIME = timedelta(days=366)
+CLOCK_SKEW = timedelta(minutes=5)
+_USER_ID = re.compile(r"[1-9][0-9]{0,15}")
 
 
 @dataclass(frozen=True)
@@ -33,25 +42,48 @@ def issue_access_token(
     return jwt.encode(payload, secret, algorithm=ALGORITHM)
 
 
+def _whole_seconds(value: Any) -> int | None:
+    # bool is an int in Python; a float or a numeric string is not what we issue.
+    return value if type(value) is int else None
+
+
 def read_access_token(token: str, *, secret: str, now: datetime) -> TokenClaims:
-    """Verify the signature and expiry; raise NotAuthenticated on any failure."""
+    """Verify the signature, the claims' types and ranges, and the expiry; raise
+    NotAuthenticated on any failure."""
+    invalid = NotAuthenticated("the access token is not valid")
     try:
-        # Expiry is checked below against the injected clock, not the machine's.
+        # Expiry and issue time are checked below against the injected clock.
         payload = jwt.decode(
             token,
             secret,
             algorithms=[ALGORITHM],
-            options={"verify_exp": False, "require": ["sub", "exp", "iat", "typ"]},
+            options={
+                "verify_exp": False,
+                "verify_iat": False,
+                "require": ["sub", "exp", "iat", "typ"],
+            },
         )
-        user_id = int(payload["sub"])
-        expires = int(payload["exp"])
-        role = str(payload.get("role", ""))
-    except (jwt.PyJWTError, ValueError, TypeError) as exc:
-        raise NotAuthenticated("the access token is not valid") from exc
-    if payload["typ"] != TOKEN_TYPE:
-        raise NotAuthenticated("the access token is not valid")
-    if expires <= int(now.timestamp()):
+    except jwt.PyJWTError as exc:
+        raise invalid from exc
+    sub, typ, role = payload["sub"], payload["typ"], payload.get("role", "")
+    issued, expires = _whole_seconds(payload["iat"]), _whole_seconds(payload["exp"])
+    if (
+        typ != TOKEN_TYPE
+        or not isinstance(sub, str)
+        or not _USER_ID.fullmatch(sub)
+        or int(sub) > MAX_ID
+        or not isinstance(role, str)
+        or issued is None
+        or expires is None
+    ):
+        raise invalid
+    now_s = int(now.timestamp())
+    if not 0 <= issued <= now_s + CLOCK_SKEW.total_seconds():
+        raise invalid
+    if not issued < expires <= issued + MAX_LIFETIME.total_seconds():
+        raise invalid
+    if expires <= now_s:
         raise NotAuthenticated("the access token has expired: log in again")
     return TokenClaims(
-        user_id=user_id, role=role, expires_at=datetime.fromtimestamp(expires, tz=now.tzinfo)
+        user_id=int(sub), role=role, expires_at=datetime.fromtimestamp(expires, tz=now.tzinfo)
     )

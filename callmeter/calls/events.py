@@ -51,7 +51,7 @@ def take_stream_slot(runtime: Runtime, *, user_id: int, call_id: int) -> Slot:
         raise TooManyStreams(
             f"at most {settings.max_streams_per_user_call} open event streams per call and "
             f"{settings.max_streams_per_user} in all; close one first",
-            retry_after_seconds=STREAM_RETRY_AFTER_SECONDS,
+            retry_after=STREAM_RETRY_AFTER_SECONDS,
         )
     return slot
 

@@ -474,7 +474,7 @@ async def add_signal(
         raise SignalRateLimited(
             f"at most {settings.signals_per_window} signals per "
             f"{settings.signal_window_seconds} s on a call",
-            retry_after_seconds=(free_at - now).total_seconds(),
+            retry_after=(free_at - now).total_seconds(),
         )
     if await repository.count_signals(session, call.id) >= settings.max_signals_per_call:
         raise SignalLimitReached(f"a call stores at most {settings.max_signals_per_call} signals")

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from argon2 import PasswordHasher, profiles
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -10,14 +17,37 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from callmeter.config import PasswordHashProfile, Settings
 from callmeter.kit.clock import Clock, SystemClock
 from callmeter.kit.db import DatabaseProbe, create_engine, create_sessionmaker
+from callmeter.kit.gate import Gate
 from callmeter.kit.slots import Slots
 from callmeter.media.livekit import LiveKit
+
+T = TypeVar("T")
+
+# How much lower than the process a hashing thread runs (Linux niceness is per thread;
+# argon2's lane threads inherit it): the event loop, and so every heartbeat, comes first.
+HASHING_NICENESS = 10
 
 
 def password_hasher(profile: PasswordHashProfile) -> PasswordHasher:
     if profile is PasswordHashProfile.cheapest:
         return PasswordHasher.from_parameters(profiles.CHEAPEST)
     return PasswordHasher.from_parameters(profiles.RFC_9106_LOW_MEMORY)
+
+
+def _lower_thread_priority() -> None:
+    try:
+        tid = threading.get_native_id()
+        nice = os.getpriority(os.PRIO_PROCESS, tid)
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, nice + HASHING_NICENESS))
+    except (AttributeError, OSError):  # not Linux: the threads run at normal priority
+        pass
+
+
+def hashing_threads(count: int) -> ThreadPoolExecutor:
+    """``count`` low-priority threads: at most that many password hashes run at once."""
+    return ThreadPoolExecutor(
+        max_workers=count, thread_name_prefix="password-hash", initializer=_lower_thread_priority
+    )
 
 
 @dataclass
@@ -28,6 +58,9 @@ class Runtime:
     read_sessionmaker: async_sessionmaker[AsyncSession]
     clock: Clock = field(default_factory=SystemClock)
     hasher: PasswordHasher = field(default_factory=PasswordHasher)
+    # Logins and registrations in progress at once, each with one password hash.
+    auth_gate: Gate = field(default_factory=lambda: Gate(slots=2, queue=16, wait_seconds=1.0))
+    hashing: ThreadPoolExecutor = field(default_factory=lambda: hashing_threads(2))
     livekit: LiveKit | None = None
     streams: Slots = field(default_factory=Slots)  # open event streams, this process only
     database_probe: DatabaseProbe = field(init=False)
@@ -50,11 +83,23 @@ class Runtime:
             read_sessionmaker=create_sessionmaker(engine, read_only=True),
             clock=clock or SystemClock(),
             hasher=password_hasher(settings.password_hash_profile),
+            auth_gate=Gate(
+                slots=settings.password_hash_concurrency,
+                queue=settings.password_hash_queue,
+                wait_seconds=settings.password_hash_wait_seconds,
+            ),
+            hashing=hashing_threads(settings.password_hash_concurrency),
             livekit=LiveKit(settings) if settings.livekit_enabled else None,
         )
 
+    async def in_hashing_thread(self, work: Callable[..., T], *args: object) -> T:
+        """Run a password hash or verification in one of the hashing threads."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.hashing, functools.partial(work, *args))
+
     async def close(self) -> None:
         await self.database_probe.close()
+        self.hashing.shutdown(wait=False, cancel_futures=True)
         if self.livekit is not None:
             await self.livekit.close()
         await self.engine.dispose()

@@ -1,12 +1,13 @@
 """SQLAlchemy tables, one module per table. Importing this package registers them all."""
 
 from callmeter.models.account import Account, AccountKind
+from callmeter.models.auth_attempt import AttemptKind, AttemptState, AuthAttempt
 from callmeter.models.base import Base
 from callmeter.models.call import Call, CallSignal, CallStatus, EndReason
 from callmeter.models.hold import Hold
 from callmeter.models.host_block import HostBlock
 from callmeter.models.idempotency import IdempotentRequest
-from callmeter.models.login_failure import LoginFailure
+from callmeter.models.known_address import KnownAddress
 from callmeter.models.media import MediaKick, WebhookEvent
 from callmeter.models.transfer import MAX_AMOUNT, Posting, Transfer
 from callmeter.models.user import Role, User
@@ -15,6 +16,9 @@ __all__ = [
     "MAX_AMOUNT",
     "Account",
     "AccountKind",
+    "AttemptKind",
+    "AttemptState",
+    "AuthAttempt",
     "Base",
     "Call",
     "CallSignal",
@@ -23,7 +27,7 @@ __all__ = [
     "Hold",
     "HostBlock",
     "IdempotentRequest",
-    "LoginFailure",
+    "KnownAddress",
     "MediaKick",
     "Posting",
     "Role",

@@ -162,3 +162,86 @@ class TestTokens:
         )
         r = await client.get("/v1/admin/ledger/check", headers={"Authorization": f"Bearer {token}"})
         assert r.status_code == 403
+
+
+class TestTokenClaims:
+    """A validly signed token whose claims are out of range is 401, never 500."""
+
+    @pytest.mark.parametrize(
+        "claims",
+        [
+            {"sub": str(2**70)},
+            {"sub": 2**70},
+            {"sub": str(2**53)},
+            {"sub": "0"},
+            {"sub": "-1"},
+            {"sub": "1.0"},
+            {"sub": " 1"},
+            {"sub": "one"},
+            {"sub": 1},
+            {"sub": None},
+            {"exp": 10**30},
+            {"exp": -1},
+            {"exp": "4102444800"},
+            {"exp": 4102444800.0},
+            {"exp": True},
+            {"exp": None},
+            {"iat": 10**30},
+            {"iat": -(10**30)},
+            {"iat": "0"},
+            {"iat": 1.5},
+            {"role": ["admin"]},
+            {"typ": "refresh"},
+        ],
+        ids=repr,
+    )
+    async def test_out_of_range_claims_are_401(
+        self, runtime: Runtime, client: AsyncClient, claims: dict[str, object]
+    ) -> None:
+        user = await make_user(runtime, Role.client)
+        now = int(runtime.clock.now().timestamp())
+        payload: dict[str, object] = {
+            "sub": str(user.id),
+            "role": "client",
+            "typ": "access",
+            "iat": now,
+            "exp": now + 600,
+        }
+        payload.update(claims)
+        token = jwt.encode(payload, runtime.settings.secret_key, algorithm="HS256")
+        r = await client.get("/v1/me", headers={"Authorization": f"Bearer {token}"})
+        assert r.status_code == 401, r.text
+        assert r.json()["error"] == "not_authenticated"
+
+    @pytest.mark.parametrize(
+        ("iat_offset", "exp_offset"),
+        [(0, 367 * 86400), (3600, 7200), (0, 0), (-7200, -3600 - 1)],
+        ids=["lifetime-over-a-year", "issued-in-the-future", "expires-when-issued", "expired"],
+    )
+    async def test_times_are_checked_against_the_servers_clock(
+        self, runtime: Runtime, client: AsyncClient, iat_offset: int, exp_offset: int
+    ) -> None:
+        user = await make_user(runtime, Role.client)
+        now = int(runtime.clock.now().timestamp())
+        payload = {
+            "sub": str(user.id),
+            "typ": "access",
+            "iat": now + iat_offset,
+            "exp": now + exp_offset,
+        }
+        token = jwt.encode(payload, runtime.settings.secret_key, algorithm="HS256")
+        r = await client.get("/v1/me", headers={"Authorization": f"Bearer {token}"})
+        assert r.status_code == 401, r.text
+
+    async def test_an_unknown_user_in_range_is_401(
+        self, runtime: Runtime, client: AsyncClient
+    ) -> None:
+        token = issue_access_token(
+            user_id=2**53 - 1,
+            role="client",
+            secret=runtime.settings.secret_key,
+            now=runtime.clock.now(),
+            ttl_seconds=600,
+        )
+        r = await client.get("/v1/me", headers={"Authorization": f"Bearer {token}"})
+        assert r.status_code == 401

@@ -10,7 +10,7 @@ describe("friendlyMessage", () => {
     for (const code of [
       "host_busy", "client_busy", "host_unavailable", "invalid_credentials", "rate_limited",
       "not_authenticated", "username_taken", "media_unavailable", "call_ended", "rate_changed",
-      "ring_cooldown",
+      "ring_cooldown", "busy",
     ]) {
       expect(friendlyMessage(new ApiError(409, code, "x"))).not.toBe("x");
     }

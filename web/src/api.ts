@@ -111,6 +111,8 @@ export function friendlyMessage(error: unknown): string {
       return "Wrong username or password.";
     case "rate_limited":
       return "Too many attempts. Wait a minute and try again.";
+    case "busy":
+      return "The server is busy. Try again in a moment.";
     case "not_authenticated":
       return "Your session has expired. Please log in again.";
     case "username_taken":
