@@ -23,11 +23,11 @@ from callmeter.admin.endpoints import router as admin_router
 from callmeter.auth.endpoints import router as auth_router
 from callmeter.calls.endpoints import router as calls_router
 from callmeter.config import Settings, get_settings
-from callmeter.errors import CallmeterError, DatabaseUnavailable
+from callmeter.errors import CallmeterError, ConcurrentUpdate, DatabaseUnavailable
 from callmeter.hosts.endpoints import router as hosts_router
 from callmeter.kit.body_limit import BodySizeLimitMiddleware
 from callmeter.kit.clock import Clock
-from callmeter.kit.db import is_unavailable
+from callmeter.kit.db import is_lost_race, is_unavailable
 from callmeter.kit.runtime import Runtime
 from callmeter.ledger.endpoints import router as ledger_router
 from callmeter.media.endpoints import router as webhooks_router
@@ -141,6 +141,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(SQLAlchemyError)
     @app.exception_handler(OSError)
     async def _database(request: Request, exc: Exception) -> JSONResponse:
+        if is_lost_race(exc):
+            # a deadlock or serialization failure the request's own transaction lost:
+            # nothing was written, and the same request again will very likely pass
+            return _domain_error(ConcurrentUpdate("a concurrent request won; try again"))
         if not is_unavailable(exc):
             return _internal_error(exc)
         log.warning("database unavailable (%s %s): %r", request.method, request.url.path, exc)

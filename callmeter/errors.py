@@ -207,6 +207,7 @@ class ConcurrentUpdate(CallmeterError):
 
     status_code = 409
     code = "concurrent_update"
+    retry_after_seconds = 1
 
 
 class RefundTooLarge(CallmeterError):

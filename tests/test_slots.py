@@ -20,3 +20,16 @@ class TestSlots:
         assert (slots.held("user"), slots.held(("user", "call"))) == (2, 1)
         assert slots.try_acquire(limits) is not None
         assert slots.try_acquire(limits) is None
+
+
+def test_recent_events_admit_the_limit_per_window_and_say_when_one_leaves() -> None:
+    from callmeter.kit.slots import RecentEvents
+
+    recent = RecentEvents(max_keys=2)
+    assert [recent.admit("a", 100.0 + i, 3, 10) for i in range(3)] == [None, None, None]
+    assert recent.admit("a", 105.0, 3, 10) == 5.0  # the first leaves the window at 110 s
+    assert recent.admit("b", 105.0, 3, 10) is None  # other keys count apart
+    assert recent.admit("a", 110.0, 3, 10) is None
+    for key in ("c", "d", "e"):  # more keys than kept: the expired ones are forgotten
+        recent.admit(key, 200.0, 3, 10)
+    assert recent.admit("a", 200.0, 1, 10) is None

@@ -205,14 +205,26 @@ async def signal(
     413 when the payload is over `MAX_SIGNAL_BYTES` serialized; 429 (Retry-After) past
     `SIGNALS_PER_WINDOW` per `SIGNAL_WINDOW_SECONDS` from you on this call; 409
     `signal_limit_reached` once the call stores `MAX_SIGNALS_PER_CALL`."""
+    now = runtime.clock.now()
+    settings = runtime.settings
+    # a flood is refused here, before it queues for the call's row lock (the database
+    # count below is what holds across processes)
+    wait = runtime.recent_signals.admit(
+        (call_id, user.id),
+        now.timestamp(),
+        settings.signals_per_window,
+        settings.signal_window_seconds,
+    )
+    if wait is not None:
+        raise service.signal_rate_limited(settings, wait)
     sent = await service.add_signal(
         session,
         user=user,
         call_id=call_id,
         signal_type=body.type,
         payload=body.payload,
-        settings=runtime.settings,
-        now=runtime.clock.now(),
+        settings=settings,
+        now=now,
     )
     return SignalAccepted(id=sent.id)
 

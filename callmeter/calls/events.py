@@ -129,4 +129,4 @@ async def _poll(
 def _unavailable_event() -> dict[str, str | int]:
     error = DatabaseUnavailable()
     data = json.dumps({"error": error.code, "detail": error.detail})
-    return {"event": "error", "data": data, "retry": (error.retry_after_seconds or 2) * 1000}
+    return {"event": "error", "data": data, "retry": (error.retry_after or 2) * 1000}

@@ -41,10 +41,11 @@ async def has_unfinished_call(
     return bool(result.scalar())
 
 
-async def unfinished_call_ids(session: AsyncSession, *, client_id: int, host_id: int) -> list[int]:
-    """The unfinished calls of a client or of a host, in id order (the lock order)."""
+async def unfinished_calls(session: AsyncSession, *, client_id: int, host_id: int) -> list[Call]:
+    """The unfinished calls of a client or of a host, in id order (the lock order), read
+    without locking them."""
     result = await session.scalars(
-        select(Call.id)
+        select(Call)
         .where(or_(Call.client_id == client_id, Call.host_id == host_id), NOT_ENDED)
         .order_by(Call.id)
     )

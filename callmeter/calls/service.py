@@ -45,6 +45,7 @@ from callmeter.errors import (
 from callmeter.hosts import repository as hosts
 from callmeter.ledger import service as ledger
 from callmeter.media import presence
+from callmeter.media import repository as media_repository
 from callmeter.media.livekit import LiveKit, MediaUnavailable, Participant
 from callmeter.models import AccountKind, Call, CallSignal, CallStatus, EndReason, Role, User
 
@@ -108,12 +109,13 @@ async def create_call(
         raise HostUnavailable()  # a blocked client is told no more than this
     # A call of either side that is past a deadline ends now, meter or not: a ring nobody
     # answered, a connect that never completed or a silent party does not keep anyone busy.
-    for stale_id in await repository.unfinished_call_ids(
-        session, client_id=client.id, host_id=host.id
-    ):
-        stale = await _locked(session, stale_id)
-        if stale is not None:
-            await end_if_overdue(session, stale, settings, now)
+    # Only calls already past a deadline are locked — all of them first, in id order, then
+    # ended (each end locks accounts): calls before accounts, as on every other path.
+    unfinished = await repository.unfinished_calls(session, client_id=client.id, host_id=host.id)
+    overdue = [c.id for c in unfinished if passed_deadline(c, now, settings) is not None]
+    stale = [c for c in [await _locked(session, call_id) for call_id in overdue] if c]
+    for call in stale:
+        await end_if_overdue(session, call, settings, now)
     await _save(session)
     if await repository.has_unfinished_call(session, client_id=client.id):
         raise ClientBusy()
@@ -313,37 +315,41 @@ def _seen(call: Call, party: Party, now: datetime) -> None:
         call.host_last_seen_at = max(seen, now) if seen else now
 
 
+def passed_deadline(
+    call: Call, now: datetime, settings: Settings
+) -> tuple[datetime, EndReason] | None:
+    """The end a call has earned by ``now`` (pure: no I/O), whoever looks at it first: a
+    ring not answered in time is ``missed``, a connect not completed in time
+    ``connect_failed``, a LiveKit party gone past its grace ``media_left`` (billed to when
+    it left), a party silent past the heartbeat timeout ``connection_lost`` (billed to the
+    presence horizon). None while the call may go on."""
+    if call.status == CallStatus.ringing:
+        deadline = call.created_at + timedelta(seconds=settings.ring_timeout_seconds)
+        return (deadline, EndReason.missed) if now >= deadline else None
+    if call.status == CallStatus.connecting:
+        assert call.accepted_at is not None
+        deadline = call.accepted_at + timedelta(seconds=settings.connect_timeout_seconds)
+        return (deadline, EndReason.connect_failed) if now >= deadline else None
+    if call.status == CallStatus.active:
+        departed = presence.departed_at(call, now, settings)
+        if departed is not None:
+            return departed, EndReason.media_left
+        if presence_lost(call, now, settings.heartbeat_timeout_seconds):
+            return billing_horizon(call), EndReason.connection_lost
+    return None
+
+
 async def end_if_overdue(
     session: AsyncSession, call: Call, settings: Settings, now: datetime
 ) -> bool:
-    """Apply every deadline a locked call has passed, whoever looks at it first — a
-    heartbeat, a hang-up, a webhook, an admin, a new ring, or the meter (which only makes
-    it happen sooner): a ring not answered in time is ``missed``, a connect not completed in
-    time ``connect_failed``, a LiveKit party gone past its grace ``media_left`` (billed to
-    when it left), a party silent past the heartbeat timeout ``connection_lost`` (billed to
-    the presence horizon). Returns whether the call ended here."""
-    if call.status == CallStatus.ringing:
-        deadline = call.created_at + timedelta(seconds=settings.ring_timeout_seconds)
-        if now >= deadline:
-            await finish(session, call, deadline, EndReason.missed, now)
-            return True
-    elif call.status == CallStatus.connecting:
-        assert call.accepted_at is not None
-        deadline = call.accepted_at + timedelta(seconds=settings.connect_timeout_seconds)
-        if now >= deadline:
-            await finish(session, call, deadline, EndReason.connect_failed, now)
-            return True
-    elif call.status == CallStatus.active:
-        departed = presence.departed_at(call, now, settings)
-        if departed is not None:
-            # billed to the moment the party left LiveKit, not to when we noticed
-            await finish(session, call, departed, EndReason.media_left, now)
-            return True
-        if presence_lost(call, now, settings.heartbeat_timeout_seconds):
-            # billed to the last moment both parties were there
-            await finish(session, call, billing_horizon(call), EndReason.connection_lost, now)
-            return True
-    return False
+    """End a locked call that passed a deadline (:func:`passed_deadline`) — a heartbeat, a
+    hang-up, a webhook, an admin, a new ring or the meter, whichever looks first; the meter
+    only makes it happen sooner. Returns whether the call ended here."""
+    due = passed_deadline(call, now, settings)
+    if due is None:
+        return False
+    await finish(session, call, due[0], due[1], now)
+    return True
 
 
 def activate_if_connected(call: Call) -> None:
@@ -409,7 +415,11 @@ async def advance(
     if call is None or call.status == CallStatus.ended:
         return call
     if roster is not None and call.status in (CallStatus.connecting, CallStatus.active):
-        presence.reconcile(call, roster.participants, now)
+        # a roster is read before this transaction: a participant_left that arrived since
+        # outranks it (a sid LiveKit said left is never present again)
+        sids = [p.sid for p in roster.participants or []]
+        departed = await media_repository.departed_sids(session, sids)
+        presence.reconcile(call, roster.participants, now, departed)
         activate_if_connected(call)
     await _advance_locked(session, call, settings, now)
     await _save(session)
@@ -435,6 +445,14 @@ def look_again_for_media(call: Call, now: datetime, settings: Settings) -> None:
     party's grace period ends."""
     if call.media_provider == "livekit" and call.status != CallStatus.ended:
         call.due_at = min(call.due_at or now, presence.next_look(call, now, settings))
+
+
+def signal_rate_limited(settings: Settings, retry_after: float) -> SignalRateLimited:
+    return SignalRateLimited(
+        f"at most {settings.signals_per_window} signals per "
+        f"{settings.signal_window_seconds} s on a call",
+        retry_after=retry_after,
+    )
 
 
 async def add_signal(
@@ -471,11 +489,7 @@ async def add_signal(
     )
     if recent >= settings.signals_per_window:
         free_at = (oldest or now) + window  # when the oldest leaves the window
-        raise SignalRateLimited(
-            f"at most {settings.signals_per_window} signals per "
-            f"{settings.signal_window_seconds} s on a call",
-            retry_after=(free_at - now).total_seconds(),
-        )
+        raise signal_rate_limited(settings, (free_at - now).total_seconds())
     if await repository.count_signals(session, call.id) >= settings.max_signals_per_call:
         raise SignalLimitReached(f"a call stores at most {settings.max_signals_per_call} signals")
     signal = CallSignal(

@@ -271,9 +271,9 @@ def plan_interval_charge(
     if call.status != CallStatus.active or call.started_at is None:
         return None
     started = call.started_at
-    horizon = presence_horizon(call)
-    if horizon is not None and now >= horizon + timedelta(seconds=heartbeat_timeout):
+    if presence_lost(call, now, heartbeat_timeout):
         return None  # connection_lost: ``finish`` decides the billed end
+    horizon = presence_horizon(call)
     tariff = tariff_of(call)
     t_now = seconds_between(started, now)
     billable = min(seconds_between(started, min(horizon or started, now)), paid_seconds(call))
@@ -295,8 +295,15 @@ def plan_interval_charge(
     paid_until = started + timedelta(seconds=paid)
     next_charge_at = started + timedelta(seconds=next_boundary(tariff, t_now))
     due_at = _due_at(next_charge_at, paid_until, horizon, heartbeat_timeout, now)
-    before = (call.charged, call.held, call.host_earned, call.warning, call.paid_until,
-              call.next_charge_at, call.billed_seconds)  # fmt: skip
+    before = (
+        call.charged,
+        call.held,
+        call.host_earned,
+        call.warning,
+        call.paid_until,
+        call.next_charge_at,
+        call.billed_seconds,
+    )
     after = (charged, held, host_earned, warning, paid_until, next_charge_at, billable)
     return IntervalCharge(
         call_id=call.id,

@@ -15,11 +15,14 @@ NOT_ENDED = Call.status != CallStatus.ended
 
 async def lock_host(session: AsyncSession, host_id: int) -> User | None:
     """The user ``host_id`` (any role), its row locked until the transaction ends: rings to
-    a host and its blocks take this lock first, so neither misses the other."""
+    a host and its blocks take this lock first, so neither misses the other. FOR NO KEY
+    UPDATE: rings and blocks queue on each other, but the foreign-key checks of rows that
+    point at the user (a signal's sender, a call's host) do not wait for it — with a plain
+    FOR UPDATE a ring and a signal on the host's live call could deadlock."""
     result = await session.execute(
         select(User)
         .where(User.id == host_id)
-        .with_for_update()
+        .with_for_update(key_share=True)
         .execution_options(populate_existing=True)
     )
     return result.scalar_one_or_none()

@@ -187,15 +187,19 @@ def dialect_insert(session: AsyncSession, table: Any) -> Any:
     raise NotImplementedError(f"unsupported database dialect: {name}")
 
 
-def is_retryable(exc: BaseException) -> bool:
-    """A serialization failure or deadlock (PostgreSQL) or a busy database (SQLite)."""
+def is_lost_race(exc: BaseException) -> bool:
+    """A serialization failure or deadlock (PostgreSQL): the transaction lost to another."""
     if not isinstance(exc, DBAPIError):
         return False
-    orig = exc.orig
-    code = getattr(orig, "pgcode", None) or getattr(orig, "sqlstate", None)
-    if code in RETRYABLE_SQLSTATES:
+    code = getattr(exc.orig, "pgcode", None) or getattr(exc.orig, "sqlstate", None)
+    return code in RETRYABLE_SQLSTATES
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """A serialization failure or deadlock (PostgreSQL) or a busy database (SQLite)."""
+    if is_lost_race(exc):
         return True
-    return "database is locked" in str(orig)
+    return isinstance(exc, DBAPIError) and "database is locked" in str(exc.orig)
 
 
 def is_unavailable(error: BaseException) -> bool:
@@ -219,6 +223,24 @@ def is_unavailable(error: BaseException) -> bool:
             code in UNAVAILABLE_SQLSTATES or code[:2] in UNAVAILABLE_SQLSTATE_CLASSES
         )
     if isinstance(error, OSError):  # TimeoutError and ConnectionError included
+        return _raised_by_driver(error)
+    return False
+
+
+def is_disconnected(error: BaseException) -> bool:
+    """``error`` means no connection could be had or kept (the server down, unreachable or
+    not answering a connection), as opposed to one statement that failed or took too long
+    (a statement timeout, a lock wait): retrying other, smaller work cannot help."""
+    if isinstance(error, exc.InterfaceError | exc.DisconnectionError | exc.TimeoutError):
+        return True
+    if isinstance(error, DBAPIError):
+        if error.connection_invalidated:
+            return True
+        code = getattr(error.orig, "pgcode", None) or getattr(error.orig, "sqlstate", None)
+        if isinstance(code, str):
+            return code[:2] == "08"
+        return isinstance(error.orig, OSError) or "unable to open" in str(error.orig)
+    if isinstance(error, OSError):
         return _raised_by_driver(error)
     return False
 

@@ -18,7 +18,7 @@ from callmeter.config import PasswordHashProfile, Settings
 from callmeter.kit.clock import Clock, SystemClock
 from callmeter.kit.db import DatabaseProbe, create_engine, create_sessionmaker
 from callmeter.kit.gate import Gate
-from callmeter.kit.slots import Slots
+from callmeter.kit.slots import RecentEvents, Slots
 from callmeter.media.livekit import LiveKit
 
 T = TypeVar("T")
@@ -63,6 +63,7 @@ class Runtime:
     hashing: ThreadPoolExecutor = field(default_factory=lambda: hashing_threads(2))
     livekit: LiveKit | None = None
     streams: Slots = field(default_factory=Slots)  # open event streams, this process only
+    recent_signals: RecentEvents = field(default_factory=RecentEvents)  # per sender and call
     database_probe: DatabaseProbe = field(init=False)
 
     def __post_init__(self) -> None:

@@ -1,8 +1,9 @@
-"""Counted slots held by long-lived work (open event streams), per key, in this process."""
+"""Counted slots held by long-lived work (open event streams) and recent events (signals),
+per key, in this process."""
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Hashable, Mapping
 
 
@@ -44,3 +45,30 @@ class Slots:
             self._held[key] -= 1
             if self._held[key] <= 0:
                 del self._held[key]
+
+
+class RecentEvents:
+    """How many events each key admitted within a sliding window, in this process: a cheap
+    first gate in front of a limit that the database enforces across processes, so that a
+    flood is refused before it queues for a connection or a row lock."""
+
+    def __init__(self, max_keys: int = 10_000) -> None:
+        self._times: dict[Hashable, deque[float]] = {}
+        self._max_keys = max_keys
+
+    def admit(self, key: Hashable, now: float, limit: int, window: float) -> float | None:
+        """Count one event for ``key`` at ``now`` (seconds) if fewer than ``limit`` were
+        admitted in the last ``window`` seconds; otherwise the seconds until one leaves."""
+        times = self._times.setdefault(key, deque())
+        while times and times[0] <= now - window:
+            times.popleft()
+        if len(times) >= limit:
+            return times[0] + window - now
+        times.append(now)
+        if len(self._times) > self._max_keys:
+            self._forget_before(now - window)
+        return None
+
+    def _forget_before(self, moment: float) -> None:
+        for key in [k for k, times in self._times.items() if not times or times[-1] <= moment]:
+            del self._times[key]

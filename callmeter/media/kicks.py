@@ -89,8 +89,9 @@ async def process_kicks(runtime: Runtime, now: datetime, limit: int = 50) -> int
             else {"attempts": attempts + 1, "done_at": now, "last_error": None}
         )
 
-        async def record(session: AsyncSession, kick_id: int = kick_id,
-                         values: dict[str, object] = values) -> None:  # fmt: skip
+        async def record(
+            session: AsyncSession, kick_id: int = kick_id, values: dict[str, object] = values
+        ) -> None:
             await session.execute(update(MediaKick).where(MediaKick.id == kick_id).values(values))
 
         await run_in_transaction(runtime.sessionmaker, record)

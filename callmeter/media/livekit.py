@@ -19,6 +19,7 @@ from livekit import api
 
 from callmeter.config import Settings
 from callmeter.errors import CallmeterError
+from callmeter.kit.text import MAX_ID
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -42,13 +43,12 @@ def user_id_of(identity: str) -> int | None:
 
 
 _ROOM = re.compile(r"call-([1-9][0-9]{0,15})")
-MAX_CALL_ID = 2**53
 
 
 def call_id_of(room: str) -> int | None:
-    """The call id of one of our rooms (``call-<id>``, an id within 1..2^53), else None."""
+    """The call id of one of our rooms (``call-<id>``, an id within 1..2^53 - 1), else None."""
     match = _ROOM.fullmatch(room)
-    if match is None or int(match.group(1)) > MAX_CALL_ID:
+    if match is None or int(match.group(1)) > MAX_ID:
         return None
     return int(match.group(1))
 

@@ -13,6 +13,7 @@ every LiveKit call at the heartbeat timeout.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime, timedelta
 from typing import Literal
 
@@ -70,9 +71,15 @@ def left(call: Call, party: Party, sid: str | None, at: datetime) -> bool:
     return True
 
 
-def reconcile(call: Call, participants: list[Participant] | None, now: datetime) -> None:
-    """Apply what ``ListParticipants`` says (None: the room is gone)."""
-    present = {p.identity: p for p in participants or []}
+def reconcile(
+    call: Call,
+    participants: list[Participant] | None,
+    now: datetime,
+    departed: Collection[str] = (),
+) -> None:
+    """Apply what ``ListParticipants`` says (None: the room is gone). A participant whose
+    sid is in ``departed`` (LiveKit said it left, after the roster was read) is absent."""
+    present = {p.identity: p for p in participants or [] if p.sid not in departed}
     for party in PARTIES:
         user_id = call.client_id if party == "client" else call.host_id
         participant = present.get(identity_for(user_id))

@@ -15,7 +15,7 @@ import logging
 from datetime import UTC, datetime, timedelta
 
 from livekit import api
-from sqlalchemy import exists, select, update
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from callmeter.calls import repository as calls_repository
@@ -24,15 +24,15 @@ from callmeter.calls.settlement import charge_pending, finish, settle
 from callmeter.config import Settings
 from callmeter.errors import CallmeterError
 from callmeter.kit.db import dialect_insert
-from callmeter.media import presence
+from callmeter.media import presence, repository
 from callmeter.media.kicks import enqueue_kick
 from callmeter.media.livekit import call_id_of
 from callmeter.models import CallStatus, EndReason, WebhookEvent
 
 log = logging.getLogger(__name__)
 
-SOURCE = "livekit"
-LEFT_EVENTS = ("participant_left", "participant_connection_aborted")
+SOURCE = repository.SOURCE
+LEFT_EVENTS = repository.LEFT_EVENTS
 CALL_EVENTS = ("participant_joined", "room_finished", *LEFT_EVENTS)
 # Further from its arrival than this, an event's time is not a clock being off but garbage.
 MAX_EVENT_SKEW = timedelta(days=1)
@@ -199,15 +199,4 @@ async def _apply(
 
 
 async def _already_left(session: AsyncSession, sid: str) -> bool:
-    if not sid:
-        return False
-    result = await session.execute(
-        select(
-            exists().where(
-                WebhookEvent.source == SOURCE,
-                WebhookEvent.participant_sid == sid,
-                WebhookEvent.event.in_(LEFT_EVENTS),
-            )
-        )
-    )
-    return bool(result.scalar())
+    return sid in await repository.departed_sids(session, [sid])

@@ -53,8 +53,17 @@ HOLDS = cast(Table, Hold.__table__)
 CALLS = cast(Table, Call.__table__)
 
 # what a settlement changes on a call row
-CALL_BILLING_COLUMNS = ("version", "charged", "host_earned", "held", "billed_seconds",
-                        "warning", "paid_until", "next_charge_at", "due_at")  # fmt: skip
+CALL_BILLING_COLUMNS = (
+    "version",
+    "charged",
+    "host_earned",
+    "held",
+    "billed_seconds",
+    "warning",
+    "paid_until",
+    "next_charge_at",
+    "due_at",
+)
 
 _SNAPSHOT_COLUMNS = [getattr(Call, name) for name in CallSnapshot.__slots__]
 
@@ -190,10 +199,22 @@ async def _write(
             balance[credit] += amount
             delta_balance[debit] -= amount
             delta_balance[credit] += amount
-            postings.append({"transfer_id": transfer_id, "account_id": debit,
-                             "amount": -amount, "balance_after": balance[debit]})  # fmt: skip
-            postings.append({"transfer_id": transfer_id, "account_id": credit,
-                             "amount": amount, "balance_after": balance[credit]})  # fmt: skip
+            postings.append(
+                {
+                    "transfer_id": transfer_id,
+                    "account_id": debit,
+                    "amount": -amount,
+                    "balance_after": balance[debit],
+                }
+            )
+            postings.append(
+                {
+                    "transfer_id": transfer_id,
+                    "account_id": credit,
+                    "amount": amount,
+                    "balance_after": balance[credit],
+                }
+            )
             metrics.record_transfer(session, kind)
         # in list order: each account's running balance follows posting ids
         await insert_rows(session, POSTINGS, postings)
@@ -213,8 +234,11 @@ async def _write(
             add={"balance": "balance", "held": "held"},
         ),
     )
-    moved = [{"id": hold_id, "amount": plan.hold_delta}
-             for plan, _w, _e, hold_id in plans if plan.hold_delta]  # fmt: skip
+    moved = [
+        {"id": hold_id, "amount": plan.hold_delta}
+        for plan, _w, _e, hold_id in plans
+        if plan.hold_delta
+    ]
     await _expect(
         len(moved),
         update_rows(

@@ -22,7 +22,7 @@ from callmeter.calls import repository as calls_repository
 from callmeter.calls import service as calls
 from callmeter.calls.repository import DueCall
 from callmeter.calls.service import Roster
-from callmeter.kit.db import is_unavailable, run_in_transaction
+from callmeter.kit.db import is_disconnected, run_in_transaction
 from callmeter.kit.runtime import Runtime
 from callmeter.media.kicks import process_kicks
 from callmeter.media.livekit import MediaUnavailable
@@ -86,7 +86,10 @@ async def _take_batch(
         try:
             done = await run_in_transaction(runtime.sessionmaker, batch)
         except Exception as exc:
-            if is_unavailable(exc):  # the per-call path cannot do better: this tick fails
+            # No connection: the per-call path cannot do better, this tick fails. A statement
+            # that timed out or waited on a lock is different: smaller transactions may pass,
+            # and retrying the same batch every tick would stall the meter.
+            if is_disconnected(exc):
                 raise
             # Nothing of the batch was written; the per-call path below still makes progress.
             log.exception("meter batch failed; settling these calls one by one")

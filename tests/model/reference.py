@@ -259,7 +259,7 @@ class Model:
     def reconcile(self, call: MCall, present: dict[str, str] | None) -> None:
         for party, user in (("client", call.client), ("host", call.host)):
             sid = (present or {}).get(f"user-{user}")
-            if sid is not None:
+            if sid is not None and sid not in self.departed_sids:
                 self.joined(call, party, sid, self.now)
             elif call.lk_sid[party] is not None:
                 seen = call.seen[party]
