@@ -129,7 +129,7 @@ class Api:
         self.http = httpx.AsyncClient(timeout=10, limits=httpx.Limits(max_connections=400))
 
     async def post(self, path: str, token: str, body: Any = None) -> httpx.Response | None:
-        for attempt in range(8):
+        for attempt in range(16):  # a killed process takes a few seconds to come back
             base = random.choice(self.bases)
             self.stats.requests += 1
             try:
@@ -142,7 +142,10 @@ class Api:
                 continue
             self.stats.statuses[r.status_code] += 1
             if r.status_code >= 500:
-                await asyncio.sleep(0.05 * (attempt + 1))
+                # as a browser does: a 503 says when to come back (database or LiveKit
+                # unavailable, e.g. while a killed process's connections are cleaned up)
+                wait = r.headers.get("Retry-After")
+                await asyncio.sleep(min(2.0, float(wait)) if wait else 0.05 * (attempt + 1))
                 continue
             return r
         return None

@@ -26,6 +26,7 @@ async def test_stress_with_crashes(media: str) -> None:
             "6",
             "--ramp-seconds",
             "2",
+            *(["--livekit"] if media == "livekit" else []),
         ]
     )
     outcome = await in_scratch_database(args)
