@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import select
 
 from callmeter.models import Role, WebhookEvent
-from tests.calls.driver import CallDriver
+from tests.calls.driver import CallDriver, Party
 from tests.media.standin import Standin
 from tests.media.test_livekit import Webhooks, identity
 
@@ -86,21 +86,29 @@ class TestEventTimes:
         assert (r.status_code, r.json()["status"]) == (200, "ok")
 
 
+async def _joined(
+    driver: CallDriver, hooks: Webhooks, standin: Standin
+) -> tuple[Party, Party, int, str, dict[int, str]]:
+    """An active LiveKit call: rung, accepted, both parties joined (their sids by user)."""
+    caller = await driver.party(Role.client, 1000)
+    host = await driver.party(Role.host)
+    created = (await driver.post("/v1/calls", caller, {"host_id": host.user.id})).json()
+    call_id, room = created["call"]["id"], created["media"]["room"]
+    await driver.post(f"/v1/calls/{call_id}/accept", host)
+    sids = {}
+    for party in (caller, host):
+        sids[party.user.id] = sid = standin.join(room, identity(party))
+        await hooks.join(room, party, sid)
+    return caller, host, call_id, room, sids
+
+
 class TestLiveKitWithoutTheMeter:
     async def test_a_webhook_after_the_silence_timeout_ends_the_call_at_the_horizon(
         self, driver: CallDriver, hooks: Webhooks, standin: Standin
     ) -> None:
         """No meter means no reconciliation: LiveKit last vouched for both parties when
         they joined. A later webhook applies the presence rule first."""
-        caller = await driver.party(Role.client, 1000)
-        host = await driver.party(Role.host)
-        created = (await driver.post("/v1/calls", caller, {"host_id": host.user.id})).json()
-        call_id, room = created["call"]["id"], created["media"]["room"]
-        await driver.post(f"/v1/calls/{call_id}/accept", host)
-        sids = {}
-        for party in (caller, host):
-            sids[party.user.id] = sid = standin.join(room, identity(party))
-            await hooks.join(room, party, sid)
+        caller, host, call_id, room, sids = await _joined(driver, hooks, standin)
         driver.clock.advance(100)  # heartbeat timeout 30 s, nothing heard
         await hooks.leave(room, host, sids[host.user.id])
         final = await driver.call(call_id, caller)
@@ -116,15 +124,7 @@ class TestLiveKitWithoutTheMeter:
     ) -> None:
         """A worker outage stops reconciliation; parties LiveKit has in the room and whose
         browsers heartbeat stay present, and the call is billed as it runs."""
-        caller = await driver.party(Role.client, 1000)
-        host = await driver.party(Role.host)
-        created = (await driver.post("/v1/calls", caller, {"host_id": host.user.id})).json()
-        call_id, room = created["call"]["id"], created["media"]["room"]
-        await driver.post(f"/v1/calls/{call_id}/accept", host)
-        sids = {}
-        for party in (caller, host):
-            sids[party.user.id] = sid = standin.join(room, identity(party))
-            await hooks.join(room, party, sid)
+        caller, host, call_id, room, sids = await _joined(driver, hooks, standin)
         for _ in range(25):  # 125 s of heartbeats every 5 s, no meter
             driver.clock.advance(5)
             await driver.both_heartbeat(call_id, caller, host)

@@ -313,6 +313,21 @@ def machine_for(make_url: Callable[[], str], livekit: bool) -> type[RuleBasedSta
 
             self.both(service, lambda: (self.model.accept if accept else self.model.decline)(call))
 
+        def heartbeat_work(
+            self, user: User, call: MCall, media: bool
+        ) -> Callable[[AsyncSession], Awaitable[None]]:
+            async def work(session: AsyncSession) -> None:
+                await calls.heartbeat(
+                    session,
+                    user=user,
+                    call_id=call.id,
+                    media_connected=media,
+                    settings=self.runtime.settings,
+                    now=self.clock.now(),
+                )
+
+            return work
+
         @rule(
             side=st.sampled_from(PARTIES),
             who=st.integers(0, 1),
@@ -326,17 +341,7 @@ def machine_for(make_url: Callable[[], str], livekit: bool) -> type[RuleBasedSta
             if call is None:
                 return
 
-            async def work(session: AsyncSession) -> None:
-                await calls.heartbeat(
-                    session,
-                    user=user,
-                    call_id=call.id,
-                    media_connected=media,
-                    settings=self.runtime.settings,
-                    now=self.clock.now(),
-                )
-
-            self.racing(work, copies)
+            self.racing(self.heartbeat_work(user, call, media), copies)
             self.model.heartbeat(call, side, media)
 
         @rule(side=st.sampled_from(PARTIES), who=st.integers(0, 1), copies=st.integers(1, 3))
@@ -396,15 +401,10 @@ def machine_for(make_url: Callable[[], str], livekit: bool) -> type[RuleBasedSta
             if call is None:
                 return
 
+            beat = self.heartbeat_work(user, call, True)
+
             async def work(session: AsyncSession) -> None:
-                await calls.heartbeat(
-                    session,
-                    user=user,
-                    call_id=call.id,
-                    media_connected=True,
-                    settings=self.runtime.settings,
-                    now=self.clock.now(),
-                )
+                await beat(session)
                 await session.flush()
                 raise Killed
 
