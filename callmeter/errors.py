@@ -218,7 +218,7 @@ class RefundTooLarge(CallmeterError):
 
 
 class DatabaseUnavailable(CallmeterError):
-    """The database is not reachable right now; try again shortly."""
+    """The database is not answering right now (down, hung or overloaded); try again shortly."""
 
     status_code = 503
     code = "database_unavailable"

@@ -16,7 +16,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from callmeter.config import PasswordHashProfile, Settings
 from callmeter.kit.clock import Clock, SystemClock
-from callmeter.kit.db import DatabaseProbe, create_engine, create_sessionmaker
+from callmeter.kit.db import (
+    SQLITE_BUSY_TIMEOUT_MS,
+    DatabaseProbe,
+    create_engine,
+    create_sessionmaker,
+    is_sqlite,
+)
 from callmeter.kit.gate import Gate
 from callmeter.kit.slots import RecentEvents, Slots
 from callmeter.media.livekit import LiveKit
@@ -71,9 +77,14 @@ class Runtime:
 
     @classmethod
     def create(cls, settings: Settings, clock: Clock | None = None) -> Runtime:
+        pool_timeout = settings.db_pool_timeout_seconds
+        if is_sqlite(settings.database_url):
+            # SQLite's writers queue on one lock anyway: waiting for a pooled connection is
+            # the same queue, bounded by the busy timeout (a burst is slow, not refused)
+            pool_timeout = max(pool_timeout, SQLITE_BUSY_TIMEOUT_MS / 1000)
         engine = create_engine(
             settings.database_url,
-            pool_timeout=settings.db_pool_timeout_seconds,
+            pool_timeout=pool_timeout,
             connect_timeout=settings.db_connect_timeout_seconds,
             statement_timeout=settings.db_statement_timeout_seconds,
         )
