@@ -1,5 +1,13 @@
 import { describe, expect, it } from "vitest";
-import { describeEndReason, formatCoins, formatDuration, formatSignedCoins, secondsUntil } from "./format";
+import {
+  BOUNDARY_BEAT_LAG_MS,
+  boundaryBeatDelayMs,
+  describeEndReason,
+  formatCoins,
+  formatDuration,
+  formatSignedCoins,
+  secondsUntil,
+} from "./format";
 
 describe("formatDuration", () => {
   it("formats minutes and seconds", () => {
@@ -39,5 +47,18 @@ describe("describeEndReason", () => {
     expect(describeEndReason("insufficient_funds")).toBe("the coins ran out");
     expect(describeEndReason("something_new")).toBe("something new");
     expect(describeEndReason(null)).toBe("");
+  });
+});
+
+describe("boundaryBeatDelayMs", () => {
+  const now = Date.parse("2026-01-01T12:00:00Z");
+  it("beats just after the next boundary", () => {
+    expect(boundaryBeatDelayMs("2026-01-01T12:00:10Z", now)).toBe(10_000 + BOUNDARY_BEAT_LAG_MS);
+  });
+  it("does nothing without a boundary, for a bad date or one long past", () => {
+    expect(boundaryBeatDelayMs(null, now)).toBeNull();
+    expect(boundaryBeatDelayMs("not a date", now)).toBeNull();
+    expect(boundaryBeatDelayMs("2026-01-01T11:59:00Z", now)).toBeNull();
+    expect(boundaryBeatDelayMs("2027-01-01T12:00:00Z", now)).toBeNull();
   });
 });

@@ -22,6 +22,22 @@ export function formatSignedCoins(coins: number): string {
 }
 
 /** Whole seconds from `now` until `iso` (0 once passed, null without a moment). */
+/** How long after a billing boundary a page heartbeats (ms): late enough for the server's
+ * clock to have passed it, early enough that the charge lands within a second. */
+export const BOUNDARY_BEAT_LAG_MS = 400;
+
+/** Milliseconds from ``nowMs`` until a heartbeat just after the next billing boundary, or
+ * null when there is none (or it is absurdly far). The server bills only time both parties
+ * were seen (their heartbeats): a beat just after each boundary means the completed
+ * interval is billed at once, and a hang-up soon after a boundary does not lose it. */
+export function boundaryBeatDelayMs(nextChargeAt: string | null | undefined, nowMs: number): number | null {
+  if (!nextChargeAt) return null;
+  const at = Date.parse(nextChargeAt);
+  if (Number.isNaN(at)) return null;
+  const delay = at - nowMs + BOUNDARY_BEAT_LAG_MS;
+  return delay > 0 && delay <= 24 * 3600 * 1000 ? delay : null;
+}
+
 export function secondsUntil(iso: string | null | undefined, now: number): number | null {
   if (!iso) return null;
   return Math.max(0, Math.ceil((Date.parse(iso) - now) / 1000));

@@ -3,7 +3,7 @@ import { Link, useParams } from "react-router-dom";
 import { friendlyMessage, request, type Call, type Media, type Wallet } from "../api";
 import { useAuth } from "../App";
 import { openEventStream } from "../events";
-import { describeEndReason, formatCoins, formatDuration, secondsUntil } from "../format";
+import { boundaryBeatDelayMs, describeEndReason, formatCoins, formatDuration, secondsUntil } from "../format";
 import { useNow } from "../hooks";
 import { LiveKitMedia } from "../media/livekit";
 import { P2PMedia, type SignalMessage } from "../media/p2p";
@@ -139,24 +139,34 @@ export function CallScreen() {
 
   // Heartbeats: still here, and whether the other side's media plays.
   const period = heartbeatPeriodMs(call?.interval_seconds);
+  const lastFrame = useRef({ t: 0 });
+  const beat = useCallback(() => {
+    if (ended.current) return;
+    const media_connected = remotePlaying(remoteVideo.current, lastFrame.current);
+    request<{ call: Call }>(`/v1/calls/${callId}/heartbeat`, { token, body: { media_connected } })
+      .then((out) => {
+        if (out.call.status === "ended" && !ended.current) {
+          ended.current = true;
+          setWallet(null);
+          setCall(out.call);
+          void refreshWallet();
+        }
+      })
+      .catch(() => {});
+  }, [callId, token, refreshWallet]);
   useEffect(() => {
-    const last = { t: 0 };
-    const timer = setInterval(() => {
-      if (ended.current) return;
-      const media_connected = remotePlaying(remoteVideo.current, last);
-      request<{ call: Call }>(`/v1/calls/${callId}/heartbeat`, { token, body: { media_connected } })
-        .then((out) => {
-          if (out.call.status === "ended" && !ended.current) {
-            ended.current = true;
-            setWallet(null);
-            setCall(out.call);
-            void refreshWallet();
-          }
-        })
-        .catch(() => {});
-    }, period);
+    const timer = setInterval(beat, period);
     return () => clearInterval(timer);
-  }, [callId, token, period, refreshWallet]);
+  }, [beat, period]);
+  // ... and one just after each billing boundary, so the interval just completed is billed
+  // at once (the server bills only time both parties were seen).
+  const nextChargeAt = call?.next_charge_at;
+  useEffect(() => {
+    const delay = boundaryBeatDelayMs(nextChargeAt, Date.now());
+    if (delay === null) return;
+    const timer = setTimeout(beat, delay);
+    return () => clearTimeout(timer);
+  }, [nextChargeAt, beat]);
 
   // Closing the tab hangs up (the beacon carries the token in its body).
   useEffect(() => {
