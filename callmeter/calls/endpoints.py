@@ -80,6 +80,10 @@ async def create_call(
     `rate`); 429 `ring_cooldown` when your last call to this host did not connect a moment
     ago, or too many of your rings went unanswered lately."""
     now = runtime.clock.now()
+    if await service.end_stale_calls(
+        session, client_id=client.id, host_id=body.host_id, settings=runtime.settings, now=now
+    ):
+        await session.commit()  # a stale call's end stands even if this ring is refused
     call = await service.create_call(
         session,
         client=client,
@@ -122,6 +126,8 @@ async def accept_call(
 ) -> CallWithMedia:
     """The host picks up a ringing call and gets its media credentials."""
     now = runtime.clock.now()
+    if await service.end_call_if_overdue(session, call_id, runtime.settings, now):
+        await session.commit()  # a missed ring's end stands: the accept below answers 409
     call = await service.accept(
         session,
         user=user,
@@ -139,6 +145,8 @@ async def decline_call(
 ) -> CallEnvelope:
     """The host refuses a ringing call; it costs nothing."""
     now = runtime.clock.now()
+    if await service.end_call_if_overdue(session, call_id, runtime.settings, now):
+        await session.commit()  # a missed ring's end stands: the decline below answers 409
     call = await service.decline(
         session, user=user, call_id=call_id, settings=runtime.settings, now=now
     )

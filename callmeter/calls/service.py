@@ -8,6 +8,7 @@ Each function locks the call row first, changes it, and flushes (the ORM's UPDAT
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
@@ -109,14 +110,7 @@ async def create_call(
         raise HostUnavailable()  # a blocked client is told no more than this
     # A call of either side that is past a deadline ends now, meter or not: a ring nobody
     # answered, a connect that never completed or a silent party does not keep anyone busy.
-    # Only calls already past a deadline are locked — all of them first, in id order, then
-    # ended (each end locks accounts): calls before accounts, as on every other path.
-    unfinished = await repository.unfinished_calls(session, client_id=client.id, host_id=host.id)
-    overdue = [c.id for c in unfinished if passed_deadline(c, now, settings) is not None]
-    stale = [c for c in [await _locked(session, call_id) for call_id in overdue] if c]
-    for call in stale:
-        await end_if_overdue(session, call, settings, now)
-    await _save(session)
+    await end_stale_calls(session, client_id=client.id, host_id=host.id, settings=settings, now=now)
     if await repository.has_unfinished_call(session, client_id=client.id):
         raise ClientBusy()
     await check_ring_pace(session, client_id=client.id, host_id=host.id, settings=settings, now=now)
@@ -337,6 +331,38 @@ def passed_deadline(
         if presence_lost(call, now, settings.heartbeat_timeout_seconds):
             return billing_horizon(call), EndReason.connection_lost
     return None
+
+
+async def end_overdue(
+    session: AsyncSession, calls: Sequence[Call], settings: Settings, now: datetime
+) -> bool:
+    """End those of ``calls`` (read, not locked) that passed a deadline. Only those are
+    locked — all of them first, in id order, then ended (each end locks accounts): calls
+    before accounts, as on every other path. Returns whether any call ended."""
+    due = sorted(c.id for c in calls if passed_deadline(c, now, settings) is not None)
+    locked = [c for c in [await _locked(session, call_id) for call_id in due] if c is not None]
+    ended = False
+    for call in locked:
+        ended = await end_if_overdue(session, call, settings, now) or ended
+    await _save(session)
+    return ended
+
+
+async def end_stale_calls(
+    session: AsyncSession, *, client_id: int, host_id: int, settings: Settings, now: datetime
+) -> bool:
+    """End the unfinished calls of this client or host that passed a deadline: a ring nobody
+    answered, a connect that never completed or a silent party keeps nobody busy."""
+    unfinished = await repository.unfinished_calls(session, client_id=client_id, host_id=host_id)
+    return await end_overdue(session, unfinished, settings, now)
+
+
+async def end_call_if_overdue(
+    session: AsyncSession, call_id: int, settings: Settings, now: datetime
+) -> bool:
+    """End call ``call_id`` if it passed a deadline (it need not be locked beforehand)."""
+    call = await repository.get_call(session, call_id)
+    return call is not None and await end_overdue(session, [call], settings, now)
 
 
 async def end_if_overdue(

@@ -181,6 +181,22 @@ class TestDeadlinesWithoutTheMeter:
         r = await driver.post(f"/v1/calls/{call['id']}/accept", host)
         assert r.status_code == 409, r.text
         assert r.json()["error"] == "call_ended"
+        # the refusal did not roll the missed end back: nothing else needs to look
+        missed = await driver.call(call["id"], caller)
+        assert (missed["status"], missed["end_reason"]) == ("ended", "missed")
+        assert await driver.wallet(caller) == (100, 0)
+
+    async def test_a_refused_ring_still_ends_the_stale_one(self, driver: CallDriver) -> None:
+        """The client re-rings the host whose ring it never got answered: the re-ring is
+        refused (cool-down), but the stale ring ends and its hold is released."""
+        caller, host = await driver.party(Role.client, 100), await driver.party(Role.host)
+        stale = await driver.ring(caller, host)
+        driver.clock.advance(11)
+        r = await driver.post("/v1/calls", caller, {"host_id": host.user.id})
+        assert (r.status_code, r.json()["error"]) == (429, "ring_cooldown")
+        assert (await driver.call(stale["id"], caller))["end_reason"] == "missed"
+        assert await driver.wallet(caller) == (100, 0)
+        await driver.ledger_ok()
 
     async def test_a_connect_not_completed_in_time_fails_on_the_next_heartbeat(
         self, driver: CallDriver
