@@ -282,31 +282,17 @@ async def heartbeat(
         # present while LiveKit has it joined and not left (so calls survive a meter
         # outage, when nothing reconciles, without a browser ever vouching alone).
         if presence.in_room(call, party):
-            _seen(call, party, now)
+            presence.saw(call, party, now)
     else:
-        _seen(call, party, now)
+        presence.saw(call, party, now)
         if media_connected and call.status == CallStatus.connecting:
-            if party == "client":
-                call.client_media_at = call.client_media_at or now
-            else:
-                call.host_media_at = call.host_media_at or now
+            setattr(call, f"{party}_media_at", getattr(call, f"{party}_media_at") or now)
     activate_if_connected(call)
     if charge_pending(call, now):
         await settle(session, call, now, settings)
     look_again_for_media(call, now, settings)
     await _save(session)
     return call
-
-
-def _seen(call: Call, party: Party, now: datetime) -> None:
-    """A party of a peer-to-peer call proved it is there at ``now`` (never moved back: a
-    request that waited behind a later one does not undo it)."""
-    if party == "client":
-        seen = call.client_last_seen_at
-        call.client_last_seen_at = max(seen, now) if seen else now
-    else:
-        seen = call.host_last_seen_at
-        call.host_last_seen_at = max(seen, now) if seen else now
 
 
 def passed_deadline(
@@ -398,7 +384,7 @@ async def end(
         if call.status == CallStatus.active and (
             call.media_provider != "livekit" or presence.in_room(call, party)
         ):
-            _seen(call, party, now)  # the hang-up itself shows its sender was there
+            presence.saw(call, party, now)  # the hang-up itself shows its sender was there
         reason = EndReason.client_hangup if party == "client" else EndReason.host_hangup
         await finish(session, call, now, reason, now)
     await _save(session)

@@ -7,10 +7,9 @@ from datetime import datetime
 from sqlalchemy import delete, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from callmeter.calls.repository import NOT_ENDED
 from callmeter.kit.db import dialect_insert
-from callmeter.models import Call, CallStatus, HostBlock, Role, User
-
-NOT_ENDED = Call.status != CallStatus.ended
+from callmeter.models import Call, HostBlock, Role, User
 
 
 async def lock_host(session: AsyncSession, host_id: int) -> User | None:
@@ -38,11 +37,6 @@ async def list_hosts(session: AsyncSession, viewer_id: int) -> list[tuple[User, 
         .order_by(User.id)
     )
     return [(user, bool(is_busy), bool(is_blocked)) for user, is_busy, is_blocked in rows]
-
-
-async def host_busy(session: AsyncSession, host_id: int) -> bool:
-    result = await session.execute(select(exists().where(Call.host_id == host_id, NOT_ENDED)))
-    return bool(result.scalar())
 
 
 async def is_blocked(session: AsyncSession, *, host_id: int, client_id: int) -> bool:

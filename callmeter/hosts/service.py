@@ -6,6 +6,7 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from callmeter.calls import repository as calls_repository
 from callmeter.calls import service as calls
 from callmeter.config import Settings
 from callmeter.errors import NotFound, ValidationFailed
@@ -52,7 +53,9 @@ async def update_host(
     if accepting_calls is not None:
         host.accepting_calls = accepting_calls
     await session.flush()
-    return host_out(host, await repository.host_busy(session, host.id), settings)
+    return host_out(
+        host, await calls_repository.has_unfinished_call(session, host_id=host.id), settings
+    )
 
 
 async def block(session: AsyncSession, host: User, *, client_id: int, now: datetime) -> HostBlock:

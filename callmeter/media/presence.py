@@ -44,12 +44,18 @@ def in_room(call: Call, party: Party) -> bool:
     return getattr(call, f"{party}_lk_sid") is not None and _get(call, party, "left_at") is None
 
 
+def saw(call: Call, party: Party, at: datetime) -> None:
+    """``party`` was there at ``at``. Last-seen only moves forward: an older word (a request
+    that waited behind a later one, a late event) never undoes a newer one."""
+    seen = _get(call, party, "last_seen_at")
+    setattr(call, f"{party}_last_seen_at", max(seen, at) if seen else at)
+
+
 def joined(call: Call, party: Party, sid: str, at: datetime) -> None:
     """``party`` is connected through participant ``sid`` since ``at``."""
     setattr(call, f"{party}_lk_sid", sid)
     setattr(call, f"{party}_left_at", None)
-    seen = _get(call, party, "last_seen_at")
-    setattr(call, f"{party}_last_seen_at", max(seen, at) if seen else at)
+    saw(call, party, at)
     if call.status == CallStatus.connecting and _get(call, party, "media_at") is None:
         setattr(call, f"{party}_media_at", at)
 

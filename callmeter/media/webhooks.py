@@ -31,9 +31,7 @@ from callmeter.models import CallStatus, EndReason, WebhookEvent
 
 log = logging.getLogger(__name__)
 
-SOURCE = repository.SOURCE
-LEFT_EVENTS = repository.LEFT_EVENTS
-CALL_EVENTS = ("participant_joined", "room_finished", *LEFT_EVENTS)
+CALL_EVENTS = ("participant_joined", "room_finished", *repository.LEFT_EVENTS)
 # Further from its arrival than this, an event's time is not a clock being off but garbage.
 MAX_EVENT_SKEW = timedelta(days=1)
 
@@ -134,7 +132,7 @@ async def _record(
     inserted = await session.scalars(
         dialect_insert(session, WebhookEvent)
         .values(
-            source=SOURCE,
+            source=repository.SOURCE,
             event_id=event.id[:100],
             event=event.event[:64],
             room=event.room.name[:128] or None,
@@ -174,7 +172,7 @@ async def _apply(
         await finish(session, call, occurred, EndReason.media_left, now)
         await session.flush()
         return
-    if event.event not in ("participant_joined", *LEFT_EVENTS):
+    if event.event not in ("participant_joined", *repository.LEFT_EVENTS):
         return
     party = presence.party_for_identity(call, event.participant.identity)
     if party is None:
@@ -184,7 +182,7 @@ async def _apply(
         if call.status == CallStatus.ended:
             await enqueue_kick(session, call, now)  # not paid for: out again
             return
-        if await _already_left(session, sid):
+        if sid in await repository.departed_sids(session, [sid]):
             return  # a late joined of a participant whose departure we already had
         if call.status in (CallStatus.connecting, CallStatus.active):
             presence.joined(call, party, sid, occurred)
@@ -196,7 +194,3 @@ async def _apply(
     look_again_for_media(call, now, settings)
     call.version += 1
     await session.flush()
-
-
-async def _already_left(session: AsyncSession, sid: str) -> bool:
-    return sid in await repository.departed_sids(session, [sid])
