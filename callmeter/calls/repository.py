@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, cast
 
-from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy import Table, and_, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
-from callmeter.models import Call, CallSignal, CallStatus
+from callmeter.billing.settlement import CALL_COLUMNS, STATE_FIELDS, Outcome
+from callmeter.errors import ConcurrentUpdate
+from callmeter.kit.bulk import update_rows
+from callmeter.models import Account, AccountKind, Call, CallSignal, CallStatus
 from callmeter.models.call import NEVER_CONNECTED
 
 NOT_ENDED = Call.status != CallStatus.ended
@@ -187,3 +193,65 @@ async def count_signals(session: AsyncSession, call_id: int) -> int:
         select(func.count()).select_from(CallSignal).where(CallSignal.call_id == call_id)
     )
     return int(result.scalar_one())
+
+
+CALLS = cast(Table, Call.__table__)
+Wallet = aliased(Account, name="wallet")
+Earnings = aliased(Account, name="earnings")
+
+
+async def lock_due_calls(session: AsyncSession, *, now: datetime, limit: int) -> Sequence[Any]:
+    """Up to ``limit`` unfinished calls due at ``now``, oldest due first, locked (``SKIP
+    LOCKED``: another worker's calls are left to it), as rows with every settlement field
+    (``billing.settlement.STATE_FIELDS``), ``due_at``, ``hold_id``, ``media_provider``,
+    ``room`` and the ids of the client's wallet and the host's earnings."""
+    rows = await session.execute(
+        select(
+            *(getattr(Call, name) for name in STATE_FIELDS),
+            Call.due_at,
+            Call.hold_id,
+            Call.media_provider,
+            Call.room,
+            Wallet.id.label("wallet_id"),
+            Earnings.id.label("earnings_id"),
+        )
+        .outerjoin(
+            Wallet, and_(Wallet.user_id == Call.client_id, Wallet.kind == AccountKind.wallet)
+        )
+        .outerjoin(
+            Earnings,
+            and_(Earnings.user_id == Call.host_id, Earnings.kind == AccountKind.earnings),
+        )
+        .where(NOT_ENDED, Call.due_at <= now)
+        .order_by(Call.due_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True, of=Call.__table__)
+    )
+    return rows.all()
+
+
+async def lease(session: AsyncSession, call_ids: Sequence[int], until: datetime) -> None:
+    """Push these calls' ``due_at`` to ``until``: another worker leaves them alone."""
+    if call_ids:
+        await session.execute(
+            update(Call)
+            .where(Call.id.in_(call_ids))
+            .values(due_at=until)
+            .execution_options(synchronize_session=False)
+        )
+
+
+async def save_outcomes(session: AsyncSession, outcomes: Sequence[Outcome]) -> None:
+    """Write planned settlements onto their call rows in one statement, each a
+    compare-and-set on ``version`` as every ORM update of a call is. Every row is locked by
+    this transaction, so each must change; a miss rolls the whole batch back."""
+    rows = [{"old_version": o.old_version, "id": o.call_id, **o.values()} for o in outcomes]
+    changed = await update_rows(
+        session,
+        CALLS,
+        rows,
+        where={"id": "id", "old_version": "version"},
+        assign={name: name for name in CALL_COLUMNS},
+    )
+    if changed is not None and changed != len(rows):
+        raise ConcurrentUpdate(f"a settlement changed {changed} call rows, not {len(rows)}")

@@ -5,7 +5,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
-from callmeter.calls.settlement import presence_horizon, seconds_between
+from callmeter.billing.settlement import billable_seconds
 from callmeter.kit.text import Coins, InputModel, Note, PositiveId
 from callmeter.models import Call, CallStatus
 
@@ -38,11 +38,7 @@ class CallOut(BaseModel):
         billed = call.billed_seconds
         if call.status == CallStatus.active and call.started_at is not None:
             # live, for display: up to now, never past what is paid or both were present
-            until = min(now, call.paid_until or now)
-            horizon = presence_horizon(call)
-            if horizon is not None:
-                until = min(until, max(horizon, call.started_at))
-            billed = max(billed, seconds_between(call.started_at, until))
+            billed = max(billed, billable_seconds(call, now))
         return cls(
             id=call.id,
             client_id=call.client_id,

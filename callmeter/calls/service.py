@@ -17,14 +17,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
 
-from callmeter.calls import repository
-from callmeter.calls.settlement import (
+from callmeter.billing.policy import first_hold
+from callmeter.billing.settlement import (
     billing_horizon,
     charge_pending,
-    finish,
     presence_lost,
-    settle,
+    tariff_of,
 )
+from callmeter.calls import repository, settlement
 from callmeter.config import Settings
 from callmeter.errors import (
     CallEnded,
@@ -47,10 +47,31 @@ from callmeter.hosts import repository as hosts
 from callmeter.ledger import service as ledger
 from callmeter.media import presence
 from callmeter.media import repository as media_repository
+from callmeter.media.kicks import enqueue_kick
 from callmeter.media.livekit import LiveKit, MediaUnavailable, Participant
-from callmeter.models import AccountKind, Call, CallSignal, CallStatus, EndReason, Role, User
+from callmeter.models import Call, CallSignal, CallStatus, EndReason, Role, User
 
 Party = Literal["client", "host"]
+
+
+async def finish(
+    session: AsyncSession, call: Call, end_at: datetime, reason: EndReason, now: datetime
+) -> None:
+    """End a locked call (:func:`settlement.finish`) and, for a LiveKit call, have its room
+    closed: expiring tokens disconnects nobody."""
+    outcome = await settlement.finish(session, call, end_at, reason, now)
+    await _after(session, call, outcome.ended, now)
+
+
+async def settle(session: AsyncSession, call: Call, now: datetime, settings: Settings) -> None:
+    """Settle a locked active call (:func:`settlement.settle`); it may end."""
+    outcome = await settlement.settle(session, call, now, settings)
+    await _after(session, call, outcome.ended, now)
+
+
+async def _after(session: AsyncSession, call: Call, ended: bool, now: datetime) -> None:
+    if ended and call.media_provider == "livekit":
+        await enqueue_kick(session, call, now)
 
 
 def party_of(call: Call, user: User) -> Party | None:
@@ -98,7 +119,7 @@ async def create_call(
     expected_rate: int | None = None,
 ) -> Call:
     """Ring a host. Holds the first interval's price so the call can start; 402 when the
-    client's available coins are below the host's rate, 409 when either side is busy, the
+    client's available coins are below it (``policy.first_hold``), 409 when either side is busy, the
     host is away (or blocks the client) or its rate is not ``expected_rate``, 429 when the
     client rings too often (see :func:`check_ring_pace`)."""
     host = await hosts.lock_host(session, host_id)  # a block of this client waits for us
@@ -120,8 +141,6 @@ async def create_call(
     if expected_rate is not None and expected_rate != rate:
         raise RateChanged(rate)
     wallet = await ledger.account_for_user(session, client.id)
-    if wallet.balance - wallet.held < rate:
-        raise InsufficientFunds(f"not enough coins: {rate} needed")
 
     call = Call(
         client_id=client.id,
@@ -143,6 +162,9 @@ async def create_call(
         room="",
         version=1,
     )
+    first = first_hold(tariff_of(call))
+    if wallet.balance - wallet.held < first:
+        raise InsufficientFunds(f"not enough coins: {first} needed")
     session.add(call)
     try:
         await session.flush()  # the partial unique indexes decide a race between two rings
@@ -150,10 +172,10 @@ async def create_call(
         text = str(exc.orig)
         raise (ClientBusy() if "client" in text else HostBusy()) from exc
     hold = await ledger.place_hold(
-        session, account_id=wallet.id, amount=rate, reason="call", now=now, call_id=call.id
+        session, account_id=wallet.id, amount=first, reason="call", now=now, call_id=call.id
     )
     call.hold_id = hold.id
-    call.held = rate
+    call.held = first
     call.room = f"call-{call.id}"
     await _save(session)
     # Last, inside the transaction: if LiveKit is down the whole call rolls back (503),
@@ -538,26 +560,30 @@ async def refund(
     host_total = total * call.host_earned // call.charged
     host_part = host_total - call.refunded * call.host_earned // call.charged
     platform_part = amount - host_part
-    wallet = await ledger.account_for_user(session, call.client_id)
-    earnings = await ledger.account_for_user(session, call.host_id)
-    revenue = await ledger.system_account_id(session, AccountKind.revenue)
-    await ledger.lock_accounts(session, [wallet.id, earnings.id, revenue])
-    for source, part, side in (
-        (earnings.id, host_part, "host"),
-        (revenue, platform_part, "platform"),
-    ):
-        if part > 0:
-            await ledger.transfer(
-                session,
-                debit_account_id=source,
-                credit_account_id=wallet.id,
-                amount=part,
+    locked, wallet, earnings, revenue = await ledger.lock_call_accounts(
+        session, client_id=call.client_id, host_id=call.host_id
+    )
+    await ledger.post(
+        session,
+        [
+            ledger.Movement(
                 kind=ledger.TransferKind.refund,
-                idempotency_key=f"call:{call.id}:refund:{side}:{total}",
-                now=now,
+                debit_account_id=source,
+                credit_account_id=wallet,
+                amount=part,
+                idempotency_key=ledger.refund_key(call.id, side, total),
                 call_id=call.id,
                 note=reason,
             )
+            for source, part, side in (
+                (earnings, host_part, "host"),
+                (revenue, platform_part, "platform"),
+            )
+            if part > 0
+        ],
+        locked=locked,
+        now=now,
+    )
     call.refunded = total
     call.version += 1
     await _save(session)

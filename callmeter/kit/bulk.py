@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Table, bindparam, func, insert, select, text, update
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -51,6 +52,37 @@ async def insert_rows(
     columns = ", ".join(names)
     statement = f"INSERT INTO {table.name} ({columns}) SELECT * FROM unnest({', '.join(casts)})"  # noqa: S608
     await session.execute(text(statement), params)
+
+
+async def insert_new_rows(
+    session: AsyncSession, table: Table, rows: Sequence[Mapping[str, Any]], *, unique: str
+) -> list[bool]:
+    """INSERT ``rows`` (each with its ``id``, from :func:`new_ids`), skipping those whose
+    ``unique`` column value is already taken — a concurrent insert of the same value waits
+    for its transaction and is then skipped. Returns which rows were inserted."""
+    if not rows:
+        return []
+    ids = [row["id"] for row in rows]
+    if _is_postgres(session):
+        names = list(rows[0])
+        casts, params = _arrays(table, session.get_bind().dialect, rows, {n: n for n in names})
+        statement = (
+            f"INSERT INTO {table.name} ({', '.join(names)}) "  # noqa: S608
+            f"SELECT * FROM unnest({', '.join(casts)}) "
+            f"ON CONFLICT ({unique}) DO NOTHING RETURNING id"
+        )
+        inserted = set((await session.execute(text(statement), params)).scalars())
+    else:
+        skipping = sqlite_insert(table).on_conflict_do_nothing(index_elements=[unique])
+        result = await session.execute(skipping, list(rows))
+        count = int(result.rowcount)  # type: ignore[attr-defined]
+        if len(rows) == 1 or session.get_bind().dialect.supports_sane_multi_rowcount:
+            if count == len(rows):
+                return [True] * len(rows)
+            if len(rows) == 1:
+                return [False]
+        inserted = set(await session.scalars(select(table.c.id).where(table.c.id.in_(ids))))
+    return [row_id in inserted for row_id in ids]
 
 
 async def update_rows(

@@ -1,11 +1,40 @@
-"""Ledger queries. Writes that guard money are conditional UPDATEs, never read-then-write."""
+"""Ledger queries and the ledger's multi-row writes (one statement per table, whether for
+one transfer or a batch of thousands: ``kit/bulk``). Only ``ledger.service.post`` writes."""
 
 from __future__ import annotations
 
-from sqlalchemy import and_, select, update
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import cast
+
+from sqlalchemy import Table, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from callmeter.errors import LedgerError
+from callmeter.kit.bulk import insert_new_rows, insert_rows, new_ids, update_rows
 from callmeter.models import Account, AccountKind, Hold, Posting, Transfer
+
+TRANSFERS = cast(Table, Transfer.__table__)
+POSTINGS = cast(Table, Posting.__table__)
+ACCOUNTS = cast(Table, Account.__table__)
+HOLDS = cast(Table, Hold.__table__)
+
+
+@dataclass(frozen=True, slots=True)
+class Locked:
+    """An account as its row lock found it (and as the transaction has moved it since)."""
+
+    kind: str
+    balance: int
+    held: int
+
+    @property
+    def available(self) -> int:
+        return self.balance - self.held
+
+    def moved(self, balance: int, held: int) -> Locked:
+        return Locked(self.kind, self.balance + balance, self.held + held)
 
 
 async def get_account(session: AsyncSession, account_id: int) -> Account | None:
@@ -34,67 +63,6 @@ async def get_transfer_by_key(session: AsyncSession, key: str) -> Transfer | Non
     return result.scalar_one_or_none()
 
 
-async def debit(session: AsyncSession, account_id: int, amount: int) -> int | None:
-    """Take ``amount`` from what the account has available. None when it has too little."""
-    result = await session.execute(
-        update(Account)
-        .where(
-            Account.id == account_id,
-            (Account.kind == AccountKind.issuance) | (Account.balance - Account.held >= amount),
-        )
-        .values(balance=Account.balance - amount)
-        .returning(Account.balance)
-    )
-    return result.scalar_one_or_none()
-
-
-async def debit_held(session: AsyncSession, account_id: int, amount: int) -> int | None:
-    """Take ``amount`` out of the account's held coins. None when fewer are held."""
-    result = await session.execute(
-        update(Account)
-        .where(Account.id == account_id, Account.held >= amount)
-        .values(balance=Account.balance - amount, held=Account.held - amount)
-        .returning(Account.balance)
-    )
-    return result.scalar_one_or_none()
-
-
-async def credit(session: AsyncSession, account_id: int, amount: int) -> int:
-    result = await session.execute(
-        update(Account)
-        .where(Account.id == account_id)
-        .values(balance=Account.balance + amount)
-        .returning(Account.balance)
-    )
-    return result.scalar_one()
-
-
-async def add_held(session: AsyncSession, account_id: int, amount: int) -> bool:
-    """Reserve ``amount`` more of the account's available coins; False when it has too little."""
-    result = await session.execute(
-        update(Account)
-        .where(
-            Account.id == account_id,
-            Account.kind != AccountKind.issuance,
-            Account.balance - Account.held >= amount,
-        )
-        .values(held=Account.held + amount)
-        .returning(Account.id)
-    )
-    return result.scalar_one_or_none() is not None
-
-
-async def remove_held(session: AsyncSession, account_id: int, amount: int) -> None:
-    result = await session.execute(
-        update(Account)
-        .where(Account.id == account_id, Account.held >= amount)
-        .values(held=Account.held - amount)
-        .returning(Account.id)
-    )
-    if result.scalar_one_or_none() is None:
-        raise AssertionError(f"account {account_id} holds less than {amount}")
-
-
 async def lock_open_hold(session: AsyncSession, hold_id: int) -> Hold | None:
     result = await session.execute(
         select(Hold)
@@ -103,16 +71,6 @@ async def lock_open_hold(session: AsyncSession, hold_id: int) -> Hold | None:
         .execution_options(populate_existing=True)
     )
     return result.scalar_one_or_none()
-
-
-async def shrink_hold(session: AsyncSession, hold_id: int, amount: int) -> bool:
-    result = await session.execute(
-        update(Hold)
-        .where(and_(Hold.id == hold_id, Hold.released_at.is_(None), Hold.amount >= amount))
-        .values(amount=Hold.amount - amount)
-        .returning(Hold.id)
-    )
-    return result.scalar_one_or_none() is not None
 
 
 async def list_postings(
@@ -131,17 +89,100 @@ async def list_postings(
     return [(posting, transfer) for posting, transfer in rows]
 
 
-async def lock_accounts(
-    session: AsyncSession, account_ids: list[int]
-) -> dict[int, tuple[int, int]]:
+async def lock_accounts(session: AsyncSession, account_ids: Sequence[int]) -> dict[int, Locked]:
     """Row-lock accounts in ascending id order (a no-op on SQLite, whose writers are
-    serialized by BEGIN IMMEDIATE) and return their (balance, held) as locked. Taking every
-    lock a transaction needs up front, in one global order, is what keeps concurrent money
-    paths free of deadlocks."""
+    serialized by BEGIN IMMEDIATE) and return them as locked. Taking every lock a
+    transaction needs up front, in one global order, is what keeps concurrent money paths
+    free of deadlocks."""
     rows = await session.execute(
-        select(Account.id, Account.balance, Account.held)
+        select(Account.id, Account.kind, Account.balance, Account.held)
         .where(Account.id.in_(sorted(set(account_ids))))
         .order_by(Account.id)
         .with_for_update()
     )
-    return {account_id: (balance, held) for account_id, balance, held in rows}
+    return {account_id: Locked(kind, balance, held) for account_id, kind, balance, held in rows}
+
+
+async def lock_call_accounts(
+    session: AsyncSession, *, client_id: int, host_id: int
+) -> list[tuple[int, int | None, str, Locked]]:
+    """Lock, in one statement and in id order, the accounts of two users and the revenue
+    account: (id, user id, kind, as locked) of each."""
+    rows = await session.execute(
+        select(Account.id, Account.user_id, Account.kind, Account.balance, Account.held)
+        .where(
+            or_(
+                Account.user_id.in_((client_id, host_id)),
+                (Account.user_id.is_(None)) & (Account.kind == AccountKind.revenue),
+            )
+        )
+        .order_by(Account.id)
+        .with_for_update()
+    )
+    return [(aid, uid, kind, Locked(kind, bal, held)) for aid, uid, kind, bal, held in rows]
+
+
+async def insert_transfers(
+    session: AsyncSession, rows: list[dict[str, object]]
+) -> list[int | None]:
+    """Insert transfers, skipping those whose idempotency key is taken: the new id of each
+    row, or None where its key had been used."""
+    if not rows:
+        return []
+    for row, transfer_id in zip(rows, await new_ids(session, TRANSFERS, len(rows)), strict=True):
+        row["id"] = transfer_id
+    inserted = await insert_new_rows(session, TRANSFERS, rows, unique="idempotency_key")
+    return [cast(int, row["id"]) if new else None for row, new in zip(rows, inserted, strict=True)]
+
+
+async def insert_postings(session: AsyncSession, rows: list[dict[str, int]]) -> None:
+    await insert_rows(session, POSTINGS, rows)
+
+
+async def move_accounts(
+    session: AsyncSession, balance: Mapping[int, int], held: Mapping[int, int]
+) -> None:
+    """Add to accounts' balances and held coins, by delta (the CHECK constraint still
+    guards ``balance >= held``), in id order."""
+    changed = sorted(a for a in balance.keys() | held.keys() if balance.get(a) or held.get(a))
+    rows = [{"id": a, "balance": balance.get(a, 0), "held": held.get(a, 0)} for a in changed]
+    _expect(
+        len(rows),
+        await update_rows(
+            session,
+            ACCOUNTS,
+            rows,
+            where={"id": "id"},
+            add={"balance": "balance", "held": "held"},
+        ),
+    )
+
+
+async def move_holds(
+    session: AsyncSession, changes: Sequence[tuple[int, int, int, datetime | None]]
+) -> None:
+    """Set open holds from their amount to a new one (compare-and-set), closing those
+    with a release time: (hold id, amount before, amount after, released at)."""
+    rows = [
+        {"id": hold_id, "before": before, "amount": after, "released_at": released_at}
+        for hold_id, before, after, released_at in changes
+        if before != after or released_at is not None
+    ]
+    _expect(
+        len(rows),
+        await update_rows(
+            session,
+            HOLDS,
+            rows,
+            where={"id": "id", "before": "amount"},
+            assign={"amount": "amount", "released_at": "released_at"},
+            where_null=("released_at",),
+        ),
+    )
+
+
+def _expect(rows: int, changed: int | None) -> None:
+    """Every row written is locked by its transaction, so each must change; a miss means
+    a broken invariant, and the transaction rolls back."""
+    if changed is not None and changed != rows:
+        raise LedgerError(f"a ledger update changed {changed} rows, not {rows}")

@@ -1,6 +1,13 @@
 """The ledger service: the only code that moves coins.
 
-Every function takes the caller's session first and flushes, never commits: the caller's
+:func:`post` is the one writer: every transfer — a call's charge, a refund, a grant, and
+later purchases, payouts and tips — and every change of a hold is written by it, with one
+multi-row statement per table (``ledger/repository.py``), whether it posts one transfer or
+the meter's batch of thousands. It owns the idempotency key formats (:func:`charge_key`,
+:func:`refund_key`), the postings with their running ``balance_after``, the account and hold
+updates and the metrics. ``ledger check`` proves that every transfer was written this way.
+
+Every function takes the caller's session first and never commits: the caller's
 transaction decides. A function that raises leaves the transaction unusable for further
 money movements; roll it back (the request and worker transactions do).
 
@@ -13,16 +20,18 @@ the order cannot close a cycle.
 from __future__ import annotations
 
 import enum
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from callmeter.errors import IdempotencyConflict, InsufficientFunds, LedgerError, NotFound
-from callmeter.kit.db import dialect_insert
 from callmeter.ledger import repository
-from callmeter.models import MAX_AMOUNT, Account, AccountKind, Hold, Posting, Transfer
+from callmeter.ledger.repository import Locked
+from callmeter.models import MAX_AMOUNT, Account, AccountKind, Hold, Transfer
 from callmeter.ops import metrics
 
 
@@ -39,6 +48,43 @@ class TransferKind(enum.StrEnum):
 CHARGE_KINDS = (TransferKind.call_charge, TransferKind.host_share)
 
 
+def charge_key(call_id: int, kind: TransferKind, charged: int) -> str:
+    """The key of a call's charge transfer of ``kind`` that brings the call's cumulative
+    charge to ``charged``: whichever path charges first, a repeat cannot post twice."""
+    return f"call:{call_id}:{kind}:{charged}"
+
+
+def refund_key(call_id: int, side: str, refunded: int) -> str:
+    """The key of a refund from ``side`` (host or platform) that brings the call's
+    cumulative refunds to ``refunded``."""
+    return f"call:{call_id}:refund:{side}:{refunded}"
+
+
+@dataclass(frozen=True, slots=True)
+class Movement:
+    """One transfer to post: ``amount`` coins from the debit to the credit account."""
+
+    kind: TransferKind
+    debit_account_id: int
+    credit_account_id: int
+    amount: int
+    idempotency_key: str
+    call_id: int | None = None
+    note: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HoldChange:
+    """A hold goes from ``before`` to ``after`` coins (captures included), and is closed
+    when ``close``. Compare-and-set: a hold that does not hold ``before`` is an error."""
+
+    hold_id: int
+    account_id: int
+    before: int
+    after: int
+    close: bool = False
+
+
 @dataclass(frozen=True)
 class TransferResult:
     transfer: Transfer
@@ -50,6 +96,129 @@ def _check_amount(amount: int) -> None:
         raise LedgerError("amounts are whole coins")
     if not 0 < amount <= MAX_AMOUNT:
         raise LedgerError(f"amount must be between 1 and {MAX_AMOUNT}")
+
+
+async def post(
+    session: AsyncSession,
+    movements: Sequence[Movement],
+    *,
+    now: datetime,
+    holds: Sequence[HoldChange] = (),
+    locked: Mapping[int, Locked] | None = None,
+) -> list[bool]:
+    """Post ``movements`` and ``holds`` together: the only way coins move.
+
+    ``locked``: the accounts involved, as :func:`lock_accounts` returned them in this
+    transaction (their balances are updated here, so a batch can thread them through
+    several posts); without it they are locked now. Each movement is posted exactly once
+    per idempotency key: a key already used with the same terms is skipped (its entry in
+    the result is False), with other terms it raises :class:`IdempotencyConflict`.
+    Raises :class:`InsufficientFunds` (writing nothing) when an account other than the
+    issuance account would end with fewer coins than it holds.
+    """
+    for movement in movements:
+        _check_amount(movement.amount)
+        if movement.debit_account_id == movement.credit_account_id:
+            raise LedgerError("a transfer needs two different accounts")
+    involved = {m.debit_account_id for m in movements} | {m.credit_account_id for m in movements}
+    involved |= {h.account_id for h in holds}
+    if locked is None:
+        locked = await lock_accounts(session, sorted(involved))
+    accounts = dict(locked)
+    missing = involved - set(accounts)
+    if missing:
+        raise NotFound(f"account {min(missing)} does not exist")
+
+    # Claim the keys first: a concurrent duplicate waits on the unique index and is then
+    # skipped, so the balances below move once.
+    created = await repository.insert_transfers(
+        session,
+        [
+            {
+                "debit_account_id": m.debit_account_id,
+                "credit_account_id": m.credit_account_id,
+                "amount": m.amount,
+                "kind": str(m.kind),
+                "call_id": m.call_id,
+                "idempotency_key": m.idempotency_key,
+                "note": m.note,
+                "created_at": now,
+            }
+            for m in movements
+        ],
+    )
+    repeats = [m for m, new in zip(movements, created, strict=True) if new is None]
+    await _check_repeats(session, repeats)
+    if repeats and holds:
+        # a hold moves with the charges it pays: a charge posted before means the caller's
+        # state is stale, and moving the hold again would double-count it
+        raise LedgerError(f"transfer {repeats[0].idempotency_key!r} was already posted")
+    posted = [(m, tid) for m, tid in zip(movements, created, strict=True) if tid is not None]
+
+    delta_balance: dict[int, int] = defaultdict(int)
+    delta_held: dict[int, int] = defaultdict(int)
+    postings: list[dict[str, int]] = []
+    for movement, transfer_id in posted:
+        for account_id, amount in (
+            (movement.debit_account_id, -movement.amount),
+            (movement.credit_account_id, movement.amount),
+        ):
+            delta_balance[account_id] += amount
+            balance = accounts[account_id]
+            accounts[account_id] = balance = balance.moved(amount, 0)
+            postings.append(
+                {
+                    "transfer_id": transfer_id,
+                    "account_id": account_id,
+                    "amount": amount,
+                    "balance_after": balance.balance,
+                }
+            )
+    for hold in holds:
+        delta_held[hold.account_id] += hold.after - hold.before
+        accounts[hold.account_id] = accounts[hold.account_id].moved(0, hold.after - hold.before)
+    for account_id in delta_balance.keys() | delta_held.keys():
+        account = accounts[account_id]
+        if account.kind != AccountKind.issuance and not 0 <= account.held <= account.balance:
+            # what this post asked of the account: its debits and the coins it reserves
+            needed = max(0, delta_held[account_id]) - min(0, delta_balance[account_id])
+            raise InsufficientFunds(f"not enough coins: {needed} needed")
+    if isinstance(locked, dict):
+        locked.update(accounts)
+
+    # in list order: each account's running balance follows posting ids
+    await repository.insert_postings(session, postings)
+    await repository.move_accounts(session, delta_balance, delta_held)
+    await repository.move_holds(
+        session, [(h.hold_id, h.before, h.after, now if h.close else None) for h in holds]
+    )
+    for movement, _ in posted:
+        metrics.record_transfer(session, movement.kind)
+    return [transfer_id is not None for transfer_id in created]
+
+
+async def _check_repeats(session: AsyncSession, repeats: Sequence[Movement]) -> None:
+    """A key used before must have been used for the same transfer."""
+    for movement in repeats:
+        existing = await repository.get_transfer_by_key(session, movement.idempotency_key)
+        assert existing is not None
+        terms = (
+            movement.debit_account_id,
+            movement.credit_account_id,
+            movement.amount,
+            str(movement.kind),
+            movement.call_id,
+        )
+        if terms != (
+            existing.debit_account_id,
+            existing.credit_account_id,
+            existing.amount,
+            existing.kind,
+            existing.call_id,
+        ):
+            raise IdempotencyConflict(
+                f"transfer key {movement.idempotency_key!r} was already used for another transfer"
+            )
 
 
 async def open_account(
@@ -82,93 +251,27 @@ async def transfer(
     now: datetime,
     call_id: int | None = None,
     note: str | None = None,
-    hold_id: int | None = None,
 ) -> TransferResult:
-    """Move ``amount`` coins, exactly once per ``idempotency_key``.
+    """Move ``amount`` coins, exactly once per ``idempotency_key`` (a :func:`post` of one).
 
     The debited account must have ``amount`` available (unless it is the issuance
-    account), or, with ``hold_id``, the coins come out of that hold on the debited account.
-    Repeating a key returns the first transfer; repeating it with other terms raises
-    :class:`IdempotencyConflict`. Raises :class:`InsufficientFunds` when the coins are not
-    there.
+    account). Repeating a key returns the first transfer; repeating it with other terms
+    raises :class:`IdempotencyConflict`. Raises :class:`InsufficientFunds` when the coins
+    are not there.
     """
-    _check_amount(amount)
-    if debit_account_id == credit_account_id:
-        raise LedgerError("a transfer needs two different accounts")
-
-    # Claim the key first: a concurrent duplicate waits here on the unique index and then
-    # finds the winner's row, so the balances below move once.
-    inserted = await session.scalars(
-        dialect_insert(session, Transfer.__table__)
-        .values(
-            debit_account_id=debit_account_id,
-            credit_account_id=credit_account_id,
-            amount=amount,
-            kind=kind,
-            call_id=call_id,
-            idempotency_key=idempotency_key,
-            note=note,
-            created_at=now,
-        )
-        .on_conflict_do_nothing(index_elements=["idempotency_key"])
-        .returning(Transfer.__table__.c.id)
+    movement = Movement(
+        kind=kind,
+        debit_account_id=debit_account_id,
+        credit_account_id=credit_account_id,
+        amount=amount,
+        idempotency_key=idempotency_key,
+        call_id=call_id,
+        note=note,
     )
-    transfer_id = inserted.one_or_none()
-    if transfer_id is None:
-        existing = await repository.get_transfer_by_key(session, idempotency_key)
-        assert existing is not None
-        terms = (debit_account_id, credit_account_id, amount, str(kind), call_id)
-        if terms != (
-            existing.debit_account_id,
-            existing.credit_account_id,
-            existing.amount,
-            existing.kind,
-            existing.call_id,
-        ):
-            raise IdempotencyConflict(
-                f"transfer key {idempotency_key!r} was already used for another transfer"
-            )
-        return TransferResult(existing, created=False)
-
-    if hold_id is not None and not await repository.shrink_hold(session, hold_id, amount):
-        raise LedgerError(f"hold {hold_id} does not cover {amount} coins")
-
-    balances: dict[int, int] = {}
-    for account_id in sorted((debit_account_id, credit_account_id)):
-        if account_id == credit_account_id:
-            balances[account_id] = await repository.credit(session, account_id, amount)
-            continue
-        if hold_id is not None:
-            after = await repository.debit_held(session, account_id, amount)
-        else:
-            after = await repository.debit(session, account_id, amount)
-        if after is None:
-            if await repository.get_account(session, account_id) is None:
-                raise NotFound(f"account {account_id} does not exist")
-            raise InsufficientFunds(f"not enough coins: {amount} needed")
-        balances[account_id] = after
-
-    await session.execute(
-        insert(Posting),
-        [
-            {
-                "transfer_id": transfer_id,
-                "account_id": debit_account_id,
-                "amount": -amount,
-                "balance_after": balances[debit_account_id],
-            },
-            {
-                "transfer_id": transfer_id,
-                "account_id": credit_account_id,
-                "amount": amount,
-                "balance_after": balances[credit_account_id],
-            },
-        ],
-    )
-    metrics.record_transfer(session, kind)
-    created = await session.get(Transfer, transfer_id)
-    assert created is not None
-    return TransferResult(created, created=True)
+    [created] = await post(session, [movement], now=now)
+    written = await repository.get_transfer_by_key(session, idempotency_key)
+    assert written is not None
+    return TransferResult(written, created=created)
 
 
 async def place_hold(
@@ -180,33 +283,42 @@ async def place_hold(
     now: datetime,
     call_id: int | None = None,
 ) -> Hold:
-    """Reserve ``amount`` of the account's available coins, or raise InsufficientFunds.
-
-    Nothing is written when the coins are not there, so a caller may catch the error and
-    go on with its transaction.
-    """
+    """Reserve ``amount`` of the account's available coins in a new hold, or raise
+    InsufficientFunds (writing nothing, so a caller may catch it and go on)."""
     _check_amount(amount)
-    if not await repository.add_held(session, account_id, amount):
+    locked = await lock_accounts(session, [account_id])
+    if account_id not in locked:
+        raise NotFound(f"account {account_id} does not exist")
+    account = locked[account_id]
+    if account.kind == AccountKind.issuance or account.available < amount:
         raise InsufficientFunds(f"not enough coins: {amount} needed")
-    hold = Hold(
-        account_id=account_id, amount=amount, reason=reason, call_id=call_id, created_at=now
-    )
+    hold = Hold(account_id=account_id, amount=0, reason=reason, call_id=call_id, created_at=now)
     session.add(hold)
     await session.flush()
+    await post(
+        session,
+        [],
+        now=now,
+        holds=[HoldChange(hold.id, account_id, before=0, after=amount)],
+        locked=locked,
+    )
+    await session.refresh(hold, ["amount"])
     return hold
 
 
-async def extend_hold(session: AsyncSession, *, hold_id: int, amount: int) -> None:
-    """Reserve ``amount`` more on an open hold, or raise InsufficientFunds (writing nothing)."""
-    _check_amount(amount)
+async def _open_hold(session: AsyncSession, hold_id: int) -> Hold:
     hold = await repository.lock_open_hold(session, hold_id)
     if hold is None:
         raise LedgerError(f"hold {hold_id} is not open")
-    if not await repository.add_held(session, hold.account_id, amount):
-        raise InsufficientFunds(f"not enough coins: {amount} needed")
-    await session.execute(
-        update(Hold).where(Hold.id == hold_id).values(amount=Hold.amount + amount)
-    )
+    return hold
+
+
+async def extend_hold(session: AsyncSession, *, hold_id: int, amount: int, now: datetime) -> None:
+    """Reserve ``amount`` more on an open hold, or raise InsufficientFunds (writing nothing)."""
+    _check_amount(amount)
+    hold = await _open_hold(session, hold_id)
+    change = HoldChange(hold_id, hold.account_id, before=hold.amount, after=hold.amount + amount)
+    await post(session, [], now=now, holds=[change])
 
 
 async def capture_hold(
@@ -219,22 +331,22 @@ async def capture_hold(
     idempotency_key: str,
     now: datetime,
     call_id: int | None = None,
-) -> TransferResult:
+) -> None:
     """Transfer ``amount`` of the coins reserved by a hold to ``credit_account_id``."""
-    hold = await repository.lock_open_hold(session, hold_id)
-    if hold is None:
-        raise LedgerError(f"hold {hold_id} is not open")
-    return await transfer(
-        session,
+    _check_amount(amount)
+    hold = await _open_hold(session, hold_id)
+    if hold.amount < amount:
+        raise LedgerError(f"hold {hold_id} does not cover {amount} coins")
+    movement = Movement(
+        kind=kind,
         debit_account_id=hold.account_id,
         credit_account_id=credit_account_id,
         amount=amount,
-        kind=kind,
         idempotency_key=idempotency_key,
-        now=now,
         call_id=call_id,
-        hold_id=hold_id,
     )
+    change = HoldChange(hold_id, hold.account_id, before=hold.amount, after=hold.amount - amount)
+    await post(session, [movement], now=now, holds=[change])
 
 
 async def release_hold(session: AsyncSession, *, hold_id: int, now: datetime) -> int:
@@ -244,18 +356,37 @@ async def release_hold(session: AsyncSession, *, hold_id: int, now: datetime) ->
     if hold is None:
         return 0
     released = hold.amount
-    await session.execute(update(Hold).where(Hold.id == hold_id).values(amount=0, released_at=now))
-    if released:
-        await repository.remove_held(session, hold.account_id, released)
+    change = HoldChange(hold_id, hold.account_id, before=released, after=0, close=True)
+    await post(session, [], now=now, holds=[change])
     return released
 
 
-async def lock_accounts(
-    session: AsyncSession, account_ids: list[int]
-) -> dict[int, tuple[int, int]]:
+async def lock_accounts(session: AsyncSession, account_ids: Sequence[int]) -> dict[int, Locked]:
     """Lock these accounts now, in id order, before moving coins between several of them;
-    returns each one's (balance, held) as locked."""
+    returns each one's kind, balance and held as locked."""
     return await repository.lock_accounts(session, account_ids)
+
+
+async def lock_call_accounts(
+    session: AsyncSession, *, client_id: int, host_id: int
+) -> tuple[dict[int, Locked], int, int, int]:
+    """Lock, in one statement and in id order, the accounts a call's money moves between:
+    the client's wallet, the host's earnings and the platform's revenue. Returns them as
+    locked, with their ids (wallet, earnings, revenue)."""
+    rows = await repository.lock_call_accounts(session, client_id=client_id, host_id=host_id)
+    wallet = earnings = revenue = None
+    for account_id, user_id, kind, _ in rows:
+        if kind == AccountKind.revenue:
+            revenue = account_id
+        elif user_id == client_id and kind == AccountKind.wallet:
+            wallet = account_id
+        elif user_id == host_id and kind == AccountKind.earnings:
+            earnings = account_id
+    if revenue is None:
+        raise LedgerError("the revenue account is missing: run `callmeter migrate`")
+    if wallet is None or earnings is None:
+        raise NotFound("this call's client has no wallet or its host no earnings account")
+    return {row[0]: row[3] for row in rows}, wallet, earnings, revenue
 
 
 async def account_for_user(session: AsyncSession, user_id: int) -> Account:

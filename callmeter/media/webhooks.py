@@ -18,9 +18,15 @@ from livekit import api
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from callmeter.billing.settlement import charge_pending
 from callmeter.calls import repository as calls_repository
-from callmeter.calls.service import activate_if_connected, end_if_overdue, look_again_for_media
-from callmeter.calls.settlement import charge_pending, finish, settle
+from callmeter.calls.service import (
+    activate_if_connected,
+    end_if_overdue,
+    finish,
+    look_again_for_media,
+    settle,
+)
 from callmeter.config import Settings
 from callmeter.errors import CallmeterError
 from callmeter.kit.db import dialect_insert

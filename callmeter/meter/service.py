@@ -96,6 +96,7 @@ async def _take_batch(
         else:
             committed = runtime.clock.now()
             result.batched += len(done.settled)
+            result.ended += done.ended
             result.advanced += len(done.settled)
             result.lags.extend((committed - due_at).total_seconds() for _, due_at in done.settled)
             return done.others, done.picked

@@ -161,7 +161,7 @@ class TestHolds:
             )
         assert await wallet_of(runtime, alice.id) == (80, 10)
         async with runtime.sessionmaker.begin() as session:
-            await ledger.extend_hold(session, hold_id=hold.id, amount=15)
+            await ledger.extend_hold(session, hold_id=hold.id, amount=15, now=now)
         assert await wallet_of(runtime, alice.id) == (80, 25)
         with pytest.raises(LedgerError):
             async with runtime.sessionmaker.begin() as session:

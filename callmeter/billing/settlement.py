@@ -1,0 +1,401 @@
+"""The settlement planner: what a call owes and holds at a moment, as a pure function.
+
+No session, no I/O: :func:`plan` and :func:`plan_finish` take a :class:`CallState` (built
+from an ORM row or a batch row alike) and return an :class:`Outcome` — the call's new
+billing state and the coins to move (captured from the hold, newly reserved, released).
+``calls.settlement`` applies outcomes, one call or a batch of thousands, through the one
+ledger writer; every path (heartbeat, hang-up, webhook, meter, admin) plans here.
+
+The rules (docs/design.md):
+
+* billable time is whole seconds since ``started_at``, never past the presence horizon (the
+  last moment both parties were known present) nor ``paid_until`` (:func:`billable_seconds`);
+* the charge only moves up, to ``cost(billable)``; the host's share is recomputed from the
+  cumulative total (``policy.host_earnings``);
+* the hold always covers the call until the next settlement point, so
+  ``charged + held >= cost(t)`` for every ``t`` up to ``paid_until``; when the wallet
+  cannot fund that, it holds what still buys time (``policy.affordable_hold``);
+* a call ends ``connection_lost`` at the horizon when a party has been silent past the
+  heartbeat timeout, and ``insufficient_funds`` at ``paid_until`` once its paid time is
+  over and both parties were seen there (until then it waits, charging nothing more);
+* an end is billed to its moment, never past the horizon nor ``paid_until``, never less
+  than what was already charged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from callmeter.billing.policy import (
+    Tariff,
+    affordable_hold,
+    cost,
+    covered_seconds,
+    host_earnings,
+    next_boundary,
+)
+from callmeter.config import BillingPolicy
+from callmeter.models import CallStatus, EndReason
+
+LOW_BALANCE = "low_balance"
+
+
+@dataclass(frozen=True, slots=True)
+class CallState:
+    """What settlement reads of a call."""
+
+    id: int
+    version: int
+    status: str
+    started_at: datetime | None
+    policy: str
+    rate: int
+    interval_seconds: int
+    free_seconds: int
+    host_share_percent: int
+    charged: int
+    held: int
+    host_earned: int
+    billed_seconds: int
+    warning: str | None
+    paid_until: datetime | None
+    next_charge_at: datetime | None
+    client_last_seen_at: datetime | None
+    host_last_seen_at: datetime | None
+
+    @classmethod
+    def of(cls, row: Any) -> CallState:
+        """From anything with these attributes: a ``Call`` or a row of a batch query."""
+        return cls(*(getattr(row, name) for name in STATE_FIELDS))
+
+
+STATE_FIELDS = tuple(f.name for f in fields(CallState))
+
+
+def tariff_of(call: Any) -> Tariff:
+    """The tariff snapshotted on a call (a ``CallState``, a ``Call`` or a row)."""
+    return Tariff(
+        policy=BillingPolicy(call.policy),
+        rate=call.rate,
+        interval_seconds=call.interval_seconds,
+        free_seconds=call.free_seconds,
+        host_share_percent=call.host_share_percent,
+    )
+
+
+# What settlement writes back on a call row, and what a party sees of it.
+CALL_COLUMNS = (
+    "version",
+    "status",
+    "charged",
+    "host_earned",
+    "held",
+    "billed_seconds",
+    "warning",
+    "paid_until",
+    "next_charge_at",
+    "due_at",
+    "ended_at",
+    "end_reason",
+)
+VISIBLE = (
+    "status",
+    "charged",
+    "held",
+    "host_earned",
+    "warning",
+    "paid_until",
+    "next_charge_at",
+    "billed_seconds",
+    "end_reason",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """A planned settlement: the call's new billing state and the coins that move."""
+
+    call_id: int
+    old_version: int
+    version: int
+    status: str
+    charged: int
+    host_earned: int
+    held: int
+    billed_seconds: int
+    warning: str | None
+    paid_until: datetime | None
+    next_charge_at: datetime | None
+    due_at: datetime | None
+    ended_at: datetime | None
+    end_reason: str | None
+    host_part: int = 0  # captured from the hold into the host's earnings
+    platform_part: int = 0  # captured from the hold into the platform's revenue
+    extension: int = 0  # newly reserved out of the wallet's available coins
+    released: int = 0  # given back to the wallet when the call ends
+
+    @property
+    def captured(self) -> int:
+        return self.host_part + self.platform_part
+
+    @property
+    def hold_delta(self) -> int:
+        """The change of the call's hold (and of the wallet's held coins)."""
+        return self.extension - self.captured - self.released
+
+    @property
+    def ended(self) -> bool:
+        """Whether this outcome ends the call."""
+        return self.status == CallStatus.ended and self.ended_at is not None
+
+    @property
+    def changed(self) -> bool:
+        return self.version != self.old_version or self.hold_delta != 0 or self.captured != 0
+
+    def values(self) -> dict[str, object]:
+        """The call's new column values (``CALL_COLUMNS``)."""
+        return {name: getattr(self, name) for name in CALL_COLUMNS}
+
+
+# --- time -------------------------------------------------------------------------------
+
+
+def seconds_between(start: datetime, moment: datetime) -> int:
+    """Whole seconds from ``start`` to ``moment`` (0 when ``moment`` is earlier)."""
+    return max(0, int((moment - start).total_seconds()))
+
+
+def presence_horizon(call: Any) -> datetime | None:
+    """The latest moment both parties are known to have been on the call."""
+    client: datetime | None = call.client_last_seen_at
+    host: datetime | None = call.host_last_seen_at
+    if client is None or host is None:
+        return None
+    return min(client, host)
+
+
+def presence_lost(call: Any, now: datetime, heartbeat_timeout: int) -> bool:
+    """Whether a party of an active call has been silent past the heartbeat timeout."""
+    horizon = presence_horizon(call)
+    return horizon is not None and now >= horizon + timedelta(seconds=heartbeat_timeout)
+
+
+def billing_horizon(call: Any) -> datetime:
+    """The latest moment an active call may be billed to: its presence horizon (its start
+    while a party has not been seen yet)."""
+    started: datetime | None = call.started_at
+    assert started is not None
+    return max(started, presence_horizon(call) or started)
+
+
+def paid_seconds(call: Any) -> int:
+    """How long the coins committed to the call (charged + held) let it run."""
+    return covered_seconds(tariff_of(call), call.charged + call.held)
+
+
+def billable_seconds(call: Any, now: datetime) -> int:
+    """The seconds an active call may be charged for at ``now``: since its start, never
+    past the presence horizon, never past its paid time."""
+    assert call.started_at is not None
+    until = min(billing_horizon(call), now)
+    return min(seconds_between(call.started_at, until), paid_seconds(call))
+
+
+def charge_pending(call: Any, now: datetime) -> bool:
+    """Whether settling now would charge, extend or end anything (cheap: no I/O)."""
+    if call.status != CallStatus.active or call.started_at is None:
+        return False
+    if (call.next_charge_at and now >= call.next_charge_at) or (
+        call.paid_until and now >= call.paid_until
+    ):
+        return True
+    if presence_horizon(call) is None:
+        return False
+    charged: int = call.charged
+    return cost(tariff_of(call), billable_seconds(call, now)) > charged
+
+
+def due_at(
+    next_charge_at: datetime,
+    paid_until: datetime,
+    horizon: datetime | None,
+    timeout: int,
+    now: datetime,
+) -> datetime:
+    """When the meter must look at an active call: the next boundary, the end of its paid
+    time, or the moment a silent party times out, whichever comes first. A call already
+    past its paid time waits for presence (a heartbeat ends it), so the meter looks at the
+    timeout rather than at every tick."""
+    deadlines = [next_charge_at]
+    if paid_until > now:
+        deadlines.append(paid_until)
+    if horizon is not None:
+        deadlines.append(horizon + timedelta(seconds=timeout))
+    return min(deadlines)
+
+
+# --- planning ---------------------------------------------------------------------------
+
+
+def _unchanged(state: CallState, due: datetime | None) -> Outcome:
+    return Outcome(
+        call_id=state.id,
+        old_version=state.version,
+        version=state.version,
+        status=state.status,
+        charged=state.charged,
+        host_earned=state.host_earned,
+        held=state.held,
+        billed_seconds=state.billed_seconds,
+        warning=state.warning,
+        paid_until=state.paid_until,
+        next_charge_at=state.next_charge_at,
+        due_at=due,
+        ended_at=None,
+        end_reason=None,
+    )
+
+
+def _charged_to(state: CallState, tariff: Tariff, target: int) -> CallState:
+    """``state`` with ``charged`` raised to ``target`` out of the hold (never lowered)."""
+    if target <= state.charged:
+        return state
+    return replace(
+        state,
+        charged=target,
+        host_earned=host_earnings(tariff, target),
+        held=state.held - (target - state.charged),
+    )
+
+
+def _versioned(before: CallState, outcome: Outcome) -> Outcome:
+    """Move the version when what a party sees changed."""
+    if outcome.status == CallStatus.ended:
+        return replace(outcome, version=before.version + 1)
+    seen_before = tuple(getattr(before, name) for name in VISIBLE if name != "end_reason")
+    seen_after = tuple(getattr(outcome, name) for name in VISIBLE if name != "end_reason")
+    return replace(outcome, version=before.version + (seen_before != seen_after))
+
+
+def plan(state: CallState, available: int, now: datetime, heartbeat_timeout: int) -> Outcome:
+    """Bring an active call's charges and hold up to ``now`` when its client has
+    ``available`` coins: charge and extend the hold (in full, or what still buys time),
+    or end the call. Always an outcome; a call that is not active is left as it is.
+    Settling the outcome's state again at the same moment changes nothing."""
+    if state.status != CallStatus.active or state.started_at is None:
+        return _unchanged(state, None)
+    if presence_lost(state, now, heartbeat_timeout):
+        # billed to the last moment both were there; no hold is extended for the silence
+        return plan_finish(state, billing_horizon(state), EndReason.connection_lost)
+    started = state.started_at
+    tariff = tariff_of(state)
+    t_now = seconds_between(started, now)
+    billable = billable_seconds(state, now)
+    charged = _charged_to(state, tariff, cost(tariff, billable))
+    # cover the call up to the next settlement point after now
+    committed = charged.charged + charged.held
+    missing = max(0, cost(tariff, next_boundary(tariff, t_now)) - committed)
+    extension = missing if missing <= available else affordable_hold(tariff, committed, available)
+    extended = replace(charged, held=charged.held + extension)
+    paid = paid_seconds(extended)
+    if paid <= t_now and seconds_between(started, billing_horizon(state)) >= paid:
+        # out of paid time, both parties seen there: the end, at paid_until
+        end = plan_finish(extended, started + timedelta(seconds=paid), EndReason.insufficient_funds)
+        return replace(
+            end,
+            old_version=state.version,
+            host_part=end.host_part + _host_part(state, charged),
+            platform_part=end.platform_part + _platform_part(state, charged),
+            extension=extension,
+        )
+    # Out of paid time but a party not yet seen at paid_until: the call waits (nothing more
+    # is charged) until a heartbeat shows both there — then it ends at paid_until — or the
+    # silence reaches the timeout — then it ends connection_lost at the horizon.
+    reach = covered_seconds(tariff, committed + available)
+    paid_until = started + timedelta(seconds=paid)
+    next_charge_at = started + timedelta(seconds=next_boundary(tariff, t_now))
+    outcome = Outcome(
+        call_id=state.id,
+        old_version=state.version,
+        version=state.version,
+        status=state.status,
+        charged=extended.charged,
+        host_earned=extended.host_earned,
+        held=extended.held,
+        billed_seconds=billable,
+        warning=LOW_BALANCE if reach - t_now <= tariff.interval_seconds else None,
+        paid_until=paid_until,
+        next_charge_at=next_charge_at,
+        due_at=due_at(next_charge_at, paid_until, presence_horizon(state), heartbeat_timeout, now),
+        ended_at=None,
+        end_reason=None,
+        host_part=_host_part(state, charged),
+        platform_part=_platform_part(state, charged),
+        extension=extension,
+    )
+    return _versioned(state, outcome)
+
+
+def _host_part(before: CallState, after: CallState) -> int:
+    return after.host_earned - before.host_earned
+
+
+def _platform_part(before: CallState, after: CallState) -> int:
+    return (after.charged - before.charged) - _host_part(before, after)
+
+
+def plan_finish(state: CallState, end_at: datetime, reason: EndReason) -> Outcome:
+    """End a call as of ``end_at`` (a hang-up, a timeout, a webhook, an admin): the final
+    charge for an active call — never past the presence horizon nor ``paid_until``, never
+    less than what was already charged — and whatever the hold still reserves released.
+    Ending an ended call changes nothing, so the first ender's summary stands."""
+    if state.status == CallStatus.ended:
+        return _unchanged(state, None)
+    final, billed = state, state.billed_seconds
+    if state.status == CallStatus.active:
+        assert state.started_at is not None
+        started = state.started_at
+        latest = min(billing_horizon(state), started + timedelta(seconds=paid_seconds(state)))
+        end_at = max(started, min(end_at, latest))
+        billed = seconds_between(started, end_at)
+        tariff = tariff_of(state)
+        if cost(tariff, billed) < state.charged:
+            # Settlement is monotone: an end stamped before a moment already charged for
+            # (an early event time, a clock that disagrees) cannot un-bill it.
+            billed = state.billed_seconds
+            end_at = started + timedelta(seconds=billed)
+        final = _charged_to(state, tariff, cost(tariff, billed))
+    else:
+        reason = unbilled_reason(reason)
+    return Outcome(
+        call_id=state.id,
+        old_version=state.version,
+        version=state.version + 1,
+        status=CallStatus.ended,
+        charged=final.charged,
+        host_earned=final.host_earned,
+        held=0,
+        billed_seconds=billed,
+        warning=None,
+        paid_until=state.paid_until,
+        next_charge_at=None,
+        due_at=None,
+        ended_at=end_at,
+        end_reason=reason,
+        host_part=_host_part(state, final),
+        platform_part=_platform_part(state, final),
+        released=final.held,
+    )
+
+
+def unbilled_reason(reason: EndReason) -> EndReason:
+    """A call that never became active ends as declined/cancelled/missed/connect_failed."""
+    return {
+        EndReason.host_hangup: EndReason.declined,
+        EndReason.client_hangup: EndReason.cancelled,
+        EndReason.insufficient_funds: EndReason.cancelled,
+        EndReason.connection_lost: EndReason.connect_failed,
+        EndReason.media_left: EndReason.connect_failed,
+    }.get(reason, reason)
