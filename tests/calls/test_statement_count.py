@@ -19,9 +19,9 @@ from callmeter.kit.runtime import Runtime
 from callmeter.models import Role, User
 from tests.factories import assert_ledger_ok, make_user
 
-# Before issue 12: 27 (6 + 21) on SQLite and PostgreSQL; now 13 (5 + 8). The per-call path locks
-# its accounts in one statement,
-# reads nothing it has just written and writes the ledger with one statement per table.
+# Before issue 12: 27 (6 + 21) on SQLite and PostgreSQL; now 13 (5 + 8). The per-call path
+# locks its accounts in one statement, reads nothing it has just written and writes the
+# ledger with one statement per table.
 MAX_STATEMENTS = 13
 
 
@@ -54,7 +54,12 @@ async def test_two_heartbeats_at_a_boundary(runtime: Runtime) -> None:
         await calls.accept(session, user=callee, call_id=call.id, settings=settings, now=now)
         for user in (caller, callee):
             await calls.heartbeat(
-                session, user=user, call_id=call.id, media_connected=True, settings=settings, now=now
+                session,
+                user=user,
+                call_id=call.id,
+                media_connected=True,
+                settings=settings,
+                now=now,
             )
         call_id = call.id
     interval = settings.billing_interval_seconds
