@@ -29,7 +29,7 @@ per statement in the worker at N = 10,000 (one batch of 1,000 = 7 statements): i
 the 40,000 postings takes ~0.5 s, the 20,000 transfers ~0.35 s, updating the calls ~0.2 s
 and the accounts ~0.15 s — about 130 µs of PostgreSQL time per charge, of which the
 foreign-key checks are ~40 µs (measured by switching them off in a scratch run, not
-something to ship). The worker's own Python (decoding rows, `plan_interval_charge`,
+something to ship). The worker's own Python (decoding rows, the planner,
 building the arrays) adds ~90 µs per charge. One worker is therefore bounded near 5,000
 charges/s on this 2-core machine, where the worker and the database backend already use
 both cores. Levers, none taken yet: several workers with revenue shards (needs cores), a
