@@ -15,7 +15,7 @@ however big the ledger is. Only the ledger's own tables are read.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from sqlalchemy import and_, or_, select, tuple_
@@ -62,10 +62,9 @@ def _check_call(call_id: int, rows: Iterable[tuple[int, str, int, str, str]]) ->
     charges, refunds = _Settlements(), _Settlements()
     for transfer_id, kind, amount, key, debit_kind in rows:
         total = _total(key)
-        expected: Callable[[int], str]
         if kind in CHARGE_KINDS:
-            expected = lambda n, kind=kind: charge_key(call_id, TransferKind(kind), n)  # noqa: E731
             settlements = charges
+            expected = None if total is None else charge_key(call_id, TransferKind(kind), total)
         else:
             side = next((s for s, k in REFUND_SIDES.items() if k == debit_kind), None)
             if side is None:
@@ -73,9 +72,9 @@ def _check_call(call_id: int, rows: Iterable[tuple[int, str, int, str, str]]) ->
                     f"transfer {transfer_id}: a refund of call {call_id} from a {debit_kind}"
                 )
                 continue
-            expected = lambda n, side=side: refund_key(call_id, side, n)  # noqa: E731
             settlements = refunds
-        if total is None or key != expected(total):
+            expected = None if total is None else refund_key(call_id, side, total)
+        if total is None or key != expected:
             problems.append(
                 f"transfer {transfer_id} ({kind} of call {call_id}) has key {key!r}, "
                 "not one the ledger writer gives"
@@ -129,7 +128,7 @@ async def call_transfers_written_by_post(session: AsyncSession, *, chunk: int = 
             pending.append((transfer_id, kind, amount, key, debit_kind))
         if len(rows) < chunk:
             break
-        after = (rows[-1][0], rows[-1][1])
+        after = (int(rows[-1][0]), int(rows[-1][1]))
     if current is not None:
         problems += _check_call(current, pending)
     return problems
