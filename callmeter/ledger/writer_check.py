@@ -128,7 +128,9 @@ async def call_transfers_written_by_post(session: AsyncSession, *, chunk: int = 
             pending.append((transfer_id, kind, amount, key, debit_kind))
         if len(rows) < chunk:
             break
-        after = (int(rows[-1][0]), int(rows[-1][1]))
+        last_call, last_id = rows[-1][0], rows[-1][1]
+        assert last_call is not None
+        after = (last_call, last_id)
     if current is not None:
         problems += _check_call(current, pending)
     return problems
