@@ -560,9 +560,10 @@ async def refund(
     host_total = total * call.host_earned // call.charged
     host_part = host_total - call.refunded * call.host_earned // call.charged
     platform_part = amount - host_part
-    locked, wallet, earnings, revenue = await ledger.lock_call_accounts(
+    locked, wallet, earnings = await ledger.lock_call_accounts(
         session, client_id=call.client_id, host_id=call.host_id
     )
+    revenue = await ledger.lock_revenue(session, locked)
     await ledger.post(
         session,
         [

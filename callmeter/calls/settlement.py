@@ -41,7 +41,7 @@ class CallAccounts:
 
     wallet: int
     earnings: int
-    revenue: int
+    revenue: int | None  # locked only when a charge moves coins to it
     hold: int | None
 
 
@@ -54,6 +54,10 @@ class Settlement:
 def ledger_entries(settlement: Settlement) -> tuple[list[Movement], HoldChange | None]:
     """The transfers and the hold change that carry out a planned settlement."""
     outcome, accounts = settlement.outcome, settlement.accounts
+    legs = [(TransferKind.host_share, accounts.earnings, outcome.host_part)]
+    if outcome.platform_part:
+        assert accounts.revenue is not None, "the revenue account must be locked for a charge"
+        legs.append((TransferKind.call_charge, accounts.revenue, outcome.platform_part))
     movements = [
         Movement(
             kind=kind,
@@ -64,10 +68,7 @@ def ledger_entries(settlement: Settlement) -> tuple[list[Movement], HoldChange |
             idempotency_key=ledger.charge_key(outcome.call_id, kind, outcome.charged),
             call_id=outcome.call_id,
         )
-        for kind, credit, amount in (
-            (TransferKind.host_share, accounts.earnings, outcome.host_part),
-            (TransferKind.call_charge, accounts.revenue, outcome.platform_part),
-        )
+        for kind, credit, amount in legs
         if amount > 0
     ]
     hold = None
@@ -122,11 +123,14 @@ async def _settle_one(
     planner: Callable[[CallState, int], Outcome],
     now: datetime,
 ) -> Outcome:
-    """Lock the call's accounts, plan with its client's available coins, apply."""
-    locked, wallet, earnings, revenue = await ledger.lock_call_accounts(
+    """Lock the call's accounts, plan with its client's available coins, apply. The
+    platform's revenue is locked (last, as the ledger's lock order wants) only when the
+    plan moves coins to it."""
+    locked, wallet, earnings = await ledger.lock_call_accounts(
         session, client_id=call.client_id, host_id=call.host_id
     )
     outcome = planner(CallState.of(call), locked[wallet].available)
+    revenue = await ledger.lock_revenue(session, locked) if outcome.platform_part else None
     accounts = CallAccounts(wallet, earnings, revenue, call.hold_id)
     settlement = Settlement(outcome, accounts)
     await apply(session, [settlement], locked=locked, now=now, loaded={call.id: call})

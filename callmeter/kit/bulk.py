@@ -56,33 +56,36 @@ async def insert_rows(
 
 async def insert_new_rows(
     session: AsyncSession, table: Table, rows: Sequence[Mapping[str, Any]], *, unique: str
-) -> list[bool]:
-    """INSERT ``rows`` (each with its ``id``, from :func:`new_ids`), skipping those whose
-    ``unique`` column value is already taken — a concurrent insert of the same value waits
-    for its transaction and is then skipped. Returns which rows were inserted."""
+) -> list[int | None]:
+    """INSERT ``rows`` (without ids; their ``unique`` values distinct), skipping those
+    whose ``unique`` column value is already taken — a concurrent insert of the same value
+    waits for its transaction and is then skipped. Returns each row's new id, None where
+    it was skipped. PostgreSQL: one statement (``RETURNING``). SQLite: ids from
+    :func:`new_ids`, one executemany, and a look at which ids exist only when a row was
+    skipped."""
     if not rows:
         return []
-    ids = [row["id"] for row in rows]
     if _is_postgres(session):
         names = list(rows[0])
         casts, params = _arrays(table, session.get_bind().dialect, rows, {n: n for n in names})
         statement = (
             f"INSERT INTO {table.name} ({', '.join(names)}) "  # noqa: S608
             f"SELECT * FROM unnest({', '.join(casts)}) "
-            f"ON CONFLICT ({unique}) DO NOTHING RETURNING id"
+            f"ON CONFLICT ({unique}) DO NOTHING RETURNING {unique}, id"
         )
-        inserted = set((await session.execute(text(statement), params)).scalars())
-    else:
-        skipping = sqlite_insert(table).on_conflict_do_nothing(index_elements=[unique])
-        result = await session.execute(skipping, list(rows))
-        count = int(result.rowcount)  # type: ignore[attr-defined]
-        if len(rows) == 1 or session.get_bind().dialect.supports_sane_multi_rowcount:
-            if count == len(rows):
-                return [True] * len(rows)
-            if len(rows) == 1:
-                return [False]
-        inserted = set(await session.scalars(select(table.c.id).where(table.c.id.in_(ids))))
-    return [row_id in inserted for row_id in ids]
+        result = await session.execute(text(statement), params)
+        created: dict[Any, int] = {key: row_id for key, row_id in result}
+        return [created.get(row[unique]) for row in rows]
+    ids = await new_ids(session, table, len(rows))
+    with_ids = [{**row, "id": row_id} for row, row_id in zip(rows, ids, strict=True)]
+    skipping = sqlite_insert(table).on_conflict_do_nothing(index_elements=[unique])
+    result = await session.execute(skipping, with_ids)
+    count = int(result.rowcount)  # type: ignore[attr-defined]
+    dialect = session.get_bind().dialect
+    if count == len(rows) and (len(rows) == 1 or dialect.supports_sane_multi_rowcount):
+        return list(ids)
+    inserted = set(await session.scalars(select(table.c.id).where(table.c.id.in_(ids))))
+    return [row_id if row_id in inserted else None for row_id in ids]
 
 
 async def update_rows(

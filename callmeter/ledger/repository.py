@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import Table, or_, select
+from sqlalchemy import Table, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from callmeter.errors import LedgerError
-from callmeter.kit.bulk import insert_new_rows, insert_rows, new_ids, update_rows
+from callmeter.kit.bulk import insert_new_rows, insert_rows, update_rows
 from callmeter.models import Account, AccountKind, Hold, Posting, Transfer
 
 TRANSFERS = cast(Table, Transfer.__table__)
@@ -89,37 +89,53 @@ async def list_postings(
     return [(posting, transfer) for posting, transfer in rows]
 
 
+# The ledger's lock order: users' accounts by id, then the platform's (revenue, issuance).
+# The platform's rows are the hottest, so they are locked last and only when coins move to
+# or from them: a settlement that only extends a hold never waits for them. The locks are
+# FOR NO KEY UPDATE (what an UPDATE of a balance takes itself): they do not block the
+# KEY SHARE locks that inserting a transfer, a posting or a hold takes on its accounts.
+LOCK_ORDER = (Account.user_id.is_(None), Account.id)
+
+
 async def lock_accounts(session: AsyncSession, account_ids: Sequence[int]) -> dict[int, Locked]:
-    """Row-lock accounts in ascending id order (a no-op on SQLite, whose writers are
-    serialized by BEGIN IMMEDIATE) and return them as locked. Taking every lock a
-    transaction needs up front, in one global order, is what keeps concurrent money paths
-    free of deadlocks."""
+    """Row-lock accounts in the ledger's lock order (a no-op on SQLite, whose writers are
+    serialized by BEGIN IMMEDIATE) and return them as locked. Taking the locks a
+    transaction needs in one global order is what keeps concurrent money paths free of
+    deadlocks."""
     rows = await session.execute(
         select(Account.id, Account.kind, Account.balance, Account.held)
         .where(Account.id.in_(sorted(set(account_ids))))
-        .order_by(Account.id)
-        .with_for_update()
+        .order_by(*LOCK_ORDER)
+        .with_for_update(key_share=True)
     )
     return {account_id: Locked(kind, balance, held) for account_id, kind, balance, held in rows}
 
 
-async def lock_call_accounts(
-    session: AsyncSession, *, client_id: int, host_id: int
+async def lock_user_accounts(
+    session: AsyncSession, user_ids: Sequence[int]
 ) -> list[tuple[int, int | None, str, Locked]]:
-    """Lock, in one statement and in id order, the accounts of two users and the revenue
-    account: (id, user id, kind, as locked) of each."""
+    """Lock the accounts of these users, in id order: (id, user id, kind, as locked)."""
     rows = await session.execute(
         select(Account.id, Account.user_id, Account.kind, Account.balance, Account.held)
-        .where(
-            or_(
-                Account.user_id.in_((client_id, host_id)),
-                (Account.user_id.is_(None)) & (Account.kind == AccountKind.revenue),
-            )
-        )
-        .order_by(Account.id)
-        .with_for_update()
+        .where(Account.user_id.in_(sorted(set(user_ids))))
+        .order_by(*LOCK_ORDER)
+        .with_for_update(key_share=True)
     )
     return [(aid, uid, kind, Locked(kind, bal, held)) for aid, uid, kind, bal, held in rows]
+
+
+async def lock_system_account(session: AsyncSession, kind: AccountKind) -> tuple[int, Locked]:
+    """Lock the platform's account of ``kind``: (id, as locked)."""
+    row = (
+        await session.execute(
+            select(Account.id, Account.kind, Account.balance, Account.held)
+            .where(Account.user_id.is_(None), Account.kind == kind)
+            .with_for_update(key_share=True)
+        )
+    ).one_or_none()
+    if row is None:
+        raise LedgerError(f"the {kind} account is missing: run `callmeter migrate`")
+    return row[0], Locked(row[1], row[2], row[3])
 
 
 async def insert_transfers(
@@ -127,12 +143,23 @@ async def insert_transfers(
 ) -> list[int | None]:
     """Insert transfers, skipping those whose idempotency key is taken: the new id of each
     row, or None where its key had been used."""
-    if not rows:
-        return []
-    for row, transfer_id in zip(rows, await new_ids(session, TRANSFERS, len(rows)), strict=True):
-        row["id"] = transfer_id
-    inserted = await insert_new_rows(session, TRANSFERS, rows, unique="idempotency_key")
-    return [cast(int, row["id"]) if new else None for row, new in zip(rows, inserted, strict=True)]
+    return await insert_new_rows(session, TRANSFERS, rows, unique="idempotency_key")
+
+
+async def reserve(session: AsyncSession, account_id: int, amount: int) -> bool:
+    """Hold ``amount`` more of an account's available coins (one conditional UPDATE, which
+    takes the row's lock itself); False, writing nothing, when it has too little."""
+    result = await session.execute(
+        update(Account)
+        .where(
+            Account.id == account_id,
+            Account.kind != AccountKind.issuance,
+            Account.balance - Account.held >= amount,
+        )
+        .values(held=Account.held + amount)
+        .returning(Account.id)
+    )
+    return result.scalar_one_or_none() is not None
 
 
 async def insert_postings(session: AsyncSession, rows: list[dict[str, int]]) -> None:

@@ -12,9 +12,10 @@ transaction decides. A function that raises leaves the transaction unusable for 
 money movements; roll it back (the request and worker transactions do).
 
 Lock order, to keep PostgreSQL free of deadlocks: the call row (taken by the caller), then
-every account the transaction will touch, in ascending id order (:func:`lock_accounts`),
-then the call's hold. A hold is only ever used under its call's row lock, so its place in
-the order cannot close a cycle.
+the users' accounts in ascending id order, then the platform's accounts (revenue,
+issuance; :func:`lock_accounts`), then the call's hold. The platform's rows are the
+hottest, so they come last and only when coins move to or from them. A hold is only ever
+used under its call's row lock, so its place in the order cannot close a cycle.
 """
 
 from __future__ import annotations
@@ -105,14 +106,14 @@ async def post(
     now: datetime,
     holds: Sequence[HoldChange] = (),
     locked: Mapping[int, Locked] | None = None,
-) -> list[bool]:
+) -> list[tuple[int, bool]]:
     """Post ``movements`` and ``holds`` together: the only way coins move.
 
     ``locked``: the accounts involved, as :func:`lock_accounts` returned them in this
     transaction (their balances are updated here, so a batch can thread them through
     several posts); without it they are locked now. Each movement is posted exactly once
-    per idempotency key: a key already used with the same terms is skipped (its entry in
-    the result is False), with other terms it raises :class:`IdempotencyConflict`.
+    per idempotency key: a key already used with the same terms is skipped, with other
+    terms it raises :class:`IdempotencyConflict`.
     Raises :class:`InsufficientFunds` (writing nothing) when an account other than the
     issuance account would end with fewer coins than it holds.
     """
@@ -120,15 +121,8 @@ async def post(
         _check_amount(movement.amount)
         if movement.debit_account_id == movement.credit_account_id:
             raise LedgerError("a transfer needs two different accounts")
-    involved = {m.debit_account_id for m in movements} | {m.credit_account_id for m in movements}
-    involved |= {h.account_id for h in holds}
-    if locked is None:
-        locked = await lock_accounts(session, sorted(involved))
-    accounts = dict(locked)
-    missing = involved - set(accounts)
-    if missing:
-        raise NotFound(f"account {min(missing)} does not exist")
-
+    if len({m.idempotency_key for m in movements}) != len(movements):
+        raise LedgerError("two transfers of one post share an idempotency key")
     # Claim the keys first: a concurrent duplicate waits on the unique index and is then
     # skipped, so the balances below move once.
     created = await repository.insert_transfers(
@@ -148,12 +142,28 @@ async def post(
         ],
     )
     repeats = [m for m, new in zip(movements, created, strict=True) if new is None]
-    await _check_repeats(session, repeats)
+    existing = await _check_repeats(session, repeats)
     if repeats and holds:
         # a hold moves with the charges it pays: a charge posted before means the caller's
         # state is stale, and moving the hold again would double-count it
         raise LedgerError(f"transfer {repeats[0].idempotency_key!r} was already posted")
     posted = [(m, tid) for m, tid in zip(movements, created, strict=True) if tid is not None]
+    result = [
+        (transfer_id, True) if transfer_id is not None else (existing[m.idempotency_key], False)
+        for m, transfer_id in zip(movements, created, strict=True)
+    ]
+    if not posted and not holds:
+        return result  # nothing moves
+
+    involved = {m.debit_account_id for m in movements} | {m.credit_account_id for m in movements}
+    involved |= {h.account_id for h in holds}
+    if locked is None:
+        # after the keys are claimed: a repeat that waits on a key holds no account lock
+        locked = await lock_accounts(session, sorted(involved))
+    accounts = dict(locked)
+    missing = involved - set(accounts)
+    if missing:
+        raise NotFound(f"account {min(missing)} does not exist")
 
     delta_balance: dict[int, int] = defaultdict(int)
     delta_held: dict[int, int] = defaultdict(int)
@@ -194,11 +204,12 @@ async def post(
     )
     for movement, _ in posted:
         metrics.record_transfer(session, movement.kind)
-    return [transfer_id is not None for transfer_id in created]
+    return result
 
 
-async def _check_repeats(session: AsyncSession, repeats: Sequence[Movement]) -> None:
-    """A key used before must have been used for the same transfer."""
+async def _check_repeats(session: AsyncSession, repeats: Sequence[Movement]) -> dict[str, int]:
+    """A key used before must have been used for the same transfer: their ids by key."""
+    ids = {}
     for movement in repeats:
         existing = await repository.get_transfer_by_key(session, movement.idempotency_key)
         assert existing is not None
@@ -219,6 +230,8 @@ async def _check_repeats(session: AsyncSession, repeats: Sequence[Movement]) -> 
             raise IdempotencyConflict(
                 f"transfer key {movement.idempotency_key!r} was already used for another transfer"
             )
+        ids[movement.idempotency_key] = existing.id
+    return ids
 
 
 async def open_account(
@@ -268,10 +281,23 @@ async def transfer(
         call_id=call_id,
         note=note,
     )
-    [created] = await post(session, [movement], now=now)
-    written = await repository.get_transfer_by_key(session, idempotency_key)
-    assert written is not None
-    return TransferResult(written, created=created)
+    [(transfer_id, created)] = await post(session, [movement], now=now)
+    if not created:  # read by post, so no statement
+        existing = await session.get(Transfer, transfer_id)
+        assert existing is not None
+        return TransferResult(existing, created=False)
+    written = Transfer(
+        id=transfer_id,
+        debit_account_id=debit_account_id,
+        credit_account_id=credit_account_id,
+        amount=amount,
+        kind=str(kind),
+        call_id=call_id,
+        idempotency_key=idempotency_key,
+        note=note,
+        created_at=now,
+    )
+    return TransferResult(written, created=True)
 
 
 async def place_hold(
@@ -286,23 +312,13 @@ async def place_hold(
     """Reserve ``amount`` of the account's available coins in a new hold, or raise
     InsufficientFunds (writing nothing, so a caller may catch it and go on)."""
     _check_amount(amount)
-    locked = await lock_accounts(session, [account_id])
-    if account_id not in locked:
-        raise NotFound(f"account {account_id} does not exist")
-    account = locked[account_id]
-    if account.kind == AccountKind.issuance or account.available < amount:
+    if not await repository.reserve(session, account_id, amount):
         raise InsufficientFunds(f"not enough coins: {amount} needed")
-    hold = Hold(account_id=account_id, amount=0, reason=reason, call_id=call_id, created_at=now)
+    hold = Hold(
+        account_id=account_id, amount=amount, reason=reason, call_id=call_id, created_at=now
+    )
     session.add(hold)
     await session.flush()
-    await post(
-        session,
-        [],
-        now=now,
-        holds=[HoldChange(hold.id, account_id, before=0, after=amount)],
-        locked=locked,
-    )
-    await session.refresh(hold, ["amount"])
     return hold
 
 
@@ -362,31 +378,36 @@ async def release_hold(session: AsyncSession, *, hold_id: int, now: datetime) ->
 
 
 async def lock_accounts(session: AsyncSession, account_ids: Sequence[int]) -> dict[int, Locked]:
-    """Lock these accounts now, in id order, before moving coins between several of them;
-    returns each one's kind, balance and held as locked."""
+    """Lock these accounts now, in the ledger's lock order, before moving coins between
+    several of them; returns each one's kind, balance and held as locked."""
     return await repository.lock_accounts(session, account_ids)
 
 
 async def lock_call_accounts(
     session: AsyncSession, *, client_id: int, host_id: int
-) -> tuple[dict[int, Locked], int, int, int]:
-    """Lock, in one statement and in id order, the accounts a call's money moves between:
-    the client's wallet, the host's earnings and the platform's revenue. Returns them as
-    locked, with their ids (wallet, earnings, revenue)."""
-    rows = await repository.lock_call_accounts(session, client_id=client_id, host_id=host_id)
-    wallet = earnings = revenue = None
+) -> tuple[dict[int, Locked], int, int]:
+    """Lock, in one statement, the users' accounts a call's money moves between: the
+    client's wallet and the host's earnings. Returns them as locked, with their ids. The
+    platform's revenue is locked after them, only when a charge moves coins to it
+    (:func:`lock_revenue`)."""
+    rows = await repository.lock_user_accounts(session, [client_id, host_id])
+    wallet = earnings = None
     for account_id, user_id, kind, _ in rows:
-        if kind == AccountKind.revenue:
-            revenue = account_id
-        elif user_id == client_id and kind == AccountKind.wallet:
+        if user_id == client_id and kind == AccountKind.wallet:
             wallet = account_id
         elif user_id == host_id and kind == AccountKind.earnings:
             earnings = account_id
-    if revenue is None:
-        raise LedgerError("the revenue account is missing: run `callmeter migrate`")
     if wallet is None or earnings is None:
         raise NotFound("this call's client has no wallet or its host no earnings account")
-    return {row[0]: row[3] for row in rows}, wallet, earnings, revenue
+    return {row[0]: row[3] for row in rows}, wallet, earnings
+
+
+async def lock_revenue(session: AsyncSession, locked: dict[int, Locked]) -> int:
+    """Lock the platform's revenue account (last, after the users' accounts) into
+    ``locked``; returns its id."""
+    revenue, row = await repository.lock_system_account(session, AccountKind.revenue)
+    locked[revenue] = row
+    return revenue
 
 
 async def account_for_user(session: AsyncSession, user_id: int) -> Account:
