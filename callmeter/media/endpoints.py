@@ -5,6 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Request
 from pydantic import BaseModel
 
+from callmeter.errors import InvalidWebhookEvent
 from callmeter.kit.deps import RuntimeDep, SessionDep
 from callmeter.media import webhooks
 
@@ -30,7 +31,7 @@ async def livekit_webhook(
     now = runtime.clock.now()
     try:
         new = await webhooks.handle(session, event, now=now, settings=runtime.settings)
-    except webhooks.InvalidWebhookEvent:
+    except InvalidWebhookEvent:
         await webhooks.record_refused(runtime.sessionmaker, event, now)
         raise
     return WebhookAck(status="ok" if new else "duplicate")

@@ -10,9 +10,10 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from callmeter.errors import MediaUnavailable
 from callmeter.kit.db import dialect_insert, run_in_transaction
 from callmeter.kit.runtime import Runtime
-from callmeter.media.livekit import MediaUnavailable, identity_for
+from callmeter.media.livekit import identity_for
 from callmeter.models import Call, MediaKick
 
 log = logging.getLogger(__name__)

@@ -18,18 +18,11 @@ import aiohttp
 from livekit import api
 
 from callmeter.config import Settings
-from callmeter.errors import CallmeterError
+from callmeter.errors import MediaUnavailable
 from callmeter.kit.text import MAX_ID
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-
-class MediaUnavailable(CallmeterError):
-    """The media server is not reachable right now; nothing was charged, try again shortly."""
-
-    status_code = 503
-    code = "media_unavailable"
 
 
 def identity_for(user_id: int) -> str:

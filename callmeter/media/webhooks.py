@@ -22,7 +22,7 @@ from callmeter.calls import repository as calls_repository
 from callmeter.calls.service import activate_if_connected, end_if_overdue, look_again_for_media
 from callmeter.calls.settlement import charge_pending, finish, settle
 from callmeter.config import Settings
-from callmeter.errors import CallmeterError
+from callmeter.errors import InvalidWebhook, InvalidWebhookEvent, WebhooksNotConfigured
 from callmeter.kit.db import dialect_insert
 from callmeter.media import presence, repository
 from callmeter.media.kicks import enqueue_kick
@@ -34,27 +34,6 @@ log = logging.getLogger(__name__)
 CALL_EVENTS = ("participant_joined", "room_finished", *repository.LEFT_EVENTS)
 # Further from its arrival than this, an event's time is not a clock being off but garbage.
 MAX_EVENT_SKEW = timedelta(days=1)
-
-
-class InvalidWebhook(CallmeterError):
-    """The webhook's signature or body hash does not verify."""
-
-    status_code = 401
-    code = "invalid_webhook"
-
-
-class InvalidWebhookEvent(CallmeterError):
-    """The webhook event is signed but cannot be applied (recorded, not acted on)."""
-
-    status_code = 422
-    code = "invalid_webhook_event"
-
-
-class WebhooksNotConfigured(CallmeterError):
-    """LiveKit is not configured on this server."""
-
-    status_code = 404
-    code = "not_found"
 
 
 def verify(body: bytes, authorization: str | None, settings: Settings) -> api.WebhookEvent:

@@ -22,10 +22,10 @@ from callmeter.calls import repository as calls_repository
 from callmeter.calls import service as calls
 from callmeter.calls.repository import DueCall
 from callmeter.calls.service import Roster
+from callmeter.errors import MediaUnavailable
 from callmeter.kit.db import is_disconnected, run_in_transaction
 from callmeter.kit.runtime import Runtime
 from callmeter.media.kicks import process_kicks
-from callmeter.media.livekit import MediaUnavailable
 from callmeter.meter.batch import BatchResult, settle_due_batch
 from callmeter.models import Call
 from callmeter.ops import metrics
