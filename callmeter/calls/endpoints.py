@@ -27,6 +27,7 @@ from callmeter.calls.schemas import (
 from callmeter.kit.deps import RuntimeDep, SessionDep
 from callmeter.kit.pagination import DEFAULT_LIMIT, Before, Limit
 from callmeter.kit.text import MAX_ID
+from callmeter.media.livekit import client as livekit_client
 
 router = APIRouter(prefix="/v1/calls", tags=["calls"])
 
@@ -90,10 +91,12 @@ async def create_call(
         host_id=body.host_id,
         settings=runtime.settings,
         now=now,
-        livekit=runtime.livekit,
+        livekit=livekit_client(runtime),
         expected_rate=body.expected_rate,
     )
-    return CallWithMedia(call=CallOut.of(call, now), media=media_for(call, client, runtime.livekit))
+    return CallWithMedia(
+        call=CallOut.of(call, now), media=media_for(call, client, livekit_client(runtime))
+    )
 
 
 @router.get("")
@@ -134,9 +137,11 @@ async def accept_call(
         call_id=call_id,
         settings=runtime.settings,
         now=now,
-        livekit=runtime.livekit,
+        livekit=livekit_client(runtime),
     )
-    return CallWithMedia(call=CallOut.of(call, now), media=media_for(call, user, runtime.livekit))
+    return CallWithMedia(
+        call=CallOut.of(call, now), media=media_for(call, user, livekit_client(runtime))
+    )
 
 
 @router.post("/{call_id}/decline")

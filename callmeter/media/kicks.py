@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from callmeter.errors import MediaUnavailable
 from callmeter.kit.db import dialect_insert, run_in_transaction
 from callmeter.kit.runtime import Runtime
-from callmeter.media.livekit import identity_for
+from callmeter.media.livekit import client, identity_for
 from callmeter.models import Call, MediaKick
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ async def enqueue_kick(session: AsyncSession, call: Call, now: datetime) -> None
 
 async def process_kicks(runtime: Runtime, now: datetime, limit: int = 50) -> int:
     """Carry out the kicks that are due; returns how many succeeded."""
-    livekit = runtime.livekit
+    livekit = client(runtime)
     if livekit is None:
         return 0
 
