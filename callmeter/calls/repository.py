@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from callmeter.kit.lease import claim_due
 from callmeter.models import Call, CallSignal, CallStatus
 from callmeter.models.call import NEVER_CONNECTED
 
@@ -126,21 +127,18 @@ async def claim_due_calls(
     """Take up to ``limit`` calls that need attention at ``now`` and push their ``due_at``
     to ``lease_until`` so that other workers pass them by while this one works on them
     (a crashed worker's calls come due again when the lease runs out)."""
-    due = (
-        select(Call.id)
-        .where(NOT_ENDED, Call.due_at <= now)
-        .order_by(Call.due_at)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
+    rows = await claim_due(
+        session,
+        id_column=Call.id,
+        due_column=Call.due_at,
+        where=[NOT_ENDED],
+        now=now,
+        lease_until=lease_until,
+        limit=limit,
+        returning=[Call.id, Call.status, Call.media_provider, Call.room],
     )
-    result = await session.execute(
-        update(Call)
-        .where(Call.id.in_(due.scalar_subquery()))
-        .values(due_at=lease_until)
-        .returning(Call.id, Call.status, Call.media_provider, Call.room)
-        .execution_options(synchronize_session=False)
-    )
-    return sorted((DueCall(*row) for row in result), key=lambda due: due.id)
+    claimed = [DueCall(r.id, r.status, r.media_provider, r.room) for r in rows]
+    return sorted(claimed, key=lambda due: due.id)
 
 
 async def add_signal(session: AsyncSession, signal: CallSignal) -> None:
