@@ -22,6 +22,7 @@ from callmeter import __version__
 from callmeter.admin.endpoints import router as admin_router
 from callmeter.auth.endpoints import router as auth_router
 from callmeter.calls.endpoints import router as calls_router
+from callmeter.calls.endpoints import webhooks_router
 from callmeter.config import Settings, get_settings
 from callmeter.errors import CallmeterError, ConcurrentUpdate, DatabaseUnavailable
 from callmeter.hosts.endpoints import router as hosts_router
@@ -30,7 +31,6 @@ from callmeter.kit.clock import Clock
 from callmeter.kit.db import is_lost_race, is_unavailable
 from callmeter.kit.runtime import Runtime
 from callmeter.ledger.endpoints import router as ledger_router
-from callmeter.media.endpoints import router as webhooks_router
 from callmeter.media.livekit import livekit_for
 from callmeter.meter.loop import run_meter
 from callmeter.ops.endpoints import router as ops_router

@@ -8,17 +8,18 @@ from sqlalchemy import text
 from callmeter.auth.dependencies import AdminUser
 from callmeter.calls import repository as calls_repository
 from callmeter.calls import service as calls
-from callmeter.calls.endpoints import CallId
 from callmeter.calls.schemas import CallEnvelope, CallOut, CallsPage, RefundIn, RefundOut
 from callmeter.kit.deps import RuntimeDep, SessionDep
 from callmeter.kit.idempotency import IdempotencyKey, run_once
-from callmeter.kit.pagination import DEFAULT_LIMIT, Before, Limit
+from callmeter.kit.pagination import DEFAULT_LIMIT, Before, Limit, PathId
 from callmeter.ledger import service as ledger
 from callmeter.ledger.check import check_ledger
 from callmeter.ledger.schemas import GrantIn, GrantOut, LedgerCheckOut, TransferOut
 from callmeter.models import CallStatus
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
+
+CallId = PathId
 
 
 @router.post("/grants", status_code=status.HTTP_201_CREATED)

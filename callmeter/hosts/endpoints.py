@@ -1,19 +1,16 @@
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Path, status
+from fastapi import APIRouter, status
 
 from callmeter.auth.dependencies import CurrentUser, HostUser
 from callmeter.hosts import service
 from callmeter.hosts.schemas import BlockIn, BlockOut, BlocksPage, HostOut, HostUpdateIn
 from callmeter.kit.deps import RuntimeDep, SessionDep
-from callmeter.kit.pagination import DEFAULT_LIMIT, Before, Limit
-from callmeter.kit.text import MAX_ID
+from callmeter.kit.pagination import DEFAULT_LIMIT, Before, Limit, PathId
 
 router = APIRouter(prefix="/v1/hosts", tags=["hosts"])
 
-ClientId = Annotated[int, Path(ge=1, le=MAX_ID)]
+ClientId = PathId
 
 
 @router.get("")
