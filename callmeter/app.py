@@ -21,8 +21,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from callmeter import __version__
 from callmeter.admin.endpoints import router as admin_router
 from callmeter.auth.endpoints import router as auth_router
+from callmeter.calls.endpoints import host_blocks_router, webhooks_router
 from callmeter.calls.endpoints import router as calls_router
-from callmeter.calls.endpoints import webhooks_router
 from callmeter.config import Settings, get_settings
 from callmeter.errors import CallmeterError, ConcurrentUpdate, DatabaseUnavailable
 from callmeter.hosts.endpoints import router as hosts_router
@@ -237,6 +237,7 @@ def create_app(
         auth_router,
         ledger_router,
         hosts_router,
+        host_blocks_router,
         calls_router,
         admin_router,
         webhooks_router,

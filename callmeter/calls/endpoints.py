@@ -6,9 +6,9 @@ from fastapi import APIRouter, Header, Request, status
 from sse_starlette import EventSourceResponse
 
 from callmeter.auth import service as auth_service
-from callmeter.auth.dependencies import ClientUser, CurrentUser
+from callmeter.auth.dependencies import ClientUser, CurrentUser, HostUser
 from callmeter.auth.tokens import read_access_token
-from callmeter.calls import repository, service, webhooks
+from callmeter.calls import blocks, queries, service, webhooks
 from callmeter.calls.events import CallEventsResponse, call_events, take_stream_slot
 from callmeter.calls.media import media_for
 from callmeter.calls.schemas import (
@@ -26,6 +26,7 @@ from callmeter.calls.schemas import (
     WebhookAck,
 )
 from callmeter.errors import InvalidWebhookEvent
+from callmeter.hosts.schemas import BlockIn, BlockOut
 from callmeter.kit.deps import RuntimeDep, SessionDep
 from callmeter.kit.pagination import DEFAULT_LIMIT, Before, Limit, PathId
 from callmeter.media import webhooks as media_webhooks
@@ -33,6 +34,8 @@ from callmeter.media.livekit import client as livekit_client
 
 router = APIRouter(prefix="/v1/calls", tags=["calls"])
 webhooks_router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
+# Blocking a client ends a call of theirs still ringing: the route is served from here.
+host_blocks_router = APIRouter(prefix="/v1/hosts", tags=["hosts"])
 
 CallId = PathId
 
@@ -111,7 +114,7 @@ async def list_calls(
     before: Before = None,
 ) -> CallsPage:
     """Your calls (as client or host), newest first."""
-    calls = await repository.list_calls(
+    calls = await queries.list_calls(
         session, user_id=user.id, status=None, limit=limit + 1, before=before
     )
     return CallsPage.of(calls, limit, runtime.clock.now())
@@ -287,3 +290,13 @@ async def livekit_webhook(
         await media_webhooks.record_refused(runtime.sessionmaker, event, now)
         raise
     return WebhookAck(status="ok" if new else "duplicate")
+
+
+@host_blocks_router.post("/me/blocks")
+async def block_client(
+    body: BlockIn, host: HostUser, runtime: RuntimeDep, session: SessionDep
+) -> BlockOut:
+    """Refuse calls from a client: their rings get 409 `host_unavailable`, as if you were
+    away, and a call of theirs still ringing ends `declined`. Idempotent."""
+    block = await blocks.block(session, host, client_id=body.client_id, now=runtime.clock.now())
+    return BlockOut.of(block)

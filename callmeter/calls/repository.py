@@ -11,8 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from callmeter.kit.lease import claim_due
 from callmeter.models import Call, CallSignal, CallStatus
 from callmeter.models.call import NEVER_CONNECTED
-
-NOT_ENDED = Call.status != CallStatus.ended
+from callmeter.models.call import NOT_ENDED as NOT_ENDED  # the meter's too
 
 
 async def get_call(session: AsyncSession, call_id: int) -> Call | None:

@@ -13,9 +13,9 @@ from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from callmeter.app import create_app, create_runtime
+from callmeter.calls import blocks as hosts
 from callmeter.calls import service as calls
 from callmeter.errors import ClientBusy
-from callmeter.hosts import service as hosts
 from callmeter.kit.runtime import Runtime
 from callmeter.models import Call, CallStatus, Role, User
 from tests.calls.driver import CallDriver, Party
