@@ -6,7 +6,7 @@ from fastapi import APIRouter, Query, Response, status
 from sqlalchemy import text
 
 from callmeter.auth.dependencies import AdminUser
-from callmeter.calls import repository as calls_repository
+from callmeter.calls import queries
 from callmeter.calls import service as calls
 from callmeter.calls.schemas import CallEnvelope, CallOut, CallsPage, RefundIn, RefundOut
 from callmeter.kit.deps import RuntimeDep, SessionDep
@@ -79,7 +79,7 @@ async def list_calls(
     before: Before = None,
 ) -> CallsPage:
     """All calls, newest first; ``status=active`` for the live ones."""
-    found = await calls_repository.list_calls(
+    found = await queries.list_calls(
         session, user_id=None, status=status_filter, limit=limit + 1, before=before
     )
     return CallsPage.of(found, limit, runtime.clock.now())
