@@ -3,8 +3,9 @@ time and room checked, and stored in an inbox keyed by event id (a repeat does n
 Applying an event to its call is the calls domain's (``calls/webhooks.py``).
 
 An event's time (``createdAt``, LiveKit's clock) is only trusted within bounds: never later
-than its arrival, never earlier than the moment the call was accepted (a stale event or a
-media server whose clock runs behind cannot bill time before the call existed). An event
+than its arrival (here), never earlier than the moment the call was accepted (there: a
+stale event or a media server whose clock runs behind cannot bill time before the call
+existed). An event
 whose time is absurd (more than a day from its arrival, or not a time at all) or that names
 a room of ours that cannot be (``call-`` and not a call id) is recorded in the inbox and
 refused with 422, never a 500.
