@@ -36,6 +36,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check callmeter tests bench
 	$(BIN)/ruff format --check callmeter tests bench
 	$(BIN)/mypy --strict callmeter
+	$(BIN)/lint-imports --no-logo
 
 web-test: $(WEB_STAMP)
 	cd web && npm test --silent
@@ -65,4 +66,4 @@ format: $(STAMP)
 	$(BIN)/ruff format callmeter tests bench
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis web/node_modules web/dist
+	rm -rf $(VENV) .mypy_cache .ruff_cache .import_linter_cache .pytest_cache .hypothesis web/node_modules web/dist

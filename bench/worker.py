@@ -21,8 +21,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from callmeter.app import create_runtime
 from callmeter.config import Settings
-from callmeter.kit.runtime import Runtime
 from callmeter.meter.service import tick
 
 
@@ -75,7 +75,7 @@ async def main() -> None:
         heartbeat_timeout_seconds=3600,
     )
     clock = ShiftedClock(args.moment - datetime.now(UTC))
-    runtime = Runtime.create(settings, clock)
+    runtime = create_runtime(settings, clock)
     try:
         await tick(runtime, clock.now() - timedelta(days=1))  # connect and warm up: no work
         idle = rss_mb()

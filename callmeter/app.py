@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from callmeter import __version__
 from callmeter.admin.endpoints import router as admin_router
 from callmeter.auth.endpoints import router as auth_router
+from callmeter.calls.endpoints import host_blocks_router, webhooks_router
 from callmeter.calls.endpoints import router as calls_router
 from callmeter.config import Settings, get_settings
 from callmeter.errors import CallmeterError, ConcurrentUpdate, DatabaseUnavailable
@@ -29,11 +30,11 @@ from callmeter.kit.body_limit import BodySizeLimitMiddleware
 from callmeter.kit.clock import Clock
 from callmeter.kit.db import is_lost_race, is_unavailable
 from callmeter.kit.runtime import Runtime
-from callmeter.ledger.endpoints import router as ledger_router
-from callmeter.media.endpoints import router as webhooks_router
+from callmeter.media.livekit import livekit_for
 from callmeter.meter.loop import run_meter
 from callmeter.ops.endpoints import router as ops_router
 from callmeter.ops.metrics import MetricsMiddleware
+from callmeter.wallet.endpoints import router as ledger_router
 
 log = logging.getLogger(__name__)
 
@@ -190,6 +191,11 @@ def _document_configured_bounds(app: FastAPI, settings: Settings) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
+def create_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
+    """The runtime of a process: kit's Runtime with LiveKit's client when it is configured."""
+    return Runtime.create(settings, clock, livekit=livekit_for(settings))
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -204,7 +210,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = runtime is None
-        app.state.runtime = runtime or Runtime.create(settings, clock)
+        app.state.runtime = runtime or create_runtime(settings, clock)
         stop = asyncio.Event()
         meter_task = asyncio.create_task(run_meter(app.state.runtime, stop)) if meter else None
         try:
@@ -231,6 +237,7 @@ def create_app(
         auth_router,
         ledger_router,
         hosts_router,
+        host_blocks_router,
         calls_router,
         admin_router,
         webhooks_router,

@@ -15,6 +15,7 @@ from callmeter.config import Settings, get_settings
 from callmeter.errors import CallmeterError
 from callmeter.kit import migrate as migrations
 from callmeter.kit.runtime import Runtime
+from callmeter.media.livekit import livekit_for
 
 T = TypeVar("T")
 
@@ -50,7 +51,7 @@ def _run(work: Callable[[Runtime], Awaitable[T]], *, long_statements: bool = Fal
         settings = _settings()
         if long_statements:
             settings = settings.model_copy(update={"db_statement_timeout_seconds": 0})
-        runtime = Runtime.create(settings)
+        runtime = Runtime.create(settings, livekit=livekit_for(settings))
         try:
             return await work(runtime)
         finally:

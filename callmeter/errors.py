@@ -149,6 +149,34 @@ class Busy(CallmeterError):
     code = "busy"
 
 
+class MediaUnavailable(CallmeterError):
+    """The media server is not reachable right now; nothing was charged, try again shortly."""
+
+    status_code = 503
+    code = "media_unavailable"
+
+
+class InvalidWebhook(CallmeterError):
+    """The webhook's signature or body hash does not verify."""
+
+    status_code = 401
+    code = "invalid_webhook"
+
+
+class InvalidWebhookEvent(CallmeterError):
+    """The webhook event is signed but cannot be applied (recorded, not acted on)."""
+
+    status_code = 422
+    code = "invalid_webhook_event"
+
+
+class WebhooksNotConfigured(CallmeterError):
+    """LiveKit is not configured on this server."""
+
+    status_code = 404
+    code = "not_found"
+
+
 class LedgerError(CallmeterError):
     """A ledger operation was refused."""
 

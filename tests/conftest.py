@@ -17,7 +17,7 @@ import pytest
 from httpx import ASGITransport, AsyncClient
 from sqlalchemy import text
 
-from callmeter.app import create_app
+from callmeter.app import create_app, create_runtime
 from callmeter.config import Environment, PasswordHashProfile, Settings
 from callmeter.kit.clock import ManualClock
 from callmeter.kit.db import create_engine
@@ -127,7 +127,7 @@ def clock() -> ManualClock:
 
 @pytest.fixture
 async def runtime(settings: Settings, clock: ManualClock) -> AsyncIterator[Runtime]:
-    rt = Runtime.create(settings, clock)
+    rt = create_runtime(settings, clock)
     try:
         yield rt
     finally:

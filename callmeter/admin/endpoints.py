@@ -6,19 +6,20 @@ from fastapi import APIRouter, Query, Response, status
 from sqlalchemy import text
 
 from callmeter.auth.dependencies import AdminUser
-from callmeter.calls import repository as calls_repository
+from callmeter.calls import queries
 from callmeter.calls import service as calls
-from callmeter.calls.endpoints import CallId
 from callmeter.calls.schemas import CallEnvelope, CallOut, CallsPage, RefundIn, RefundOut
 from callmeter.kit.deps import RuntimeDep, SessionDep
 from callmeter.kit.idempotency import IdempotencyKey, run_once
-from callmeter.kit.pagination import DEFAULT_LIMIT, Before, Limit
+from callmeter.kit.pagination import DEFAULT_LIMIT, Before, Limit, PathId
 from callmeter.ledger import service as ledger
 from callmeter.ledger.check import check_ledger
 from callmeter.ledger.schemas import GrantIn, GrantOut, LedgerCheckOut, TransferOut
 from callmeter.models import CallStatus
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
+
+CallId = PathId
 
 
 @router.post("/grants", status_code=status.HTTP_201_CREATED)
@@ -78,7 +79,7 @@ async def list_calls(
     before: Before = None,
 ) -> CallsPage:
     """All calls, newest first; ``status=active`` for the live ones."""
-    found = await calls_repository.list_calls(
+    found = await queries.list_calls(
         session, user_id=None, status=status_filter, limit=limit + 1, before=before
     )
     return CallsPage.of(found, limit, runtime.clock.now())

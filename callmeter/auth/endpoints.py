@@ -8,7 +8,6 @@ from callmeter.auth.schemas import LoginIn, MeOut, RegisterIn, RegisterOut, Toke
 from callmeter.auth.tokens import issue_access_token
 from callmeter.errors import InvalidCredentials
 from callmeter.kit.deps import RuntimeDep, SessionDep
-from callmeter.ledger import repository as ledger_repository
 from callmeter.ledger.schemas import WalletOut
 from callmeter.models import Role, User
 
@@ -83,6 +82,6 @@ async def login(body: LoginIn, request: Request, runtime: RuntimeDep) -> TokenOu
 @router.get("/me")
 async def me(user: CurrentUser, session: SessionDep) -> MeOut:
     """Who the token belongs to, with their wallet (a host's wallet is its earnings)."""
-    account = await ledger_repository.get_user_account(session, user.id)
+    account = await service.own_account(session, user)
     wallet = None if account is None else WalletOut.of(account)
     return MeOut(**user_out(user).model_dump(), wallet=wallet)

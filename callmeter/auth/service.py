@@ -30,11 +30,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from callmeter.auth import repository
 from callmeter.auth.repository import Tally
 from callmeter.config import Settings
-from callmeter.errors import NotAuthenticated, TooManyRequests, UsernameTaken
+from callmeter.errors import NotAuthenticated, NotFound, TooManyRequests, UsernameTaken
 from callmeter.kit.db import run_in_transaction
 from callmeter.kit.runtime import Runtime
 from callmeter.ledger import service as ledger
-from callmeter.models import AccountKind, AttemptKind, AttemptState, Role, User
+from callmeter.models import Account, AccountKind, AttemptKind, AttemptState, Role, User
 
 T = TypeVar("T")
 
@@ -306,3 +306,11 @@ async def user_for_token(session: AsyncSession, user_id: int) -> User:
     if user is None:
         raise NotAuthenticated("the access token is not valid")
     return user
+
+
+async def own_account(session: AsyncSession, user: User) -> Account | None:
+    """The user's own account — a client's wallet, a host's earnings — or None (an admin)."""
+    try:
+        return await ledger.account_for_user(session, user.id)
+    except NotFound:
+        return None

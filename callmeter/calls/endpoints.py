@@ -2,13 +2,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Request, status
+from fastapi import APIRouter, Header, Request, status
 from sse_starlette import EventSourceResponse
 
 from callmeter.auth import service as auth_service
-from callmeter.auth.dependencies import ClientUser, CurrentUser
+from callmeter.auth.dependencies import ClientUser, CurrentUser, HostUser
 from callmeter.auth.tokens import read_access_token
-from callmeter.calls import repository, service
+from callmeter.calls import blocks, queries, service, webhooks
 from callmeter.calls.events import CallEventsResponse, call_events, take_stream_slot
 from callmeter.calls.media import media_for
 from callmeter.calls.schemas import (
@@ -23,14 +23,21 @@ from callmeter.calls.schemas import (
     RingCooldownOut,
     SignalAccepted,
     SignalIn,
+    WebhookAck,
 )
+from callmeter.errors import InvalidWebhookEvent
+from callmeter.hosts.schemas import BlockIn, BlockOut
 from callmeter.kit.deps import RuntimeDep, SessionDep
-from callmeter.kit.pagination import DEFAULT_LIMIT, Before, Limit
-from callmeter.kit.text import MAX_ID
+from callmeter.kit.pagination import DEFAULT_LIMIT, Before, Limit, PathId
+from callmeter.media import webhooks as media_webhooks
+from callmeter.media.livekit import client as livekit_client
 
 router = APIRouter(prefix="/v1/calls", tags=["calls"])
+webhooks_router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
+# Blocking a client ends a call of theirs still ringing: the route is served from here.
+host_blocks_router = APIRouter(prefix="/v1/hosts", tags=["hosts"])
 
-CallId = Annotated[int, Path(ge=1, le=MAX_ID)]
+CallId = PathId
 
 
 # OpenAPI links: what a client does next with the call it created (documentation, and what
@@ -90,10 +97,12 @@ async def create_call(
         host_id=body.host_id,
         settings=runtime.settings,
         now=now,
-        livekit=runtime.livekit,
+        livekit=livekit_client(runtime),
         expected_rate=body.expected_rate,
     )
-    return CallWithMedia(call=CallOut.of(call, now), media=media_for(call, client, runtime.livekit))
+    return CallWithMedia(
+        call=CallOut.of(call, now), media=media_for(call, client, livekit_client(runtime))
+    )
 
 
 @router.get("")
@@ -105,7 +114,7 @@ async def list_calls(
     before: Before = None,
 ) -> CallsPage:
     """Your calls (as client or host), newest first."""
-    calls = await repository.list_calls(
+    calls = await queries.list_calls(
         session, user_id=user.id, status=None, limit=limit + 1, before=before
     )
     return CallsPage.of(calls, limit, runtime.clock.now())
@@ -134,9 +143,11 @@ async def accept_call(
         call_id=call_id,
         settings=runtime.settings,
         now=now,
-        livekit=runtime.livekit,
+        livekit=livekit_client(runtime),
     )
-    return CallWithMedia(call=CallOut.of(call, now), media=media_for(call, user, runtime.livekit))
+    return CallWithMedia(
+        call=CallOut.of(call, now), media=media_for(call, user, livekit_client(runtime))
+    )
 
 
 @router.post("/{call_id}/decline")
@@ -258,3 +269,34 @@ async def events(
     return CallEventsResponse(
         call_events(runtime, request, call_id=call_id, user_id=user.id), slot=slot, ping=15
     )
+
+
+@webhooks_router.post("/livekit")
+async def livekit_webhook(
+    request: Request,
+    runtime: RuntimeDep,
+    session: SessionDep,
+    authorization: Annotated[str | None, Header()] = None,
+) -> WebhookAck:
+    """LiveKit's webhooks: the raw body, signed by the ``Authorization`` token (no
+    "Bearer"). 401 when the signature or body hash fails; 422 (recorded, not applied) for
+    an event time more than a day off or a malformed call room; a repeated event id is
+    acknowledged with no second effect."""
+    event = media_webhooks.verify(await request.body(), authorization, runtime.settings)
+    now = runtime.clock.now()
+    try:
+        new = await webhooks.handle(session, event, now=now, settings=runtime.settings)
+    except InvalidWebhookEvent:
+        await media_webhooks.record_refused(runtime.sessionmaker, event, now)
+        raise
+    return WebhookAck(status="ok" if new else "duplicate")
+
+
+@host_blocks_router.post("/me/blocks")
+async def block_client(
+    body: BlockIn, host: HostUser, runtime: RuntimeDep, session: SessionDep
+) -> BlockOut:
+    """Refuse calls from a client: their rings get 409 `host_unavailable`, as if you were
+    away, and a call of theirs still ringing ends `declined`. Idempotent."""
+    block = await blocks.block(session, host, client_id=body.client_id, now=runtime.clock.now())
+    return BlockOut.of(block)

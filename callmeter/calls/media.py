@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from callmeter.calls.schemas import MediaOut
-from callmeter.media.livekit import LiveKit, MediaUnavailable
+from callmeter.errors import MediaUnavailable
+from callmeter.media.livekit import LiveKit
 from callmeter.models import Call, User
 
 

@@ -14,10 +14,10 @@ from sqlalchemy.orm import aliased
 from callmeter.billing.settlement import CALL_COLUMNS, STATE_FIELDS, Outcome
 from callmeter.errors import ConcurrentUpdate
 from callmeter.kit.bulk import update_rows
+from callmeter.kit.lease import claim_due
 from callmeter.models import Account, AccountKind, Call, CallSignal, CallStatus
 from callmeter.models.call import NEVER_CONNECTED
-
-NOT_ENDED = Call.status != CallStatus.ended
+from callmeter.models.call import NOT_ENDED as NOT_ENDED  # the meter's too
 
 
 async def get_call(session: AsyncSession, call_id: int) -> Call | None:
@@ -132,21 +132,18 @@ async def claim_due_calls(
     """Take up to ``limit`` calls that need attention at ``now`` and push their ``due_at``
     to ``lease_until`` so that other workers pass them by while this one works on them
     (a crashed worker's calls come due again when the lease runs out)."""
-    due = (
-        select(Call.id)
-        .where(NOT_ENDED, Call.due_at <= now)
-        .order_by(Call.due_at)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
+    rows = await claim_due(
+        session,
+        id_column=Call.id,
+        due_column=Call.due_at,
+        where=[NOT_ENDED],
+        now=now,
+        lease_until=lease_until,
+        limit=limit,
+        returning=[Call.id, Call.status, Call.media_provider, Call.room],
     )
-    result = await session.execute(
-        update(Call)
-        .where(Call.id.in_(due.scalar_subquery()))
-        .values(due_at=lease_until)
-        .returning(Call.id, Call.status, Call.media_provider, Call.room)
-        .execution_options(synchronize_session=False)
-    )
-    return sorted((DueCall(*row) for row in result), key=lambda due: due.id)
+    claimed = [DueCall(r.id, r.status, r.media_provider, r.room) for r in rows]
+    return sorted(claimed, key=lambda due: due.id)
 
 
 async def add_signal(session: AsyncSession, signal: CallSignal) -> None:

@@ -154,3 +154,7 @@ class RefundIn(InputModel):
 class RefundOut(BaseModel):
     call: CallOut
     refunded: int
+
+
+class WebhookAck(BaseModel):
+    status: str

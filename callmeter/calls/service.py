@@ -35,6 +35,7 @@ from callmeter.errors import (
     HostUnavailable,
     InsufficientFunds,
     InvalidCallState,
+    MediaUnavailable,
     NotFound,
     PayloadTooLarge,
     RateChanged,
@@ -48,7 +49,7 @@ from callmeter.ledger import service as ledger
 from callmeter.media import presence
 from callmeter.media import repository as media_repository
 from callmeter.media.kicks import enqueue_kick
-from callmeter.media.livekit import LiveKit, MediaUnavailable, Participant
+from callmeter.media.livekit import LiveKit, Participant
 from callmeter.models import Call, CallSignal, CallStatus, EndReason, Role, User
 
 Party = Literal["client", "host"]

@@ -29,8 +29,7 @@ from callmeter.billing.settlement import CallState, Outcome, plan, plan_finish
 from callmeter.calls import repository
 from callmeter.config import Settings
 from callmeter.ledger import service as ledger
-from callmeter.ledger.repository import Locked
-from callmeter.ledger.service import HoldChange, Movement, TransferKind
+from callmeter.ledger.service import HoldChange, Locked, Movement, TransferKind
 from callmeter.models import Call, CallStatus, EndReason
 
 

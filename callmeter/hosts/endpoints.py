@@ -1,19 +1,16 @@
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Path, status
+from fastapi import APIRouter, status
 
 from callmeter.auth.dependencies import CurrentUser, HostUser
 from callmeter.hosts import service
-from callmeter.hosts.schemas import BlockIn, BlockOut, BlocksPage, HostOut, HostUpdateIn
+from callmeter.hosts.schemas import BlocksPage, HostOut, HostUpdateIn
 from callmeter.kit.deps import RuntimeDep, SessionDep
-from callmeter.kit.pagination import DEFAULT_LIMIT, Before, Limit
-from callmeter.kit.text import MAX_ID
+from callmeter.kit.pagination import DEFAULT_LIMIT, Before, Limit, PathId
 
 router = APIRouter(prefix="/v1/hosts", tags=["hosts"])
 
-ClientId = Annotated[int, Path(ge=1, le=MAX_ID)]
+ClientId = PathId
 
 
 @router.get("")
@@ -43,16 +40,6 @@ async def list_blocks(
     """The clients you block, by client id (highest first)."""
     blocks = await service.list_blocks(session, host, limit=limit + 1, before=before)
     return BlocksPage.of(blocks, limit)
-
-
-@router.post("/me/blocks")
-async def block_client(
-    body: BlockIn, host: HostUser, runtime: RuntimeDep, session: SessionDep
-) -> BlockOut:
-    """Refuse calls from a client: their rings get 409 `host_unavailable`, as if you were
-    away, and a call of theirs still ringing ends `declined`. Idempotent."""
-    block = await service.block(session, host, client_id=body.client_id, now=runtime.clock.now())
-    return BlockOut.of(block)
 
 
 @router.delete("/me/blocks/{client_id}", status_code=status.HTTP_204_NO_CONTENT)

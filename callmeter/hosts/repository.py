@@ -7,9 +7,9 @@ from datetime import datetime
 from sqlalchemy import delete, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from callmeter.calls.repository import NOT_ENDED
 from callmeter.kit.db import dialect_insert
 from callmeter.models import Call, HostBlock, Role, User
+from callmeter.models.call import NOT_ENDED
 
 
 async def lock_host(session: AsyncSession, host_id: int) -> User | None:
@@ -37,6 +37,12 @@ async def list_hosts(session: AsyncSession, viewer_id: int) -> list[tuple[User, 
         .order_by(User.id)
     )
     return [(user, bool(is_busy), bool(is_blocked)) for user, is_busy, is_blocked in rows]
+
+
+async def in_a_call(session: AsyncSession, host_id: int) -> bool:
+    """Whether the host has a call that has not ended (ringing counts)."""
+    result = await session.execute(select(exists().where(Call.host_id == host_id, NOT_ENDED)))
+    return bool(result.scalar())
 
 
 async def is_blocked(session: AsyncSession, *, host_id: int, client_id: int) -> bool:

@@ -6,8 +6,6 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from callmeter.calls import repository as calls_repository
-from callmeter.calls import service as calls
 from callmeter.config import Settings
 from callmeter.errors import NotFound, ValidationFailed
 from callmeter.hosts import repository
@@ -53,21 +51,17 @@ async def update_host(
     if accepting_calls is not None:
         host.accepting_calls = accepting_calls
     await session.flush()
-    return host_out(
-        host, await calls_repository.has_unfinished_call(session, host_id=host.id), settings
-    )
+    return host_out(host, await repository.in_a_call(session, host.id), settings)
 
 
 async def block(session: AsyncSession, host: User, *, client_id: int, now: datetime) -> HostBlock:
-    """Refuse every call from ``client_id``; a ringing call from them ends ``declined``.
-    Idempotent: blocking a blocked client returns the existing block."""
+    """Refuse every call from ``client_id``. Idempotent: blocking a blocked client returns
+    the existing block. (``calls.blocks.block`` also ends a call of theirs still ringing.)"""
     await repository.lock_host(session, host.id)  # rings to this host wait (see lock_host)
     client = await session.get(User, client_id)
     if client is None or client.role != Role.client:
         raise NotFound("no such client")
-    blocked = await repository.add_block(session, host_id=host.id, client_id=client_id, now=now)
-    await calls.decline_ringing(session, host=host, client_id=client_id, now=now)
-    return blocked
+    return await repository.add_block(session, host_id=host.id, client_id=client_id, now=now)
 
 
 async def unblock(session: AsyncSession, host: User, *, client_id: int) -> None:

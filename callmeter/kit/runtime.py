@@ -1,4 +1,5 @@
-"""What a running process shares: settings, database, clock, password hasher."""
+"""What a running process shares: settings, database, clock, password hasher, and the
+media server's client (built by the entry points: kit knows it only as something to close)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from argon2 import PasswordHasher, profiles
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -25,13 +26,19 @@ from callmeter.kit.db import (
 )
 from callmeter.kit.gate import Gate
 from callmeter.kit.slots import RecentEvents, Slots
-from callmeter.media.livekit import LiveKit
 
 T = TypeVar("T")
 
 # How much lower than the process a hashing thread runs (Linux niceness is per thread;
 # argon2's lane threads inherit it): the event loop, and so every heartbeat, comes first.
 HASHING_NICENESS = 10
+
+
+class MediaServer(Protocol):
+    """A media server's client as the runtime holds it: ``media.livekit.LiveKit``, built
+    by ``app.create_runtime`` (kit sits below the domains and never imports them)."""
+
+    async def close(self) -> None: ...
 
 
 def password_hasher(profile: PasswordHashProfile) -> PasswordHasher:
@@ -67,7 +74,7 @@ class Runtime:
     # Logins and registrations in progress at once, each with one password hash.
     auth_gate: Gate = field(default_factory=lambda: Gate(slots=2, queue=16, wait_seconds=1.0))
     hashing: ThreadPoolExecutor = field(default_factory=lambda: hashing_threads(2))
-    livekit: LiveKit | None = None
+    livekit: MediaServer | None = None  # media.livekit.client(runtime) gives it typed
     streams: Slots = field(default_factory=Slots)  # open event streams, this process only
     recent_signals: RecentEvents = field(default_factory=RecentEvents)  # per sender and call
     database_probe: DatabaseProbe = field(init=False)
@@ -76,7 +83,15 @@ class Runtime:
         self.database_probe = DatabaseProbe(self.engine)
 
     @classmethod
-    def create(cls, settings: Settings, clock: Clock | None = None) -> Runtime:
+    def create(
+        cls,
+        settings: Settings,
+        clock: Clock | None = None,
+        *,
+        livekit: MediaServer | None = None,
+    ) -> Runtime:
+        """The runtime for ``settings``; ``livekit`` is the media server's client, if any
+        (``app.create_runtime`` builds it from the settings)."""
         pool_timeout = settings.db_pool_timeout_seconds
         if is_sqlite(settings.database_url):
             # SQLite's writers queue on one lock anyway: waiting for a pooled connection is
@@ -101,7 +116,7 @@ class Runtime:
                 wait_seconds=settings.password_hash_wait_seconds,
             ),
             hashing=hashing_threads(settings.password_hash_concurrency),
-            livekit=LiveKit(settings) if settings.livekit_enabled else None,
+            livekit=livekit,
         )
 
     async def in_hashing_thread(self, work: Callable[..., T], *args: object) -> T:

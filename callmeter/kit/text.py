@@ -15,6 +15,8 @@ from pydantic import (
     model_validator,
 )
 
+from callmeter.models import MAX_AMOUNT
+
 # Control characters and invisible formatting (zero-width, bidi overrides, BOM). One class,
 # used by the pattern in the schema and by Python alike.
 _FORBIDDEN = (
@@ -24,7 +26,7 @@ _FORBIDDEN = (
 PLAIN_TEXT_PATTERN = f"^[^{_FORBIDDEN}]*$"
 
 # The most coins one transfer may move (also a CHECK constraint on transfers).
-MAX_COINS = 10**12
+MAX_COINS = MAX_AMOUNT
 
 # The largest id a JSON number carries exactly (and JavaScript's Number.MAX_SAFE_INTEGER).
 MAX_ID = 2**53 - 1

@@ -31,8 +31,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from callmeter.errors import IdempotencyConflict, InsufficientFunds, LedgerError, NotFound
 from callmeter.ledger import repository
-from callmeter.ledger.repository import Locked
-from callmeter.models import MAX_AMOUNT, Account, AccountKind, Hold, Transfer
+from callmeter.ledger.repository import Locked as Locked  # the type of locked accounts
+from callmeter.models import MAX_AMOUNT, Account, AccountKind, Hold, Posting, Transfer
 from callmeter.ops import metrics
 
 
@@ -415,6 +415,15 @@ async def account_for_user(session: AsyncSession, user_id: int) -> Account:
     if account is None:
         raise NotFound("this user has no wallet")
     return account
+
+
+async def statement(
+    session: AsyncSession, user_id: int, *, limit: int, before: int | None
+) -> list[tuple[Posting, Transfer]]:
+    """The user's own account's postings with their transfers, newest first (at most
+    ``limit``, only those before posting id ``before`` when given)."""
+    account = await account_for_user(session, user_id)
+    return await repository.list_postings(session, account.id, limit=limit, before=before)
 
 
 async def hold_by_id(session: AsyncSession, hold_id: int) -> Hold | None:

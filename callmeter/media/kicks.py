@@ -10,9 +10,11 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from callmeter.errors import MediaUnavailable
 from callmeter.kit.db import dialect_insert, run_in_transaction
+from callmeter.kit.lease import claim_due
 from callmeter.kit.runtime import Runtime
-from callmeter.media.livekit import MediaUnavailable, identity_for
+from callmeter.media.livekit import client, identity_for
 from callmeter.models import Call, MediaKick
 
 log = logging.getLogger(__name__)
@@ -36,26 +38,21 @@ async def enqueue_kick(session: AsyncSession, call: Call, now: datetime) -> None
 
 async def process_kicks(runtime: Runtime, now: datetime, limit: int = 50) -> int:
     """Carry out the kicks that are due; returns how many succeeded."""
-    livekit = runtime.livekit
+    livekit = client(runtime)
     if livekit is None:
         return 0
 
     async def claim(session: AsyncSession) -> list[tuple[int, int, str, int, int]]:
-        due = (
-            select(MediaKick.id)
-            .where(MediaKick.done_at.is_(None), MediaKick.next_attempt_at <= now)
-            .order_by(MediaKick.next_attempt_at)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
+        claimed = await claim_due(
+            session,
+            id_column=MediaKick.id,
+            due_column=MediaKick.next_attempt_at,
+            where=[MediaKick.done_at.is_(None)],
+            now=now,
+            lease_until=now + LEASE,
+            limit=limit,
+            returning=[MediaKick.id, MediaKick.call_id, MediaKick.room, MediaKick.attempts],
         )
-        rows = await session.execute(
-            update(MediaKick)
-            .where(MediaKick.id.in_(due.scalar_subquery()))
-            .values(next_attempt_at=now + LEASE)
-            .returning(MediaKick.id, MediaKick.call_id, MediaKick.room, MediaKick.attempts)
-            .execution_options(synchronize_session=False)
-        )
-        claimed = list(rows)
         calls = {
             c.id: c
             for c in await session.scalars(

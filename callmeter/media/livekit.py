@@ -18,18 +18,12 @@ import aiohttp
 from livekit import api
 
 from callmeter.config import Settings
-from callmeter.errors import CallmeterError
+from callmeter.errors import MediaUnavailable
+from callmeter.kit.runtime import Runtime
 from callmeter.kit.text import MAX_ID
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-
-class MediaUnavailable(CallmeterError):
-    """The media server is not reachable right now; nothing was charged, try again shortly."""
-
-    status_code = 503
-    code = "media_unavailable"
 
 
 def identity_for(user_id: int) -> str:
@@ -148,3 +142,16 @@ class LiveKit:
 
 class _NotFound(Exception):
     pass
+
+
+def livekit_for(settings: Settings) -> LiveKit | None:
+    """LiveKit's client when the settings configure it (built once per process)."""
+    return LiveKit(settings) if settings.livekit_enabled else None
+
+
+def client(runtime: Runtime) -> LiveKit | None:
+    """The runtime's LiveKit client, typed (kit's runtime knows it only as a MediaServer)."""
+    livekit = runtime.livekit
+    if livekit is None or isinstance(livekit, LiveKit):
+        return livekit
+    raise TypeError(f"the runtime's media server is a {type(livekit).__name__}, not LiveKit")

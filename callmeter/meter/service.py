@@ -22,10 +22,11 @@ from callmeter.calls import repository as calls_repository
 from callmeter.calls import service as calls
 from callmeter.calls.repository import DueCall
 from callmeter.calls.service import Roster
+from callmeter.errors import MediaUnavailable
 from callmeter.kit.db import is_disconnected, run_in_transaction
 from callmeter.kit.runtime import Runtime
+from callmeter.media import livekit as media
 from callmeter.media.kicks import process_kicks
-from callmeter.media.livekit import MediaUnavailable
 from callmeter.meter.batch import BatchResult, settle_due_batch
 from callmeter.models import Call
 from callmeter.ops import metrics
@@ -113,7 +114,7 @@ async def _take_batch(
 async def _rosters(runtime: Runtime, due: list[DueCall]) -> dict[int, Roster]:
     """Ask LiveKit who is in each due LiveKit call's room, outside any transaction and a
     few at a time. A room LiveKit cannot be asked about gets no roster this tick."""
-    livekit = runtime.livekit
+    livekit = media.client(runtime)
     wanted = [
         c for c in due if c.media_provider == "livekit" and c.status in ("connecting", "active")
     ]

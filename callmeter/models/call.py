@@ -147,6 +147,10 @@ class Call(Base):
     __mapper_args__ = {"version_id_col": version, "version_id_generator": False}  # noqa: RUF012
 
 
+# A call that has not ended, in queries (the partial indexes above say it in SQL).
+NOT_ENDED = Call.status != CallStatus.ended
+
+
 class CallSignal(Base):
     """A peer-to-peer signaling message (offer, answer, ICE) waiting for the other party."""
 

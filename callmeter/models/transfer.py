@@ -5,10 +5,11 @@ from datetime import datetime
 from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from callmeter.kit.text import MAX_COINS
 from callmeter.models.base import Base, Id, UTCDateTime
 
-MAX_AMOUNT = MAX_COINS
+# The most coins one transfer may move: a CHECK constraint here, and the bound of every
+# amount the API accepts (``kit.text.Coins``).
+MAX_AMOUNT = 10**12
 
 
 class Transfer(Base):

@@ -15,10 +15,9 @@ from collections import Counter
 
 from httpx import ASGITransport, AsyncClient
 
-from callmeter.app import create_app
+from callmeter.app import create_app, create_runtime
 from callmeter.config import Settings
 from callmeter.kit.clock import ManualClock
-from callmeter.kit.runtime import Runtime
 from tests.auth.hashers import CountingHasher
 from tests.conftest import make_settings
 
@@ -32,7 +31,7 @@ def settings(url: str) -> Settings:
 
 
 async def main(url: str, username: str, n: int) -> None:
-    runtime = Runtime.create(settings(url), ManualClock(START))
+    runtime = create_runtime(settings(url), ManualClock(START))
     hasher = runtime.hasher = CountingHasher.cheapest()
     app = create_app(runtime=runtime)
     transport = ASGITransport(app=app, client=("198.51.100.7", 4000))

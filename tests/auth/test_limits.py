@@ -21,7 +21,7 @@ import pytest
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient, Response
 
-from callmeter.app import create_app
+from callmeter.app import create_app, create_runtime
 from callmeter.errors import Busy
 from callmeter.kit.clock import ManualClock
 from callmeter.kit.gate import Gate
@@ -66,7 +66,7 @@ async def serving(
     database_url: str, clock: ManualClock, **overrides: object
 ) -> AsyncIterator[Server]:
     settings = make_settings(database_url, **overrides)
-    runtime = Runtime.create(settings, clock)
+    runtime = create_runtime(settings, clock)
     hasher = CountingHasher.cheapest()
     runtime.hasher = hasher
     try:

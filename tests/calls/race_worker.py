@@ -14,18 +14,18 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from callmeter.app import create_runtime
 from callmeter.calls import service
 from callmeter.calls.schemas import CallOut
 from callmeter.config import Settings
 from callmeter.kit.clock import ManualClock
 from callmeter.kit.db import run_in_transaction
-from callmeter.kit.runtime import Runtime
 from callmeter.meter.service import tick
 from callmeter.models import Call, User
 
 
 async def main(url: str, call_id: int, now: datetime, n: int) -> None:
-    runtime = Runtime.create(
+    runtime = create_runtime(
         Settings(database_url=url, password_hash_profile="cheapest"), ManualClock(now)
     )
     async with runtime.sessionmaker() as session:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from callmeter.app import create_runtime
 from callmeter.kit.runtime import Runtime
 from callmeter.meter.service import tick
 from callmeter.models import Role
@@ -121,7 +122,7 @@ class TestMeterRaces:
             for caller, host, call_id in pairs:
                 await driver.both_heartbeat(call_id, caller, host)
         driver.clock.advance(6)
-        workers = [Runtime.create(runtime.settings, driver.clock) for _ in range(4)]
+        workers = [create_runtime(runtime.settings, driver.clock) for _ in range(4)]
         try:
             results = await asyncio.gather(
                 *(tick(w, driver.clock.now()) for w in workers),

@@ -15,7 +15,7 @@ import pytest
 import uvicorn
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from callmeter.app import create_app
+from callmeter.app import create_app, create_runtime
 from callmeter.calls import events as events_module
 from callmeter.calls import service
 from callmeter.kit.db import run_in_transaction
@@ -89,7 +89,7 @@ async def test_changes_from_another_process_reach_the_stream(
         assert (await stream.until("call", lambda c: c["status"] == "connecting"))["id"]
 
         # Another process (its own engine and pool) ends the call, as a worker would.
-        other = Runtime.create(runtime.settings, driver.clock)
+        other = create_runtime(runtime.settings, driver.clock)
         try:
 
             async def end(session: AsyncSession) -> object:

@@ -12,10 +12,10 @@ from httpx import ASGITransport, AsyncClient
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from callmeter.app import create_app
+from callmeter.app import create_app, create_runtime
+from callmeter.calls import blocks as hosts
 from callmeter.calls import service as calls
 from callmeter.errors import ClientBusy
-from callmeter.hosts import service as hosts
 from callmeter.kit.runtime import Runtime
 from callmeter.models import Call, CallStatus, Role, User
 from tests.calls.driver import CallDriver, Party
@@ -220,7 +220,7 @@ class TestReRingCooldown:
         engine and pool) refuses the re-ring the first one would."""
         caller, host = await driver.party(Role.client, 100), await driver.party(Role.host)
         await ring_and_end_unconnected(driver, caller, host, "cancelled")
-        second = Runtime.create(runtime.settings, driver.clock)
+        second = create_runtime(runtime.settings, driver.clock)
         try:
             app = create_app(runtime=second)
             async with AsyncClient(transport=ASGITransport(app=app), base_url="http://b") as b:

@@ -11,7 +11,7 @@ from collections import Counter
 from httpx import ASGITransport, AsyncClient
 from sqlalchemy import func, select
 
-from callmeter.app import create_app
+from callmeter.app import create_app, create_runtime
 from callmeter.kit.runtime import Runtime
 from callmeter.models import CallSignal, Role
 from tests.calls.driver import CallDriver, Party
@@ -86,7 +86,7 @@ class TestRatePerSender:
         """300 signals at once, half through a second API process (its own engine and
         pool): exactly the limit is accepted, every other answer is 429."""
         caller, _host, call_id = await ringing(driver)
-        other = Runtime.create(runtime.settings, driver.clock)
+        other = create_runtime(runtime.settings, driver.clock)
         try:
             async with AsyncClient(
                 transport=ASGITransport(app=create_app(runtime=other)), base_url="http://test"

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select, update
 
+from callmeter.app import create_runtime
 from callmeter.calls import service as calls
 from callmeter.config import BillingPolicy
 from callmeter.kit.clock import ManualClock
@@ -117,7 +118,7 @@ async def _drive(
 ) -> tuple[list[list[tuple[object, ...]]], list[TickResult]]:
     clock = ManualClock(start)
     settings = make_settings(database_url, billing_policy=policy, meter_batch_path=batch_path)
-    runtime = Runtime.create(settings, clock)
+    runtime = create_runtime(settings, clock)
     try:
         ids = await _start_calls(runtime, tag)
         ticks, outcomes = [], []

@@ -29,16 +29,16 @@ from livekit import api as lk
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from callmeter.app import create_runtime
 from callmeter.auth import service as auth
 from callmeter.calls import service as calls
+from callmeter.calls import webhooks
 from callmeter.config import BillingPolicy
 from callmeter.errors import CallmeterError
 from callmeter.kit.clock import ManualClock
 from callmeter.kit.db import run_in_transaction
-from callmeter.kit.runtime import Runtime
 from callmeter.ledger import service as ledger
 from callmeter.ledger.check import check_ledger
-from callmeter.media import webhooks
 from callmeter.meter.service import tick
 from callmeter.models import Account, AccountKind, Call, Role, User
 from tests.conftest import _empty_postgres, make_settings, sqlite_url
@@ -108,7 +108,7 @@ def machine_for(make_url: Callable[[], str], livekit: bool) -> type[RuleBasedSta
                     "livekit_reconcile_seconds": timeouts.reconcile,
                     "livekit_absence_grace_seconds": timeouts.grace,
                 }
-            self.runtime = Runtime.create(
+            self.runtime = create_runtime(
                 make_settings(
                     self.url,
                     billing_policy=policy,

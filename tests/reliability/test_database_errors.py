@@ -19,7 +19,7 @@ import pytest
 from httpx import ASGITransport, AsyncClient, Response
 from sqlalchemy import text
 
-from callmeter.app import create_app
+from callmeter.app import create_app, create_runtime
 from callmeter.auth.tokens import issue_access_token
 from callmeter.calls.events import call_events
 from callmeter.config import PasswordHashProfile
@@ -62,7 +62,7 @@ async def unreachable(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIt
         url = sqlite_url(tmp_path / "missing" / "callmeter.db")
     else:
         url = f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/callmeter"
-    runtime = Runtime.create(make_settings(url))
+    runtime = create_runtime(make_settings(url))
     try:
         yield runtime
     finally:

@@ -32,12 +32,12 @@ from typing import Any
 import httpx
 import pytest
 
+from callmeter.app import create_runtime
 from callmeter.auth.tokens import issue_access_token
 from callmeter.billing.policy import Tariff, cost
 from callmeter.config import BillingPolicy, Environment, PasswordHashProfile, Settings
 from callmeter.kit.db import create_engine
 from callmeter.kit.migrate import upgrade
-from callmeter.kit.runtime import Runtime
 from callmeter.models import Role
 from tests.factories import make_user
 from tests.processes import served
@@ -130,7 +130,7 @@ async def seed(database_url: str) -> tuple[Party, Party]:
         secret_key=SECRET,
         password_hash_profile=PasswordHashProfile.cheapest,
     )
-    runtime = Runtime.create(settings)
+    runtime = create_runtime(settings)
     try:
         client = await make_user(runtime, Role.client, username="outage_client", coins=1000)
         host = await make_user(runtime, Role.host, username="outage_host")

@@ -30,6 +30,7 @@ from typing import Any
 import httpx
 from sqlalchemy import func, make_url, select, text
 
+from callmeter.app import create_runtime
 from callmeter.auth import service as auth
 from callmeter.auth.tokens import issue_access_token
 from callmeter.config import Settings
@@ -363,7 +364,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         password_hash_profile="cheapest",
         billing_interval_seconds=1,
     )
-    runtime = Runtime.create(settings)
+    runtime = create_runtime(settings)
     stats = Stats()
     fleet = Fleet(env, Path(args.logdir))
     started = time.monotonic()

@@ -5,7 +5,7 @@ from fastapi import APIRouter
 from callmeter.auth.dependencies import CurrentUser
 from callmeter.kit.deps import SessionDep
 from callmeter.kit.pagination import DEFAULT_LIMIT, Before, Limit
-from callmeter.ledger import repository, service
+from callmeter.ledger import service
 from callmeter.ledger.schemas import EntriesOut, EntryOut, WalletOut
 
 router = APIRouter(prefix="/v1", tags=["wallet"])
@@ -25,8 +25,7 @@ async def list_entries(
     before: Before = None,
 ) -> EntriesOut:
     """Your statement, newest first."""
-    account = await service.account_for_user(session, user.id)
-    rows = await repository.list_postings(session, account.id, limit=limit + 1, before=before)
+    rows = await service.statement(session, user.id, limit=limit + 1, before=before)
     items = [
         EntryOut(
             id=posting.id,
