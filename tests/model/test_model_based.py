@@ -31,13 +31,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from callmeter.auth import service as auth
 from callmeter.calls import service as calls
+from callmeter.calls.check import check_ledger_and_calls
 from callmeter.config import BillingPolicy
 from callmeter.errors import CallmeterError
 from callmeter.kit.clock import ManualClock
 from callmeter.kit.db import run_in_transaction
 from callmeter.kit.runtime import Runtime
 from callmeter.ledger import service as ledger
-from callmeter.ledger.check import check_ledger
 from callmeter.media import webhooks
 from callmeter.meter.service import tick
 from callmeter.models import Account, AccountKind, Call, Role, User
@@ -486,7 +486,7 @@ def machine_for(make_url: Callable[[], str], livekit: bool) -> type[RuleBasedSta
             assert revenue == self.model.revenue
 
             async def check(session: AsyncSession) -> list[str]:
-                return (await check_ledger(session)).problems
+                return (await check_ledger_and_calls(session)).problems
 
             assert self.tx(check) == []
 
