@@ -56,7 +56,8 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         413: "request body too large",
         422: "validation error",
         429: "rate limited",
-        503: "a dependency (database, media server) is unavailable",
+        503: "a dependency (database, media server) is unavailable, or the request lost "
+        "every attempt to concurrent ones (retry_later)",
     }.items()
 }
 

@@ -121,8 +121,12 @@ async def _calls_cost_what_their_tariff_says(
             key: tuple[str, int, int, int, int] = row[5:]
             tariff = tariffs.get(key)
             if tariff is None:
-                # tariff_of reads only the five tariff attributes, which the row has
-                tariff = tariffs[key] = tariff_of(cast(Call, row))
+                try:
+                    # tariff_of reads only the five tariff attributes, which the row has
+                    tariff = tariffs[key] = tariff_of(cast(Call, row))
+                except ValueError as exc:  # a policy or bounds no tariff may have
+                    costs.append(f"call {cid} has no valid tariff {key}: {exc}")
+                    continue
             if earned != host_earnings(tariff, charged):
                 shares.append(
                     f"call {cid}: host earned {earned} of {charged} charged, "

@@ -93,6 +93,13 @@ async def test_wrong_host_share_of_an_honest_ledger(driver: CallDriver) -> None:
     ]
 
 
+async def test_a_call_with_an_invalid_tariff_is_named_not_fatal(driver: CallDriver) -> None:
+    (call_id,) = await _ended_calls(driver, 1)
+    await _corrupt(driver, "UPDATE calls SET policy = 'per_fortnight' WHERE id = :id", call_id)
+    (problem,) = await _problems(driver)
+    assert problem.startswith(f"call {call_id} has no valid tariff ('per_fortnight', 10, 60")
+
+
 async def test_more_than_one_chunk(driver: CallDriver) -> None:
     """The corrupted call is in the last chunk; progress is reported after each chunk."""
     ids = await _ended_calls(driver, 3)
