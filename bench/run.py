@@ -39,11 +39,11 @@ from sqlalchemy import func, select, text
 from sqlalchemy.engine import make_url
 
 from bench.seed import PASSWORD, progress_bar, seed_calls
+from callmeter.calls.check import check_ledger_and_calls
 from callmeter.config import PasswordHashProfile, Settings
 from callmeter.kit.db import create_engine, create_sessionmaker
 from callmeter.kit.migrate import upgrade
 from callmeter.kit.runtime import password_hasher
-from callmeter.ledger.check import check_ledger
 from callmeter.models import Call
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -110,7 +110,7 @@ async def verify(url: str) -> tuple[bool, int, int]:
     engine = create_engine(url)
     try:
         async with create_sessionmaker(engine)() as session:
-            report = await check_ledger(session)
+            report = await check_ledger_and_calls(session)
             charged_calls, coins = (
                 await session.execute(
                     select(func.count(), func.coalesce(func.sum(Call.charged), 0)).where(

@@ -29,6 +29,7 @@ from callmeter.hosts.endpoints import router as hosts_router
 from callmeter.kit.body_limit import BodySizeLimitMiddleware
 from callmeter.kit.clock import Clock
 from callmeter.kit.db import is_lost_race, is_unavailable
+from callmeter.kit.retry import LostRace, RetryLostRaces
 from callmeter.kit.runtime import Runtime
 from callmeter.media.livekit import livekit_for
 from callmeter.meter.loop import run_meter
@@ -56,7 +57,8 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         413: "request body too large",
         422: "validation error",
         429: "rate limited",
-        503: "a dependency (database, media server) is unavailable",
+        503: "a dependency (database, media server) is unavailable, or the request lost "
+        "every attempt to concurrent ones (retry_later)",
     }.items()
 }
 
@@ -135,6 +137,9 @@ def _internal_error(exc: Exception) -> JSONResponse:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(CallmeterError)
     async def _domain(_request: Request, exc: CallmeterError) -> JSONResponse:
+        if isinstance(exc, ConcurrentUpdate):
+            # a lost compare-and-set: the transaction is rolled back, run the request again
+            raise LostRace() from exc
         return _domain_error(exc)
 
     # The one place where "the database is down, hung or busy" becomes a 503 with
@@ -144,8 +149,8 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _database(request: Request, exc: Exception) -> JSONResponse:
         if is_lost_race(exc):
             # a deadlock or serialization failure the request's own transaction lost:
-            # nothing was written, and the same request again will very likely pass
-            return _domain_error(ConcurrentUpdate("a concurrent request won; try again"))
+            # nothing was written; kit/retry.py runs the request again (or answers 503)
+            raise LostRace() from exc
         if not is_unavailable(exc):
             return _internal_error(exc)
         log.warning("database unavailable (%s %s): %r", request.method, request.url.path, exc)
@@ -248,6 +253,8 @@ def create_app(
     if assets.is_dir():
         app.mount("/assets", StaticFiles(directory=assets), name="web-assets")
 
+    # innermost: a request whose transaction lost a race runs again (kit/retry.py)
+    app.add_middleware(RetryLostRaces)
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cors_origins,

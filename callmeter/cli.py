@@ -221,14 +221,31 @@ def coins_grant(
 
 @ledger_app.command("check")
 def ledger_check() -> None:
-    """Verify every ledger invariant; exit 1 with a report when one fails."""
-    from callmeter.ledger.check import LedgerReport, check_ledger
+    """Verify every ledger and call invariant; exit 1 with a report when one fails."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from callmeter.calls.check import check_ledger_and_calls
+    from callmeter.ledger.check import LedgerReport
+
+    # a bar for the calls, read in chunks, when a person watches (stdout is a terminal)
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
+    )
+    task = bar.add_task("checking the ledger…", total=None)
+
+    def advance(done: int, total: int) -> None:
+        bar.update(task, description="checking calls…", completed=done, total=total)
 
     async def work(runtime: Runtime) -> LedgerReport:
-        async with runtime.sessionmaker() as session:
-            return await check_ledger(session)
+        async with runtime.read_sessionmaker() as session:
+            return await check_ledger_and_calls(session, progress=advance)
 
-    with console.status("checking the ledger…"):
+    with bar:
         report = _run(work, long_statements=True)
     table = Table(title="ledger totals")
     table.add_column("total")

@@ -238,6 +238,14 @@ class ConcurrentUpdate(CallmeterError):
     retry_after_seconds = 1
 
 
+class RetryLater(CallmeterError):
+    """Another request changed the same data at the same moment; try again in a moment."""
+
+    status_code = 503
+    code = "retry_later"
+    retry_after_seconds = 1
+
+
 class RefundTooLarge(CallmeterError):
     """A refund cannot exceed what the call charged minus what was already refunded."""
 

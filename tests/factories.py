@@ -7,9 +7,9 @@ import itertools
 from httpx import AsyncClient
 
 from callmeter.auth import service as auth
+from callmeter.calls.check import check_ledger_and_calls
 from callmeter.kit.runtime import Runtime
 from callmeter.ledger import service as ledger
-from callmeter.ledger.check import check_ledger
 from callmeter.models import Role, User
 
 PASSWORD = "correct horse battery"
@@ -59,5 +59,5 @@ async def wallet_of(runtime: Runtime, user_id: int) -> tuple[int, int]:
 async def assert_ledger_ok(runtime: Runtime) -> None:
     """Every ledger invariant holds (the report names what does not)."""
     async with runtime.sessionmaker() as session:
-        report = await check_ledger(session)
+        report = await check_ledger_and_calls(session)
     assert report.ok, report.problems

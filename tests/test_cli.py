@@ -65,6 +65,28 @@ class TestCommands:
         assert "ledger check FAILED" in failed.stderr
         assert "postings sum to 150" in failed.stderr
 
+    def test_check_names_a_call_that_does_not_cost_its_billed_seconds(
+        self, env: dict[str, str], tmp_path: Path
+    ) -> None:
+        run(env, "migrate")
+        run(env, "user", "add", "carol", "--role", "client", "--password", "carol-pass")
+        run(env, "user", "add", "harry", "--role", "host", "--password", "harry-pass")
+        db = sqlite3.connect(tmp_path / "cli.db")
+        # an ended call that billed two minutes at 10 coins a minute and charged nothing
+        db.execute(
+            "INSERT INTO calls (client_id, host_id, status, end_reason, policy, rate, "
+            "interval_seconds, free_seconds, host_share_percent, created_at, billed_seconds, "
+            "charged, host_earned, refunded, held, media_provider, room, version) VALUES "
+            "(1, 2, 'ended', 'client_hangup', 'per_completed_interval', 10, 60, 0, 70, "
+            "'2025-01-01 00:00:00', 120, 0, 0, 0, 0, 'p2p', 'call-1', 0)"
+        )
+        db.commit()
+        db.close()
+        failed = run(env, "ledger", "check", check=False)
+        assert failed.returncode == 1
+        assert "ledger check FAILED: 1 problem(s)" in failed.stderr
+        assert "ended call 1 billed 120 s and charged 0, but cost(120) is 20" in failed.stderr
+
     def test_demo_is_idempotent(self, env: dict[str, str]) -> None:
         run(env, "migrate")
         first = run(env, "demo").stdout

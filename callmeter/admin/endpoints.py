@@ -8,12 +8,12 @@ from sqlalchemy import text
 from callmeter.auth.dependencies import AdminUser
 from callmeter.calls import queries
 from callmeter.calls import service as calls
+from callmeter.calls.check import check_ledger_and_calls
 from callmeter.calls.schemas import CallEnvelope, CallOut, CallsPage, RefundIn, RefundOut
 from callmeter.kit.deps import RuntimeDep, SessionDep
 from callmeter.kit.idempotency import IdempotencyKey, run_once
 from callmeter.kit.pagination import DEFAULT_LIMIT, Before, Limit, PathId
 from callmeter.ledger import service as ledger
-from callmeter.ledger.check import check_ledger
 from callmeter.ledger.schemas import GrantIn, GrantOut, LedgerCheckOut, TransferOut
 from callmeter.models import CallStatus
 
@@ -61,11 +61,12 @@ async def create_grant(
 
 @router.get("/ledger/check")
 async def ledger_check(_admin: AdminUser, session: SessionDep) -> LedgerCheckOut:
-    """Verify every ledger invariant; ``problems`` names each one that fails. The audit
-    reads every transfer, so it runs without the API's statement timeout (as the CLI's)."""
+    """Verify every ledger and call invariant; ``problems`` names each one that fails. The
+    audit reads every transfer and call, so it runs without the API's statement timeout (as
+    the CLI's)."""
     if session.get_bind().dialect.name == "postgresql":
         await session.execute(text("SET LOCAL statement_timeout = 0"))
-    report = await check_ledger(session)
+    report = await check_ledger_and_calls(session)
     return LedgerCheckOut(ok=report.ok, problems=report.problems, totals=report.totals)
 
 

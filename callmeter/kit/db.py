@@ -8,7 +8,8 @@ adds is the plumbing that makes those guards work on both databases:
   ``BEGIN IMMEDIATE`` so that two writers queue on the lock instead of deadlocking when a
   reader upgrades to a writer.
 * PostgreSQL: READ COMMITTED (the default); :func:`run_in_transaction` retries on
-  serialization failures and deadlocks (40001 / 40P01).
+  serialization failures and deadlocks (40001 / 40P01), and so does an HTTP request
+  (``kit/retry.py``).
 
 Every wait on the database is bounded (docs/reliability.md): the pool checkout
 (``pool_timeout``), the connection (``connect_timeout``), each statement (PostgreSQL's own
@@ -293,6 +294,12 @@ class DatabaseProbe:
                 await self._running
 
 
+def retry_delay(attempt: int) -> float:
+    """Seconds to wait before attempt ``attempt + 1`` after a lost race: 20 ms, doubling
+    per attempt up to 0.5 s, times a random 0.5 to 1.5 so that the losers do not meet again."""
+    return min(0.5, 0.01 * (1 << attempt)) * (0.5 + random.random())
+
+
 async def run_in_transaction(
     sessionmaker: async_sessionmaker[AsyncSession],
     work: Callable[[AsyncSession], Awaitable[T]],
@@ -309,7 +316,6 @@ async def run_in_transaction(
         except DBAPIError as exc:
             if attempt == attempts or not is_retryable(exc):
                 raise
-            delay = min(0.5, 0.01 * 2**attempt) * (0.5 + random.random())
             log.warning("retrying transaction after %s (attempt %d)", exc.orig, attempt)
-            await asyncio.sleep(delay)
+            await asyncio.sleep(retry_delay(attempt))
     raise AssertionError("unreachable")

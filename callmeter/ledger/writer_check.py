@@ -84,8 +84,11 @@ def _check_call(call_id: int, rows: Iterable[tuple[int, str, int, str, str]]) ->
     return problems + charges.problems(call_id, "charge") + refunds.problems(call_id, "refund")
 
 
-async def call_transfers_written_by_post(session: AsyncSession, *, chunk: int = CHUNK) -> list[str]:
-    """Problems with call transfers (see the module doc); empty when there are none."""
+async def transfers_keyed_by_the_writer(
+    session: AsyncSession, *, chunk: int = CHUNK, limit: int = 50
+) -> list[str]:
+    """Problems with call transfers (see the module doc), at most ``limit``; empty when
+    there are none."""
     problems: list[str] = []
     unattached = await session.scalars(
         select(Transfer.id).where(
@@ -133,4 +136,4 @@ async def call_transfers_written_by_post(session: AsyncSession, *, chunk: int = 
         after = (last_call, last_id)
     if current is not None:
         problems += _check_call(current, pending)
-    return problems
+    return problems[:limit]

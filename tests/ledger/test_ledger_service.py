@@ -155,7 +155,7 @@ class TestHolds:
                 hold_id=hold.id,
                 credit_account_id=revenue,
                 amount=20,
-                kind=ledger.TransferKind.call_charge,
+                kind=ledger.TransferKind.adjustment,  # a call's charges need their call
                 idempotency_key="cap1",
                 now=now,
             )
@@ -170,7 +170,7 @@ class TestHolds:
                     hold_id=hold.id,
                     credit_account_id=revenue,
                     amount=26,
-                    kind=ledger.TransferKind.call_charge,
+                    kind=ledger.TransferKind.adjustment,
                     idempotency_key="cap2",
                     now=now,
                 )

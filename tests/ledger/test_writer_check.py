@@ -6,13 +6,13 @@ from typing import Any
 
 from callmeter.kit.runtime import Runtime
 from callmeter.ledger import service as ledger
-from callmeter.ledger.writer_check import call_transfers_written_by_post
+from callmeter.ledger.writer_check import transfers_keyed_by_the_writer
 from callmeter.models import AccountKind, Call, Role
 
 
 async def _problems(runtime: Runtime, chunk: int = 5_000) -> list[str]:
     async with runtime.sessionmaker() as session:
-        return await call_transfers_written_by_post(session, chunk=chunk)
+        return await transfers_keyed_by_the_writer(session, chunk=chunk)
 
 
 async def _calls(driver: Any, count: int) -> list[int]:

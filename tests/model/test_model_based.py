@@ -33,12 +33,12 @@ from callmeter.app import create_runtime
 from callmeter.auth import service as auth
 from callmeter.calls import service as calls
 from callmeter.calls import webhooks
+from callmeter.calls.check import check_ledger_and_calls
 from callmeter.config import BillingPolicy
 from callmeter.errors import CallmeterError
 from callmeter.kit.clock import ManualClock
 from callmeter.kit.db import run_in_transaction
 from callmeter.ledger import service as ledger
-from callmeter.ledger.check import check_ledger
 from callmeter.meter.service import tick
 from callmeter.models import Account, AccountKind, Call, Role, User
 from tests.conftest import _empty_postgres, make_settings, sqlite_url
@@ -486,7 +486,7 @@ def machine_for(make_url: Callable[[], str], livekit: bool) -> type[RuleBasedSta
             assert revenue == self.model.revenue
 
             async def check(session: AsyncSession) -> list[str]:
-                return (await check_ledger(session)).problems
+                return (await check_ledger_and_calls(session)).problems
 
             assert self.tx(check) == []
 

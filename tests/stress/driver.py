@@ -33,12 +33,12 @@ from sqlalchemy import func, make_url, select, text
 from callmeter.app import create_runtime
 from callmeter.auth import service as auth
 from callmeter.auth.tokens import issue_access_token
+from callmeter.calls.check import check_ledger_and_calls
 from callmeter.config import Settings
 from callmeter.kit.db import create_engine
 from callmeter.kit.migrate import upgrade
 from callmeter.kit.runtime import Runtime
 from callmeter.ledger import service as ledger
-from callmeter.ledger.check import check_ledger
 from callmeter.models import Call, CallStatus, Role, Transfer
 
 SECRET = "stress-secret-that-is-long-enough-for-hs256"
@@ -304,7 +304,7 @@ async def verify(runtime: Runtime, stats: Stats, settle_timeout: float) -> dict[
             break
         await asyncio.sleep(0.5)
     async with runtime.sessionmaker() as session:
-        report = await check_ledger(session)
+        report = await check_ledger_and_calls(session)
         calls = await session.scalar(select(func.count()).select_from(Call))
         reasons = Counter(
             r
