@@ -24,6 +24,7 @@ The rules (docs/design.md):
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, fields, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -149,10 +150,6 @@ class Outcome:
     def ended(self) -> bool:
         """Whether this outcome ends the call."""
         return self.status == CallStatus.ended and self.ended_at is not None
-
-    @property
-    def changed(self) -> bool:
-        return self.version != self.old_version or self.hold_delta != 0 or self.captured != 0
 
     def values(self) -> dict[str, object]:
         """The call's new column values (``CALL_COLUMNS``)."""
@@ -336,6 +333,23 @@ def plan(state: CallState, available: int, now: datetime, heartbeat_timeout: int
         extension=extension,
     )
     return _versioned(state, outcome)
+
+
+def plan_many(
+    calls: Iterable[tuple[CallState, int]],
+    available: dict[int, int],
+    now: datetime,
+    heartbeat_timeout: int,
+) -> list[Outcome]:
+    """:func:`plan` for several calls, each given as (state, wallet id): each is planned
+    with its wallet's ``available`` coins as the plans before it left them (a hold takes
+    coins out, a release gives them back); ``available`` is updated."""
+    outcomes = []
+    for state, wallet in calls:
+        outcome = plan(state, available[wallet], now, heartbeat_timeout)
+        available[wallet] += outcome.released - outcome.extension
+        outcomes.append(outcome)
+    return outcomes
 
 
 def _host_part(before: CallState, after: CallState) -> int:

@@ -26,7 +26,7 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from callmeter.billing.settlement import CallState, plan
+from callmeter.billing.settlement import CallState, plan_many
 from callmeter.calls import repository as calls_repository
 from callmeter.calls.repository import DueCall
 from callmeter.calls.settlement import CallAccounts, Settlement, apply
@@ -68,14 +68,15 @@ async def settle_due_batch(
             session, [revenue, *(r.wallet_id for r in batch), *(r.earnings_id for r in batch)]
         )
         available = {r.wallet_id: locked[r.wallet_id].available for r in batch}
-        settlements = []
-        for row in batch:
-            outcome = plan(CallState.of(row), available[row.wallet_id], now, heartbeat_timeout)
-            available[row.wallet_id] -= outcome.extension - outcome.released
-            accounts = CallAccounts(row.wallet_id, row.earnings_id, revenue, row.hold_id)
-            settlements.append(Settlement(outcome, accounts))
-            result.settled.append((row.id, row.due_at))
-            result.ended += outcome.ended
+        outcomes = plan_many(
+            ((CallState.of(row), row.wallet_id) for row in batch), available, now, heartbeat_timeout
+        )
+        settlements = [
+            Settlement(outcome, CallAccounts(row.wallet_id, row.earnings_id, revenue, row.hold_id))
+            for row, outcome in zip(batch, outcomes, strict=True)
+        ]
+        result.settled = [(row.id, row.due_at) for row in batch]
+        result.ended = sum(outcome.ended for outcome in outcomes)
         await apply(session, settlements, locked=locked, now=now)
     taken = {row.id for row in batch}
     result.others = [
