@@ -354,8 +354,7 @@ class Model:
             return
         t_now = self.now - call.started
         horizon = self.bill_horizon(call)
-        billable = min(max(0, min(horizon, self.now) - call.started), self.paid_seconds(call))
-        self.charge_to(call, cost(call.tariff, billable))
+        # the hold first (up to the next boundary), then the charge within the paid time
         missing = cost(call.tariff, next_boundary(call.tariff, t_now)) - call.charged - call.held
         if missing > 0:
             available = self.available(call.client)
@@ -366,6 +365,8 @@ class Model:
             if missing > 0:
                 self.held[call.client] += missing
                 call.held += missing
+        billable = min(max(0, min(horizon, self.now) - call.started), self.paid_seconds(call))
+        self.charge_to(call, cost(call.tariff, billable))
         paid = self.paid_seconds(call)
         if paid <= t_now and horizon - call.started >= paid:
             # out of coins, and both were seen at paid_until; otherwise wait for them
