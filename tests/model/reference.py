@@ -10,7 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from callmeter.billing.policy import Tariff, cost, covered_seconds, host_earnings, next_boundary
+from callmeter.billing.policy import (
+    Tariff,
+    affordable_hold,
+    cost,
+    covered_seconds,
+    host_earnings,
+    next_boundary,
+)
 from callmeter.config import BillingPolicy
 
 
@@ -359,9 +366,9 @@ class Model:
         if missing > 0:
             available = self.available(call.client)
             if available < missing:
-                if call.tariff.policy != BillingPolicy.per_second:
-                    available -= available % call.tariff.rate
-                missing = available
+                # hold what still buys time: under an interval policy whole intervals
+                # only, under per_second no coin that buys no second (rate > interval)
+                missing = affordable_hold(call.tariff, call.charged + call.held, available)
             if missing > 0:
                 self.held[call.client] += missing
                 call.held += missing
