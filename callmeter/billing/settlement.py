@@ -151,6 +151,11 @@ class Outcome:
         """Whether this outcome ends the call."""
         return self.status == CallStatus.ended and self.ended_at is not None
 
+    @property
+    def changed(self) -> bool:
+        """Whether applying this outcome changes anything a party sees or any coin."""
+        return self.version != self.old_version or self.hold_delta != 0 or self.captured != 0
+
     def values(self) -> dict[str, object]:
         """The call's new column values (``CALL_COLUMNS``)."""
         return {name: getattr(self, name) for name in CALL_COLUMNS}
@@ -289,13 +294,17 @@ def plan(state: CallState, available: int, now: datetime, heartbeat_timeout: int
     started = state.started_at
     tariff = tariff_of(state)
     t_now = seconds_between(started, now)
-    billable = billable_seconds(state, now)
-    charged = _charged_to(state, tariff, cost(tariff, billable))
-    # cover the call up to the next settlement point after now
-    committed = charged.charged + charged.held
+    # cover the call up to the next settlement point after now (a charge moves coins from
+    # the hold to charged, so what is committed does not depend on it) ...
+    committed = state.charged + state.held
     missing = max(0, cost(tariff, next_boundary(tariff, t_now)) - committed)
     extension = missing if missing <= available else affordable_hold(tariff, committed, available)
-    extended = replace(charged, held=charged.held + extension)
+    # ... then charge up to now, within the paid time the extension makes (charged before
+    # it, a call settled past its old paid time would keep a charge pending that settling
+    # again at the same moment would take)
+    held = replace(state, held=state.held + extension)
+    billable = billable_seconds(held, now)
+    extended = _charged_to(held, tariff, cost(tariff, billable))
     paid = paid_seconds(extended)
     if paid <= t_now and seconds_between(started, billing_horizon(state)) >= paid:
         # out of paid time, both parties seen there: the end, at paid_until
@@ -303,8 +312,8 @@ def plan(state: CallState, available: int, now: datetime, heartbeat_timeout: int
         return replace(
             end,
             old_version=state.version,
-            host_part=end.host_part + _host_part(state, charged),
-            platform_part=end.platform_part + _platform_part(state, charged),
+            host_part=end.host_part + _host_part(state, extended),
+            platform_part=end.platform_part + _platform_part(state, extended),
             extension=extension,
         )
     # Out of paid time but a party not yet seen at paid_until: the call waits (nothing more
@@ -328,8 +337,8 @@ def plan(state: CallState, available: int, now: datetime, heartbeat_timeout: int
         due_at=due_at(next_charge_at, paid_until, presence_horizon(state), heartbeat_timeout, now),
         ended_at=None,
         end_reason=None,
-        host_part=_host_part(state, charged),
-        platform_part=_platform_part(state, charged),
+        host_part=_host_part(state, extended),
+        platform_part=_platform_part(state, extended),
         extension=extension,
     )
     return _versioned(state, outcome)

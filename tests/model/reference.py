@@ -10,7 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from callmeter.billing.policy import Tariff, cost, covered_seconds, host_earnings, next_boundary
+from callmeter.billing.policy import (
+    Tariff,
+    affordable_hold,
+    cost,
+    covered_seconds,
+    host_earnings,
+    next_boundary,
+)
 from callmeter.config import BillingPolicy
 
 
@@ -354,18 +361,19 @@ class Model:
             return
         t_now = self.now - call.started
         horizon = self.bill_horizon(call)
-        billable = min(max(0, min(horizon, self.now) - call.started), self.paid_seconds(call))
-        self.charge_to(call, cost(call.tariff, billable))
+        # the hold first (up to the next boundary), then the charge within the paid time
         missing = cost(call.tariff, next_boundary(call.tariff, t_now)) - call.charged - call.held
         if missing > 0:
             available = self.available(call.client)
             if available < missing:
-                if call.tariff.policy != BillingPolicy.per_second:
-                    available -= available % call.tariff.rate
-                missing = available
+                # hold what still buys time: under an interval policy whole intervals
+                # only, under per_second no coin that buys no second (rate > interval)
+                missing = affordable_hold(call.tariff, call.charged + call.held, available)
             if missing > 0:
                 self.held[call.client] += missing
                 call.held += missing
+        billable = min(max(0, min(horizon, self.now) - call.started), self.paid_seconds(call))
+        self.charge_to(call, cost(call.tariff, billable))
         paid = self.paid_seconds(call)
         if paid <= t_now and horizon - call.started >= paid:
             # out of coins, and both were seen at paid_until; otherwise wait for them
