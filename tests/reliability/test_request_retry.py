@@ -231,8 +231,9 @@ async def test_a_real_deadlock_is_retried(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """READ COMMITTED, as deployed. Another transaction (an operator's script, say) locks
-    the wallet, then the issuance account; a grant in between has updated the issuance
-    account (accounts are updated in id order) and waits for the wallet. PostgreSQL breaks
+    the issuance account, then the wallet; a grant in between has locked the wallet (the
+    ledger locks users' accounts first, then the platform's) and waits for the issuance
+    account. PostgreSQL breaks
     the deadlock by failing the grant's transaction (the grant waited longest); the request
     runs again once the other transaction is done, and succeeds."""
     alice = await make_user(runtime, Role.client)
@@ -245,7 +246,7 @@ async def test_a_real_deadlock_is_retried(
         await other.execute(text("SET deadlock_timeout = '30s'"))
         # FOR NO KEY UPDATE: the grant's foreign-key checks pass, its UPDATE of the wallet waits
         locked = select(Account.id).with_for_update(key_share=True)
-        await other.execute(locked.where(Account.id == wallet))
+        await other.execute(locked.where(Account.id == issuance))
         grant = asyncio.create_task(
             client.post(
                 "/v1/admin/grants",
@@ -254,8 +255,8 @@ async def test_a_real_deadlock_is_retried(
             )
         )
         await _until_a_backend_waits_on_a_lock(runtime)
-        # the opposite order: wait for the issuance account the grant holds
-        await other.execute(locked.where(Account.id == issuance))
+        # the opposite order: wait for the wallet the grant holds
+        await other.execute(locked.where(Account.id == wallet))
         await other.commit()
         r = await grant
     assert r.status_code == 201, r.text
