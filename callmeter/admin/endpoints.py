@@ -40,7 +40,7 @@ async def create_grant(
             session,
             user_id=body.user_id,
             amount=body.amount,
-            idempotency_key=f"grant:{admin.id}:{idempotency_key}",
+            idempotency_key=ledger.grant_key(admin.id, idempotency_key),
             now=now,
             note=body.note,
         )

@@ -303,7 +303,9 @@ def plan(state: CallState, available: int, now: datetime, heartbeat_timeout: int
     # it, a call settled past its old paid time would keep a charge pending that settling
     # again at the same moment would take)
     held = replace(state, held=state.held + extension)
-    billable = billable_seconds(held, now)
+    # A request reads the clock before it waits for the call's lock, so ``now`` may be older
+    # than a settlement made meanwhile: billed time, like the charge, never goes back.
+    billable = max(state.billed_seconds, billable_seconds(held, now))
     extended = _charged_to(held, tariff, cost(tariff, billable))
     paid = paid_seconds(extended)
     if paid <= t_now and seconds_between(started, billing_horizon(state)) >= paid:
@@ -322,6 +324,8 @@ def plan(state: CallState, available: int, now: datetime, heartbeat_timeout: int
     reach = covered_seconds(tariff, committed + available)
     paid_until = started + timedelta(seconds=paid)
     next_charge_at = started + timedelta(seconds=next_boundary(tariff, t_now))
+    if state.next_charge_at is not None:
+        next_charge_at = max(next_charge_at, state.next_charge_at)
     outcome = Outcome(
         call_id=state.id,
         old_version=state.version,

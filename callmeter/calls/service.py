@@ -346,10 +346,16 @@ async def end_overdue(
     session: AsyncSession, calls: Sequence[Call], settings: Settings, now: datetime
 ) -> bool:
     """End those of ``calls`` (read, not locked) that passed a deadline. Only those are
-    locked — all of them first, in id order, then ended (each end locks accounts): calls
-    before accounts, as on every other path. Returns whether any call ended."""
+    locked — all of them first, in id order, then all their parties' accounts, then they
+    are ended (an end that charges locks revenue last): the ledger's lock order, as on every
+    other path. Returns whether any call ended."""
     due = sorted(c.id for c in calls if passed_deadline(c, now, settings) is not None)
     locked = [c for c in [await _locked(session, call_id) for call_id in due] if c is not None]
+    if len(locked) > 1:
+        # every end locks its users' accounts: take all of them now, in the ledger's order,
+        # so that no end locks a user's account after another end locked revenue
+        parties = [user for c in locked for user in (c.client_id, c.host_id)]
+        await ledger.lock_user_accounts(session, parties)
     ended = False
     for call in locked:
         ended = await end_if_overdue(session, call, settings, now) or ended

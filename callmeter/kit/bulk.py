@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Table, bindparam, func, insert, select, text, update
+from sqlalchemy import String, Table, bindparam, func, insert, select, text, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -33,7 +33,11 @@ def _arrays(
         process = column.type.bind_processor(dialect)
         values = [row[field] for row in rows]
         params[f"p{index}"] = [process(v) for v in values] if process else values
-        sql_type = column.type.compile(dialect=dialect)
+        # a string travels as TEXT: a CAST to VARCHAR(n) would silently cut a longer value,
+        # where the column itself refuses it
+        sql_type = (
+            "TEXT" if isinstance(column.type, String) else column.type.compile(dialect=dialect)
+        )
         casts.append(f"CAST(:p{index} AS {sql_type}[])")
     return casts, params
 

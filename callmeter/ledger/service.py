@@ -21,12 +21,14 @@ used under its call's row lock, so its place in the order cannot close a cycle.
 from __future__ import annotations
 
 import enum
+import hashlib
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import cast
 
-from sqlalchemy import select
+from sqlalchemy import String, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from callmeter.errors import IdempotencyConflict, InsufficientFunds, LedgerError, NotFound
@@ -47,12 +49,22 @@ class TransferKind(enum.StrEnum):
 
 
 CHARGE_KINDS = (TransferKind.call_charge, TransferKind.host_share)
+MAX_KEY_LENGTH = cast(String, Transfer.__table__.c.idempotency_key.type).length or 200
 
 
 def charge_key(call_id: int, kind: TransferKind, charged: int) -> str:
     """The key of a call's charge transfer of ``kind`` that brings the call's cumulative
     charge to ``charged``: whichever path charges first, a repeat cannot post twice."""
     return f"call:{call_id}:{kind}:{charged}"
+
+
+def grant_key(admin_id: int, request_key: str) -> str:
+    """The key of an admin's grant made with the request's ``Idempotency-Key``: the key
+    itself while it fits the column, else its SHA-256 (a key of any length is honoured)."""
+    key = f"grant:{admin_id}:{request_key}"
+    if len(key) <= MAX_KEY_LENGTH:
+        return key
+    return f"grant:{admin_id}:sha256:{hashlib.sha256(request_key.encode()).hexdigest()}"
 
 
 def refund_key(call_id: int, side: str, refunded: int) -> str:
@@ -121,6 +133,9 @@ async def post(
         _check_amount(movement.amount)
         if movement.debit_account_id == movement.credit_account_id:
             raise LedgerError("a transfer needs two different accounts")
+    too_long = next((m for m in movements if len(m.idempotency_key) > MAX_KEY_LENGTH), None)
+    if too_long is not None:
+        raise LedgerError(f"an idempotency key is at most {MAX_KEY_LENGTH} characters")
     if len({m.idempotency_key for m in movements}) != len(movements):
         raise LedgerError("two transfers of one post share an idempotency key")
     # Claim the keys first: a concurrent duplicate waits on the unique index and is then
@@ -381,6 +396,11 @@ async def lock_accounts(session: AsyncSession, account_ids: Sequence[int]) -> di
     """Lock these accounts now, in the ledger's lock order, before moving coins between
     several of them; returns each one's kind, balance and held as locked."""
     return await repository.lock_accounts(session, account_ids)
+
+
+async def lock_user_accounts(session: AsyncSession, user_ids: Sequence[int]) -> dict[int, Locked]:
+    """Lock these users' accounts now, in one statement and in the ledger's order."""
+    return {row[0]: row[3] for row in await repository.lock_user_accounts(session, user_ids)}
 
 
 async def lock_call_accounts(

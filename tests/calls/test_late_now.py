@@ -1,4 +1,4 @@
-"""Review of issue 12: a settlement whose ``now`` is older than the last one.
+"""Regression, found in review: a settlement whose ``now`` is older than the last one.
 
 Every path reads the clock when its request (or meter tick) starts and only then waits
 for the call's row lock, so a path can settle a call *after* another path that read the
@@ -30,12 +30,6 @@ from tests.calls.driver import CallDriver
 from tests.conftest import make_settings
 from tests.factories import assert_ledger_ok
 
-LATE_NOW = pytest.mark.xfail(
-    strict=True,
-    reason="review12: a settlement with an older now lowers billed_seconds below what the "
-    "call was charged for; an end then bills those seconds (cost(billed) != charged)",
-)
-
 
 @pytest.fixture
 def settings(database_url: str) -> Settings:
@@ -50,7 +44,6 @@ async def _call(runtime: Runtime, call_id: int) -> Call:
         return call
 
 
-@LATE_NOW
 async def test_a_late_meter_step_does_not_unbill_seconds(driver: CallDriver) -> None:
     runtime, clock, settings = driver.runtime, driver.clock, driver.runtime.settings
     caller = await driver.party(Role.client, coins=1000)
@@ -71,7 +64,6 @@ async def test_a_late_meter_step_does_not_unbill_seconds(driver: CallDriver) -> 
     assert after.billed_seconds >= 72, "billed seconds went down"
 
 
-@LATE_NOW
 async def test_a_late_hang_up_ends_the_call_at_what_it_was_charged_for(
     driver: CallDriver,
 ) -> None:

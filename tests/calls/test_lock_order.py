@@ -1,4 +1,4 @@
-"""Review of issue 12: the ledger's lock order is "the call row, then the users' accounts
+"""Regression, found in review: the ledger's lock order is "the call row, then the users' accounts
 by id, then the platform's accounts" (ledger/service.py, docs/ledger.md). A ring ends the
 stale calls of its client and of its host first (``calls.service.end_stale_calls`` ->
 ``end_overdue``): it locks all those calls, then ends them one after the other, and each
@@ -12,10 +12,8 @@ wallet, by id — e.g. a refund of an earlier call between this client and this 
 failing one of them (the request retry then hides it from the client), but the lock order
 is the promise that this cannot happen.
 
-Suggested fix: in ``end_overdue``, lock every account the ends need in one
-``lock_accounts`` call (ids of all the calls' clients and hosts, plus revenue last) before
-planning any of them, as the meter's batch does; or end each stale call in its own
-transaction (the endpoint already commits the stale ends on their own).
+The fix: ``end_overdue`` locks every party's accounts in one statement before it ends any
+of the calls (revenue, when an end charges, comes after all of them).
 """
 
 from __future__ import annotations
@@ -65,11 +63,6 @@ async def _until_a_backend_waits_on_a_lock(runtime: Runtime) -> str:
 
 
 @postgres_only
-@pytest.mark.xfail(
-    strict=True,
-    reason="review12: end_overdue locks the second stale call's accounts after the first's: "
-    "out of the ledger's lock order, a real deadlock with a transaction that keeps it",
-)
 async def test_a_ring_that_ends_two_stale_calls_keeps_the_lock_order(
     driver: CallDriver, client: AsyncClient, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -1,4 +1,4 @@
-"""Review of issue 12: kit/bulk on PostgreSQL casts every bound array to the column's SQL
+"""Regression, found in review: kit/bulk on PostgreSQL casts every bound array to the column's SQL
 type (``CAST(:p AS VARCHAR(200)[])``). An explicit cast to ``varchar(n)`` truncates
 silently (SQL standard), where an INSERT of the same value fails — and SQLite keeps the
 whole string. So a transfer whose idempotency key is longer than its column is inserted
@@ -10,11 +10,14 @@ AttributeError under ``python -O``) on PostgreSQL where SQLite answers 201.
 Reachable from the API: the admin grant's key is ``grant:{admin id}:{Idempotency-Key}``
 and the header may be 200 characters, longer than ``transfers.idempotency_key``
 (String(200)).
+
+The fix: strings travel as TEXT in kit/bulk (the column refuses what does not fit, nothing
+is cut), ``ledger.post`` refuses a key longer than the column (``ledger_error``), and an
+admin grant whose key would not fit is keyed by the SHA-256 of its Idempotency-Key.
 """
 
 from __future__ import annotations
 
-import pytest
 from httpx import AsyncClient
 from sqlalchemy import select
 
@@ -24,23 +27,12 @@ from callmeter.ledger import service as ledger
 from callmeter.models import Role, Transfer
 from tests.factories import auth_headers, make_user, wallet_of
 
-PG_TRUNCATES = pytest.mark.xfail(
-    strict=True,
-    reason="review12: kit/bulk CAST(... AS VARCHAR(200)[]) truncates the key on PostgreSQL",
-)
-
-
-def _xfail_on_postgres(request: pytest.FixtureRequest, backend: str) -> None:
-    if backend == "postgresql":
-        request.applymarker(PG_TRUNCATES)
-
 
 async def test_a_grant_with_a_200_character_idempotency_key(
-    runtime: Runtime, client: AsyncClient, backend: str, request: pytest.FixtureRequest
+    runtime: Runtime, client: AsyncClient
 ) -> None:
     """The header allows 200 characters: the grant is credited (as on SQLite), or at
     worst refused with a 4xx — never a 500."""
-    _xfail_on_postgres(request, backend)
     admin = await make_user(runtime, Role.admin)
     headers = await auth_headers(client, admin.username)
     alice = await make_user(runtime, Role.client)
@@ -53,12 +45,9 @@ async def test_a_grant_with_a_200_character_idempotency_key(
     assert await wallet_of(runtime, alice.id) == (5, 0)
 
 
-async def test_post_stores_the_key_it_was_given_or_refuses_it(
-    runtime: Runtime, backend: str, request: pytest.FixtureRequest
-) -> None:
+async def test_post_stores_the_key_it_was_given_or_refuses_it(runtime: Runtime) -> None:
     """``ledger.post`` with a key longer than the column: stored whole (SQLite) or refused
     with a domain error; on PostgreSQL an AssertionError escapes ``_check_repeats``."""
-    _xfail_on_postgres(request, backend)
     alice = await make_user(runtime, Role.client)
     key = "grant:1:" + "x" * 200
     async with runtime.sessionmaker.begin() as session:
