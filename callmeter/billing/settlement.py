@@ -24,6 +24,7 @@ The rules (docs/design.md):
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass, fields, replace
 from datetime import datetime, timedelta
@@ -77,16 +78,24 @@ STATE_FIELDS = tuple(f.name for f in fields(CallState))
 
 def tariff_of(call: Any) -> Tariff:
     """The tariff snapshotted on a call (a ``CallState``, a ``Call`` or a row)."""
-    return Tariff(
-        policy=BillingPolicy(call.policy),
-        rate=call.rate,
-        interval_seconds=call.interval_seconds,
-        free_seconds=call.free_seconds,
-        host_share_percent=call.host_share_percent,
+    return _tariff(
+        call.policy, call.rate, call.interval_seconds, call.free_seconds, call.host_share_percent
     )
 
 
-# What settlement writes back on a call row, and what a party sees of it.
+@functools.lru_cache(maxsize=256)
+def _tariff(policy: str, rate: int, interval: int, free: int, share: int) -> Tariff:
+    # a meter batch holds thousands of calls of a handful of tariffs: build each once
+    return Tariff(
+        policy=BillingPolicy(policy),
+        rate=rate,
+        interval_seconds=interval,
+        free_seconds=free,
+        host_share_percent=share,
+    )
+
+
+# What settlement writes back on a call row.
 CALL_COLUMNS = (
     "version",
     "status",
@@ -99,17 +108,6 @@ CALL_COLUMNS = (
     "next_charge_at",
     "due_at",
     "ended_at",
-    "end_reason",
-)
-VISIBLE = (
-    "status",
-    "charged",
-    "held",
-    "host_earned",
-    "warning",
-    "paid_until",
-    "next_charge_at",
-    "billed_seconds",
     "end_reason",
 )
 
@@ -197,12 +195,14 @@ def paid_seconds(call: Any) -> int:
     return covered_seconds(tariff_of(call), call.charged + call.held)
 
 
-def billable_seconds(call: Any, now: datetime) -> int:
+def billable_seconds(call: Any, now: datetime, paid: int | None = None) -> int:
     """The seconds an active call may be charged for at ``now``: since its start, never
-    past the presence horizon, never past its paid time."""
+    past the presence horizon, never past its paid time (``paid`` seconds, when the caller
+    knows them: the coins committed to the call, :func:`paid_seconds`)."""
     assert call.started_at is not None
     until = min(billing_horizon(call), now)
-    return min(seconds_between(call.started_at, until), paid_seconds(call))
+    paid = paid_seconds(call) if paid is None else paid
+    return min(seconds_between(call.started_at, until), paid)
 
 
 def charge_pending(call: Any, now: datetime) -> bool:
@@ -272,15 +272,6 @@ def _charged_to(state: CallState, tariff: Tariff, target: int) -> CallState:
     )
 
 
-def _versioned(before: CallState, outcome: Outcome) -> Outcome:
-    """Move the version when what a party sees changed."""
-    if outcome.status == CallStatus.ended:
-        return replace(outcome, version=before.version + 1)
-    seen_before = tuple(getattr(before, name) for name in VISIBLE if name != "end_reason")
-    seen_after = tuple(getattr(outcome, name) for name in VISIBLE if name != "end_reason")
-    return replace(outcome, version=before.version + (seen_before != seen_after))
-
-
 def plan(state: CallState, available: int, now: datetime, heartbeat_timeout: int) -> Outcome:
     """Bring an active call's charges and hold up to ``now`` when its client has
     ``available`` coins: charge and extend the hold (in full, or what still buys time),
@@ -294,58 +285,78 @@ def plan(state: CallState, available: int, now: datetime, heartbeat_timeout: int
     started = state.started_at
     tariff = tariff_of(state)
     t_now = seconds_between(started, now)
-    # cover the call up to the next settlement point after now (a charge moves coins from
+    # Cover the call up to the next settlement point after now (a charge moves coins from
     # the hold to charged, so what is committed does not depend on it) ...
     committed = state.charged + state.held
     missing = max(0, cost(tariff, next_boundary(tariff, t_now)) - committed)
     extension = missing if missing <= available else affordable_hold(tariff, committed, available)
-    # ... then charge up to now, within the paid time the extension makes (charged before
-    # it, a call settled past its old paid time would keep a charge pending that settling
-    # again at the same moment would take)
-    held = replace(state, held=state.held + extension)
-    # A request reads the clock before it waits for the call's lock, so ``now`` may be older
-    # than a settlement made meanwhile: billed time, like the charge, never goes back.
-    billable = max(state.billed_seconds, billable_seconds(held, now))
-    extended = _charged_to(held, tariff, cost(tariff, billable))
-    paid = paid_seconds(extended)
+    committed += extension
+    paid = covered_seconds(tariff, committed)
+    # ... then charge up to now, within the paid time the extension makes. A request reads
+    # the clock before it waits for the call's lock, so ``now`` may be older than a
+    # settlement made meanwhile: billed time, like the charge, never goes back.
+    billable = max(state.billed_seconds, billable_seconds(state, now, paid))
+    charged, host_earned = state.charged, state.host_earned
+    if (target := cost(tariff, billable)) > charged:
+        charged, host_earned = target, host_earnings(tariff, target)
+    host_part = host_earned - state.host_earned
+    platform_part = charged - state.charged - host_part
     if paid <= t_now and seconds_between(started, billing_horizon(state)) >= paid:
         # out of paid time, both parties seen there: the end, at paid_until
+        extended = replace(
+            state, charged=charged, host_earned=host_earned, held=committed - charged
+        )
         end = plan_finish(extended, started + timedelta(seconds=paid), EndReason.insufficient_funds)
         return replace(
             end,
             old_version=state.version,
-            host_part=end.host_part + _host_part(state, extended),
-            platform_part=end.platform_part + _platform_part(state, extended),
+            host_part=end.host_part + host_part,
+            platform_part=end.platform_part + platform_part,
             extension=extension,
         )
     # Out of paid time but a party not yet seen at paid_until: the call waits (nothing more
     # is charged) until a heartbeat shows both there — then it ends at paid_until — or the
     # silence reaches the timeout — then it ends connection_lost at the horizon.
-    reach = covered_seconds(tariff, committed + available)
+    reach = covered_seconds(tariff, state.charged + state.held + available)
+    warning = LOW_BALANCE if reach - t_now <= tariff.interval_seconds else None
     paid_until = started + timedelta(seconds=paid)
     next_charge_at = started + timedelta(seconds=next_boundary(tariff, t_now))
-    if state.next_charge_at is not None:
-        next_charge_at = max(next_charge_at, state.next_charge_at)
-    outcome = Outcome(
+    if state.next_charge_at is not None and state.next_charge_at > next_charge_at:
+        next_charge_at = state.next_charge_at
+    held = committed - charged
+    seen = (charged, held, host_earned, warning, paid_until, next_charge_at, billable)
+    return Outcome(
         call_id=state.id,
         old_version=state.version,
-        version=state.version,
+        version=state.version + (seen != _seen(state)),  # what a party sees moved
         status=state.status,
-        charged=extended.charged,
-        host_earned=extended.host_earned,
-        held=extended.held,
+        charged=charged,
+        host_earned=host_earned,
+        held=held,
         billed_seconds=billable,
-        warning=LOW_BALANCE if reach - t_now <= tariff.interval_seconds else None,
+        warning=warning,
         paid_until=paid_until,
         next_charge_at=next_charge_at,
         due_at=due_at(next_charge_at, paid_until, presence_horizon(state), heartbeat_timeout, now),
         ended_at=None,
         end_reason=None,
-        host_part=_host_part(state, extended),
-        platform_part=_platform_part(state, extended),
+        host_part=host_part,
+        platform_part=platform_part,
         extension=extension,
     )
-    return _versioned(state, outcome)
+
+
+def _seen(state: CallState) -> tuple[object, ...]:
+    """What a party sees of an active call (its status and end cannot change here)."""
+    return (
+        state.charged,
+        state.held,
+        state.host_earned,
+        state.warning,
+        state.paid_until,
+        state.next_charge_at,
+        state.billed_seconds,
+    )
 
 
 def plan_many(

@@ -55,7 +55,7 @@ MAX_KEY_LENGTH = cast(String, Transfer.__table__.c.idempotency_key.type).length 
 def charge_key(call_id: int, kind: TransferKind, charged: int) -> str:
     """The key of a call's charge transfer of ``kind`` that brings the call's cumulative
     charge to ``charged``: whichever path charges first, a repeat cannot post twice."""
-    return f"call:{call_id}:{kind}:{charged}"
+    return f"call:{call_id}:{kind.value}:{charged}"
 
 
 def grant_key(admin_id: int, request_key: str) -> str:
@@ -175,11 +175,11 @@ async def post(
     if locked is None:
         # after the keys are claimed: a repeat that waits on a key holds no account lock
         locked = await lock_accounts(session, sorted(involved))
-    accounts = dict(locked)
-    missing = involved - set(accounts)
+    missing = involved - set(locked)
     if missing:
         raise NotFound(f"account {min(missing)} does not exist")
 
+    balances = {account_id: locked[account_id].balance for account_id in involved}
     delta_balance: dict[int, int] = defaultdict(int)
     delta_held: dict[int, int] = defaultdict(int)
     postings: list[dict[str, int]] = []
@@ -189,27 +189,28 @@ async def post(
             (movement.credit_account_id, movement.amount),
         ):
             delta_balance[account_id] += amount
-            balance = accounts[account_id]
-            accounts[account_id] = balance = balance.moved(amount, 0)
+            balances[account_id] += amount
             postings.append(
                 {
                     "transfer_id": transfer_id,
                     "account_id": account_id,
                     "amount": amount,
-                    "balance_after": balance.balance,
+                    "balance_after": balances[account_id],
                 }
             )
     for hold in holds:
         delta_held[hold.account_id] += hold.after - hold.before
-        accounts[hold.account_id] = accounts[hold.account_id].moved(0, hold.after - hold.before)
-    for account_id in delta_balance.keys() | delta_held.keys():
-        account = accounts[account_id]
+    moved = {
+        account_id: locked[account_id].moved(delta_balance[account_id], delta_held[account_id])
+        for account_id in delta_balance.keys() | delta_held.keys()
+    }
+    for account_id, account in moved.items():
         if account.kind != AccountKind.issuance and not 0 <= account.held <= account.balance:
             # what this post asked of the account: its debits and the coins it reserves
             needed = max(0, delta_held[account_id]) - min(0, delta_balance[account_id])
             raise InsufficientFunds(f"not enough coins: {needed} needed")
     if isinstance(locked, dict):
-        locked.update(accounts)
+        locked.update(moved)
 
     # in list order: each account's running balance follows posting ids
     await repository.insert_postings(session, postings)
