@@ -395,9 +395,10 @@ def plan_finish(state: CallState, end_at: datetime, reason: EndReason) -> Outcom
     if state.status == CallStatus.active:
         assert state.started_at is not None
         started = state.started_at
-        latest = min(billing_horizon(state), started + timedelta(seconds=paid_seconds(state)))
-        end_at = max(started, min(end_at, latest))
-        billed = seconds_between(started, end_at)
+        paid = paid_seconds(state)
+        billed = billable_seconds(state, end_at, paid)
+        latest = min(billing_horizon(state), started + timedelta(seconds=paid))
+        end_at = max(started, min(end_at, latest))  # the moment ``billed`` ends
         tariff = tariff_of(state)
         if cost(tariff, billed) < state.charged:
             # Settlement is monotone: an end stamped before a moment already charged for
