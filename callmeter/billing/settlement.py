@@ -25,6 +25,7 @@ The rules (docs/design.md):
 from __future__ import annotations
 
 import functools
+import operator
 from collections.abc import Iterable
 from dataclasses import dataclass, fields, replace
 from datetime import datetime, timedelta
@@ -44,7 +45,7 @@ from callmeter.models import CallStatus, EndReason
 LOW_BALANCE = "low_balance"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # immutable by use; not frozen: a meter batch builds 10,000s
 class CallState:
     """What settlement reads of a call."""
 
@@ -70,10 +71,11 @@ class CallState:
     @classmethod
     def of(cls, row: Any) -> CallState:
         """From anything with these attributes: a ``Call`` or a row of a batch query."""
-        return cls(*(getattr(row, name) for name in STATE_FIELDS))
+        return cls(*_read_state(row))
 
 
 STATE_FIELDS = tuple(f.name for f in fields(CallState))
+_read_state = operator.attrgetter(*STATE_FIELDS)
 
 
 def tariff_of(call: Any) -> Tariff:
@@ -112,7 +114,7 @@ CALL_COLUMNS = (
 )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # immutable by use; not frozen: a meter batch builds 10,000s
 class Outcome:
     """A planned settlement: the call's new billing state and the coins that move."""
 

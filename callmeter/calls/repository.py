@@ -242,7 +242,25 @@ async def save_outcomes(session: AsyncSession, outcomes: Sequence[Outcome]) -> N
     """Write planned settlements onto their call rows in one statement, each a
     compare-and-set on ``version`` as every ORM update of a call is. Every row is locked by
     this transaction, so each must change; a miss rolls the whole batch back."""
-    rows = [{"old_version": o.old_version, "id": o.call_id, **o.values()} for o in outcomes]
+    rows = [
+        {
+            "id": o.call_id,
+            "old_version": o.old_version,
+            "version": o.version,
+            "status": o.status,
+            "charged": o.charged,
+            "host_earned": o.host_earned,
+            "held": o.held,
+            "billed_seconds": o.billed_seconds,
+            "warning": o.warning,
+            "paid_until": o.paid_until,
+            "next_charge_at": o.next_charge_at,
+            "due_at": o.due_at,
+            "ended_at": o.ended_at,
+            "end_reason": o.end_reason,
+        }
+        for o in outcomes
+    ]
     changed = await update_rows(
         session,
         CALLS,

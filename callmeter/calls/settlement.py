@@ -33,7 +33,7 @@ from callmeter.ledger.service import HoldChange, Locked, Movement, TransferKind
 from callmeter.models import Call, CallStatus, EndReason
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # immutable by use; not frozen: a meter batch builds 10,000s
 class CallAccounts:
     """Where a call's coins move: its client's wallet (and the call's hold on it), its
     host's earnings and the platform's revenue."""
@@ -44,7 +44,7 @@ class CallAccounts:
     hold: int | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # immutable by use; not frozen: a meter batch builds 10,000s
 class Settlement:
     outcome: Outcome
     accounts: CallAccounts

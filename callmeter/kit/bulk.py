@@ -59,9 +59,10 @@ async def insert_rows(
 
 
 async def insert_new_rows(
-    session: AsyncSession, table: Table, rows: Sequence[Mapping[str, Any]], *, unique: str
+    session: AsyncSession, table: Table, rows: Sequence[dict[str, Any]], *, unique: str
 ) -> list[int | None]:
-    """INSERT ``rows`` (without ids; their ``unique`` values distinct), skipping those
+    """INSERT ``rows`` (without ids — on SQLite each gets its ``id`` here; their ``unique``
+    values distinct), skipping those
     whose ``unique`` column value is already taken — a concurrent insert of the same value
     waits for its transaction and is then skipped. Returns each row's new id, None where
     it was skipped. PostgreSQL: one statement (``RETURNING``). SQLite: ids from
@@ -81,9 +82,10 @@ async def insert_new_rows(
         created: dict[Any, int] = {key: row_id for key, row_id in result}
         return [created.get(row[unique]) for row in rows]
     ids = await new_ids(session, table, len(rows))
-    with_ids = [{**row, "id": row_id} for row, row_id in zip(rows, ids, strict=True)]
+    for row, row_id in zip(rows, ids, strict=True):
+        row["id"] = row_id
     skipping = sqlite_insert(table).on_conflict_do_nothing(index_elements=[unique])
-    result = await session.execute(skipping, with_ids)
+    result = await session.execute(skipping, list(rows))
     count = int(result.rowcount)  # type: ignore[attr-defined]
     dialect = session.get_bind().dialect
     if count == len(rows) and (len(rows) == 1 or dialect.supports_sane_multi_rowcount):

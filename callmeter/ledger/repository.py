@@ -21,7 +21,7 @@ ACCOUNTS = cast(Table, Account.__table__)
 HOLDS = cast(Table, Hold.__table__)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # immutable by use; not frozen: a meter batch builds 10,000s
 class Locked:
     """An account as its row lock found it (and as the transaction has moved it since)."""
 
@@ -32,9 +32,6 @@ class Locked:
     @property
     def available(self) -> int:
         return self.balance - self.held
-
-    def moved(self, balance: int, held: int) -> Locked:
-        return Locked(self.kind, self.balance + balance, self.held + held)
 
 
 async def get_account(session: AsyncSession, account_id: int) -> Account | None:

@@ -73,7 +73,7 @@ def refund_key(call_id: int, side: str, refunded: int) -> str:
     return f"call:{call_id}:refund:{side}:{refunded}"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # immutable by use; not frozen: a meter batch builds 10,000s
 class Movement:
     """One transfer to post: ``amount`` coins from the debit to the credit account."""
 
@@ -86,7 +86,7 @@ class Movement:
     note: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # immutable by use; not frozen: a meter batch builds 10,000s
 class HoldChange:
     """A hold goes from ``before`` to ``after`` coins (captures included), and is closed
     when ``close``. Compare-and-set: a hold that does not hold ``before`` is an error."""
@@ -122,8 +122,8 @@ async def post(
     """Post ``movements`` and ``holds`` together: the only way coins move.
 
     ``locked``: the accounts involved, as :func:`lock_accounts` returned them in this
-    transaction (their balances are updated here, so a batch can thread them through
-    several posts); without it they are locked now. Each movement is posted exactly once
+    transaction (a caller that plans with their balances locks them first); without it
+    they are locked now. Each movement is posted exactly once
     per idempotency key: a key already used with the same terms is skipped, with other
     terms it raises :class:`IdempotencyConflict`.
     Raises :class:`InsufficientFunds` (writing nothing) when an account other than the
@@ -200,17 +200,14 @@ async def post(
             )
     for hold in holds:
         delta_held[hold.account_id] += hold.after - hold.before
-    moved = {
-        account_id: locked[account_id].moved(delta_balance[account_id], delta_held[account_id])
-        for account_id in delta_balance.keys() | delta_held.keys()
-    }
-    for account_id, account in moved.items():
-        if account.kind != AccountKind.issuance and not 0 <= account.held <= account.balance:
+    for account_id in delta_balance.keys() | delta_held.keys():
+        account = locked[account_id]
+        balance = account.balance + delta_balance[account_id]
+        held = account.held + delta_held[account_id]
+        if account.kind != AccountKind.issuance and not 0 <= held <= balance:
             # what this post asked of the account: its debits and the coins it reserves
             needed = max(0, delta_held[account_id]) - min(0, delta_balance[account_id])
             raise InsufficientFunds(f"not enough coins: {needed} needed")
-    if isinstance(locked, dict):
-        locked.update(moved)
 
     # in list order: each account's running balance follows posting ids
     await repository.insert_postings(session, postings)
