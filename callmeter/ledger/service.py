@@ -55,7 +55,7 @@ MAX_KEY_LENGTH = cast(String, Transfer.__table__.c.idempotency_key.type).length 
 def charge_key(call_id: int, kind: TransferKind, charged: int) -> str:
     """The key of a call's charge transfer of ``kind`` that brings the call's cumulative
     charge to ``charged``: whichever path charges first, a repeat cannot post twice."""
-    return f"call:{call_id}:{kind.value}:{charged}"
+    return f"call:{call_id}:" + kind + f":{charged}"  # (+ on the str: Enum.value is slow)
 
 
 def grant_key(admin_id: int, request_key: str) -> str:
