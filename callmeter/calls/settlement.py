@@ -100,7 +100,10 @@ async def apply(
         if hold is not None:
             holds.append(hold)
     if movements or holds:
-        await ledger.post(session, movements, holds=holds, locked=locked, now=now)
+        # a batch's keys come from the cumulative charges of calls it holds locked
+        await ledger.post(
+            session, movements, holds=holds, locked=locked, now=now, fresh_keys=loaded is None
+        )
     loaded = loaded or {}
     rows = []
     for settlement in settlements:

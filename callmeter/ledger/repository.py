@@ -12,7 +12,7 @@ from sqlalchemy import Table, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from callmeter.errors import LedgerError
-from callmeter.kit.bulk import insert_new_rows, insert_rows, update_rows
+from callmeter.kit.bulk import insert_new_rows, insert_rows, new_ids, update_rows
 from callmeter.models import Account, AccountKind, Hold, Posting, Transfer
 
 TRANSFERS = cast(Table, Transfer.__table__)
@@ -157,6 +157,18 @@ async def reserve(session: AsyncSession, account_id: int, amount: int) -> bool:
         .returning(Account.id)
     )
     return result.scalar_one_or_none() is not None
+
+
+async def insert_fresh_transfers(
+    session: AsyncSession, rows: list[dict[str, object]]
+) -> list[int | None]:
+    """Insert transfers whose keys cannot have been used (a used one fails the statement on
+    the unique index): their new ids."""
+    ids = await new_ids(session, TRANSFERS, len(rows))
+    for row, transfer_id in zip(rows, ids, strict=True):
+        row["id"] = transfer_id
+    await insert_rows(session, TRANSFERS, rows)
+    return list(ids)
 
 
 async def insert_postings(session: AsyncSession, rows: list[dict[str, int]]) -> None:

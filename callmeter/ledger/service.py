@@ -118,6 +118,7 @@ async def post(
     now: datetime,
     holds: Sequence[HoldChange] = (),
     locked: Mapping[int, Locked] | None = None,
+    fresh_keys: bool = False,
 ) -> list[tuple[int, bool]]:
     """Post ``movements`` and ``holds`` together: the only way coins move.
 
@@ -140,7 +141,8 @@ async def post(
         raise LedgerError("two transfers of one post share an idempotency key")
     # Claim the keys first: a concurrent duplicate waits on the unique index and is then
     # skipped, so the balances below move once.
-    created = await repository.insert_transfers(
+    insert = repository.insert_fresh_transfers if fresh_keys else repository.insert_transfers
+    created = await insert(
         session,
         [
             {
