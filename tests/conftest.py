@@ -43,6 +43,13 @@ BACKENDS = [
     ),
 ]
 
+# A test that only makes sense against PostgreSQL (real lock waits, deadlocks).
+postgres_only = pytest.mark.parametrize(
+    "database_url",
+    [BACKENDS[1]],
+    indirect=True,
+)
+
 
 def sqlite_url(path: Path) -> str:
     return f"sqlite+aiosqlite:///{path}"

@@ -243,7 +243,7 @@ def due_at(
 # --- planning ---------------------------------------------------------------------------
 
 
-def _unchanged(state: CallState, due: datetime | None) -> Outcome:
+def _unchanged(state: CallState) -> Outcome:
     return Outcome(
         call_id=state.id,
         old_version=state.version,
@@ -256,7 +256,7 @@ def _unchanged(state: CallState, due: datetime | None) -> Outcome:
         warning=state.warning,
         paid_until=state.paid_until,
         next_charge_at=state.next_charge_at,
-        due_at=due,
+        due_at=None,
         ended_at=None,
         end_reason=None,
     )
@@ -280,7 +280,7 @@ def plan(state: CallState, available: int, now: datetime, heartbeat_timeout: int
     or end the call. Always an outcome; a call that is not active is left as it is.
     Settling the outcome's state again at the same moment changes nothing."""
     if state.status != CallStatus.active or state.started_at is None:
-        return _unchanged(state, None)
+        return _unchanged(state)
     if presence_lost(state, now, heartbeat_timeout):
         # billed to the last moment both were there; no hold is extended for the silence
         return plan_finish(state, billing_horizon(state), EndReason.connection_lost)
@@ -392,7 +392,7 @@ def plan_finish(state: CallState, end_at: datetime, reason: EndReason) -> Outcom
     less than what was already charged — and whatever the hold still reserves released.
     Ending an ended call changes nothing, so the first ender's summary stands."""
     if state.status == CallStatus.ended:
-        return _unchanged(state, None)
+        return _unchanged(state)
     final, billed = state, state.billed_seconds
     if state.status == CallStatus.active:
         assert state.started_at is not None

@@ -27,23 +27,10 @@ from callmeter.kit.runtime import Runtime
 from callmeter.ledger import service as ledger
 from callmeter.models import Account, AccountKind, Role, Transfer
 from tests.calls.driver import CallDriver
-from tests.conftest import PG_URL
+from tests.conftest import postgres_only
 from tests.factories import assert_ledger_ok, auth_headers, make_user, wallet_of
 
 RETRY_LOG = "callmeter.kit.retry"
-postgres_only = pytest.mark.parametrize(
-    "database_url",
-    [
-        pytest.param(
-            "postgresql",
-            marks=[
-                pytest.mark.postgres,
-                pytest.mark.skipif(not PG_URL, reason="CALLMETER_TEST_DATABASE_URL is not set"),
-            ],
-        )
-    ],
-    indirect=True,
-)
 
 
 class _PgError(Exception):
