@@ -39,12 +39,12 @@ from sqlalchemy import func, select, text
 from sqlalchemy.engine import make_url
 
 from bench.seed import PASSWORD, progress_bar, seed_calls
-from callmeter.calls.check import check_ledger_and_calls
 from callmeter.config import PasswordHashProfile, Settings
 from callmeter.kit.db import create_engine, create_sessionmaker
 from callmeter.kit.migrate import upgrade
 from callmeter.kit.runtime import password_hasher
 from callmeter.models import Call
+from callmeter.payments.check import check_everything
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_DEFAULT = "postgresql+asyncpg://postgres@127.0.0.1:5432/callmeter_bench"
@@ -110,7 +110,7 @@ async def verify(url: str) -> tuple[bool, int, int]:
     engine = create_engine(url)
     try:
         async with create_sessionmaker(engine)() as session:
-            report = await check_ledger_and_calls(session)
+            report = await check_everything(session)
             charged_calls, coins = (
                 await session.execute(
                     select(func.count(), func.coalesce(func.sum(Call.charged), 0)).where(
@@ -389,6 +389,7 @@ async def main() -> None:
                 for label, url in targets.items()
             ]
     out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - once, after the measurements
     (out / "benchmarks.json").write_text(json.dumps(results, indent=1, default=str) + "\n")
     from bench.report import write_report
 

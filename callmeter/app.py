@@ -35,6 +35,12 @@ from callmeter.media.livekit import livekit_for
 from callmeter.meter.loop import run_meter
 from callmeter.ops.endpoints import router as ops_router
 from callmeter.ops.metrics import MetricsMiddleware
+from callmeter.payments.endpoints import admin_router as payments_admin_router
+from callmeter.payments.endpoints import router as payments_router
+from callmeter.payments.endpoints import test_checkout_router
+from callmeter.payments.endpoints import webhooks_router as stripe_webhooks_router
+from callmeter.payouts.endpoints import admin_router as payouts_admin_router
+from callmeter.payouts.endpoints import router as payouts_router
 from callmeter.wallet.endpoints import router as ledger_router
 
 log = logging.getLogger(__name__)
@@ -180,7 +186,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 def _document_configured_bounds(app: FastAPI, settings: Settings) -> None:
-    """The OpenAPI document states the bounds this deployment enforces (a host's rate)."""
+    """The OpenAPI document states the bounds this deployment enforces (a host's rate, the
+    smallest payout)."""
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -190,6 +197,8 @@ def _document_configured_bounds(app: FastAPI, settings: Settings) -> None:
             for option in rate.get("anyOf", [rate]):
                 if option.get("type") == "integer":
                     option["minimum"], option["maximum"] = settings.min_rate, settings.max_rate
+            payout = schema["components"]["schemas"]["PayoutIn"]["properties"]["amount"]
+            payout["minimum"] = settings.payout_min_coins
             app.openapi_schema = schema
         return app.openapi_schema
 
@@ -246,6 +255,12 @@ def create_app(
         calls_router,
         admin_router,
         webhooks_router,
+        payments_router,
+        payments_admin_router,
+        stripe_webhooks_router,
+        test_checkout_router,
+        payouts_router,
+        payouts_admin_router,
     ):
         app.include_router(router, responses=ERROR_RESPONSES)
 

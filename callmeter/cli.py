@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Annotated, TypeVar
 
 import typer
@@ -27,9 +28,11 @@ app = typer.Typer(
 user_app = typer.Typer(help="Manage users.", no_args_is_help=True)
 coins_app = typer.Typer(help="Move coins.", no_args_is_help=True)
 ledger_app = typer.Typer(help="Audit the ledger.", no_args_is_help=True)
+purchases_app = typer.Typer(help="Coin purchases (Stripe).", no_args_is_help=True)
 app.add_typer(user_app, name="user")
 app.add_typer(coins_app, name="coins")
 app.add_typer(ledger_app, name="ledger")
+app.add_typer(purchases_app, name="purchases")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -224,8 +227,8 @@ def ledger_check() -> None:
     """Verify every ledger and call invariant; exit 1 with a report when one fails."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from callmeter.calls.check import check_ledger_and_calls
     from callmeter.ledger.check import LedgerReport
+    from callmeter.payments.check import check_everything
 
     # a bar for the calls, read in chunks, when a person watches (stdout is a terminal)
     bar = Progress(
@@ -243,7 +246,9 @@ def ledger_check() -> None:
 
     async def work(runtime: Runtime) -> LedgerReport:
         async with runtime.read_sessionmaker() as session:
-            return await check_ledger_and_calls(session, progress=advance)
+            return await check_everything(
+                session, progress=advance, hold_days=runtime.settings.payout_hold_days
+            )
 
     with bar:
         report = _run(work, long_statements=True)
@@ -279,3 +284,75 @@ def demo() -> None:
             "created" if created else "exists",
         )
     console.print(table)
+
+
+_SPAN = {"d": 86_400, "h": 3_600, "m": 60}
+
+
+def _span(text: str) -> timedelta:
+    """``3d``, ``12h`` or ``90m``: a span of at most 30 days."""
+    unit, number = text[-1:].lower(), text[:-1]
+    if (
+        unit not in _SPAN
+        or not number.isdigit()
+        or not 0 < int(number) * _SPAN[unit] <= 30 * 86_400
+    ):
+        raise typer.BadParameter("a span like 3d, 12h or 90m, at most 30 days")
+    return timedelta(seconds=int(number) * _SPAN[unit])
+
+
+@purchases_app.command("reconcile")
+def purchases_reconcile(
+    since: Annotated[
+        str, typer.Option(help="look at checkouts created this long ago and later: 3d, 12h, 90m")
+    ] = "3d",
+) -> None:
+    """Fulfil paid Stripe checkouts whose webhook never arrived (idempotent: a purchase
+    already credited is left as it is)."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn
+
+    from callmeter.payments.provider import provider
+    from callmeter.payments.reconcile import Reconciled, reconcile
+
+    span = _span(since)
+    bar = Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), console=console, transient=True,
+        disable=not console.is_terminal,
+    )  # fmt: skip
+    task = bar.add_task("listing completed checkouts…", total=None)
+
+    def advance(report: Reconciled) -> None:
+        bar.update(
+            task,
+            description=f"{report.seen} checkouts: {len(report.fulfilled)} fulfilled now, "
+            f"{report.already} already",
+        )
+
+    async def work(runtime: Runtime) -> Reconciled:
+        if not runtime.settings.stripe_enabled:
+            err_console.print(
+                "the test payment provider is in use (no Stripe keys): its payments are "
+                "delivered in-process and there is nothing to reconcile"
+            )
+        found = provider(runtime)
+        return await reconcile(runtime, found, runtime.clock.now() - span, advance)
+
+    with bar:
+        report = _run(work)
+    table = Table(title=f"checkouts completed in the last {since}")
+    table.add_column("")
+    table.add_column("count", justify="right")
+    for name, value in (
+        ("listed", report.seen),
+        ("fulfilled now", len(report.fulfilled)),
+        ("already fulfilled", report.already),
+        ("payment pending", report.unpaid),
+        ("not callmeter's", report.not_ours),
+        ("other", len(report.other)),
+    ):
+        table.add_row(name, str(value))
+    console.print(table)
+    for purchase_id in report.fulfilled:
+        console.print(f"fulfilled purchase {purchase_id}")
+    for line in report.other:
+        console.print(f"[yellow]{line}[/yellow]")

@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEV_SECRET_KEY = "callmeter-development-secret-do-not-use-in-production"
@@ -32,6 +32,38 @@ class PasswordHashProfile(enum.StrEnum):
 
     rfc_9106_low_memory = "rfc_9106_low_memory"
     cheapest = "cheapest"
+
+
+class PayoutProviderName(enum.StrEnum):
+    manual = "manual"  # an admin pays (bank transfer, PayPal) and marks it paid
+    stripe = "stripe"  # Stripe Connect Express: a transfer to the host's account
+
+
+class CoinPack(BaseModel):
+    """A pack of coins for sale: ``unit_amount`` is its price in the currency's minor units
+    (cents). The price is the server's alone: a purchase names only the pack."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str = Field(min_length=1, max_length=32, pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    coins: int = Field(ge=1, le=1_000_000)
+    bonus_coins: int = Field(default=0, ge=0, le=1_000_000)
+    currency: str = Field(min_length=3, max_length=3, pattern=r"^[a-z]{3}$")
+    unit_amount: int = Field(ge=50, le=99_999_999)  # Stripe's minimum is about 0.50
+
+    @property
+    def total_coins(self) -> int:
+        return self.coins + self.bonus_coins
+
+
+# Better value on bigger packs: 5.0, 3.9, 3.6 and 3.3 cents a coin.
+DEFAULT_COIN_PACKS = tuple(
+    CoinPack(id=f"{currency}-{coins + bonus}", coins=coins, bonus_coins=bonus,
+             currency=currency, unit_amount=amount)
+    for currency in ("eur", "usd")
+    for coins, bonus, amount in ((100, 0, 499), (300, 30, 1299), (600, 100, 2499),
+                                 (1500, 300, 5999))
+)  # fmt: skip
 
 
 class Settings(BaseSettings):
@@ -114,6 +146,29 @@ class Settings(BaseSettings):
     signal_window_seconds: int = Field(default=10, ge=1, le=3600)
     max_signals_per_call: int = Field(default=500, ge=1, le=1_000_000)
 
+    # Purchases (docs/payments.md). No Stripe keys: the built-in test payment provider.
+    stripe_secret_key: str | None = None
+    stripe_webhook_secret: str | None = None
+    stripe_api_base: str | None = None  # a stand-in's URL in tests; None = Stripe's own
+    stripe_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    stripe_max_network_retries: int = Field(default=2, ge=0, le=5)
+    # Where Stripe sends the browser back to (the web client's origin); None = the
+    # origin the purchase request came to.
+    public_url: str | None = None
+    coin_packs: list[CoinPack] = Field(default_factory=lambda: list(DEFAULT_COIN_PACKS))
+    pending_purchases_per_hour: int = Field(default=20, ge=1, le=10_000)
+    # Connect's webhook endpoint has its own signing secret (account.updated, transfers)
+    stripe_connect_webhook_secret: str | None = None
+
+    # Payouts (docs/payouts.md): from earnings older than the hold, in whole requests
+    payout_hold_days: int = Field(default=14, ge=0, le=365)
+    payout_min_coins: int = Field(default=1000, ge=1, le=1_000_000_000)
+    payout_max_pending: int = Field(default=3, ge=1, le=100)
+    payout_provider: PayoutProviderName = PayoutProviderName.manual
+    # what a coin of earnings pays out, in minor units (cents) of each currency
+    payout_rates: dict[str, int] = Field(default_factory=lambda: {"eur": 3, "usd": 3})
+    payout_currency: str = Field(default="eur", pattern=r"^[a-z]{3}$")
+
     @model_validator(mode="before")
     @classmethod
     def _split_cors(cls, data: object) -> object:
@@ -140,11 +195,35 @@ class Settings(BaseSettings):
                 raise ValueError(
                     "CALLMETER_LIVEKIT_API_SECRET must be at least 32 characters in production"
                 )
+            if not self.stripe_enabled:
+                raise ValueError(
+                    "CALLMETER_STRIPE_SECRET_KEY and CALLMETER_STRIPE_WEBHOOK_SECRET must be "
+                    "set when CALLMETER_ENV=production: the test payment provider gives "
+                    "coins away"
+                )
             if self.password_hash_profile is PasswordHashProfile.cheapest:
                 raise ValueError("the 'cheapest' password hash profile is for tests only")
+        if bool(self.stripe_secret_key) != bool(self.stripe_webhook_secret):
+            raise ValueError(
+                "CALLMETER_STRIPE_SECRET_KEY and CALLMETER_STRIPE_WEBHOOK_SECRET go together"
+            )
+        if self.payout_provider is PayoutProviderName.stripe and not self.stripe_enabled:
+            raise ValueError("CALLMETER_PAYOUT_PROVIDER=stripe needs the Stripe keys")
+        if self.payout_currency not in self.payout_rates:
+            raise ValueError("CALLMETER_PAYOUT_CURRENCY needs a rate in CALLMETER_PAYOUT_RATES")
+        if any(not (len(c) == 3 and c.isascii() and c.islower()) or not 0 < r <= 10_000
+               for c, r in self.payout_rates.items()):  # fmt: skip
+            raise ValueError("CALLMETER_PAYOUT_RATES: currency -> 1..10000 minor units a coin")
+        ids = [pack.id for pack in self.coin_packs]
+        if len(set(ids)) != len(ids):
+            raise ValueError("CALLMETER_COIN_PACKS: two packs share an id")
         if self.min_rate > self.max_rate:
             raise ValueError("CALLMETER_MIN_RATE must not exceed CALLMETER_MAX_RATE")
         return self
+
+    @property
+    def stripe_enabled(self) -> bool:
+        return bool(self.stripe_secret_key and self.stripe_webhook_secret)
 
     @property
     def livekit_enabled(self) -> bool:

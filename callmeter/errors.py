@@ -259,3 +259,91 @@ class DatabaseUnavailable(CallmeterError):
     status_code = 503
     code = "database_unavailable"
     retry_after_seconds = 2
+
+
+class AccountFrozen(CallmeterError):
+    """Your account is frozen while a payment dispute is reviewed: no calls or purchases."""
+
+    status_code = 403
+    code = "account_frozen"
+
+
+class TooManyPurchases(CallmeterError):
+    """Too many unfinished purchases: complete or cancel one, or try again later."""
+
+    status_code = 429
+    code = "too_many_purchases"
+    retry_after_seconds = 60
+
+
+class PaymentProviderUnavailable(CallmeterError):
+    """The payment provider is not reachable right now; nothing was charged. Try again with
+    the same Idempotency-Key."""
+
+    status_code = 503
+    code = "payment_provider_unavailable"
+    retry_after_seconds = 5
+
+
+class InvalidStripeWebhook(CallmeterError):
+    """The Stripe-Signature header does not verify this body (or is too old)."""
+
+    status_code = 400
+    code = "invalid_webhook"
+
+
+class DisputeOpen(CallmeterError):
+    """A payment dispute of this client is still open: the freeze stays until it closes."""
+
+    status_code = 409
+    code = "dispute_open"
+
+
+class PayoutBelowMinimum(CallmeterError):
+    """A payout must be at least the minimum (``minimum`` in the body)."""
+
+    status_code = 422
+    code = "payout_below_minimum"
+
+
+class PayoutExceedsMatured(CallmeterError):
+    """Only matured earnings can be paid out (``matured`` in the body: what can be now)."""
+
+    status_code = 409
+    code = "payout_exceeds_matured"
+
+
+class TooManyPayouts(CallmeterError):
+    """Too many payout requests are waiting for review (``pending`` in the body)."""
+
+    status_code = 409
+    code = "too_many_payouts"
+
+
+class PayoutsNotEnabled(CallmeterError):
+    """Set up your payout account first: Stripe has not enabled payouts to it yet."""
+
+    status_code = 409
+    code = "payouts_not_enabled"
+
+
+class InvalidPayoutState(CallmeterError):
+    """The payout is not in a state that allows this."""
+
+    status_code = 409
+    code = "invalid_payout_state"
+
+
+class RefundBlockedByPayout(CallmeterError):
+    """The host's earnings for this refund are held by a payout request: approve or reject
+    it first (a refund after a payout is paid is taken by the platform)."""
+
+    status_code = 409
+    code = "refund_blocked_by_payout"
+
+
+class AdjustmentExceedsEarnings(CallmeterError):
+    """A negative adjustment cannot take more than the host's available earnings."""
+
+    status_code = 409
+    code = "adjustment_exceeds_earnings"

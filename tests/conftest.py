@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from httpx import ASGITransport, AsyncClient
@@ -25,10 +27,14 @@ from callmeter.kit.migrate import upgrade
 from callmeter.kit.runtime import Runtime
 from callmeter.models import Base
 
+if TYPE_CHECKING:
+    from tests.payments.stripe_standin import StripeStandin
+
 PG_URL = os.environ.get("CALLMETER_TEST_DATABASE_URL")
 SYSTEM_ACCOUNTS_SQL = (
     "INSERT INTO accounts (kind, user_id, balance, held, created_at) VALUES "
-    "('issuance', NULL, 0, 0, CURRENT_TIMESTAMP), ('revenue', NULL, 0, 0, CURRENT_TIMESTAMP)"
+    "('issuance', NULL, 0, 0, CURRENT_TIMESTAMP), ('revenue', NULL, 0, 0, CURRENT_TIMESTAMP), "
+    "('losses', NULL, 0, 0, CURRENT_TIMESTAMP), ('payout_clearing', NULL, 0, 0, CURRENT_TIMESTAMP)"
 )
 
 BACKENDS = [
@@ -53,6 +59,21 @@ postgres_only = pytest.mark.parametrize(
 
 def sqlite_url(path: Path) -> str:
     return f"sqlite+aiosqlite:///{path}"
+
+
+async def settle_sqlite_threads() -> None:
+    """Wait for aiosqlite's worker threads to finish, while this test's event loop runs.
+
+    aiosqlite stops the thread of a connection that failed to open from that thread, with a
+    future nobody awaits; if the loop closes first, the thread's hand-back raises "Event loop
+    is closed" during whichever test runs next. Call after closing every engine."""
+
+    def join() -> None:
+        for thread in threading.enumerate():
+            if "_connection_worker_thread" in thread.name:
+                thread.join(timeout=5)
+
+    await asyncio.to_thread(join)
 
 
 async def _migrate_fresh_sqlite(path: Path) -> None:
@@ -163,3 +184,13 @@ def env(tmp_path: Path) -> dict[str, str]:
     environ["CALLMETER_PASSWORD_HASH_PROFILE"] = "cheapest"
     environ["COLUMNS"] = "120"
     return environ
+
+
+@pytest.fixture
+async def stripe_standin(clock: ManualClock) -> AsyncIterator[StripeStandin]:
+    """The Stripe stand-in (tests/payments/stripe_standin.py), its clock agreeing with ours."""
+    from tests.payments.stripe_standin import running_stripe
+
+    async with running_stripe() as server:
+        server.now = int(clock.now().timestamp())
+        yield server

@@ -7,10 +7,10 @@ import itertools
 from httpx import AsyncClient
 
 from callmeter.auth import service as auth
-from callmeter.calls.check import check_ledger_and_calls
 from callmeter.kit.runtime import Runtime
 from callmeter.ledger import service as ledger
 from callmeter.models import Role, User
+from callmeter.payments.check import check_everything
 
 PASSWORD = "correct horse battery"
 _names = itertools.count(1)
@@ -59,5 +59,5 @@ async def wallet_of(runtime: Runtime, user_id: int) -> tuple[int, int]:
 async def assert_ledger_ok(runtime: Runtime) -> None:
     """Every ledger invariant holds (the report names what does not)."""
     async with runtime.sessionmaker() as session:
-        report = await check_ledger_and_calls(session)
+        report = await check_everything(session, hold_days=runtime.settings.payout_hold_days)
     assert report.ok, report.problems

@@ -6,6 +6,7 @@ from pydantic import ValidationError
 from callmeter.config import DEV_SECRET_KEY, Settings
 
 STRONG = "s" * 40
+STRIPE = {"stripe_secret_key": "sk_live_x", "stripe_webhook_secret": "whsec_x"}
 
 
 class TestProductionRefusesUnsafeDefaults:
@@ -21,9 +22,40 @@ class TestProductionRefusesUnsafeDefaults:
         with pytest.raises(ValidationError, match="CORS"):
             Settings(env="production", secret_key=STRONG)
 
+    def test_test_payments(self) -> None:
+        with pytest.raises(ValidationError, match="STRIPE"):
+            Settings(env="production", secret_key=STRONG, cors_origins=["https://a.example"])
+
     def test_safe_production(self) -> None:
-        s = Settings(env="production", secret_key=STRONG, cors_origins=["https://a.example"])
+        s = Settings(
+            env="production", secret_key=STRONG, cors_origins=["https://a.example"], **STRIPE
+        )
         assert s.secret_key != DEV_SECRET_KEY
+        assert s.stripe_enabled
+
+
+def test_stripe_keys_go_together() -> None:
+    with pytest.raises(ValidationError, match="go together"):
+        Settings(stripe_secret_key="sk_test_x")
+
+
+def test_coin_packs_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(
+        "CALLMETER_COIN_PACKS",
+        '[{"id": "eur-500", "coins": 500, "bonus_coins": 50, "currency": "eur", '
+        '"unit_amount": 1999}]',
+    )
+    [pack] = Settings().coin_packs
+    assert (pack.id, pack.total_coins, pack.unit_amount) == ("eur-500", 550, 1999)
+    for bad in ('[{"id": "A B", "coins": 1, "currency": "eur", "unit_amount": 100}]',
+                '[{"id": "x", "coins": 0, "currency": "eur", "unit_amount": 100}]',
+                '[{"id": "x", "coins": 1, "currency": "euro", "unit_amount": 100}]',
+                '[{"id": "x", "coins": 1, "currency": "eur", "unit_amount": 100, "price": 1}]',
+                '[{"id": "x", "coins": 1, "currency": "eur", "unit_amount": 100},'
+                ' {"id": "x", "coins": 2, "currency": "eur", "unit_amount": 200}]'):  # fmt: skip
+        monkeypatch.setenv("CALLMETER_COIN_PACKS", bad)
+        with pytest.raises(ValidationError):
+            Settings()
 
 
 def test_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:

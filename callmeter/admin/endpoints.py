@@ -8,7 +8,6 @@ from sqlalchemy import text
 from callmeter.auth.dependencies import AdminUser
 from callmeter.calls import queries
 from callmeter.calls import service as calls
-from callmeter.calls.check import check_ledger_and_calls
 from callmeter.calls.schemas import CallEnvelope, CallOut, CallsPage, RefundIn, RefundOut
 from callmeter.kit.deps import RuntimeDep, SessionDep
 from callmeter.kit.idempotency import IdempotencyKey, run_once
@@ -16,6 +15,7 @@ from callmeter.kit.pagination import DEFAULT_LIMIT, Before, Limit, PathId
 from callmeter.ledger import service as ledger
 from callmeter.ledger.schemas import GrantIn, GrantOut, LedgerCheckOut, TransferOut
 from callmeter.models import CallStatus
+from callmeter.payments.check import check_everything
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
 
@@ -60,13 +60,15 @@ async def create_grant(
 
 
 @router.get("/ledger/check")
-async def ledger_check(_admin: AdminUser, session: SessionDep) -> LedgerCheckOut:
+async def ledger_check(
+    _admin: AdminUser, runtime: RuntimeDep, session: SessionDep
+) -> LedgerCheckOut:
     """Verify every ledger and call invariant; ``problems`` names each one that fails. The
     audit reads every transfer and call, so it runs without the API's statement timeout (as
     the CLI's)."""
     if session.get_bind().dialect.name == "postgresql":
         await session.execute(text("SET LOCAL statement_timeout = 0"))
-    report = await check_ledger_and_calls(session)
+    report = await check_everything(session, hold_days=runtime.settings.payout_hold_days)
     return LedgerCheckOut(ok=report.ok, problems=report.problems, totals=report.totals)
 
 

@@ -112,6 +112,8 @@ CALL_COLUMNS = (
     "ended_at",
     "end_reason",
 )
+# The columns that change while a call stays active (the end columns stay as they were).
+ONGOING_COLUMNS = tuple(c for c in CALL_COLUMNS if c not in ("status", "ended_at", "end_reason"))
 
 
 @dataclass(slots=True)  # immutable by use; not frozen: a meter batch builds 10,000s
@@ -439,4 +441,5 @@ def unbilled_reason(reason: EndReason) -> EndReason:
         EndReason.insufficient_funds: EndReason.cancelled,
         EndReason.connection_lost: EndReason.connect_failed,
         EndReason.media_left: EndReason.connect_failed,
+        EndReason.account_frozen: EndReason.cancelled,
     }.get(reason, reason)

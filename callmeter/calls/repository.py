@@ -5,17 +5,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from operator import attrgetter
 from typing import Any, cast
 
 from sqlalchemy import Table, and_, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from callmeter.billing.settlement import CALL_COLUMNS, STATE_FIELDS, Outcome
+from callmeter.billing.settlement import CALL_COLUMNS, ONGOING_COLUMNS, STATE_FIELDS, Outcome
 from callmeter.errors import ConcurrentUpdate
 from callmeter.kit.bulk import update_rows
 from callmeter.kit.lease import claim_due
-from callmeter.models import Account, AccountKind, Call, CallSignal, CallStatus
+from callmeter.models import Account, AccountKind, Call, CallSignal, CallStatus, User
 from callmeter.models.call import NEVER_CONNECTED
 from callmeter.models.call import NOT_ENDED as NOT_ENDED  # the meter's too
 
@@ -45,6 +46,21 @@ async def has_unfinished_call(
     condition = Call.client_id == client_id if client_id is not None else Call.host_id == host_id
     result = await session.execute(select(exists().where(condition, NOT_ENDED)))
     return bool(result.scalar())
+
+
+async def lock_unfinished_call_of_client(session: AsyncSession, client_id: int) -> Call | None:
+    """The client's unfinished call (at most one), row-locked."""
+    call_id = await session.scalar(select(Call.id).where(Call.client_id == client_id, NOT_ENDED))
+    return None if call_id is None else await lock_call(session, call_id)
+
+
+async def client_is_frozen(session: AsyncSession, client_id: int) -> bool:
+    """Whether the client's account is frozen, read under a share lock: a freeze waits for
+    a call being created, and then ends it."""
+    frozen_at = await session.scalar(
+        select(User.frozen_at).where(User.id == client_id).with_for_update(read=True)
+    )
+    return frozen_at is not None
 
 
 async def unfinished_calls(session: AsyncSession, *, client_id: int, host_id: int) -> list[Call]:
@@ -239,34 +255,27 @@ async def lease(session: AsyncSession, call_ids: Sequence[int], until: datetime)
 
 
 async def save_outcomes(session: AsyncSession, outcomes: Sequence[Outcome]) -> None:
-    """Write planned settlements onto their call rows in one statement, each a
-    compare-and-set on ``version`` as every ORM update of a call is. Every row is locked by
+    """Write planned settlements onto their call rows, each a compare-and-set on
+    ``version`` as every ORM update of a call is: one statement for the calls that stay
+    active (their billing columns only) and one for those that end. Every row is locked by
     this transaction, so each must change; a miss rolls the whole batch back."""
-    rows = [
-        {
-            "id": o.call_id,
-            "old_version": o.old_version,
-            "version": o.version,
-            "status": o.status,
-            "charged": o.charged,
-            "host_earned": o.host_earned,
-            "held": o.held,
-            "billed_seconds": o.billed_seconds,
-            "warning": o.warning,
-            "paid_until": o.paid_until,
-            "next_charge_at": o.next_charge_at,
-            "due_at": o.due_at,
-            "ended_at": o.ended_at,
-            "end_reason": o.end_reason,
-        }
-        for o in outcomes
-    ]
+    ongoing = [o for o in outcomes if not o.ended]
+    ending = [o for o in outcomes if o.ended] if len(ongoing) < len(outcomes) else []
+    for group, columns in ((ongoing, ONGOING_COLUMNS), (ending, CALL_COLUMNS)):
+        if group:
+            await _save(session, group, columns)
+
+
+async def _save(session: AsyncSession, outcomes: Sequence[Outcome], columns: Sequence[str]) -> None:
+    read = attrgetter("call_id", "old_version", *columns)
+    names = ("id", "old_version", *columns)
+    rows = [dict(zip(names, read(o), strict=True)) for o in outcomes]
     changed = await update_rows(
         session,
         CALLS,
         rows,
         where={"id": "id", "old_version": "version"},
-        assign={name: name for name in CALL_COLUMNS},
+        assign={name: name for name in columns},
     )
     if changed is not None and changed != len(rows):
         raise ConcurrentUpdate(f"a settlement changed {changed} call rows, not {len(rows)}")

@@ -27,6 +27,7 @@ from callmeter.billing.settlement import (
 from callmeter.calls import repository, settlement
 from callmeter.config import Settings
 from callmeter.errors import (
+    AccountFrozen,
     CallEnded,
     ClientBusy,
     ConcurrentUpdate,
@@ -39,6 +40,7 @@ from callmeter.errors import (
     NotFound,
     PayloadTooLarge,
     RateChanged,
+    RefundBlockedByPayout,
     RefundTooLarge,
     RingCooldown,
     SignalLimitReached,
@@ -50,7 +52,7 @@ from callmeter.media import presence
 from callmeter.media import repository as media_repository
 from callmeter.media.kicks import enqueue_kick
 from callmeter.media.livekit import LiveKit, Participant
-from callmeter.models import Call, CallSignal, CallStatus, EndReason, Role, User
+from callmeter.models import AccountKind, Call, CallSignal, CallStatus, EndReason, Role, User
 
 Party = Literal["client", "host"]
 
@@ -133,6 +135,8 @@ async def create_call(
     # A call of either side that is past a deadline ends now, meter or not: a ring nobody
     # answered, a connect that never completed or a silent party does not keep anyone busy.
     await end_stale_calls(session, client_id=client.id, host_id=host.id, settings=settings, now=now)
+    if await repository.client_is_frozen(session, client.id):
+        raise AccountFrozen()
     if await repository.has_unfinished_call(session, client_id=client.id):
         raise ClientBusy()
     await check_ring_pace(session, client_id=client.id, host_id=host.id, settings=settings, now=now)
@@ -434,6 +438,26 @@ async def admin_end(
     return call
 
 
+async def lock_client_call(session: AsyncSession, client_id: int) -> Call | None:
+    """The client's unfinished call, locked — before any account, as the ledger's lock order
+    wants — for a money path that may have to end it (a refund, a dispute)."""
+    return await repository.lock_unfinished_call_of_client(session, client_id)
+
+
+async def end_for_payment(
+    session: AsyncSession, call: Call, reason: EndReason, *, settings: Settings, now: datetime
+) -> None:
+    """End a locked call because of its client's payments: ``insufficient_funds`` when a
+    refund takes back the coins its hold reserves, ``account_frozen`` for a dispute. Billed
+    to now, never past the presence horizon (a deadline it already passed decides instead);
+    a call not yet connected costs nothing."""
+    if call.status == CallStatus.ended:
+        return
+    if not await end_if_overdue(session, call, settings, now):
+        await finish(session, call, now, reason, now)
+    await _save(session)
+
+
 @dataclass(frozen=True)
 class Roster:
     """What LiveKit's ListParticipants said (``participants`` None: the room is gone)."""
@@ -571,6 +595,16 @@ async def refund(
         session, client_id=call.client_id, host_id=call.host_id
     )
     revenue = await ledger.lock_revenue(session, locked)
+    # losses stay with the platform: what the host's earnings no longer have (paid out)
+    # comes from losses, never making the earnings negative
+    from_host = min(host_part, max(0, locked[earnings].available))
+    losses = None
+    if from_host < host_part and locked[earnings].held > 0:
+        # the coins are the host's still, held by a payout request: it is reviewed first
+        raise RefundBlockedByPayout()
+    if from_host < host_part:
+        losses = await ledger.system_account_id(session, AccountKind.losses)
+        locked.update(await ledger.lock_accounts(session, [losses]))
     await ledger.post(
         session,
         [
@@ -584,10 +618,11 @@ async def refund(
                 note=reason,
             )
             for source, part, side in (
-                (earnings, host_part, "host"),
+                (earnings, from_host, "host"),
+                (losses, host_part - from_host, "losses"),
                 (revenue, platform_part, "platform"),
             )
-            if part > 0
+            if part > 0 and source is not None
         ],
         locked=locked,
         now=now,

@@ -41,6 +41,12 @@ class MediaServer(Protocol):
     async def close(self) -> None: ...
 
 
+class PaymentGateway(Protocol):
+    """The payment provider as the runtime holds it (``payments.provider``)."""
+
+    async def close(self) -> None: ...
+
+
 def password_hasher(profile: PasswordHashProfile) -> PasswordHasher:
     if profile is PasswordHashProfile.cheapest:
         return PasswordHasher.from_parameters(profiles.CHEAPEST)
@@ -75,6 +81,8 @@ class Runtime:
     auth_gate: Gate = field(default_factory=lambda: Gate(slots=2, queue=16, wait_seconds=1.0))
     hashing: ThreadPoolExecutor = field(default_factory=lambda: hashing_threads(2))
     livekit: MediaServer | None = None  # media.livekit.client(runtime) gives it typed
+    payments: PaymentGateway | None = None  # payments.provider.provider(runtime), typed
+    payouts: PaymentGateway | None = None  # payouts.provider.payout_provider(runtime), typed
     streams: Slots = field(default_factory=Slots)  # open event streams, this process only
     recent_signals: RecentEvents = field(default_factory=RecentEvents)  # per sender and call
     database_probe: DatabaseProbe = field(init=False)
@@ -129,4 +137,8 @@ class Runtime:
         self.hashing.shutdown(wait=False, cancel_futures=True)
         if self.livekit is not None:
             await self.livekit.close()
+        if self.payments is not None:
+            await self.payments.close()
+        if self.payouts is not None:
+            await self.payouts.close()
         await self.engine.dispose()

@@ -79,7 +79,7 @@ async def _available_not_negative(session: AsyncSession) -> list[str]:
         session,
         """
         SELECT id, kind, balance, held FROM accounts
-        WHERE held < 0 OR (kind != 'issuance' AND balance - held < 0)
+        WHERE held < 0 OR (kind NOT IN ('issuance', 'losses') AND balance - held < 0)
         ORDER BY id
         """,
     )
@@ -167,12 +167,15 @@ async def totals(session: AsyncSession) -> dict[str, int]:
                   (SELECT COALESCE(SUM(balance), 0) FROM accounts WHERE kind = 'wallet'),
                   (SELECT COALESCE(SUM(held), 0) FROM accounts),
                   (SELECT COALESCE(SUM(balance), 0) FROM accounts WHERE kind = 'earnings'),
-                  (SELECT COALESCE(SUM(balance), 0) FROM accounts WHERE kind = 'revenue')
+                  (SELECT COALESCE(SUM(balance), 0) FROM accounts WHERE kind = 'revenue'),
+                  (SELECT COALESCE(-SUM(balance), 0) FROM accounts WHERE kind = 'losses')
                 """
             )
         )
     ).one()
-    names = ("accounts", "transfers", "issued", "wallets", "held", "earnings", "revenue")
+    names = (
+        "accounts", "transfers", "issued", "wallets", "held", "earnings", "revenue", "losses"
+    )  # fmt: skip
     return {name: int(value) for name, value in zip(names, row, strict=True)}
 
 

@@ -8,12 +8,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import Table, select, update
+from sqlalchemy import Table, case, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from callmeter.errors import LedgerError
 from callmeter.kit.bulk import insert_new_rows, insert_rows, new_ids, update_rows
-from callmeter.models import Account, AccountKind, Hold, Posting, Transfer
+from callmeter.models import EXTERNAL_KINDS, Account, AccountKind, Hold, Posting, Transfer
 
 TRANSFERS = cast(Table, Transfer.__table__)
 POSTINGS = cast(Table, Posting.__table__)
@@ -86,7 +86,8 @@ async def list_postings(
     return [(posting, transfer) for posting, transfer in rows]
 
 
-# The ledger's lock order: users' accounts by id, then the platform's (revenue, issuance).
+# The ledger's lock order: users' accounts by id, then the platform's (by id: issuance,
+# revenue, losses).
 # The platform's rows are the hottest, so they are locked last and only when coins move to
 # or from them: a settlement that only extends a hold never waits for them. The locks are
 # FOR NO KEY UPDATE (what an UPDATE of a balance takes itself): they do not block the
@@ -150,7 +151,7 @@ async def reserve(session: AsyncSession, account_id: int, amount: int) -> bool:
         update(Account)
         .where(
             Account.id == account_id,
-            Account.kind != AccountKind.issuance,
+            Account.kind.not_in(EXTERNAL_KINDS),
             Account.balance - Account.held >= amount,
         )
         .values(held=Account.held + amount)
@@ -222,3 +223,22 @@ def _expect(rows: int, changed: int | None) -> None:
     a broken invariant, and the transaction rolls back."""
     if changed is not None and changed != rows:
         raise LedgerError(f"a ledger update changed {changed} rows, not {rows}")
+
+
+async def matured_balance(
+    session: AsyncSession, account_id: int, cutoff: datetime, at_once: Sequence[str]
+) -> int:
+    """Every debit of the account, and its credits made by ``cutoff`` or of a kind in
+    ``at_once``."""
+    counted = case(
+        (Posting.amount < 0, Posting.amount),
+        (or_(Transfer.created_at <= cutoff, Transfer.kind.in_(at_once)), Posting.amount),
+        else_=0,
+    )
+    total = await session.scalar(
+        select(func.coalesce(func.sum(counted), 0))
+        .select_from(Posting)
+        .join(Transfer, Transfer.id == Posting.transfer_id)
+        .where(Posting.account_id == account_id)
+    )
+    return int(total or 0)

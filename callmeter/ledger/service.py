@@ -34,7 +34,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from callmeter.errors import IdempotencyConflict, InsufficientFunds, LedgerError, NotFound
 from callmeter.ledger import repository
 from callmeter.ledger.repository import Locked as Locked  # the type of locked accounts
-from callmeter.models import MAX_AMOUNT, Account, AccountKind, Hold, Posting, Transfer
+from callmeter.models import (
+    EXTERNAL_KINDS,
+    MAX_AMOUNT,
+    Account,
+    AccountKind,
+    Hold,
+    Posting,
+    Transfer,
+)
 from callmeter.ops import metrics
 
 
@@ -44,8 +52,19 @@ class TransferKind(enum.StrEnum):
     call_charge = "call_charge"  # the platform's part of a call's charge (wallet -> revenue)
     host_share = "host_share"  # the host's part of a call's charge (wallet -> earnings)
     refund = "refund"  # a charge given back (earnings/revenue -> wallet)
-    payout = "payout"  # earnings paid out to the host (earnings -> issuance)
+    payout = "payout"  # a payout the provider settled (payout_clearing -> issuance)
     adjustment = "adjustment"  # a correction made by finance
+    # coins bought (docs/payments.md); ``purchase`` is the pack's coins
+    purchase_bonus = "purchase_bonus"  # a pack's bonus coins (issuance -> wallet)
+    purchase_refund = "purchase_refund"  # refunded coins taken back (wallet -> issuance)
+    refund_shortfall = "refund_shortfall"  # refunded coins already spent (losses -> issuance)
+    dispute_lost = "dispute_lost"  # disputed coins removed (wallet -> issuance)
+    dispute_shortfall = "dispute_shortfall"  # disputed coins already spent (losses -> issuance)
+    # payouts (docs/payouts.md); ``payout`` is a settled one (payout_clearing -> issuance)
+    payout_approved = "payout_approved"  # captured for paying (earnings -> payout_clearing)
+    payout_returned = "payout_returned"  # not paid after all (payout_clearing -> earnings)
+    payout_reversed = "payout_reversed"  # paid, then reversed (issuance -> earnings)
+    earnings_adjustment = "earnings_adjustment"  # an admin's, with a reason (losses <-> earnings)
 
 
 CHARGE_KINDS = (TransferKind.call_charge, TransferKind.host_share)
@@ -58,13 +77,19 @@ def charge_key(call_id: int, kind: TransferKind, charged: int) -> str:
     return f"call:{call_id}:" + kind + f":{charged}"  # (+ on the str: Enum.value is slow)
 
 
-def grant_key(admin_id: int, request_key: str) -> str:
-    """The key of an admin's grant made with the request's ``Idempotency-Key``: the key
-    itself while it fits the column, else its SHA-256 (a key of any length is honoured)."""
-    key = f"grant:{admin_id}:{request_key}"
+def admin_key(action: str, admin_id: int, request_key: str) -> str:
+    """The key of an admin's transfer (``grant``, ``adjust``) made with the request's
+    ``Idempotency-Key``: the key itself while it fits the column, else its SHA-256 (a key
+    of any length is honoured)."""
+    key = f"{action}:{admin_id}:{request_key}"
     if len(key) <= MAX_KEY_LENGTH:
         return key
-    return f"grant:{admin_id}:sha256:{hashlib.sha256(request_key.encode()).hexdigest()}"
+    return f"{action}:{admin_id}:sha256:{hashlib.sha256(request_key.encode()).hexdigest()}"
+
+
+def grant_key(admin_id: int, request_key: str) -> str:
+    """The key of an admin's grant (:func:`admin_key`)."""
+    return admin_key("grant", admin_id, request_key)
 
 
 def refund_key(call_id: int, side: str, refunded: int) -> str:
@@ -128,7 +153,7 @@ async def post(
     per idempotency key: a key already used with the same terms is skipped, with other
     terms it raises :class:`IdempotencyConflict`.
     Raises :class:`InsufficientFunds` (writing nothing) when an account other than the
-    issuance account would end with fewer coins than it holds.
+    issuance or losses account would end with fewer coins than it holds.
     """
     for movement in movements:
         _check_amount(movement.amount)
@@ -206,7 +231,7 @@ async def post(
         account = locked[account_id]
         balance = account.balance + delta_balance[account_id]
         held = account.held + delta_held[account_id]
-        if account.kind != AccountKind.issuance and not 0 <= held <= balance:
+        if account.kind not in EXTERNAL_KINDS and not 0 <= held <= balance:
             # what this post asked of the account: its debits and the coins it reserves
             needed = max(0, delta_held[account_id]) - min(0, delta_balance[account_id])
             raise InsufficientFunds(f"not enough coins: {needed} needed")
@@ -260,7 +285,7 @@ async def open_account(
 
 
 async def system_account_id(session: AsyncSession, kind: AccountKind) -> int:
-    """The id of the platform's ``revenue`` or ``issuance`` account."""
+    """The id of the platform's ``revenue``, ``issuance`` or ``losses`` account."""
     ids = await repository.system_account_ids(session)
     try:
         return ids[kind]
@@ -476,4 +501,21 @@ async def grant(
         idempotency_key=idempotency_key,
         now=now,
         note=note,
+    )
+
+
+# Credits to earnings that are withdrawable at once: coins that had matured before (a payout
+# that came back) and an admin's deliberate adjustment.
+MATURE_AT_ONCE = (
+    TransferKind.payout_returned,
+    TransferKind.payout_reversed,
+    TransferKind.earnings_adjustment,
+)
+
+
+async def matured_balance(session: AsyncSession, account_id: int, cutoff: datetime) -> int:
+    """What an account's balance would be if only credits made by ``cutoff`` (and those in
+    ``MATURE_AT_ONCE``) counted, and every debit did: its matured coins."""
+    return await repository.matured_balance(
+        session, account_id, cutoff, [str(k) for k in MATURE_AT_ONCE]
     )

@@ -7,7 +7,8 @@ path, a hand-made INSERT — cannot know the cumulative totals, so this check re
 call's transfers in id order and requires, for every settlement: the key the writer would
 have given it, and the running total of the call's charges (refunds) equal to ``N`` once the
 settlement's transfers are counted. Refunds must come from the host's earnings (side
-``host``) or the platform's revenue (side ``platform``).
+``host``), the platform's revenue (side ``platform``) or, for the host's part their
+earnings no longer had, the platform's losses (side ``losses``).
 
 Transfers are read in chunks (keyset pagination on (call id, id)), so memory stays flat
 however big the ledger is. Only the ledger's own tables are read.
@@ -26,7 +27,11 @@ from callmeter.models import Account, AccountKind, Transfer
 
 CHUNK = 5_000
 CALL_KINDS = (*CHARGE_KINDS, TransferKind.refund)
-REFUND_SIDES = {"host": AccountKind.earnings, "platform": AccountKind.revenue}
+REFUND_SIDES = {
+    "host": AccountKind.earnings,
+    "platform": AccountKind.revenue,
+    "losses": AccountKind.losses,  # the host's part their earnings no longer had
+}
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """SQLAlchemy tables, one module per table. Importing this package registers them all."""
 
-from callmeter.models.account import Account, AccountKind
+from callmeter.models.account import EXTERNAL_KINDS, Account, AccountKind
 from callmeter.models.auth_attempt import AttemptKind, AttemptState, AuthAttempt
 from callmeter.models.base import Base
 from callmeter.models.call import Call, CallSignal, CallStatus, EndReason
@@ -9,10 +9,13 @@ from callmeter.models.host_block import HostBlock
 from callmeter.models.idempotency import IdempotentRequest
 from callmeter.models.known_address import KnownAddress
 from callmeter.models.media import MediaKick, WebhookEvent
+from callmeter.models.payout import Payout, PayoutStatus
+from callmeter.models.purchase import DisputeStatus, PaymentEvent, Purchase, PurchaseStatus
 from callmeter.models.transfer import MAX_AMOUNT, Posting, Transfer
 from callmeter.models.user import Role, User
 
 __all__ = [
+    "EXTERNAL_KINDS",
     "MAX_AMOUNT",
     "Account",
     "AccountKind",
@@ -23,13 +26,19 @@ __all__ = [
     "Call",
     "CallSignal",
     "CallStatus",
+    "DisputeStatus",
     "EndReason",
     "Hold",
     "HostBlock",
     "IdempotentRequest",
     "KnownAddress",
     "MediaKick",
+    "PaymentEvent",
+    "Payout",
+    "PayoutStatus",
     "Posting",
+    "Purchase",
+    "PurchaseStatus",
     "Role",
     "Transfer",
     "User",

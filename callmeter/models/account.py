@@ -18,23 +18,35 @@ from callmeter.models.base import Base, Id, UTCDateTime
 
 
 class AccountKind(enum.StrEnum):
-    """What an account holds. Only ``issuance`` may go negative: it is where coins come from."""
+    """What an account holds. Only the outside world (``issuance`` and ``losses``) may go
+    negative: coins come from issuance, and losses pays for coins refunded after they were
+    spent."""
 
     wallet = "wallet"  # a client's coins
     earnings = "earnings"  # a host's share of call charges
     revenue = "revenue"  # the platform's share
     issuance = "issuance"  # the outside world: negative by the coins it has put in
+    losses = "losses"  # the platform's: negative by the refunded coins it could not take back
+    payout_clearing = "payout_clearing"  # approved payouts the provider has not settled yet
+
+
+# The accounts that may go negative and hold nothing.
+EXTERNAL_KINDS = (AccountKind.issuance, AccountKind.losses)
+
+
+KINDS = "('wallet', 'earnings', 'revenue', 'issuance', 'losses', 'payout_clearing')"
+EXTERNAL = "('issuance', 'losses')"
 
 
 class Account(Base):
     __tablename__ = "accounts"
     __table_args__ = (
-        CheckConstraint("kind IN ('wallet', 'earnings', 'revenue', 'issuance')", name="kind"),
+        CheckConstraint(f"kind IN {KINDS}", name="kind"),
         # available = balance - held can never go below zero (design rule 4).
-        CheckConstraint("held >= 0 AND (kind = 'issuance' OR balance >= held)", name="available"),
-        CheckConstraint("kind != 'issuance' OR held = 0", name="issuance_holds_nothing"),
+        CheckConstraint(f"held >= 0 AND (kind IN {EXTERNAL} OR balance >= held)", name="available"),
+        CheckConstraint(f"kind NOT IN {EXTERNAL} OR held = 0", name="external_holds_nothing"),
         UniqueConstraint("user_id", "kind"),
-        # One platform revenue and one issuance account.
+        # One platform account of each kind (revenue, issuance, losses).
         Index(
             "ix_accounts_system_kind",
             "kind",

@@ -40,6 +40,7 @@ class EndReason(enum.StrEnum):
     connection_lost = "connection_lost"  # heartbeat timeout
     media_left = "media_left"  # LiveKit: a party left or the room finished
     admin = "admin"
+    account_frozen = "account_frozen"  # a payment dispute froze the client's account
 
 
 # Endings of a call that never connected: the host was rung (and perhaps picked up), nobody

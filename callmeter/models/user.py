@@ -3,7 +3,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, CheckConstraint, String, true
+from sqlalchemy import BigInteger, Boolean, CheckConstraint, String, false, true
 from sqlalchemy.orm import Mapped, mapped_column
 
 from callmeter.models.base import Base, Id, UTCDateTime
@@ -29,3 +29,9 @@ class User(Base):
     # Hosts only: coins per interval (None = the configured default) and availability.
     rate: Mapped[int | None] = mapped_column(BigInteger)
     accepting_calls: Mapped[bool] = mapped_column(Boolean, server_default=true(), default=True)
+    # Clients only: set while a payment dispute is open (or was lost): no calls, no purchases.
+    frozen_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    frozen_reason: Mapped[str | None] = mapped_column(String(255))
+    # Hosts only: their Stripe Connect account, and whether Stripe lets it receive payouts.
+    stripe_account_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    payouts_enabled: Mapped[bool] = mapped_column(Boolean, server_default=false(), default=False)

@@ -172,6 +172,15 @@ async def test_admin_endpoint_reports_a_call_problem(
         "held",
         "earnings",
         "revenue",
+        "losses",
+        "granted",
+        "purchased",
+        "bonus",
+        "refunded",
+        "disputes_lost",
+        "paid_out",
+        "shortfalls",
+        "absorbed_by_platform",
     }
 
 

@@ -8,18 +8,15 @@ HTTP status. Every request is recorded; faults can be injected per method.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import itertools
-import socket
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import uvicorn
 from google.protobuf.json_format import MessageToJson
 from google.protobuf.message import Message
 from livekit import api
@@ -27,6 +24,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from tests.loopback import serving
 
 KEY = "callmeter-test-key"
 SECRET = "a-livekit-test-secret-that-is-long-enough"
@@ -145,21 +144,9 @@ async def running_standin() -> AsyncIterator[Standin]:
     standin = Standin()
     app = Starlette(routes=[Route("/twirp/livekit.RoomService/{method}", standin.handle,
                                   methods=["POST"])])  # fmt: skip
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    )
-    task = asyncio.create_task(server.serve())
-    while not server.started:  # noqa: ASYNC110 - uvicorn offers no event to wait on
-        await asyncio.sleep(0.01)
-    standin.url = f"http://127.0.0.1:{port}"
-    try:
+    async with serving(app) as url:
+        standin.url = url
         yield standin
-    finally:
-        server.should_exit = True
-        await task
 
 
 def signed_webhook(event: api.WebhookEvent, secret: str = SECRET) -> tuple[bytes, str]:

@@ -9,7 +9,6 @@ import asyncio
 import json
 import logging
 import shutil
-import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -28,7 +27,7 @@ from callmeter.kit.db import create_engine, create_sessionmaker, is_sqlite
 from callmeter.kit.runtime import Runtime, password_hasher
 from callmeter.meter.loop import run_meter
 from callmeter.models import CallStatus, Role
-from tests.conftest import make_settings, sqlite_url
+from tests.conftest import make_settings, settle_sqlite_threads, sqlite_url
 from tests.factories import auth_headers, make_user
 from tests.reliability.cluster import free_port
 
@@ -67,15 +66,7 @@ async def unreachable(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIt
         yield runtime
     finally:
         await runtime.close()
-        # aiosqlite stops the thread of a connection that failed to open from that thread;
-        # let it hand back its last result while this test's event loop still runs
-        await asyncio.to_thread(_join_sqlite_threads)
-
-
-def _join_sqlite_threads() -> None:
-    for thread in threading.enumerate():
-        if "_connection_worker_thread" in thread.name:
-            thread.join(timeout=5)
+        await settle_sqlite_threads()
 
 
 def bearer(runtime: Runtime, user_id: int = 1, role: Role = Role.client) -> dict[str, str]:
@@ -255,3 +246,4 @@ async def test_meter_loop_survives_an_unreachable_database(
         assert all(r.levelno == logging.WARNING and not r.exc_info for r in failures())
     finally:
         await runtime.close()
+        await settle_sqlite_threads()

@@ -83,6 +83,28 @@ RULES: dict[tuple[str, str], dict[str, Expect]] = {
     ("POST", "/v1/admin/calls/{call_id}/refund"): ADMIN_ONLY,
     # verified by LiveKit's signature only; without LiveKit configured it does not exist
     ("POST", "/v1/webhooks/livekit"): everyone(404),
+    ("GET", "/v1/coin-packs"): signed_in(200),
+    ("POST", "/v1/purchases"): only(("client_a", "client_b"), others=403),
+    ("GET", "/v1/purchases"): signed_in(200),
+    ("GET", "/v1/purchases/{purchase_id}"): only(("client_a",), others=404, admin=200),
+    # verified by Stripe's signature only: unsigned, it is refused whoever sends it
+    ("POST", "/v1/webhooks/stripe"): everyone(400),
+    # the test provider's checkout: its session id is the credential, as a Stripe URL's is
+    ("GET", "/v1/test-checkout/{session_id}"): everyone(200),
+    ("POST", "/v1/test-checkout/{session_id}/{action}"): everyone(200),
+    ("POST", "/v1/admin/users/{user_id}/unfreeze"): ADMIN_ONLY,
+    ("GET", "/v1/earnings"): only(("host", "other_host"), others=403),
+    # a host without matured earnings is refused (409/422), but gets past authorisation
+    ("POST", "/v1/payouts"): only(("host", "other_host"), others=403),
+    ("GET", "/v1/payouts"): only(("host", "other_host"), others=403),
+    ("POST", "/v1/payouts/account-link"): only(("host", "other_host"), others=403),
+    ("GET", "/v1/admin/payouts"): ADMIN_ONLY,
+    ("POST", "/v1/admin/earnings-adjustments"): ADMIN_ONLY,
+    # no payout exists in this world: an admin gets past authorisation to a 404
+    ("POST", "/v1/admin/payouts/{payout_id}/approve"): only((), others=403, admin=404),
+    ("POST", "/v1/admin/payouts/{payout_id}/reject"): only((), others=403, admin=404),
+    ("POST", "/v1/admin/payouts/{payout_id}/paid"): only((), others=403, admin=404),
+    ("POST", "/v1/admin/payouts/{payout_id}/failed"): only((), others=403, admin=404),
 }
 
 
@@ -107,6 +129,8 @@ class World:
     tokens: dict[str, str | None]
     call_id: int
     ended_call_id: int
+    purchase_id: int
+    checkout_session: str
 
 
 async def build_world(driver: CallDriver, runtime: Runtime) -> World:
@@ -134,7 +158,16 @@ async def build_world(driver: CallDriver, runtime: Runtime) -> World:
         now=now.replace(year=now.year - 1),
         ttl_seconds=600,
     )
-    return World(parties, tokens, call["id"], finished["id"])
+    bought = await driver.client.post(
+        "/v1/purchases",
+        json={"pack_id": "eur-100"},
+        headers={**a.headers, "Idempotency-Key": "matrix-world"},
+    )
+    assert bought.status_code == 201, bought.text
+    session = bought.json()["checkout_url"].removeprefix("/test-checkout/")
+    return World(
+        parties, tokens, call["id"], finished["id"], bought.json()["purchase"]["id"], session
+    )
 
 
 def request_for(
@@ -142,7 +175,15 @@ def request_for(
 ) -> tuple[str, dict[str, Any]]:
     call_id = world.ended_call_id if path.endswith("/refund") else world.call_id
     client_id = world.parties["client_a"].user.id
-    url = path.replace("{call_id}", str(call_id)).replace("{client_id}", str(client_id))
+    url = (
+        path.replace("{call_id}", str(call_id))
+        .replace("{client_id}", str(client_id))
+        .replace("{user_id}", str(client_id))
+        .replace("{purchase_id}", str(world.purchase_id))
+        .replace("{session_id}", world.checkout_session)
+        .replace("{action}", "pay")
+        .replace("{payout_id}", "999999")
+    )
     body: dict[str, Callable[[], Any]] = {
         "/v1/auth/register": lambda: {
             "username": f"new_{actor}",
@@ -161,6 +202,17 @@ def request_for(
         "/v1/admin/grants": lambda: {"user_id": world.parties["client_b"].user.id, "amount": 5},
         "/v1/admin/calls/{call_id}/refund": lambda: {"reason": "matrix"},
         "/v1/webhooks/livekit": lambda: {"event": "room_started"},
+        "/v1/purchases": lambda: {"pack_id": "eur-100"} if method == "POST" else None,
+        "/v1/webhooks/stripe": lambda: {"type": "checkout.session.completed"},
+        "/v1/payouts": lambda: {"amount": 1000} if method == "POST" else None,
+        "/v1/admin/earnings-adjustments": lambda: {
+            "host_id": world.parties["host"].user.id,
+            "amount": 5,
+            "reason": "matrix",
+        },
+        "/v1/admin/payouts/{payout_id}/reject": lambda: {"reason": "matrix"},
+        "/v1/admin/payouts/{payout_id}/failed": lambda: {"reason": "matrix"},
+        "/v1/admin/payouts/{payout_id}/paid": lambda: {"reference": "matrix"},
     }
     options: dict[str, Any] = {"headers": {"Idempotency-Key": f"matrix-{actor}"}}
     token = world.tokens[actor]

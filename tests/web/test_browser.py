@@ -1,5 +1,6 @@
 """The web client in Debian's Chromium (Playwright), against the real server: a client and a
-host in two browser contexts make a real peer-to-peer video call that the server bills."""
+host in two browser contexts make a real peer-to-peer video call that the server bills; a
+client with no coins buys a pack through the built-in test payment provider and calls."""
 
 from __future__ import annotations
 
@@ -44,7 +45,13 @@ def web_server(env: dict[str, str], tmp_path: Path) -> Iterator[str]:
         CALLMETER_HEARTBEAT_TIMEOUT_SECONDS="10",
     )
     run(env, "migrate")
-    users = [("poor", "client"), ("rich", "client"), ("tutor", "host"), ("boss", "admin")]
+    users = [
+        ("poor", "client"),
+        ("rich", "client"),
+        ("broke", "client"),
+        ("tutor", "host"),
+        ("boss", "admin"),
+    ]
     for name, role in users:
         run(env, "user", "add", name, "--role", role, "--password", PASSWORD, "--display-name",
             name.title())
@@ -193,4 +200,114 @@ async def test_closing_the_tab_ends_the_call_at_that_moment(
     # took to close (under a second here), never more
     assert shown <= call["billed_seconds"] <= shown + 2
     assert call["charged"] == 10 * (call["billed_seconds"] // 2)
+    assert "ledger check passed" in run(env, "ledger", "check").stdout
+
+
+async def api_token(page: Page) -> str:
+    """The page's own bearer token (its session lives in sessionStorage)."""
+    token = await page.evaluate("JSON.parse(sessionStorage.getItem('callmeter.session')).token")
+    assert isinstance(token, str)
+    return token
+
+
+async def test_buy_coins_with_the_test_provider_then_call(
+    web_server: str, browser: Browser, env: dict[str, str]
+) -> None:
+    _, host = await logged_in(browser, web_server, "tutor")
+    _, buyer = await logged_in(browser, web_server, "broke")
+    await expect(buyer.get_by_test_id("balance")).to_have_text("0 coins")
+
+    # No coins: the call is refused (402) and the error offers to buy some.
+    await buyer.get_by_role("button", name="Call Tutor").click()
+    refusal = buyer.get_by_role("region", name="Hosts").get_by_role("alert")
+    await expect(refusal).to_contain_text("Not enough coins")
+    await refusal.get_by_role("link", name="Buy coins").click()
+    await buyer.wait_for_url("**/coins")
+
+    # The packs: USD for an English browser, the cheapest coins marked, EUR on a switch.
+    await buyer.set_viewport_size({"width": 1280, "height": 900})
+    await expect(buyer.get_by_test_id("test-mode")).to_contain_text("no money moves")
+    usd, eur = (buyer.get_by_role("button", name=n) for n in ("USD $", "EUR €"))
+    await expect(usd).to_have_attribute("aria-pressed", "true")
+    await expect(buyer.get_by_role("button", name="Buy 330 coins for $12.99")).to_be_enabled()
+    await expect(buyer.get_by_test_id("pack-usd-1800")).to_contain_text("Best value")
+    await eur.click()
+    eur_330 = buyer.get_by_test_id("pack-eur-330")
+    await expect(eur_330).to_contain_text("+30 bonus")
+    await expect(eur_330).to_contain_text("€0.039 per coin")
+    await expect(buyer.get_by_test_id("pack-eur-1800")).to_contain_text("Best value")
+    await expect(buyer.locator(".ribbon")).to_have_count(1)
+
+    # A cancelled checkout: nothing charged, back to the packs.
+    await buyer.get_by_role("button", name="Buy 100 coins for €4.99").click()
+    await buyer.wait_for_url("**/test-checkout/*")
+    await buyer.get_by_role("button", name="Cancel and go back").click()
+    await buyer.wait_for_url("**/coins/return?*result=cancel")
+    await expect(buyer.get_by_test_id("return-state")).to_have_text(
+        "Payment cancelled, nothing was charged."
+    )
+    await buyer.get_by_role("link", name="Back to coin packs").click()
+    await buyer.wait_for_url("**/coins")
+    await expect(buyer.get_by_test_id("receipt")).to_have_count(1)
+    await expect(buyer.get_by_test_id("receipt").first).to_contain_text("Expired, not charged")
+
+    # Buy: a double click opens one checkout for one purchase.
+    await eur.click()
+    await buyer.get_by_role("button", name="Buy 330 coins for €12.99").dblclick()
+    await buyer.wait_for_url("**/test-checkout/*")
+    await expect(buyer.get_by_test_id("test-banner")).to_contain_text("TEST PAYMENT")
+    await expect(buyer.get_by_test_id("amount")).to_have_text("€12.99")
+    await buyer.get_by_role("button", name="Pay €12.99 (test)").click()
+
+    # Back from the checkout: the page waits for the server, then shows the coins.
+    await buyer.wait_for_url("**/coins/return?*result=success")
+    await expect(buyer.get_by_test_id("return-state")).to_have_text("Coins added")
+    await expect(buyer.get_by_test_id("coins-added")).to_have_text(
+        "330 coins were added to your wallet (300 + 30 bonus)."
+    )
+    await expect(buyer.get_by_test_id("balance")).to_have_text("330 coins")
+
+    async with httpx.AsyncClient(base_url=web_server) as http:
+        auth = {"Authorization": f"Bearer {await api_token(buyer)}"}
+        purchases = (await http.get("/v1/purchases", headers=auth)).json()["items"]
+    assert [(p["pack_id"], p["status"]) for p in purchases] == [
+        ("eur-330", "paid"),
+        ("eur-100", "expired"),
+    ]
+
+    # The receipts, and the picture of the page (docs/screenshots/buy-coins.png:
+    # CALLMETER_SCREENSHOTS=docs/screenshots .venv/bin/pytest tests/web -k buy_coins); it
+    # fits a phone too.
+    await buyer.get_by_role("link", name="Buy more coins").click()
+    await buyer.wait_for_url("**/coins")
+    await expect(buyer.get_by_test_id("receipt")).to_have_count(2)
+    newest = buyer.get_by_test_id("receipt").first
+    await expect(newest).to_contain_text("Paid")
+    await expect(newest).to_contain_text("330 coins (300 + 30 bonus)")
+    await expect(eur).to_have_attribute("aria-pressed", "true")  # remembered
+    if SCREENSHOTS:
+        await buyer.screenshot(path=f"{SCREENSHOTS}/buy-coins.png", full_page=True)
+    await buyer.set_viewport_size({"width": 390, "height": 844})
+    assert await buyer.evaluate("document.documentElement.scrollWidth") <= 390
+    await buyer.set_viewport_size({"width": 1000, "height": 800})
+
+    # The wallet's entries say what came in; the bought coins pay for a call.
+    await buyer.get_by_role("link", name="Home").click()
+    entries = buyer.get_by_role("region", name="Recent entries")
+    await expect(entries).to_contain_text("Coins bought")
+    await expect(entries).to_contain_text("Bonus coins")
+    await expect(buyer.get_by_test_id("balance")).to_have_text("330 coins")
+    await buyer.get_by_role("button", name="Call Tutor").click()
+    await buyer.wait_for_url("**/calls/*")
+    call_id = int(buyer.url.rsplit("/", 1)[1])
+    dialog = host.get_by_role("alertdialog", name="Incoming call")
+    await dialog.get_by_role("button", name="Accept").click()
+    await host.wait_for_url(f"**/calls/{call_id}")
+    await asyncio.gather(remote_video_plays(buyer), remote_video_plays(host))
+    await expect(buyer.get_by_test_id("cost")).to_have_text("10 coins", timeout=15_000)
+    await buyer.get_by_role("button", name="Hang up").click()
+    await buyer.get_by_role("region", name="Call summary").wait_for()
+    charged = int((await buyer.get_by_test_id("charged").inner_text()).split()[0])
+    assert charged >= 10
+    await expect(buyer.get_by_test_id("balance")).to_have_text(f"{330 - charged} coins")
     assert "ledger check passed" in run(env, "ledger", "check").stdout

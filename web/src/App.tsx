@@ -1,5 +1,5 @@
 import { createContext, useContext, useState, type ReactNode } from "react";
-import { Link, Navigate, Route, Routes, useNavigate } from "react-router-dom";
+import { Link, Navigate, Route, Routes, useLocation, useNavigate } from "react-router-dom";
 import { type User } from "./api";
 import { loadSession, saveSession, type Session } from "./session";
 import { LoginPage } from "./pages/Login";
@@ -8,6 +8,11 @@ import { HostHome } from "./pages/HostHome";
 import { CallScreen } from "./pages/CallScreen";
 import { AdminPage } from "./pages/Admin";
 import { HistoryPage } from "./pages/History";
+import { BuyCoinsPage } from "./pages/Coins";
+import { CoinsReturnPage } from "./pages/CoinsReturn";
+import { TestCheckoutPage } from "./pages/TestCheckout";
+import { EarningsPage } from "./pages/Earnings";
+import { AdminPayoutsPage } from "./pages/AdminPayouts";
 
 interface Auth {
   session: Session | null;
@@ -34,8 +39,11 @@ function Shell({ children }: { children: ReactNode }) {
         <Link to="/" className="brand">callmeter</Link>
         <nav aria-label="main">
           <Link to="/">Home</Link>
+          {auth.user.role === "client" && <Link to="/coins">Buy coins</Link>}
+          {auth.user.role === "host" && <Link to="/earnings">Earnings</Link>}
           {auth.user.role !== "admin" && <Link to="/history">History</Link>}
           {auth.user.role === "admin" && <Link to="/admin">Admin</Link>}
+          {auth.user.role === "admin" && <Link to="/admin/payouts">Payouts</Link>}
         </nav>
         <span className="who">
           {auth.user.display_name} ({auth.user.role})
@@ -66,11 +74,14 @@ export function App() {
     saveSession(null);
     setSession(null);
   };
+  // The test provider's checkout stands in for a payment provider's page: no shell, no login.
+  const checkout = <TestCheckoutPage token={session?.token ?? null} />;
   if (!session) {
     return (
       <Routes>
+        <Route path="/test-checkout/:sessionId" element={checkout} />
         <Route path="/login" element={<LoginPage onLogin={login} />} />
-        <Route path="*" element={<Navigate to="/login" replace />} />
+        <Route path="*" element={<ToLogin />} />
       </Routes>
     );
   }
@@ -78,17 +89,35 @@ export function App() {
   const home =
     session.user.role === "client" ? <ClientHome /> : session.user.role === "host" ? <HostHome /> : <AdminPage />;
   return (
-    <AuthContext.Provider value={auth}>
-      <Shell>
-        <Routes>
-          <Route path="/" element={home} />
-          <Route path="/calls/:callId" element={<CallScreen />} />
-          <Route path="/history" element={<HistoryPage />} />
-          <Route path="/admin" element={<AdminPage />} />
-          <Route path="/login" element={<Navigate to="/" replace />} />
-          <Route path="*" element={<p>Page not found. <Link to="/">Home</Link></p>} />
-        </Routes>
-      </Shell>
-    </AuthContext.Provider>
+    <Routes>
+      <Route path="/test-checkout/:sessionId" element={checkout} />
+      <Route
+        path="*"
+        element={
+          <AuthContext.Provider value={auth}>
+            <Shell>
+              <Routes>
+                <Route path="/" element={home} />
+                <Route path="/calls/:callId" element={<CallScreen />} />
+                <Route path="/history" element={<HistoryPage />} />
+                <Route path="/coins" element={<BuyCoinsPage />} />
+                <Route path="/coins/return" element={<CoinsReturnPage />} />
+                <Route path="/admin" element={<AdminPage />} />
+                <Route path="/admin/payouts" element={<AdminPayoutsPage />} />
+                <Route path="/earnings" element={<EarningsPage />} />
+                <Route path="/login" element={<Navigate to="/" replace />} />
+                <Route path="*" element={<p>Page not found. <Link to="/">Home</Link></p>} />
+              </Routes>
+            </Shell>
+          </AuthContext.Provider>
+        }
+      />
+    </Routes>
   );
+}
+
+/** To the login page, which comes back here afterwards (e.g. to /coins/return?…). */
+function ToLogin() {
+  const { pathname, search } = useLocation();
+  return <Navigate to="/login" replace state={{ from: pathname + search }} />;
 }

@@ -10,7 +10,7 @@ describe("friendlyMessage", () => {
     for (const code of [
       "host_busy", "client_busy", "host_unavailable", "invalid_credentials", "rate_limited",
       "not_authenticated", "username_taken", "media_unavailable", "call_ended", "rate_changed",
-      "ring_cooldown", "busy",
+      "ring_cooldown", "busy", "account_frozen", "payment_provider_unavailable", "too_many_purchases",
     ]) {
       expect(friendlyMessage(new ApiError(409, code, "x"))).not.toBe("x");
     }
@@ -22,6 +22,11 @@ describe("friendlyMessage", () => {
     const wait = new ApiError(429, "ring_cooldown", "wait", { retry_after: 42 });
     expect(friendlyMessage(wait)).toBe("Please wait 42 s before calling again.");
     expect(friendlyMessage(new ApiError(429, "ring_cooldown", "wait"))).toMatch(/wait a moment/);
+  });
+  it("tells a buyer to try again when the payment service is down", () => {
+    const e = new ApiError(503, "payment_provider_unavailable", "stripe is down");
+    expect(friendlyMessage(e)).toMatch(/Nothing was charged; try again/);
+    expect(friendlyMessage(new ApiError(403, "account_frozen", "frozen"))).toMatch(/frozen/);
   });
   it("explains a network failure", () => {
     expect(friendlyMessage(new TypeError("Failed to fetch"))).toMatch(/could not be reached/);
@@ -37,6 +42,15 @@ describe("request", () => {
       status: 409,
       code: "rate_changed",
       fields: { rate: 12 },
+    });
+  });
+  it("also reads errors shaped {error: {code, message}}", async () => {
+    const body = { error: { code: "account_frozen", message: "the account is frozen" } };
+    vi.stubGlobal("fetch", async () => new Response(JSON.stringify(body), { status: 403 }));
+    await expect(request("/v1/purchases", { body: { pack_id: "eur-330" } })).rejects.toMatchObject({
+      status: 403,
+      code: "account_frozen",
+      detail: "the account is frozen",
     });
   });
 });

@@ -71,7 +71,13 @@ export interface Entry {
 export interface ErrorFields {
   rate?: number; // rate_changed: the host's rate per interval now
   retry_after?: number; // ring_cooldown: seconds to wait
+  matured?: number; // payout_exceeds_matured: coins withdrawable now
+  maturing?: number; // payout_exceeds_matured: coins withdrawable later
+  minimum?: number; // payout_below_minimum: the smallest payout
+  pending?: number; // too_many_payouts: requests waiting for review
 }
+
+const NUMERIC_FIELDS = ["rate", "retry_after", "matured", "maturing", "minimum", "pending"] as const;
 
 export class ApiError extends Error {
   constructor(
@@ -121,6 +127,12 @@ export function friendlyMessage(error: unknown): string {
       return "Video is unavailable right now. Nothing was charged; try again shortly.";
     case "call_ended":
       return "This call has already ended.";
+    case "account_frozen":
+      return "Your account is frozen, so it cannot buy coins or make calls. Please contact support.";
+    case "payment_provider_unavailable":
+      return "The payment service is unavailable right now. Nothing was charged; try again in a moment.";
+    case "too_many_purchases":
+      return "Too many purchases were started just now. Finish or wait for the open ones, then try again.";
     default:
       return error.detail || `Request failed (${error.status}).`;
   }
@@ -141,11 +153,17 @@ export async function request<T>(
   const text = await response.text();
   const data: unknown = text ? JSON.parse(text) : null;
   if (!response.ok) {
-    const err = (data ?? {}) as { error?: string; detail?: string } & ErrorFields;
+    const err = (data ?? {}) as { error?: string | { code?: string; message?: string }; detail?: string } & ErrorFields;
     const fields: ErrorFields = {};
-    if (typeof err.rate === "number") fields.rate = err.rate;
-    if (typeof err.retry_after === "number") fields.retry_after = err.retry_after;
-    throw new ApiError(response.status, err.error ?? "error", err.detail ?? response.statusText, fields);
+    for (const name of NUMERIC_FIELDS) {
+      const value = err[name];
+      if (typeof value === "number") fields[name] = value;
+    }
+    // {"error": code, "detail": sentence}; also {"error": {"code", "message"}}
+    const nested = typeof err.error === "object" && err.error !== null ? err.error : null;
+    const code = nested ? nested.code : typeof err.error === "string" ? err.error : undefined;
+    const detail = nested ? nested.message : err.detail;
+    throw new ApiError(response.status, code ?? "error", detail ?? response.statusText, fields);
   }
   return data as T;
 }

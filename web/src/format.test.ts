@@ -45,6 +45,7 @@ describe("secondsUntil", () => {
 describe("describeEndReason", () => {
   it("explains the reasons the server gives", () => {
     expect(describeEndReason("insufficient_funds")).toBe("the coins ran out");
+    expect(describeEndReason("account_frozen")).toBe("a payment dispute froze the account");
     expect(describeEndReason("something_new")).toBe("something new");
     expect(describeEndReason(null)).toBe("");
   });

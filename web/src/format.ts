@@ -50,6 +50,7 @@ const REASONS: Record<string, string> = {
   connection_lost: "the connection was lost",
   media_left: "a participant left",
   admin: "an admin ended it",
+  account_frozen: "a payment dispute froze the account",
   declined: "the host declined",
   cancelled: "the call was cancelled",
   missed: "nobody answered",

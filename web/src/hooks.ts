@@ -34,3 +34,36 @@ export function useNow(everyMs = 500): number {
   }, [everyMs]);
   return now;
 }
+
+/** A list read newest first, a page at a time: the first page (refreshed by its owner) and
+ * the older pages "Show older" loaded after it, without repeats. `errorText` words a
+ * failure to load an older page. */
+export function useOlderPages<T extends { id: number }>(
+  first: { data: { items: T[]; next_before: number | null } | null },
+  path: string,
+  errorText: (e: unknown) => string = friendlyMessage,
+) {
+  const { token } = useAuth();
+  const [older, setOlder] = useState<T[]>([]);
+  const [cursor, setCursor] = useState<number | null | undefined>(undefined); // undefined: from the first page
+  const [error, setError] = useState("");
+  const next = cursor === undefined ? first.data?.next_before ?? null : cursor;
+
+  async function loadMore() {
+    if (next === null) return;
+    try {
+      const page = await request<{ items: T[]; next_before: number | null }>(
+        `${path}${path.includes("?") ? "&" : "?"}limit=10&before=${next}`, { token },
+      );
+      setOlder((o) => [...o, ...page.items]);
+      setCursor(page.next_before);
+      setError("");
+    } catch (e) {
+      setError(errorText(e));
+    }
+  }
+
+  const seen = new Set<number>();
+  const items = [...(first.data?.items ?? []), ...older].filter((p) => !seen.has(p.id) && seen.add(p.id));
+  return { items, next, loadMore, error };
+}

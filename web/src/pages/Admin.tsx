@@ -1,8 +1,10 @@
 import { useState, type FormEvent } from "react";
+import { Link } from "react-router-dom";
 import { friendlyMessage, request, type Call } from "../api";
 import { useAuth } from "../App";
 import { formatCoins, formatDuration } from "../format";
 import { useResource } from "../hooks";
+import type { ReviewPage } from "../payouts";
 
 interface LedgerCheck {
   ok: boolean;
@@ -17,6 +19,7 @@ function newKey(): string {
 export function AdminPage() {
   const { token } = useAuth();
   const live = useResource<{ items: Call[] }>("/v1/admin/calls?status=active", 2000);
+  const toReview = useResource<ReviewPage>("/v1/admin/payouts?status=requested&limit=50", 30000);
   const [check, setCheck] = useState<LedgerCheck | null>(null);
   const [message, setMessage] = useState("");
   const [grant, setGrant] = useState({ user_id: "", amount: "", note: "" });
@@ -127,6 +130,18 @@ export function AdminPage() {
             </dl>
           </>
         )}
+      </section>
+      <section className="card" aria-label="Payouts to review">
+        <h2>Payouts to review</h2>
+        {toReview.error && <p role="alert" className="error">{toReview.error}</p>}
+        {toReview.data && (
+          <p data-testid="payouts-to-review">
+            {toReview.data.items.length === 0
+              ? "No payout requests are waiting."
+              : `${toReview.data.items.length}${toReview.data.next_before !== null ? "+" : ""} payout ${toReview.data.items.length === 1 ? "request is" : "requests are"} waiting for review.`}
+          </p>
+        )}
+        <p className="actions"><Link to="/admin/payouts" className="button secondary">Open the payouts queue</Link></p>
       </section>
     </div>
   );

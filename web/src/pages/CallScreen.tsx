@@ -222,7 +222,9 @@ export function CallScreen() {
     <section className="call" aria-label="Call">
       {call?.warning === "low_balance" && isClient && (
         <div role="alert" className="banner" data-testid="low-balance">
-          Low balance: the call ends in {secondsLeft ?? 0} s unless you add coins.
+          Low balance: the call ends in {secondsLeft ?? 0} s unless you add coins.{" "}
+          {/* a new tab, so the call goes on; "opener" lets it share this tab's login */}
+          <a href="/coins" target="_blank" rel="opener" aria-label="Buy coins (opens in a new tab)">Buy coins</a>
         </div>
       )}
       {error && <p role="alert" className="error">{error}</p>}

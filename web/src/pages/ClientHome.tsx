@@ -1,5 +1,5 @@
 import { useState } from "react";
-import { useNavigate } from "react-router-dom";
+import { Link, useNavigate } from "react-router-dom";
 import { ApiError, friendlyMessage, request, type Call, type Host, type Media, type Wallet } from "../api";
 import { useAuth } from "../App";
 import { formatCoins } from "../format";
@@ -13,9 +13,11 @@ export function ClientHome() {
   const wallet = useResource<Wallet>("/v1/wallet", 5000);
   const hosts = useResource<Host[]>("/v1/hosts", 5000);
   const [error, setError] = useState("");
+  const [needsCoins, setNeedsCoins] = useState(false);
 
   async function callHost(host: Host) {
     setError("");
+    setNeedsCoins(false);
     try {
       // the rate shown is the rate agreed to: if the host changed it, the server refuses
       const body = { host_id: host.id, expected_rate: host.rate };
@@ -24,6 +26,7 @@ export function ClientHome() {
       navigate(`/calls/${out.call.id}`);
     } catch (e) {
       setError(friendlyMessage(e));
+      setNeedsCoins(e instanceof ApiError && e.code === "insufficient_funds");
       void wallet.refresh();
       if (e instanceof ApiError && e.code === "rate_changed") void hosts.refresh();
     }
@@ -31,10 +34,15 @@ export function ClientHome() {
 
   return (
     <div className="grid">
-      <WalletCard wallet={wallet.data} />
+      <WalletCard wallet={wallet.data} action={<Link to="/coins" className="button">Buy coins</Link>} />
       <section className="card" aria-label="Hosts">
         <h2>Hosts</h2>
-        {error && <p role="alert" className="error">{error}</p>}
+        {error && (
+          <p role="alert" className="error">
+            {error}
+            {needsCoins && <> <Link to="/coins">Buy coins</Link></>}
+          </p>
+        )}
         {hosts.data?.length === 0 && <p className="muted">No hosts yet.</p>}
         <ul className="hosts">
           {hosts.data?.map((h) => (

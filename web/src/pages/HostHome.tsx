@@ -1,5 +1,5 @@
 import { useState, type FormEvent } from "react";
-import { useNavigate } from "react-router-dom";
+import { Link, useNavigate } from "react-router-dom";
 import { friendlyMessage, request, type Call, type Host, type Media, type Wallet } from "../api";
 import { useAuth } from "../App";
 import { formatCoins } from "../format";
@@ -76,7 +76,8 @@ export function HostHome() {
           <p>You have a call in progress. <a href={`/calls/${ongoing.id}`}>Return to it</a></p>
         </section>
       )}
-      <WalletCard title="Earnings" wallet={earnings.data} />
+      <WalletCard title="Earnings" wallet={earnings.data}
+        action={<Link to="/earnings" className="button secondary">Withdraw earnings</Link>} />
       <section className="card" aria-label="Availability">
         <h2>Availability</h2>
         {me && (

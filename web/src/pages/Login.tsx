@@ -1,5 +1,5 @@
 import { useState, type FormEvent } from "react";
-import { useNavigate } from "react-router-dom";
+import { useLocation, useNavigate } from "react-router-dom";
 import { friendlyMessage, request, type User } from "../api";
 import type { Session } from "../session";
 
@@ -17,6 +17,9 @@ export function LoginPage({ onLogin }: { onLogin: (s: Session) => void }) {
   const [error, setError] = useState("");
   const [busy, setBusy] = useState(false);
   const navigate = useNavigate();
+  // where a logged-out visitor was going (a same-site path only)
+  const from = (useLocation().state as { from?: unknown } | null)?.from;
+  const next = typeof from === "string" && from.startsWith("/") && !from.startsWith("//") ? from : "/";
 
   async function submit(event: FormEvent) {
     event.preventDefault();
@@ -28,7 +31,7 @@ export function LoginPage({ onLogin }: { onLogin: (s: Session) => void }) {
       }
       const out = await request<TokenOut>("/v1/auth/login", { body: { username, password } });
       onLogin({ token: out.access_token, user: out.user, expiresAt: Date.now() + out.expires_in * 1000 });
-      navigate("/");
+      navigate(next);
     } catch (e) {
       setError(friendlyMessage(e));
     } finally {

@@ -1,8 +1,10 @@
+import type { ReactNode } from "react";
 import type { Entry, Wallet } from "../api";
+import { entryKindLabel } from "../coins";
 import { formatCoins, formatSignedCoins } from "../format";
 import { useResource } from "../hooks";
 
-export function WalletCard({ title = "Wallet", wallet }: { title?: string; wallet: Wallet | null }) {
+export function WalletCard({ title = "Wallet", wallet, action }: { title?: string; wallet: Wallet | null; action?: ReactNode }) {
   return (
     <section className="card" aria-label={title}>
       <h2>{title}</h2>
@@ -15,6 +17,7 @@ export function WalletCard({ title = "Wallet", wallet }: { title?: string; walle
       ) : (
         <p className="muted">Loading…</p>
       )}
+      {action && <p className="actions">{action}</p>}
     </section>
   );
 }
@@ -29,7 +32,7 @@ export function Entries() {
       <ul className="entries">
         {data?.items.map((e) => (
           <li key={e.id}>
-            <span>{e.kind.replace("_", " ")}{e.call_id ? ` · call ${e.call_id}` : ""}</span>
+            <span>{entryKindLabel(e.kind)}{e.call_id ? ` · call ${e.call_id}` : ""}</span>
             <span className={e.amount < 0 ? "debit" : "credit"}>{formatSignedCoins(e.amount)}</span>
             <span className="muted">→ {formatCoins(e.balance_after)}</span>
           </li>
