@@ -23,6 +23,7 @@ from pathlib import Path
 
 from callmeter.app import create_runtime
 from callmeter.config import Settings
+from callmeter.kit.memory import freeze_startup_objects
 from callmeter.meter.service import tick
 
 
@@ -76,6 +77,7 @@ async def main() -> None:
     )
     clock = ShiftedClock(args.moment - datetime.now(UTC))
     runtime = create_runtime(settings, clock)
+    freeze_startup_objects()  # as ``callmeter worker`` does before its first tick
     try:
         await tick(runtime, clock.now() - timedelta(days=1))  # connect and warm up: no work
         idle = rss_mb()

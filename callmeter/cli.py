@@ -80,6 +80,7 @@ def serve(
 
     from callmeter.app import create_app
     from callmeter.kit.http_server import RequestLimits, limited_http_protocol
+    from callmeter.kit.memory import freeze_startup_objects
 
     settings = _settings()
     meter = "without" if no_meter else "with"
@@ -91,8 +92,10 @@ def serve(
         max_header_count=settings.max_header_count,
         read_timeout_seconds=settings.request_read_timeout_seconds,
     )
+    app_ = create_app(settings, meter=not no_meter)
+    freeze_startup_objects()
     uvicorn.run(
-        create_app(settings, meter=not no_meter),
+        app_,
         host=host,
         port=port,
         log_level="info",
@@ -106,6 +109,7 @@ def worker() -> None:
     import logging
     import signal
 
+    from callmeter.kit.memory import freeze_startup_objects
     from callmeter.meter.loop import run_meter
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -117,6 +121,7 @@ def worker() -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         console.print(f"meter worker ticking every {settings.meter_tick_seconds} s")
+        freeze_startup_objects()
         await run_meter(runtime, stop)
 
     _run(work)
