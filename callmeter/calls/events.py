@@ -1,39 +1,37 @@
 """The live call stream (Server-Sent Events).
 
-Each stream polls the database (a primary-key read, and the signals addressed to its
-user) every ``events_poll_seconds``, so a change made by any process — another API process,
-the meter worker — reaches the browser within that interval plus one round trip. A ``call``
-event goes out whenever the call's version changes and at least every 5 seconds; ``signal``
-events carry peer-to-peer signaling. The stream closes after the final ``call`` event of an
-ended call. When the database cannot be reached the stream sends one ``error`` event
+A stream watches its call through this process's change feed (``calls.feed``): one set of
+queries per change serves every open stream, and a change made by any process — another
+API process, the meter worker — reaches the browser within a notification's round trip
+on PostgreSQL, within ``events_poll_seconds`` at worst. A ``call`` event goes out whenever
+the call's version changes and at least every 5 seconds; ``signal`` events (id ``s<n>``)
+carry peer-to-peer signaling, and a reconnect with ``Last-Event-ID: s<n>`` resumes after
+signal n. The stream closes after the final ``call`` event of an ended call. When the
+database cannot be reached the stream sends one ``error`` event
 (``{"error": "database_unavailable", …}``, with ``retry`` telling the browser to reconnect
 in 2 s) and closes: it never hangs on a database that does not answer.
 
 Open streams are capped per user and per user and call (``MAX_STREAMS_PER_USER``,
-``MAX_STREAMS_PER_USER_CALL``), counted in this process: each stream costs a database read
-every poll, so a client opening hundreds would slow every call's heartbeats.
+``MAX_STREAMS_PER_USER_CALL``), counted in this process, so one client cannot hold
+thousands of connections.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import weakref
 from collections.abc import AsyncIterator
 
 from sse_starlette import EventSourceResponse
-from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
-from callmeter.calls import repository
+from callmeter.calls.feed import call_feed
 from callmeter.calls.schemas import CallOut
 from callmeter.errors import DatabaseUnavailable, TooManyStreams
-from callmeter.kit.db import is_unavailable
 from callmeter.kit.runtime import Runtime
 from callmeter.kit.slots import Slot
-from callmeter.models import Call, CallSignal, CallStatus
+from callmeter.models import CallStatus
 
-KEEPALIVE_SECONDS = 5.0
 STREAM_RETRY_AFTER_SECONDS = 5
 
 
@@ -75,55 +73,44 @@ class CallEventsResponse(EventSourceResponse):
             self.slot.release()
 
 
+def resume_after(last_event_id: str | None) -> int:
+    """The signal id a reconnecting stream resumes after, from its ``Last-Event-ID``
+    (``s<n>``); 0 for a new stream or an id this server did not send."""
+    if last_event_id and last_event_id.startswith("s") and last_event_id[1:].isdigit():
+        digits = last_event_id[1:]
+        return int(digits) if len(digits) <= 18 else 0
+    return 0
+
+
 async def call_events(
-    runtime: Runtime, request: Request, *, call_id: int, user_id: int
+    runtime: Runtime, *, call_id: int, user_id: int, after_signal: int = 0
 ) -> AsyncIterator[dict[str, str | int]]:
-    loop = asyncio.get_running_loop()
-    last_version: int | None = None
-    last_sent = 0.0
-    last_signal = 0
-    while not await request.is_disconnected():
-        polled = await _poll(runtime, call_id=call_id, user_id=user_id, after_id=last_signal)
-        if polled is None:  # the database cannot be reached
-            yield _unavailable_event()
-            return
-        call, signals = polled
-        if call is None:
-            return
-        for signal in signals:
-            last_signal = signal.id
-            data = {
-                "id": signal.id,
-                "type": signal.type,
-                "payload": signal.payload,
-                "sender_id": signal.sender_id,
-            }
-            yield {"event": "signal", "id": f"s{signal.id}", "data": json.dumps(data)}
-        if call.version != last_version or loop.time() - last_sent >= KEEPALIVE_SECONDS:
-            last_version, last_sent = call.version, loop.time()
-            out = CallOut.of(call, runtime.clock.now())
-            yield {"event": "call", "data": out.model_dump_json()}
-        if call.status == CallStatus.ended:
-            return
-        await asyncio.sleep(runtime.settings.events_poll_seconds)
-
-
-async def _poll(
-    runtime: Runtime, *, call_id: int, user_id: int, after_id: int
-) -> tuple[Call | None, list[CallSignal]] | None:
-    """The call, and the signals to ``user_id`` after ``after_id``; None when the database
-    cannot be reached (any other error propagates)."""
+    feed = call_feed(runtime)
+    watcher = feed.watch(call_id, user_id, after_signal)
     try:
-        async with runtime.read_sessionmaker() as session:
-            call = await repository.get_call(session, call_id)
-            signals = await repository.signals_after(
-                session, call_id=call_id, recipient_id=user_id, after_id=after_id
-            )
-    except Exception as exc:
-        if not is_unavailable(exc):
-            raise
-        return None
-    return call, signals
+        while True:
+            update = await watcher.next()
+            if update.unavailable:
+                yield _unavailable_event()
+                return
+            if update.gone:
+                return
+            for signal in update.signals:
+                data = {
+                    "id": signal.id,
+                    "type": signal.type,
+                    "payload": signal.payload,
+                    "sender_id": signal.sender_id,
+                }
+                yield {"event": "signal", "id": f"s{signal.id}", "data": json.dumps(data)}
+            call = update.call
+            if call is not None:
+                out = CallOut.of(call, runtime.clock.now(), runtime.settings)
+                yield {"event": "call", "data": out.model_dump_json()}
+                if call.status == CallStatus.ended:
+                    return
+    finally:
+        feed.unwatch(watcher)
 
 
 def _unavailable_event() -> dict[str, str | int]:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from operator import attrgetter
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, exists, func, or_, select, update
+from sqlalchemy import ColumnElement, Table, and_, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -38,6 +38,72 @@ async def lock_call(session: AsyncSession, call_id: int) -> Call | None:
         .execution_options(populate_existing=True)
     )
     return result.scalar_one_or_none()
+
+
+@dataclass(frozen=True)
+class PresenceCheck:
+    """A heartbeat of ``party`` (``user_id``) on call ``call_id`` at ``now``."""
+
+    call_id: int
+    party: str
+    user_id: int
+    now: datetime
+    timeout: timedelta  # the heartbeat timeout
+    look: timedelta  # how far ahead a LiveKit call's next look may be
+    coalesce: timedelta  # a last-seen more recent than this is not written again
+
+
+def _quietly_present(check: PresenceCheck) -> list[ColumnElement[bool]]:
+    """The rows where a heartbeat only records presence (see ``service.quick_heartbeat``):
+    ``party`` of this active call, both parties seen within the timeout, no charge, paid
+    time or (LiveKit) departure due, the party in the room and the next look close enough."""
+    party, now, timeout, look = check.party, check.now, check.timeout, check.look
+    own_lk_sid = getattr(Call, f"{party}_lk_sid")
+    return [
+        Call.id == check.call_id,
+        getattr(Call, f"{party}_id") == check.user_id,
+        Call.status == CallStatus.active,
+        Call.next_charge_at > now,
+        Call.paid_until > now,
+        Call.client_last_seen_at > now - timeout,
+        Call.host_last_seen_at > now - timeout,
+        or_(
+            Call.media_provider != "livekit",
+            and_(
+                own_lk_sid.is_not(None),
+                Call.client_left_at.is_(None),
+                Call.host_left_at.is_(None),
+                Call.due_at <= now + look,
+            ),
+        ),
+    ]
+
+
+async def record_presence(session: AsyncSession, check: PresenceCheck) -> Call | None:
+    """One ``UPDATE … RETURNING``: ``party`` was there at ``now``, on a call where that is
+    all a heartbeat does (:func:`_quietly_present`) and the party was last seen more than
+    ``coalesce`` ago. None when any of it does not hold."""
+    seen = getattr(Call, f"{check.party}_last_seen_at")
+    result = await session.scalars(
+        update(Call)
+        .where(*_quietly_present(check), seen < check.now - check.coalesce)
+        .values({seen: check.now})
+        .returning(Call)
+        .execution_options(synchronize_session=False, populate_existing=True)
+    )
+    return result.one_or_none()
+
+
+async def recently_present(session: AsyncSession, check: PresenceCheck) -> Call | None:
+    """The call, read without a lock or a write, when ``party`` was seen within
+    ``coalesce`` and a heartbeat would only record presence; else None."""
+    seen = getattr(Call, f"{check.party}_last_seen_at")
+    result = await session.scalars(
+        select(Call)
+        .where(*_quietly_present(check), seen >= check.now - check.coalesce)
+        .execution_options(populate_existing=True)
+    )
+    return result.one_or_none()
 
 
 async def has_unfinished_call(
@@ -165,6 +231,49 @@ async def claim_due_calls(
 async def add_signal(session: AsyncSession, signal: CallSignal) -> None:
     session.add(signal)
     await session.flush()
+
+
+_IN_CHUNK = 5000  # ids per IN list: far below any driver's bound parameter limit
+
+
+def _chunks(ids: Sequence[int]) -> list[Sequence[int]]:
+    return [ids[i : i + _IN_CHUNK] for i in range(0, len(ids), _IN_CHUNK)]
+
+
+async def versions_of(session: AsyncSession, call_ids: Sequence[int]) -> dict[int, int]:
+    """The version of each of ``call_ids`` that exists."""
+    versions: dict[int, int] = {}
+    for chunk in _chunks(call_ids):
+        rows = await session.execute(select(Call.id, Call.version).where(Call.id.in_(chunk)))
+        versions.update((call_id, version) for call_id, version in rows)
+    return versions
+
+
+async def calls_by_id(session: AsyncSession, call_ids: Sequence[int]) -> list[Call]:
+    calls: list[Call] = []
+    for chunk in _chunks(call_ids):
+        result = await session.scalars(
+            select(Call).where(Call.id.in_(chunk)).execution_options(populate_existing=True)
+        )
+        calls.extend(result)
+    return calls
+
+
+async def signals_of_calls_after(
+    session: AsyncSession, call_ids: Sequence[int], after_id: int
+) -> list[CallSignal]:
+    """The signals of ``call_ids`` (to anyone) after ``after_id``, in id order."""
+    signals: list[CallSignal] = []
+    for chunk in _chunks(call_ids):
+        result = await session.scalars(
+            select(CallSignal)
+            .where(CallSignal.call_id.in_(chunk), CallSignal.id > after_id)
+            .order_by(CallSignal.id)
+        )
+        signals.extend(result)
+    if len(call_ids) > _IN_CHUNK:
+        signals.sort(key=lambda s: s.id)
+    return signals
 
 
 async def signals_after(

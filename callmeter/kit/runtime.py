@@ -41,6 +41,10 @@ class MediaServer(Protocol):
     async def close(self) -> None: ...
 
 
+class Closeable(Protocol):
+    async def close(self) -> None: ...
+
+
 class PaymentGateway(Protocol):
     """The payment provider as the runtime holds it (``payments.provider``)."""
 
@@ -84,6 +88,7 @@ class Runtime:
     payments: PaymentGateway | None = None  # payments.provider.provider(runtime), typed
     payouts: PaymentGateway | None = None  # payouts.provider.payout_provider(runtime), typed
     streams: Slots = field(default_factory=Slots)  # open event streams, this process only
+    call_feed: Closeable | None = None  # calls.feed.call_feed(runtime) builds it, typed
     recent_signals: RecentEvents = field(default_factory=RecentEvents)  # per sender and call
     database_probe: DatabaseProbe = field(init=False)
 
@@ -133,6 +138,9 @@ class Runtime:
         return await loop.run_in_executor(self.hashing, functools.partial(work, *args))
 
     async def close(self) -> None:
+        if self.call_feed is not None:
+            await self.call_feed.close()
+            self.call_feed = None
         await self.database_probe.close()
         self.hashing.shutdown(wait=False, cancel_futures=True)
         if self.livekit is not None:

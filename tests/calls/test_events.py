@@ -16,7 +16,7 @@ import uvicorn
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from callmeter.app import create_app, create_runtime
-from callmeter.calls import events as events_module
+from callmeter.calls import feed as feed_module
 from callmeter.calls import service
 from callmeter.kit.db import run_in_transaction
 from callmeter.kit.runtime import Runtime
@@ -136,7 +136,7 @@ async def test_signals_reach_the_other_party(driver: CallDriver, base_url: str) 
 async def test_keepalive_call_events(
     driver: CallDriver, base_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(events_module, "KEEPALIVE_SECONDS", 0.3)
+    monkeypatch.setattr(feed_module, "KEEPALIVE_SECONDS", 0.3)
     caller, host = await driver.party(Role.client, 50), await driver.party(Role.host)
     call = await driver.ring(caller, host)
     url = f"{base_url}/v1/calls/{call['id']}/events"

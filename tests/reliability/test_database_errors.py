@@ -109,19 +109,7 @@ class TestUnreachableDatabase:
             assert (await http.get("/healthz")).json() == {"status": "ok"}
 
     async def test_event_stream_ends_with_an_error_event(self, unreachable: Runtime) -> None:
-        class Connected:
-            async def is_disconnected(self) -> bool:
-                return False
-
-        events = [
-            event
-            async for event in call_events(
-                unreachable,
-                Connected(),  # type: ignore[arg-type]
-                call_id=1,
-                user_id=1,
-            )
-        ]
+        events = [event async for event in call_events(unreachable, call_id=1, user_id=1)]
         assert [e["event"] for e in events] == ["error"]
         assert json.loads(str(events[0]["data"]))["error"] == "database_unavailable"
         assert events[0]["retry"] == 2000

@@ -1,0 +1,104 @@
+"""Wake-ups from the database: PostgreSQL LISTEN on one channel, and this process's commits.
+
+A notification carries no data: it says "something changed, look again". Whoever listens
+reads what it needs itself, so a lost notification (a dropped connection, a restart)
+costs at most the listener's own catch-up period, never a change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import asyncpg
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from callmeter.kit.db import is_sqlite
+
+log = logging.getLogger(__name__)
+
+RECONNECT_SECONDS = (0.5, 1.0, 2.0, 5.0)
+
+
+def asyncpg_dsn(database_url: str) -> str:
+    """The libpq-style address asyncpg connects to, from a SQLAlchemy URL."""
+    url = make_url(database_url).set(drivername="postgresql")
+    return url.render_as_string(hide_password=False)
+
+
+class DatabaseWakeups:
+    """Calls ``wake`` after this process commits (any engine connection), and, on
+    PostgreSQL, whenever a notification arrives on ``channel`` from any process. Start with
+    :meth:`start`, stop with :meth:`close`."""
+
+    def __init__(self, engine: AsyncEngine, channel: str, wake: Callable[[], None]) -> None:
+        self.engine = engine
+        self.channel = channel
+        self.wake = wake
+        self._task: asyncio.Task[None] | None = None
+        self._listening = False
+
+    @property
+    def listening(self) -> bool:
+        """Whether a LISTEN connection is open now (always False on SQLite)."""
+        return self._listening
+
+    def start(self) -> None:
+        event.listen(self.engine.sync_engine, "commit", self._committed)
+        if not is_sqlite(str(self.engine.url)):
+            self._task = asyncio.get_running_loop().create_task(self._listen())
+
+    def _committed(self, _connection: Any) -> None:
+        self.wake()
+
+    async def _listen(self) -> None:
+        dsn = asyncpg_dsn(self.engine.url.render_as_string(hide_password=False))
+        failures = 0
+        while True:
+            connection: asyncpg.Connection | None = None
+            try:
+                connection = await asyncpg.connect(dsn, timeout=5)
+                lost = asyncio.Event()
+                connection.add_termination_listener(_setter(lost))
+                await connection.add_listener(self.channel, self._notified)
+                self._listening, failures = True, 0
+                self.wake()  # whatever was said while nobody listened
+                await lost.wait()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the database is away: poll until it is back
+                log.warning("LISTEN %s failed: %s", self.channel, exc)
+            finally:
+                self._listening = False
+                if connection is not None and not connection.is_closed():
+                    await _close_quietly(connection)
+            await asyncio.sleep(RECONNECT_SECONDS[min(failures, len(RECONNECT_SECONDS) - 1)])
+            failures += 1
+
+    def _notified(self, *_args: object) -> None:
+        self.wake()
+
+    async def close(self) -> None:
+        if event.contains(self.engine.sync_engine, "commit", self._committed):
+            event.remove(self.engine.sync_engine, "commit", self._committed)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+
+def _setter(flag: asyncio.Event) -> Callable[[object], None]:
+    return lambda _connection: flag.set()
+
+
+async def _close_quietly(connection: asyncpg.Connection) -> None:
+    try:
+        await asyncio.wait_for(connection.close(), 2)
+    except Exception:
+        connection.terminate()

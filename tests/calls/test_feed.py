@@ -1,0 +1,152 @@
+"""The change feed across processes: two `callmeter serve` processes on one database; a
+change made through one reaches a stream held by the other within a second, and a stream
+that reconnects with Last-Event-ID resumes after the last signal it had.
+
+On PostgreSQL the catch-up poll is set to 5 s, so only a notification can be that fast;
+SQLite has no notifications and relies on the catch-up (0.5 s by default)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+
+from callmeter.auth.tokens import issue_access_token
+from callmeter.calls.events import resume_after
+from callmeter.calls.feed import CallFeed, Watcher, call_feed
+from callmeter.kit.runtime import Runtime
+from callmeter.models import CallSignal, Role
+from tests.calls.test_events import Stream
+from tests.factories import make_user
+from tests.processes import served
+from tests.reliability.cluster import free_port
+
+pytestmark = pytest.mark.slow
+
+SECRET = "feed-test-secret-that-is-long-enough-for-hs256"
+DELIVERY_BOUND_SECONDS = 1.0
+
+
+def _env(database_url: str, backend: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CALLMETER_")}
+    env.update(
+        CALLMETER_DATABASE_URL=database_url,
+        CALLMETER_SECRET_KEY=SECRET,
+        CALLMETER_ENV="test",
+        CALLMETER_PASSWORD_HASH_PROFILE="cheapest",
+        CALLMETER_EVENTS_POLL_SECONDS="5" if backend == "postgresql" else "0.5",
+    )
+    return env
+
+
+def _headers(user_id: int, role: Role) -> dict[str, str]:
+    token = issue_access_token(
+        user_id=user_id, role=role, secret=SECRET, now=datetime.now(UTC), ttl_seconds=3600
+    )
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def test_a_change_through_one_process_reaches_a_stream_on_another(
+    runtime: Runtime, database_url: str, backend: str, tmp_path: Path
+) -> None:
+    client = await make_user(runtime, Role.client, coins=100)
+    host = await make_user(runtime, Role.host)
+    as_client, as_host = _headers(client.id, Role.client), _headers(host.id, Role.host)
+    env, log = _env(database_url, backend), tmp_path / "serve.log"
+    with (
+        served(env, log, free_port(), "--no-meter") as a,
+        served(env, log, free_port(), "--no-meter") as b,
+    ):
+        async with httpx.AsyncClient(timeout=10) as http:
+            ring = await http.post(f"{a}/v1/calls", json={"host_id": host.id}, headers=as_client)
+            assert ring.status_code == 201, ring.text
+            call_id = ring.json()["call"]["id"]
+            events = f"{b}/v1/calls/{call_id}/events"
+            async with (
+                http.stream("GET", events, headers=as_client) as client_response,
+                http.stream("GET", events, headers=as_host) as host_response,
+            ):
+                client_stream, host_stream = Stream(client_response), Stream(host_response)
+                assert (await client_stream.until("call", lambda c: True))["status"] == "ringing"
+                await host_stream.until("call", lambda c: True)
+
+                started = time.monotonic()
+                r = await http.post(f"{a}/v1/calls/{call_id}/accept", headers=as_host)
+                assert r.status_code == 200, r.text
+                await client_stream.until("call", lambda c: c["status"] == "connecting")
+                accepted = time.monotonic() - started
+
+                started = time.monotonic()
+                offer = {"type": "offer", "payload": {"sdp": "v=0 offer", "type": "offer"}}
+                r = await http.post(f"{a}/v1/calls/{call_id}/signal", json=offer, headers=as_client)
+                assert r.status_code == 202, r.text
+                signal = await host_stream.until("signal", lambda s: True)
+                signalled = time.monotonic() - started
+                assert signal["payload"] == offer["payload"]
+
+                started = time.monotonic()
+                r = await http.post(f"{a}/v1/calls/{call_id}/end", headers=as_client)
+                assert r.status_code == 200, r.text
+                final = await client_stream.until("call", lambda c: c["status"] == "ended")
+                ended = time.monotonic() - started
+                assert final["end_reason"] is not None
+    assert max(accepted, signalled, ended) < DELIVERY_BOUND_SECONDS, (
+        accepted,
+        signalled,
+        ended,
+    )
+
+
+async def test_a_reconnect_resumes_after_the_last_signal(runtime: Runtime) -> None:
+    """Signals are delivered once to a stream, and a new stream asking to resume after
+    signal n gets exactly those after n (the browser sends Last-Event-ID: s<n>)."""
+    from callmeter.app import create_app
+    from tests.calls.driver import CallDriver
+
+    app = create_app(runtime=runtime)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+        driver = CallDriver(http, runtime, runtime.clock)  # type: ignore[arg-type]
+        caller, host = await driver.party(Role.client, 50), await driver.party(Role.host)
+        call = await driver.ring(caller, host)
+        await driver.post(f"/v1/calls/{call['id']}/accept", host)
+        for n in range(3):
+            body = {"type": "ice", "payload": {"candidate": f"c{n}"}}
+            r = await driver.post(f"/v1/calls/{call['id']}/signal", caller, body)
+            assert r.status_code == 202, r.text
+        feed = call_feed(runtime)
+        first = feed.watch(call["id"], host.user.id, after_signal=0)
+        update = await asyncio.wait_for(first.next(), 5)
+        sent = [s.id for s in update.signals]
+        assert len(sent) == 3
+        assert update.call is not None
+        resumed = feed.watch(call["id"], host.user.id, after_signal=resume_after(f"s{sent[0]}"))
+        update = await asyncio.wait_for(resumed.next(), 5)
+        assert [s.id for s in update.signals] == sent[1:]
+        body = {"type": "ice", "payload": {"candidate": "c3"}}
+        r = await driver.post(f"/v1/calls/{call['id']}/signal", caller, body)
+        assert r.status_code == 202, r.text
+        assert [s.payload for s in await _signals(first)] == [{"candidate": "c3"}]
+        feed.unwatch(first)
+        feed.unwatch(resumed)
+        assert isinstance(feed, CallFeed)
+        assert feed.watching == 0
+
+
+async def _signals(watcher: Watcher) -> list[CallSignal]:
+    """The next signals ``watcher`` gets (call updates in between are skipped)."""
+    while True:
+        update = await asyncio.wait_for(watcher.next(), 5)
+        if update.signals:
+            return update.signals
+
+
+def test_last_event_id_is_read_strictly() -> None:
+    assert resume_after("s42") == 42
+    for bad in (None, "", "42", "s", "s-1", "s4x", "x42", "s" + "9" * 19):
+        assert resume_after(bad) == 0
