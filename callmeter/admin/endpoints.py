@@ -85,7 +85,7 @@ async def list_calls(
     found = await queries.list_calls(
         session, user_id=None, status=status_filter, limit=limit + 1, before=before
     )
-    return CallsPage.of(found, limit, runtime.clock.now())
+    return CallsPage.of(found, limit, runtime.clock.now(), runtime.settings)
 
 
 @router.post("/calls/{call_id}/end")
@@ -96,7 +96,7 @@ async def end_call(
     were last known present (a deadline the call already passed decides instead). Idempotent."""
     now = runtime.clock.now()
     call = await calls.admin_end(session, call_id=call_id, settings=runtime.settings, now=now)
-    return CallEnvelope(call=CallOut.of(call, now))
+    return CallEnvelope(call=CallOut.of(call, now, runtime.settings))
 
 
 @router.post("/calls/{call_id}/refund")
@@ -118,7 +118,7 @@ async def refund_call(
             session, call_id=call_id, amount=body.amount, reason=body.reason, now=now
         )
         return status.HTTP_200_OK, RefundOut(
-            call=CallOut.of(call, now), refunded=refunded
+            call=CallOut.of(call, now, runtime.settings), refunded=refunded
         ).model_dump(mode="json")
 
     stored = await run_once(

@@ -6,9 +6,10 @@ from typing import Annotated
 
 from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from callmeter.auth import service
-from callmeter.auth.tokens import read_access_token
+from callmeter.auth.tokens import TokenClaims, read_access_token
 from callmeter.errors import Forbidden, NotAuthenticated
 from callmeter.kit.deps import RuntimeDep, SessionDep
 from callmeter.models import Role, User
@@ -16,18 +17,32 @@ from callmeter.models import Role, User
 bearer = HTTPBearer(auto_error=False, description="an access token from POST /v1/auth/login")
 
 
-async def get_current_user(
+async def get_claims(
     runtime: RuntimeDep,
-    session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-) -> User:
+) -> TokenClaims:
+    """A valid, unexpired access token's claims (no database read)."""
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise NotAuthenticated()
-    claims = read_access_token(
+    return read_access_token(
         credentials.credentials,
         secret=runtime.settings.secret_key,
         now=runtime.clock.now(),
     )
+
+
+# For hot paths that check who may act against the row they act on (a heartbeat matches
+# the token's user against the call's party); anything else declares CurrentUser.
+CurrentClaims = Annotated[TokenClaims, Depends(get_claims)]
+
+
+async def get_current_user(session: SessionDep, claims: CurrentClaims) -> User:
+    return await user_of(session, claims)
+
+
+async def user_of(session: AsyncSession, claims: TokenClaims) -> User:
+    """The user a token names (401 when there is none), for a path that started from
+    :data:`CurrentClaims`."""
     return await service.user_for_token(session, claims.user_id)
 
 

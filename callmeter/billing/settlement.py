@@ -186,6 +186,23 @@ def presence_lost(call: Any, now: datetime, heartbeat_timeout: int) -> bool:
     return horizon is not None and now >= horizon + timedelta(seconds=heartbeat_timeout)
 
 
+HEARTBEAT_SETTING_UP_SECONDS = 2  # ringing or connecting: billing starts on media reports
+HEARTBEAT_MAX_SECONDS = 15
+
+
+def heartbeat_period(status: str, heartbeat_timeout: int) -> int:
+    """Seconds between a party's heartbeats, as the server asks of clients: three a timeout
+    while active (two may be lost before a party counts as gone), at most 15 s — a charge
+    does not wait for it (clients also beat just after each boundary); faster while the
+    call is being set up; 0 once it ended."""
+    if status == CallStatus.ended:
+        return 0
+    period = max(1, min(heartbeat_timeout // 3, HEARTBEAT_MAX_SECONDS))
+    if status != CallStatus.active:
+        return min(period, HEARTBEAT_SETTING_UP_SECONDS)
+    return period
+
+
 def billing_horizon(call: Any) -> datetime:
     """The latest moment an active call may be billed to: its presence horizon (its start
     while a party has not been seen yet)."""

@@ -6,10 +6,15 @@ from fastapi import APIRouter, Header, Request, status
 from sse_starlette import EventSourceResponse
 
 from callmeter.auth import service as auth_service
-from callmeter.auth.dependencies import ClientUser, CurrentUser, HostUser
+from callmeter.auth.dependencies import ClientUser, CurrentClaims, CurrentUser, HostUser, user_of
 from callmeter.auth.tokens import read_access_token
 from callmeter.calls import blocks, queries, service, webhooks
-from callmeter.calls.events import CallEventsResponse, call_events, take_stream_slot
+from callmeter.calls.events import (
+    CallEventsResponse,
+    call_events,
+    resume_after,
+    take_stream_slot,
+)
 from callmeter.calls.media import media_for
 from callmeter.calls.schemas import (
     BeaconEndIn,
@@ -101,7 +106,8 @@ async def create_call(
         expected_rate=body.expected_rate,
     )
     return CallWithMedia(
-        call=CallOut.of(call, now), media=media_for(call, client, livekit_client(runtime))
+        call=CallOut.of(call, now, runtime.settings),
+        media=media_for(call, client, livekit_client(runtime)),
     )
 
 
@@ -117,7 +123,7 @@ async def list_calls(
     calls = await queries.list_calls(
         session, user_id=user.id, status=None, limit=limit + 1, before=before
     )
-    return CallsPage.of(calls, limit, runtime.clock.now())
+    return CallsPage.of(calls, limit, runtime.clock.now(), runtime.settings)
 
 
 @router.get("/{call_id}")
@@ -126,7 +132,7 @@ async def get_call(
 ) -> CallEnvelope:
     """A call you are a party of (admins: any call)."""
     call = await service.get_visible_call(session, user, call_id)
-    return CallEnvelope(call=CallOut.of(call, runtime.clock.now()))
+    return CallEnvelope(call=CallOut.of(call, runtime.clock.now(), runtime.settings))
 
 
 @router.post("/{call_id}/accept")
@@ -146,7 +152,8 @@ async def accept_call(
         livekit=livekit_client(runtime),
     )
     return CallWithMedia(
-        call=CallOut.of(call, now), media=media_for(call, user, livekit_client(runtime))
+        call=CallOut.of(call, now, runtime.settings),
+        media=media_for(call, user, livekit_client(runtime)),
     )
 
 
@@ -161,28 +168,38 @@ async def decline_call(
     call = await service.decline(
         session, user=user, call_id=call_id, settings=runtime.settings, now=now
     )
-    return CallEnvelope(call=CallOut.of(call, now))
+    return CallEnvelope(call=CallOut.of(call, now, runtime.settings))
 
 
 @router.post("/{call_id}/heartbeat")
 async def heartbeat(
     call_id: CallId,
     body: HeartbeatIn,
-    user: CurrentUser,
+    claims: CurrentClaims,
     runtime: RuntimeDep,
     session: SessionDep,
 ) -> CallEnvelope:
-    """Either party, every few seconds: still here, and whether remote media plays."""
+    """Either party, every `heartbeat_seconds` of the call: still here, and whether remote
+    media plays."""
     now = runtime.clock.now()
-    call = await service.heartbeat(
+    call = await service.quick_heartbeat(
         session,
-        user=user,
+        user_id=claims.user_id,
+        role=claims.role,
         call_id=call_id,
-        media_connected=body.media_connected,
         settings=runtime.settings,
         now=now,
     )
-    return CallEnvelope(call=CallOut.of(call, now))
+    if call is None:
+        call = await service.heartbeat(
+            session,
+            user=await user_of(session, claims),
+            call_id=call_id,
+            media_connected=body.media_connected,
+            settings=runtime.settings,
+            now=now,
+        )
+    return CallEnvelope(call=CallOut.of(call, now, runtime.settings))
 
 
 @router.post("/{call_id}/end")
@@ -194,7 +211,7 @@ async def end_call(
     call = await service.end(
         session, user=user, call_id=call_id, settings=runtime.settings, now=now
     )
-    return CallEnvelope(call=CallOut.of(call, now))
+    return CallEnvelope(call=CallOut.of(call, now, runtime.settings))
 
 
 @router.post("/{call_id}/beacon-end")
@@ -209,7 +226,7 @@ async def beacon_end(
     call = await service.end(
         session, user=user, call_id=call_id, settings=runtime.settings, now=now
     )
-    return CallEnvelope(call=CallOut.of(call, now))
+    return CallEnvelope(call=CallOut.of(call, now, runtime.settings))
 
 
 @router.post("/{call_id}/signal", status_code=status.HTTP_202_ACCEPTED)
@@ -267,7 +284,14 @@ async def events(
     await service.get_visible_call(session, user, call_id)
     slot = take_stream_slot(runtime, user_id=user.id, call_id=call_id)
     return CallEventsResponse(
-        call_events(runtime, request, call_id=call_id, user_id=user.id), slot=slot, ping=15
+        call_events(
+            runtime,
+            call_id=call_id,
+            user_id=user.id,
+            after_signal=resume_after(request.headers.get("last-event-id")),
+        ),
+        slot=slot,
+        ping=15,
     )
 
 

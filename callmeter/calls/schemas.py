@@ -5,7 +5,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
-from callmeter.billing.settlement import billable_seconds
+from callmeter.billing.settlement import billable_seconds, heartbeat_period
+from callmeter.config import Settings
 from callmeter.kit.text import Coins, InputModel, Note, PositiveId
 from callmeter.models import Call, CallStatus
 
@@ -32,9 +33,13 @@ class CallOut(BaseModel):
     next_charge_at: datetime | None
     warning: Literal["low_balance"] | None
     refunded: int
+    heartbeat_seconds: int = Field(
+        description="how often each party should heartbeat now (0 once ended); a client "
+        "also beats just after each next_charge_at"
+    )
 
     @classmethod
-    def of(cls, call: Call, now: datetime) -> CallOut:
+    def of(cls, call: Call, now: datetime, settings: Settings) -> CallOut:
         billed = call.billed_seconds
         if call.status == CallStatus.active and call.started_at is not None:
             # live, for display: up to now, never past what is paid or both were present
@@ -61,6 +66,7 @@ class CallOut(BaseModel):
             next_charge_at=call.next_charge_at,
             warning=call.warning,
             refunded=call.refunded,
+            heartbeat_seconds=heartbeat_period(call.status, settings.heartbeat_timeout_seconds),
         )
 
 
@@ -85,10 +91,10 @@ class CallsPage(BaseModel):
     next_before: int | None
 
     @classmethod
-    def of(cls, calls: list[Call], limit: int, now: datetime) -> CallsPage:
+    def of(cls, calls: list[Call], limit: int, now: datetime, settings: Settings) -> CallsPage:
         """A page from ``limit + 1`` calls read newest first (the extra one says whether
         there is a next page)."""
-        items = [CallOut.of(c, now) for c in calls[:limit]]
+        items = [CallOut.of(c, now, settings) for c in calls[:limit]]
         return cls(items=items, next_before=items[-1].id if len(calls) > limit else None)
 
 

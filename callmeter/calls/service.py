@@ -287,6 +287,39 @@ async def decline_ringing(
     return call
 
 
+PRESENCE_COALESCE = timedelta(seconds=1)  # a party's last-seen moves at most once a second
+
+
+async def quick_heartbeat(
+    session: AsyncSession, *, user_id: int, role: str, call_id: int, settings: Settings,
+    now: datetime,
+) -> Call | None:  # fmt: skip
+    """Most heartbeats only say "still here" on an active call with nothing due: that is one
+    ``UPDATE … RETURNING`` of the party's last-seen (or, when it was recorded less than
+    ``PRESENCE_COALESCE`` ago, one read and no write), with no user read and no lock taken
+    first. None when the heartbeat needs :func:`heartbeat` — a call being set up, a charge,
+    paid time or a deadline due, a LiveKit party not in the room, not a party, no such call.
+    The same rules decide either way: the conditions are those under which :func:`heartbeat`
+    would do nothing but :func:`presence.saw`, checked again on the row it returns."""
+    if role not in ("client", "host"):
+        return None
+    check = repository.PresenceCheck(
+        call_id=call_id,
+        party=role,
+        user_id=user_id,
+        now=now,
+        timeout=timedelta(seconds=settings.heartbeat_timeout_seconds),
+        look=timedelta(seconds=settings.livekit_reconcile_seconds),
+        coalesce=PRESENCE_COALESCE,
+    )
+    call = await repository.record_presence(session, check)
+    if call is None:
+        call = await repository.recently_present(session, check)
+    if call is None or charge_pending(call, now) or passed_deadline(call, now, settings):
+        return None
+    return call
+
+
 async def heartbeat(
     session: AsyncSession,
     *,

@@ -49,7 +49,7 @@ async def main(url: str, call_id: int, now: datetime, n: int) -> None:
             ended = await service.end(
                 session, user=user, call_id=call_id, settings=runtime.settings, now=now
             )
-            return CallOut.of(ended, now)
+            return CallOut.of(ended, now, runtime.settings)
 
         return await run_in_transaction(runtime.sessionmaker, work)
 

@@ -41,6 +41,8 @@ export interface Call {
   next_charge_at: string | null;
   warning: "low_balance" | null;
   refunded: number;
+  /** How often to heartbeat now, as the server asks (0 once ended). */
+  heartbeat_seconds: number;
 }
 
 export interface Media {

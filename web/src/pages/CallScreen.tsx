@@ -9,11 +9,12 @@ import { LiveKitMedia } from "../media/livekit";
 import { P2PMedia, type SignalMessage } from "../media/p2p";
 import { loadMedia } from "../session";
 
-/** Heartbeats every few seconds, faster for short billing intervals: charges wait until
- * both parties were last seen past a boundary, so this bounds how late a charge lands. */
-export function heartbeatPeriodMs(intervalSeconds: number | undefined): number {
-  if (!intervalSeconds) return 2000;
-  return Math.min(5000, Math.max(500, (intervalSeconds * 1000) / 2));
+/** How often to heartbeat: what the server asks for in the call (faster while the call is
+ * being set up, a few beats a heartbeat timeout while active), 2 s until it is known. A
+ * beat just after each billing boundary comes on top, so a charge never waits for it. */
+export function heartbeatPeriodMs(heartbeatSeconds: number | undefined): number {
+  if (!heartbeatSeconds || heartbeatSeconds < 0) return 2000;
+  return Math.min(60_000, Math.max(500, heartbeatSeconds * 1000));
 }
 
 /** Whether remote video really plays: it has a size and its clock moves. */
@@ -138,7 +139,7 @@ export function CallScreen() {
   }, [isClient, call?.status, call]);
 
   // Heartbeats: still here, and whether the other side's media plays.
-  const period = heartbeatPeriodMs(call?.interval_seconds);
+  const period = heartbeatPeriodMs(call?.heartbeat_seconds);
   const lastFrame = useRef({ t: 0 });
   const beat = useCallback(() => {
     if (ended.current) return;
