@@ -168,13 +168,31 @@ def _configure_sqlite(engine: AsyncEngine, *, busy_timeout_ms: int) -> None:
         readonly = conn.get_execution_options().get(READ_ONLY, False)
         conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
+    @event.listens_for(engine.sync_engine, "before_cursor_execute")
+    def _refuse_writes_when_reading(conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        # A reader that wrote would take the write lock mid-transaction, the upgrade
+        # BEGIN IMMEDIATE exists to avoid (PostgreSQL's READ ONLY transactions refuse too).
+        if not conn.get_execution_options().get(READ_ONLY, False):
+            return
+        if statement.lstrip()[:6].upper() in ("INSERT", "UPDATE", "DELETE"):
+            raise ReadOnlyViolation(f"a write in a read-only transaction: {statement[:80]}")
+
+
+class ReadOnlyViolation(RuntimeError):
+    """A read-only session tried to write (a bug: the code chose the wrong session)."""
+
 
 def create_sessionmaker(
     engine: AsyncEngine, *, read_only: bool = False
 ) -> async_sessionmaker[AsyncSession]:
     """Sessions on ``engine``; ``read_only`` ones must not write (on SQLite they take no
     write lock, so they never wait for or block a writer)."""
-    bind = engine.execution_options(**{READ_ONLY: True}) if read_only else engine
+    if not read_only:
+        return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+    options: dict[str, Any] = {READ_ONLY: True}
+    if engine.dialect.name == "postgresql":
+        options["postgresql_readonly"] = True  # BEGIN READ ONLY: the server refuses writes
+    bind = engine.execution_options(**options)
     return async_sessionmaker(bind, expire_on_commit=False, autoflush=False)
 
 

@@ -19,11 +19,19 @@ async def get_runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-async def get_session(runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
+READING_METHODS = frozenset({"GET", "HEAD"})
+
+
+async def get_session(runtime: RuntimeDep, request: Request) -> AsyncIterator[AsyncSession]:
     """The request owns the transaction: commit when the endpoint returns, roll back when
     it raises. ``scope="function"`` below makes the commit happen before the response is
-    sent, so a client never sees success for work that was not committed."""
-    async with runtime.sessionmaker() as session:
+    sent, so a client never sees success for work that was not committed.
+
+    A GET or HEAD reads: its transaction is read-only (PostgreSQL ``BEGIN READ ONLY``; on
+    SQLite a plain ``BEGIN`` that takes no write lock, so reads never queue behind writes)."""
+    read = request.method in READING_METHODS
+    maker = runtime.read_sessionmaker if read else runtime.sessionmaker
+    async with maker() as session:
         try:
             yield session
         except BaseException:
