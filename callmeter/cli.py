@@ -71,36 +71,67 @@ def _run(work: Callable[[Runtime], Awaitable[T]], *, long_statements: bool = Fal
 def serve(
     host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port to listen on", min=1, max=65535)] = 8000,
+    workers: Annotated[
+        int,
+        typer.Option(
+            help="API processes sharing the port; more than 1 also starts the meter as one "
+            "`callmeter worker` process (unless --no-meter)",
+            min=1,
+            max=64,
+        ),
+    ] = 1,
     no_meter: Annotated[
         bool, typer.Option("--no-meter", help="do not run the meter loop in this process")
     ] = False,
+    fd: Annotated[
+        int | None, typer.Option(hidden=True, help="serve on this inherited listening socket")
+    ] = None,
 ) -> None:
     """Serve the HTTP API (and, unless --no-meter, the meter loop)."""
+    settings = _settings()
+    if workers > 1:
+        from callmeter.kit.supervise import supervise
+
+        meter = "without" if no_meter else "with one worker process for the"
+        console.print(
+            f"callmeter serving on [bold]http://{host}:{port}[/bold] ({settings.env}, "
+            f"{workers} API processes, {meter} meter)"
+        )
+        raise typer.Exit(supervise(host, port, workers=workers, meter=not no_meter))
+    _serve_one(settings, host, port, meter=not no_meter, fd=fd)
+
+
+def _serve_one(settings: Settings, host: str, port: int, *, meter: bool, fd: int | None) -> None:
+    import socket
+
     import uvicorn
 
     from callmeter.app import create_app
     from callmeter.kit.http_server import RequestLimits, limited_http_protocol
     from callmeter.kit.memory import freeze_startup_objects
 
-    settings = _settings()
-    meter = "without" if no_meter else "with"
-    console.print(
-        f"callmeter serving on [bold]http://{host}:{port}[/bold] ({settings.env}, {meter} meter)"
-    )
+    if fd is None:
+        console.print(
+            f"callmeter serving on [bold]http://{host}:{port}[/bold] ({settings.env}, "
+            f"{'with' if meter else 'without'} meter)"
+        )
     limits = RequestLimits(
         max_header_bytes=settings.max_header_bytes,
         max_header_count=settings.max_header_count,
         read_timeout_seconds=settings.request_read_timeout_seconds,
     )
-    app_ = create_app(settings, meter=not no_meter)
-    freeze_startup_objects()
-    uvicorn.run(
+    app_ = create_app(settings, meter=meter)
+    config = uvicorn.Config(
         app_,
         host=host,
         port=port,
-        log_level="info",
+        log_level="info" if fd is None else "warning",
         http=limited_http_protocol(limits),
     )
+    server = uvicorn.Server(config)
+    freeze_startup_objects()
+    sockets = None if fd is None else [socket.socket(fileno=fd)]
+    server.run(sockets=sockets)
 
 
 @app.command()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -155,3 +157,67 @@ def test_served_api_logs_in_a_demo_user(server: str) -> None:
     )
     assert me.json()["wallet"] == {"balance": 500, "held": 0, "available": 500}
     assert httpx.get(f"{server}/openapi.json").json()["info"]["title"] == "callmeter"
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (from /proc)."""
+    found = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(
+                line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line
+            )
+        except OSError:  # the process ended while we looked
+            continue
+        if fields.get("PPid", "").strip() == str(pid):
+            found.append(int(status.parent.name))
+    return found
+
+
+@pytest.mark.slow
+def test_serve_with_workers_runs_api_processes_and_one_meter(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    run(env, "migrate")
+    run(env, "demo")
+    port = free_port()
+    log = tmp_path / "workers.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [*CALLMETER, "serve", "--port", str(port), "--workers", "2"],
+            env=env,
+            stdout=out,
+            stderr=out,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while len(_children(proc.pid)) < 3 or not _ready(base):
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        commands = {pid: Path(f"/proc/{pid}/cmdline").read_bytes() for pid in _children(proc.pid)}
+        assert sum(b"--fd" in c for c in commands.values()) == 2  # two API processes, one port
+        assert sum(b"worker" in c for c in commands.values()) == 1  # and one meter
+        for _ in range(20):  # every request is answered, whichever process takes it
+            login = {"username": "alice", "password": "callmeter-demo"}
+            assert httpx.post(f"{base}/v1/auth/login", json=login).status_code == 200
+        api = next(pid for pid, c in commands.items() if b"--fd" in c)
+        os.kill(api, signal.SIGKILL)  # a crashed API process is started again
+        deadline = time.monotonic() + 20
+        while api in _children(proc.pid) or len(_children(proc.pid)) < 3:
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        assert _ready(base)
+        children = _children(proc.pid)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+    assert proc.returncode == 0
+    assert all(not Path(f"/proc/{pid}").exists() for pid in children)  # none left behind
+
+
+def _ready(base: str) -> bool:
+    try:
+        return httpx.get(f"{base}/readyz", timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False

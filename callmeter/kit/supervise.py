@@ -1,0 +1,93 @@
+"""`callmeter serve --workers N`: N API processes on one listening socket, and the meter.
+
+The parent binds the port once and hands the socket to N children, each a plain
+`callmeter serve --fd … --no-meter` (so every API process runs exactly the code a single
+one does, request limits included); the kernel spreads connections among them. Unless told
+otherwise it also starts one `callmeter worker`, the only meter. A child that dies is
+started again (after a pause if it keeps dying); SIGINT or SIGTERM stops them all.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+
+RESTART_PAUSE_SECONDS = 1.0
+STOP_GRACE_SECONDS = 10.0
+
+
+@dataclass
+class _Child:
+    name: str
+    command: list[str]
+    pass_fds: tuple[int, ...]
+    process: subprocess.Popen[bytes] | None = None
+    started_at: float = field(default=0.0)
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(self.command, pass_fds=self.pass_fds)  # noqa: S603
+        self.started_at = time.monotonic()
+
+
+def _listening_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def supervise(host: str, port: int, *, workers: int, meter: bool) -> int:
+    """Run the children until SIGINT/SIGTERM; returns the exit code."""
+    sock = _listening_socket(host, port)
+    command = [sys.executable, "-m", "callmeter"]
+    fd = sock.fileno()
+    children = [
+        _Child(f"api-{n}", [*command, "serve", "--fd", str(fd), "--no-meter"], (fd,))
+        for n in range(1, workers + 1)
+    ]
+    if meter:
+        children.append(_Child("meter", [*command, "worker"], ()))
+    stopping = False
+
+    def stop(_signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    for child in children:
+        child.start()
+    try:
+        while not stopping:
+            time.sleep(0.2)
+            for child in children:
+                assert child.process is not None
+                code = child.process.poll()
+                if code is None or stopping:
+                    continue
+                print(f"{child.name} exited with {code}; starting it again", file=sys.stderr)
+                if time.monotonic() - child.started_at < RESTART_PAUSE_SECONDS * 5:
+                    time.sleep(RESTART_PAUSE_SECONDS)
+                child.start()
+    finally:
+        for child in children:
+            if child.process is not None and child.process.poll() is None:
+                child.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
+        for child in children:
+            if child.process is None:
+                continue
+            try:
+                child.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.process.kill()
+                child.process.wait()
+        sock.close()
+    return 0
