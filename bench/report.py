@@ -147,8 +147,9 @@ def write_report(results: dict[str, Any], out: Path) -> None:
         "Method: one `callmeter serve --no-meter` process (uvicorn, one event loop) with 256",
         "active calls; wrk (2 threads) on loopback sends heartbeats round-robin over the",
         "calls with each client's token, then the bare JSON endpoint `/healthz` of the same",
-        "server, same connections and duration. A heartbeat authenticates the token, loads",
-        "the user, locks the call row, records presence and commits.",
+        "server, same connections and duration. Most heartbeats here are the cheap kind: the",
+        "token checked, one `UPDATE … RETURNING` of the party's last-seen, a commit (or, when",
+        "the same party beat less than 1 s before, one read).",
         "",
         "| database | connections | heartbeat req/s | p50 | p99 | non-2xx | /healthz req/s "
         "| p50 | p99 | heartbeat ÷ bare |",
@@ -162,6 +163,7 @@ def write_report(results: dict[str, Any], out: Path) -> None:
             f"| {_fmt(bare['rps'])} | {bare['p50_ms']:.1f} ms | {bare['p99_ms']:.1f} ms "
             f"| {row['ratio']:.2f} |"
         )
+    lines += _capacity(results)
     lines += ["", _targets(results), "", LIMITS, "", SCALING]
     (out / "benchmarks.md").write_text("\n".join(lines))
 
@@ -178,15 +180,48 @@ LIMITS = """\
   connection: against pgbench with one client it is several times ahead (one commit per
   1,000 charges); against eight it is about even, because a charge writes ten rows where
   a pgbench -N transaction writes three.
-- **Heartbeats vs a bare endpoint**: a heartbeat is a write transaction — the user behind
-  the token, the call row locked, presence updated, a commit (WAL flush) — through
-  FastAPI, pydantic and the SQLAlchemy ORM, ~3 ms of CPU in one uvicorn process; the bare
-  endpoint does none of it. Found and fixed while measuring: a plain-function dependency
-  that FastAPI ran in its thread pool on every request (+35% heartbeats/s). Next steps
-  not taken: several server processes per node, a Core-level heartbeat (one `UPDATE …
-  RETURNING` instead of ORM load + flush), caching the token's user. On SQLite every
-  request also queues on the single write lock, hence its p99.
+- **Heartbeats vs a bare endpoint**: a heartbeat is still a write transaction through
+  FastAPI and pydantic — the token checked, one `UPDATE … RETURNING`, a commit (WAL flush)
+  — where the bare endpoint does none of it; the heartbeat no longer reads the user or
+  locks the call first, and the ORM load-modify-flush is gone from it (issue 15). More
+  processes per node (`serve --workers N`) multiply both figures while cores remain. On
+  SQLite every write still queues on the single write lock, hence its p99.
 """
+
+
+def _capacity(results: dict[str, Any]) -> list[str]:
+    found = results.get("capacity")
+    if not found:
+        return []
+    lines = [
+        "",
+        "## 4. Capacity: concurrent calls on this machine",
+        "",
+        f"`python -m bench.capacity`: N calls on PostgreSQL behind `callmeter serve --workers "
+        f"{found['workers']}` (and its meter worker), all on this machine with the load",
+        "generator. Per call, the web client's traffic: two parties heartbeating every",
+        "`heartbeat_seconds` (10 s) and just after each boundary, two open event streams; the",
+        "boundaries of the N calls spread over a minute. A size passes with heartbeat p99 ≤",
+        "100 ms, no errors, every charge on both streams within 1 s of its commit (p99), charge",
+        "lag p99 ≤ 1 s, the ledger check and every call charged once per boundary. Sizes run in",
+        "turn until one fails. *Idle tx/s*: the database's transactions per second with every",
+        "stream open and nobody heartbeating (the cost of the streams themselves).",
+        "",
+        f"**Capacity: {_fmt(found['capacity'])} concurrent calls.**",
+        "",
+        "| N | streams | heartbeats/s | p50 | p99 | charges | lag p99 | delivery p50 | "
+        "delivery p99 | idle tx/s | errors | ledger | |",
+        "|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|---|",
+    ]
+    for r in found["runs"]:
+        lines.append(
+            f"| {_fmt(r['n'])} | {_fmt(r['streams_open'])} | {_fmt(r['heartbeat_rate'])} "
+            f"| {r['heartbeat_p50_ms']:.1f} ms | {r['heartbeat_p99_ms']:.1f} ms "
+            f"| {_fmt(r['charges'])} | {r['lag_p99']:.2f} s | {r['delivery_p50']:.2f} s "
+            f"| {r['delivery_p99']:.2f} s | {r['idle_tps_with_streams']:.1f} | {r['errors']} "
+            f"| {'ok' if r['ledger_ok'] else 'FAILED'} | {'pass' if r['passed'] else 'fail'} |"
+        )
+    return lines
 
 
 def _targets(results: dict[str, Any]) -> str:
@@ -236,7 +271,8 @@ def _plot(results: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
+    capacity = results.get("capacity")
+    fig, axes = plt.subplots(1, 4 if capacity else 3, figsize=(18 if capacity else 14, 4.2))
     for database, marker in (("PostgreSQL", "o"), ("SQLite", "s")):
         rows = sorted((r for r in results["burst"] if r["database"] == database),
                       key=lambda r: r["n"])  # fmt: skip
@@ -256,13 +292,27 @@ def _plot(results: dict[str, Any], path: Path) -> None:
                          xytext=(2, 2), textcoords="offset points")  # fmt: skip
     titles = ("interval charges per second", "lag from due to charged (s)",
               "meter worker peak RSS above idle (MB)")  # fmt: skip
-    for ax, title in zip(axes, titles, strict=True):
+    for ax, title in zip(axes, titles, strict=False):
         ax.set_xscale("log")
         ax.set_xlabel("active calls crossing one boundary")
         ax.set_title(title, fontsize=10)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7)
     axes[0].set_yscale("log")
+    if capacity:
+        runs = capacity["runs"]
+        n = [r["n"] for r in runs]
+        axes[3].plot(n, [r["heartbeat_p99_ms"] for r in runs], marker="o",
+                     label="heartbeat p99 (ms)")  # fmt: skip
+        axes[3].plot(n, [r["delivery_p99"] * 1000 for r in runs], marker="s",
+                     label="charge on both streams p99 (ms)")  # fmt: skip
+        axes[3].axhline(100, linestyle="--", linewidth=0.8, color="grey")
+        axes[3].set_xscale("log")
+        axes[3].set_yscale("log")
+        axes[3].set_xlabel("concurrent calls (2 streams, 2 heartbeating parties each)")
+        axes[3].set_title("capacity: latency under the web client's load", fontsize=10)
+        axes[3].grid(True, which="both", alpha=0.3)
+        axes[3].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -357,6 +357,10 @@ async def main() -> None:
     parser.add_argument("--tick-seconds", type=float, default=0.25)
     parser.add_argument("--skip-steady", action="store_true")
     parser.add_argument("--skip-api", action="store_true")
+    parser.add_argument("--skip-capacity", action="store_true")
+    parser.add_argument("--capacity-sizes", default="250,500,1000,2000,4000,10000")
+    parser.add_argument("--capacity-seconds", type=float, default=120)
+    parser.add_argument("--capacity-workers", type=int, default=2)
     parser.add_argument("--out", default=str(ROOT / "docs"))
     args = parser.parse_args()
     for tool in ("pgbench", "wrk", "createdb"):
@@ -388,6 +392,18 @@ async def main() -> None:
                 await api(url, label, 256, args.api_connections, args.api_seconds)
                 for label, url in targets.items()
             ]
+        if not args.skip_capacity:
+            from bench.capacity import capacity
+
+            say(
+                f"4. capacity: N calls, two parties heartbeating and two event streams each, "
+                f"{args.capacity_seconds:.0f} s per N, `serve --workers "
+                f"{args.capacity_workers}` + the meter worker, PostgreSQL"
+            )
+            results["capacity"] = await capacity(
+                args.postgres, [int(s) for s in args.capacity_sizes.split(",")],
+                args.capacity_seconds, args.capacity_workers, Path(tmp) / "capacity.log",
+            )  # fmt: skip
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - once, after the measurements
     (out / "benchmarks.json").write_text(json.dumps(results, indent=1, default=str) + "\n")

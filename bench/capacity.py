@@ -1,0 +1,452 @@
+"""Capacity: how many concurrent calls one machine carries (issue 15).
+
+For N calls, replays what the web client does during a call — per call, two parties
+heartbeating at the period the server asks for (``heartbeat_seconds``) and once just after
+each billing boundary, and two open event streams — against `callmeter serve --workers W`
+(W API processes and one meter worker) on PostgreSQL, all on this machine, for a window of
+S seconds. The calls' boundaries are spread over the first minute, so the meter charges
+about N calls a minute. Passes when, over the window:
+
+* heartbeat p99 ≤ 100 ms and no errors (every heartbeat 200, no stream lost);
+* every charge reached both of its call's streams within 1 s of its commit (p99);
+* charge lag p99 ≤ 1 s (a charge's commit after its boundary, the meter's lag plus the
+  wait for the boundary heartbeat);
+* the ledger check passes and every call was charged exactly once per boundary it crossed.
+
+The load generator is this process (asyncio, plain sockets: HTTP/1.1 by hand so that it
+costs the machine as little as possible). It also measures the database's transactions per
+second with streams open and no heartbeats, to show that the fan-out does not poll per
+stream.
+
+    python -m bench.capacity --postgres URL --sizes 250,500,1000 --seconds 120
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import random
+import resource
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select, text
+
+from bench.run import PG_DEFAULT, free_port, fresh_database, say
+from bench.seed import seed_calls
+from callmeter.auth.tokens import issue_access_token
+from callmeter.config import PasswordHashProfile, Settings
+from callmeter.kit.db import create_engine, create_sessionmaker
+from callmeter.kit.runtime import password_hasher
+from callmeter.models import Call, Transfer
+from callmeter.payments.check import check_everything
+
+SECRET = "capacity-bench-secret-that-is-long-enough-for-hs256"
+HEARTBEAT_P99_MS = 100.0
+DELIVERY_P99_S = 1.0
+LAG_P99_S = 1.0
+BOUNDARY_BEAT_LAG_S = 0.4  # as the web client: a beat just after each boundary
+CONNECTIONS = 64  # keep-alive connections the heartbeats share
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+# --- HTTP/1.1 by hand -------------------------------------------------------------------
+
+
+class Connection:
+    """One keep-alive connection; one request at a time."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def post(self, path: str, token: str, body: bytes) -> tuple[int, bytes]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+        assert self.reader is not None
+        self.writer.write(
+            f"POST {path} HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {token}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        status_line = await self.reader.readline()
+        if not status_line:
+            self.writer = None
+            raise ConnectionError("closed")
+        length = 0
+        while (line := await self.reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.partition(b":")
+            if name.lower() == b"content-length":
+                length = int(value)
+        payload = await self.reader.readexactly(length)
+        return int(status_line.split()[1]), payload
+
+
+@dataclass
+class Load:
+    """What the load generator saw."""
+
+    beats: list[float] = field(default_factory=list)  # seconds per heartbeat
+    beat_errors: int = 0
+    stream_errors: int = 0
+    # (call id, charged) -> when each stream first showed it
+    seen_charged: dict[tuple[int, int], list[float]] = field(default_factory=dict)
+    heartbeat_seconds: dict[int, int] = field(default_factory=dict)
+    streams_open: int = 0
+
+
+async def stream(port: int, call_id: int, token: str, load: Load, stop: asyncio.Event) -> None:
+    """Hold one event stream open until ``stop``, noting when each ``charged`` value of the
+    call first arrives."""
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    except OSError:
+        load.stream_errors += 1
+        return
+    try:
+        writer.write(
+            f"GET /v1/calls/{call_id}/events HTTP/1.1\r\nHost: bench\r\n"
+            f"Authorization: Bearer {token}\r\nAccept: text/event-stream\r\n\r\n".encode()
+        )
+        status = await reader.readline()
+        if b" 200 " not in status:
+            load.stream_errors += 1
+            return
+        load.streams_open += 1
+        last = -1
+        while not stop.is_set():
+            line = await reader.readline()
+            if not line:
+                if not stop.is_set():
+                    load.stream_errors += 1
+                return
+            start = line.find(b'"charged":')
+            if line.startswith(b"data:") and start >= 0:
+                end = line.index(b",", start)
+                charged = int(line[start + 10 : end])
+                if charged != last:
+                    last = charged
+                    load.seen_charged.setdefault((call_id, charged), []).append(time.time())
+    except (OSError, asyncio.IncompleteReadError, ValueError):
+        if not stop.is_set():
+            load.stream_errors += 1
+    finally:
+        writer.close()
+
+
+async def heartbeats(
+    port: int,
+    parties: list[tuple[int, str, datetime]],
+    interval: int,
+    period: int,
+    load: Load,
+    until: float,
+) -> None:
+    """Every party heartbeats every ``period`` seconds (random phase) and just after each
+    of its call's boundaries (``parties``: call id, token, first boundary)."""
+    queue: asyncio.Queue[tuple[int, str]] = asyncio.Queue()
+    pool = [Connection(port) for _ in range(CONNECTIONS)]
+    body = b'{"media_connected": true}'
+
+    async def sender(connection: Connection) -> None:
+        while True:
+            call_id, token = await queue.get()
+            started = time.perf_counter()
+            try:
+                status, _ = await connection.post(f"/v1/calls/{call_id}/heartbeat", token, body)
+            except (OSError, ConnectionError, asyncio.IncompleteReadError):
+                status = 0
+                connection.writer = None
+            load.beats.append(time.perf_counter() - started)
+            if status != 200:
+                load.beat_errors += 1
+            queue.task_done()
+
+    loop = asyncio.get_running_loop()
+    wall_to_loop = loop.time() - time.time()
+    schedule: list[tuple[float, int, str, bool]] = []
+    now = time.time()
+    for call_id, token, boundary in parties:
+        for t in _periodic(now + random.uniform(0, period), period, until):
+            schedule.append((t, call_id, token, False))
+        first = boundary.timestamp() + BOUNDARY_BEAT_LAG_S
+        for t in _periodic(first, interval, until):
+            schedule.append((t, call_id, token, True))
+    schedule.sort()
+    senders = [asyncio.create_task(sender(c)) for c in pool]
+    try:
+        for t, call_id, token, _boundary in schedule:
+            delay = t + wall_to_loop - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            queue.put_nowait((call_id, token))
+        await queue.join()
+    finally:
+        for task in senders:
+            task.cancel()
+        for c in pool:
+            if c.writer is not None:
+                c.writer.close()
+
+
+def _periodic(start: float, every: float, until: float) -> list[float]:
+    out, t = [], start
+    while t < until:
+        out.append(t)
+        t += every
+    return out
+
+
+# --- the server -----------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def server(url: str, workers: int, log: Path) -> AsyncIterator[int]:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CALLMETER_")}
+    env.update(
+        CALLMETER_DATABASE_URL=url,
+        CALLMETER_SECRET_KEY=SECRET,
+        CALLMETER_PASSWORD_HASH_PROFILE="cheapest",
+        CALLMETER_MAX_STREAMS_PER_USER="4",
+    )
+    with log.open("ab") as out:
+        process = await asyncio.create_subprocess_exec(
+            str(Path(sys.executable).parent / "callmeter"), "serve", "--port", str(port),
+            *(["--workers", str(workers)] if workers > 1 else []),
+            env=env, stdout=out, stderr=out, start_new_session=True,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            with contextlib.suppress(OSError):
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.close()
+                break
+            if time.monotonic() > deadline or process.returncode is not None:
+                tail = log.read_text()[-2000:]  # noqa: ASYNC240 - failing anyway
+                raise RuntimeError(f"the server did not start: {tail}")
+            await asyncio.sleep(0.2)
+        await asyncio.sleep(1)  # every API process listening
+        yield port
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(process.wait(), 30)
+        except TimeoutError:
+            os.killpg(process.pid, signal.SIGKILL)
+            await process.wait()
+
+
+async def transactions(url: str) -> float:
+    """Committed and rolled-back transactions of this database so far."""
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as conn:
+            row = await conn.execute(
+                text(
+                    "SELECT xact_commit + xact_rollback FROM pg_stat_database "
+                    "WHERE datname = current_database()"
+                )
+            )
+            return float(row.scalar_one())
+    finally:
+        await engine.dispose()
+
+
+# --- one run --------------------------------------------------------------------------
+
+
+async def run_once(url: str, n: int, seconds: float, workers: int, log: Path) -> dict[str, Any]:
+    settings = Settings(database_url=url, password_hash_profile=PasswordHashProfile.cheapest)
+    interval, rate = settings.billing_interval_seconds, settings.default_rate
+    await fresh_database(url)
+    t0 = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=20)
+    engine = create_engine(url)
+    try:
+        seeded = await seed_calls(
+            engine, settings, password_hasher(PasswordHashProfile.cheapest), n,
+            started_at=lambda i: t0 - timedelta(seconds=interval) + timedelta(
+                seconds=interval * i / n),
+            last_seen_at=lambda i: t0, coins=rate * 1000,
+        )  # fmt: skip
+    finally:
+        await engine.dispose()
+    issued = datetime.now(UTC)
+
+    def token(user_id: int, role: str) -> str:
+        return issue_access_token(
+            user_id=user_id, role=role, secret=SECRET, now=issued, ttl_seconds=3600
+        )
+
+    parties: list[tuple[int, str, datetime]] = []
+    for call_id, client_id in zip(seeded.call_ids, seeded.client_ids, strict=True):
+        started = (
+            t0
+            - timedelta(seconds=interval)
+            + timedelta(seconds=interval * (call_id - seeded.call_ids[0]) / n)
+        )
+        boundary = started + timedelta(seconds=interval)
+        parties.append((call_id, token(client_id, "client"), boundary))
+        parties.append((call_id, token(client_id + 1, "host"), boundary))
+    load = Load()
+    stop = asyncio.Event()
+    result: dict[str, Any] = {"n": n, "workers": workers, "seconds": seconds}
+    async with server(url, workers, log) as port:
+        streams = []
+        for call_id, party_token, _ in parties:  # open them at a bounded pace
+            streams.append(asyncio.create_task(stream(port, call_id, party_token, load, stop)))
+            if len(streams) % 200 == 0:
+                await asyncio.sleep(0.05)
+        deadline = time.monotonic() + 30
+        while load.streams_open + load.stream_errors < len(parties):
+            if time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.1)
+        result["streams_open"] = load.streams_open
+        # the fan-out's cost: transactions per second with every stream open, nobody beating
+        idle_seconds = 5.0
+        before = await transactions(url)
+        await asyncio.sleep(idle_seconds)
+        result["idle_tps_with_streams"] = (await transactions(url) - before - 1) / idle_seconds
+        await asyncio.sleep(max(0.0, t0.timestamp() - time.time()))
+        window_start = time.time()
+        until = window_start + seconds
+        period = 10  # the active call's heartbeat_seconds at the default 30 s timeout
+        await heartbeats(port, parties, interval, period, load, until)
+        stop.set()
+        await asyncio.sleep(0.5)
+        for task in streams:
+            task.cancel()
+        await asyncio.gather(*streams, return_exceptions=True)
+    # what the ledger says
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(Transfer.call_id, Transfer.created_at)
+                    .where(Transfer.kind == "call_charge")
+                    .order_by(Transfer.call_id, Transfer.id)
+                )
+            ).all()
+            starts = {i: s for i, s in await conn.execute(select(Call.id, Call.started_at))}
+            charged = {i: c for i, c in await conn.execute(select(Call.id, Call.charged))}
+            result["charged_calls"] = (
+                await conn.execute(select(func.count()).where(Call.charged > 0))
+            ).scalar_one()
+        async with create_sessionmaker(engine)() as session:
+            report = await check_everything(session)
+            result["ledger_ok"] = report.ok
+            if not report.ok:
+                say(f"LEDGER CHECK FAILED: {report.problems[:5]}")
+    finally:
+        await engine.dispose()
+    lags, deliveries, missing, wrong = [], [], 0, 0
+    per_call: dict[int, list[datetime]] = {}
+    for call_id, created in rows:
+        per_call.setdefault(call_id, []).append(created)
+    for call_id, started in starts.items():
+        made = per_call.get(call_id, [])
+        crossed = 0
+        boundary = started + timedelta(seconds=interval)
+        while boundary.timestamp() + 1 < until:  # boundaries well inside the window
+            crossed += 1
+            boundary += timedelta(seconds=interval)
+        # the boundaries inside the window, and perhaps one in its last second
+        if len(made) not in (crossed, crossed + 1) or charged[call_id] != rate * len(made):
+            wrong += 1
+        for j, created in enumerate(made):
+            due = started + timedelta(seconds=interval * (j + 1))
+            lags.append((created - due).total_seconds())
+            seen = load.seen_charged.get((call_id, rate * (j + 1)), [])
+            if len(seen) < 2:
+                missing += 1
+            deliveries += [t - created.timestamp() for t in seen]
+    result.update(
+        heartbeats=len(load.beats),
+        heartbeat_rate=len(load.beats) / seconds,
+        heartbeat_p50_ms=percentile(load.beats, 0.5) * 1000,
+        heartbeat_p99_ms=percentile(load.beats, 0.99) * 1000,
+        heartbeat_max_ms=max(load.beats, default=float("nan")) * 1000,
+        errors=load.beat_errors + load.stream_errors,
+        charges=len(rows),
+        lag_p99=percentile(lags, 0.99),
+        delivery_p50=percentile(deliveries, 0.5),
+        delivery_p99=percentile(deliveries, 0.99),
+        deliveries_missing=missing,
+        calls_charged_wrongly=wrong,
+    )
+    result["passed"] = bool(
+        result["heartbeat_p99_ms"] <= HEARTBEAT_P99_MS
+        and result["delivery_p99"] <= DELIVERY_P99_S
+        and result["lag_p99"] <= LAG_P99_S
+        and result["errors"] == 0
+        and missing == 0
+        and wrong == 0
+        and result["ledger_ok"]
+        and result["streams_open"] == len(parties)
+    )
+    say(
+        f"  N={n:>6,} ({workers} API processes): heartbeat {result['heartbeat_rate']:,.0f}/s "
+        f"p50 {result['heartbeat_p50_ms']:.1f} ms p99 {result['heartbeat_p99_ms']:.1f} ms  "
+        f"charges {len(rows):,} lag p99 {result['lag_p99']:.2f} s  delivery p99 "
+        f"{result['delivery_p99']:.2f} s (missing {missing})  streams "
+        f"{result['streams_open']:,}/{len(parties):,}  errors {result['errors']}  idle "
+        f"{result['idle_tps_with_streams']:.1f} tx/s  ledger "
+        f"{'ok' if result['ledger_ok'] else 'FAILED'}  "
+        f"{'PASS' if result['passed'] else 'FAIL'}"
+    )
+    return result
+
+
+async def capacity(
+    url: str, sizes: list[int], seconds: float, workers: int, log: Path
+) -> dict[str, Any]:
+    """Run each size in turn until one fails; the largest that passed is the capacity."""
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    runs = []
+    for n in sizes:
+        outcome = await run_once(url, n, seconds, workers, log)
+        runs.append(outcome)
+        if not outcome["passed"]:
+            break
+    passed = [r["n"] for r in runs if r["passed"]]
+    return {"runs": runs, "capacity": max(passed, default=0), "workers": workers}
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--postgres", default=PG_DEFAULT)
+    parser.add_argument("--sizes", default="100,250,500,1000,2000,4000,10000")
+    parser.add_argument("--seconds", type=float, default=120)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--log", default=str(Path(tempfile.gettempdir()) / "capacity.log"))
+    args = parser.parse_args()
+    found = await capacity(
+        args.postgres, [int(s) for s in args.sizes.split(",")], args.seconds, args.workers,
+        Path(args.log),
+    )  # fmt: skip
+    print(json.dumps(found, default=str))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
