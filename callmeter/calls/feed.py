@@ -139,23 +139,23 @@ class CallFeed:
 
     async def _read(self, now: float) -> None:
         self.reads += 1
+        # what to read is decided now: streams come and go while the queries run
         ids = list(self._watched)
+        floor = min(w.signal_cursor for w in self._watched.values())
         async with self.runtime.read_sessionmaker() as session:
             versions = await repository.versions_of(session, ids)
-            due = [
-                call_id
-                for call_id in ids
-                if call_id in versions
-                and (
-                    versions[call_id] != self._watched[call_id].version
-                    or now - self._watched[call_id].loaded_at >= KEEPALIVE_SECONDS
-                )
-            ]
+            due = []
+            for call_id in ids:
+                watched = self._watched.get(call_id)
+                if watched is None or call_id not in versions:
+                    continue
+                stale = now - watched.loaded_at >= KEEPALIVE_SECONDS
+                if versions[call_id] != watched.version or stale:
+                    due.append(call_id)
             calls = await repository.calls_by_id(session, due) if due else []
-            floor = min(w.signal_cursor for w in self._watched.values())
             signals = await repository.signals_of_calls_after(session, ids, floor)
         for call_id in ids:
-            if call_id not in versions and call_id in self._watched:
+            if call_id not in versions:
                 self._tell(call_id, Update(gone=True))
         self._deliver(ids, floor, calls, signals, now)
 

@@ -150,3 +150,48 @@ def test_last_event_id_is_read_strictly() -> None:
     assert resume_after("s42") == 42
     for bad in (None, "", "42", "s", "s-1", "s4x", "x42", "s" + "9" * 19):
         assert resume_after(bad) == 0
+
+
+async def test_a_stream_leaving_during_a_read_does_not_disturb_the_others(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Streams come and go while the feed's queries run: the one that left is skipped, the
+    others get their update (not an error)."""
+    from callmeter.calls import repository
+    from callmeter.calls.feed import Update
+
+    client = await make_user(runtime, Role.client, coins=100)
+    other_client = await make_user(runtime, Role.client, coins=100)
+    staying_call = await _ring(runtime, client.id)
+    leaving_call = await _ring(runtime, other_client.id)
+    feed = call_feed(runtime)
+    staying = feed.watch(staying_call, client.id)
+    leaving = feed.watch(leaving_call, other_client.id)
+    read_versions = repository.versions_of
+
+    async def versions_then_leave(session: object, ids: list[int]) -> dict[int, int]:
+        found = await read_versions(session, ids)  # type: ignore[arg-type]
+        feed.unwatch(leaving)  # the browser went away mid-read
+        return found
+
+    monkeypatch.setattr(repository, "versions_of", versions_then_leave)
+    update: Update = await asyncio.wait_for(staying.next(), 5)
+    assert not update.unavailable
+    assert update.call is not None
+    assert update.call.id == staying_call
+    assert feed.watching == 1
+
+
+async def _ring(runtime: Runtime, client_id: int) -> int:
+    from callmeter.calls import service
+    from callmeter.models import User
+
+    host = await make_user(runtime, Role.host)
+    async with runtime.sessionmaker.begin() as session:
+        client = await session.get(User, client_id)
+        assert client is not None
+        call = await service.create_call(
+            session, client=client, host_id=host.id, settings=runtime.settings,
+            now=runtime.clock.now(),
+        )  # fmt: skip
+        return call.id
