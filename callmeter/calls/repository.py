@@ -14,7 +14,7 @@ from sqlalchemy.orm import aliased
 
 from callmeter.billing.settlement import CALL_COLUMNS, ONGOING_COLUMNS, STATE_FIELDS, Outcome
 from callmeter.errors import ConcurrentUpdate
-from callmeter.kit.bulk import update_rows
+from callmeter.kit.bulk import id_in, update_rows
 from callmeter.kit.lease import claim_due
 from callmeter.models import Account, AccountKind, Call, CallSignal, CallStatus, User
 from callmeter.models.call import NEVER_CONNECTED
@@ -244,7 +244,9 @@ async def versions_of(session: AsyncSession, call_ids: Sequence[int]) -> dict[in
     """The version of each of ``call_ids`` that exists."""
     versions: dict[int, int] = {}
     for chunk in _chunks(call_ids):
-        rows = await session.execute(select(Call.id, Call.version).where(Call.id.in_(chunk)))
+        rows = await session.execute(
+            select(Call.id, Call.version).where(id_in(session, Call.id, chunk))
+        )
         versions.update((call_id, version) for call_id, version in rows)
     return versions
 
@@ -253,7 +255,9 @@ async def calls_by_id(session: AsyncSession, call_ids: Sequence[int]) -> list[Ca
     calls: list[Call] = []
     for chunk in _chunks(call_ids):
         result = await session.scalars(
-            select(Call).where(Call.id.in_(chunk)).execution_options(populate_existing=True)
+            select(Call)
+            .where(id_in(session, Call.id, chunk))
+            .execution_options(populate_existing=True)
         )
         calls.extend(result)
     return calls
@@ -267,7 +271,7 @@ async def signals_of_calls_after(
     for chunk in _chunks(call_ids):
         result = await session.scalars(
             select(CallSignal)
-            .where(CallSignal.call_id.in_(chunk), CallSignal.id > after_id)
+            .where(id_in(session, CallSignal.call_id, chunk), CallSignal.id > after_id)
             .order_by(CallSignal.id)
         )
         signals.extend(result)

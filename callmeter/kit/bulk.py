@@ -11,9 +11,22 @@ always travel as bound parameters.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import String, Table, bindparam, func, insert, select, text, update
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    ColumnElement,
+    String,
+    Table,
+    any_,
+    bindparam,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -161,3 +174,13 @@ async def new_ids(session: AsyncSession, table: Table, count: int) -> list[int]:
     last = await session.scalar(select(func.coalesce(func.max(table.c.id), 0)))
     assert last is not None
     return list(range(last + 1, last + count + 1))
+
+
+def id_in(session: AsyncSession, column: Any, ids: Sequence[int]) -> ColumnElement[bool]:
+    """``column IN ids`` as one statement whatever the number of ids: ``= ANY($1)`` over
+    one array on PostgreSQL (one prepared statement for every size), an ``IN`` list on
+    SQLite (callers keep lists below its bound-parameter limit)."""
+    if session.get_bind().dialect.name == "postgresql":
+        array = bindparam(None, list(ids), ARRAY(BigInteger))
+        return cast(ColumnElement[bool], column == any_(array))
+    return cast(ColumnElement[bool], column.in_(ids))
