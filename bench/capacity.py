@@ -110,6 +110,8 @@ class Load:
     seen_charged: dict[tuple[int, int], list[float]] = field(default_factory=dict)
     heartbeat_seconds: dict[int, int] = field(default_factory=dict)
     streams_open: int = 0
+    # boundary beats: (sent at, call id, status, the call's charged in the answer)
+    boundary_beats: list[tuple[float, int, int, int]] = field(default_factory=list)
 
 
 async def stream(port: int, call_id: int, token: str, load: Load, stop: asyncio.Event) -> None:
@@ -161,20 +163,27 @@ async def heartbeats(
 ) -> None:
     """Every party heartbeats every ``period`` seconds (random phase) and just after each
     of its call's boundaries (``parties``: call id, token, first boundary)."""
-    queue: asyncio.Queue[tuple[int, str]] = asyncio.Queue()
+    queue: asyncio.Queue[tuple[int, str, bool]] = asyncio.Queue()
     pool = [Connection(port) for _ in range(CONNECTIONS)]
     body = b'{"media_connected": true}'
 
     async def sender(connection: Connection) -> None:
         while True:
-            call_id, token = await queue.get()
-            started = time.perf_counter()
+            call_id, token, at_boundary = await queue.get()
+            started, sent = time.perf_counter(), time.time()
+            answer = b""
             try:
-                status, _ = await connection.post(f"/v1/calls/{call_id}/heartbeat", token, body)
+                status, answer = await connection.post(
+                    f"/v1/calls/{call_id}/heartbeat", token, body
+                )
             except (OSError, ConnectionError, asyncio.IncompleteReadError):
                 status = 0
                 connection.writer = None
             load.beats.append(time.perf_counter() - started)
+            if at_boundary:
+                start = answer.find(b'"charged":')
+                charged = int(answer[start + 10 : answer.index(b",", start)]) if start >= 0 else -1
+                load.boundary_beats.append((sent, call_id, status, charged))
             if status != 200:
                 load.beat_errors += 1
             queue.task_done()
@@ -192,11 +201,11 @@ async def heartbeats(
     schedule.sort()
     senders = [asyncio.create_task(sender(c)) for c in pool]
     try:
-        for t, call_id, token, _boundary in schedule:
+        for t, call_id, token, at_boundary in schedule:
             delay = t + wall_to_loop - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
-            queue.put_nowait((call_id, token))
+            queue.put_nowait((call_id, token, at_boundary))
         await queue.join()
     finally:
         for task in senders:
@@ -310,6 +319,12 @@ async def run_once(url: str, n: int, seconds: float, workers: int, log: Path) ->
     stop = asyncio.Event()
     result: dict[str, Any] = {"n": n, "workers": workers, "seconds": seconds}
     async with server(url, workers, log) as port:
+        idle_seconds = 5.0
+        before = await transactions(url)
+        await asyncio.sleep(idle_seconds)
+        # the baseline: the meter and each process's feed, nobody connected (the -1 is the
+        # reading's own transaction)
+        result["idle_tps_without_streams"] = (await transactions(url) - before - 1) / idle_seconds
         streams = []
         for call_id, party_token, _ in parties:  # open them at a bounded pace
             streams.append(asyncio.create_task(stream(port, call_id, party_token, load, stop)))
@@ -322,7 +337,6 @@ async def run_once(url: str, n: int, seconds: float, workers: int, log: Path) ->
             await asyncio.sleep(0.1)
         result["streams_open"] = load.streams_open
         # the fan-out's cost: transactions per second with every stream open, nobody beating
-        idle_seconds = 5.0
         before = await transactions(url)
         await asyncio.sleep(idle_seconds)
         result["idle_tps_with_streams"] = (await transactions(url) - before - 1) / idle_seconds
@@ -380,6 +394,18 @@ async def run_once(url: str, n: int, seconds: float, workers: int, log: Path) ->
             if len(seen) < 2:
                 missing += 1
             deliveries += [t - created.timestamp() for t in seen]
+    slow = sorted(
+        (lag, call_id)
+        for call_id, made in per_call.items()
+        for j, lag in enumerate(
+            (created - starts[call_id] - timedelta(seconds=interval * (k + 1))).total_seconds()
+            for k, created in enumerate(made)
+        )
+        if lag > LAG_P99_S
+    )
+    for lag, call_id in slow[:3]:  # why a charge came late: that call's boundary beats
+        beats = [b for b in load.boundary_beats if b[1] == call_id]
+        say(f"    late charge: call {call_id} +{lag:.2f} s; boundary beats {beats}")
     result.update(
         heartbeats=len(load.beats),
         heartbeat_rate=len(load.beats) / seconds,
@@ -410,7 +436,8 @@ async def run_once(url: str, n: int, seconds: float, workers: int, log: Path) ->
         f"charges {len(rows):,} lag p99 {result['lag_p99']:.2f} s  delivery p99 "
         f"{result['delivery_p99']:.2f} s (missing {missing})  streams "
         f"{result['streams_open']:,}/{len(parties):,}  errors {result['errors']}  idle "
-        f"{result['idle_tps_with_streams']:.1f} tx/s  ledger "
+        f"{result['idle_tps_without_streams']:.1f} tx/s, with the streams open "
+        f"{result['idle_tps_with_streams']:.1f}  ledger "
         f"{'ok' if result['ledger_ok'] else 'FAILED'}  "
         f"{'PASS' if result['passed'] else 'FAIL'}"
     )
