@@ -56,6 +56,29 @@ describe("openEventStream", () => {
     expect(statuses.at(-1)).toBe("closed");
   });
 
+  it("resumes with Last-Event-ID after the last signal it saw", async () => {
+    const sent: (string | undefined)[] = [];
+    const responses = [
+      () => Promise.resolve(streamResponse(['event: signal\nid: s5\ndata: {"id":5}\n\n'])),
+      () => Promise.resolve(streamResponse(['event: call\ndata: {"status":"ended"}\n\n'])),
+    ];
+    let calls = 0;
+    const fetchImpl = ((_url: string, init: RequestInit) => {
+      sent.push((init.headers as Record<string, string>)["Last-Event-ID"]);
+      return responses[calls++]();
+    }) as unknown as typeof fetch;
+    const seen: StreamEvent[] = [];
+    await openEventStream({
+      url: "/v1/calls/1/events",
+      token: "t",
+      fetchImpl,
+      sleep: async () => {},
+      onEvent: (e) => seen.push(e),
+      isDone: () => seen.some((e) => e.data.includes("ended")),
+    }).done;
+    expect(sent).toEqual([undefined, "s5"]);
+  });
+
   it("gives up on 401/403/404", async () => {
     let calls = 0;
     const fetchImpl = (() => {

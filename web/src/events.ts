@@ -1,7 +1,9 @@
 /**
  * The call's event stream (Server-Sent Events) read with fetch, so that the access token
- * travels in the Authorization header. Reconnects by itself with backoff; the caller
- * de-duplicates signals by id (a reconnect replays them).
+ * travels in the Authorization header. Reconnects by itself with backoff, sending the last
+ * event id it saw (`Last-Event-ID`, as a browser's EventSource does) so that the server
+ * resumes after the last signal instead of replaying them; the caller still de-duplicates
+ * signals by id.
  */
 
 export interface StreamEvent {
@@ -72,12 +74,15 @@ export function openEventStream(options: StreamOptions): { close: () => void; do
 
   const run = async () => {
     let attempt = 0;
+    let lastEventId: string | undefined;
     while (!closed && !(options.isDone?.() ?? false)) {
       try {
-        const response = await fetchImpl(options.url, {
-          headers: { Authorization: `Bearer ${options.token}`, Accept: "text/event-stream" },
-          signal: controller.signal,
-        });
+        const headers: Record<string, string> = {
+          Authorization: `Bearer ${options.token}`,
+          Accept: "text/event-stream",
+        };
+        if (lastEventId) headers["Last-Event-ID"] = lastEventId;
+        const response = await fetchImpl(options.url, { headers, signal: controller.signal });
         if (response.status === 401 || response.status === 403 || response.status === 404) {
           break; // not ours to read: reconnecting will not help
         }
@@ -91,6 +96,7 @@ export function openEventStream(options: StreamOptions): { close: () => void; do
           const { value, done } = await reader.read();
           if (done) break;
           for (const event of parser.push(decoder.decode(value, { stream: true }))) {
+            if (event.id) lastEventId = event.id;
             options.onEvent(event);
           }
         }
