@@ -186,6 +186,19 @@ def presence_lost(call: Any, now: datetime, heartbeat_timeout: int) -> bool:
     return horizon is not None and now >= horizon + timedelta(seconds=heartbeat_timeout)
 
 
+def may_coalesce(call: Any, seen: datetime | None, now: datetime) -> bool:
+    """Whether a party's heartbeat at ``now`` may go unrecorded when its presence was last
+    recorded at ``seen``: no change of cost (a billing boundary; each second under
+    per-second billing) lies between the two, so billing to either costs the same."""
+    started: datetime | None = call.started_at
+    if seen is None or started is None or now < seen:
+        return False
+    tariff = tariff_of(call)
+    return cost(tariff, seconds_between(started, seen)) == cost(
+        tariff, seconds_between(started, now)
+    )
+
+
 HEARTBEAT_SETTING_UP_SECONDS = 2  # ringing or connecting: billing starts on media reports
 HEARTBEAT_MAX_SECONDS = 15
 

@@ -13,6 +13,14 @@ It reads when woken, and at least every ``events_poll_seconds`` (the catch-up):
   meter worker's — arrives with the catch-up).
 A lost notification (the LISTEN connection dropped) costs at most one catch-up period.
 Reads are at least ``MIN_GAP_SECONDS`` apart, so a burst of changes costs one read.
+
+Signals: ids are taken at INSERT and become visible at COMMIT, so a signal can appear after
+one with a higher id (two calls' transactions committing out of order). Each read therefore
+takes the signals after the newest id read so far *and* those created within the last
+``SIGNAL_LOOKBACK`` (far longer than any transaction may last: statements time out in
+seconds), and every stream remembers which of those it already has. A stream that starts
+watching gets its backlog (after its ``Last-Event-ID``) in its first read, before any newer
+signal, so it receives them in order.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from callmeter.calls import repository
 from callmeter.kit.db import is_unavailable
@@ -34,6 +43,8 @@ log = logging.getLogger(__name__)
 CHANNEL = "callmeter_calls"  # the triggers of migration 0009 notify it
 KEEPALIVE_SECONDS = 5.0  # a watched call is read again (and sent) at least this often
 MIN_GAP_SECONDS = 0.05  # between two reads: a burst of changes is read once
+SIGNAL_LOOKBACK = timedelta(seconds=10)  # a signal committing this late is still delivered
+NEWEST_FIRST_READ = 2**62  # "after no id": the first read takes only the lookback window
 
 
 @dataclass(eq=False)
@@ -53,8 +64,9 @@ class Watcher:
 
     call_id: int
     user_id: int
-    signal_cursor: int  # the last signal delivered (or the stream's Last-Event-ID)
-    version: int | None = None  # the last version delivered
+    resume_after: int  # the stream's Last-Event-ID: only later signals are for it
+    delivered: dict[int, datetime] = field(default_factory=dict)  # recent ones: id -> created
+    backfilled: bool = False  # its backlog was read: from now on it gets what is new
     pending: Update = field(default_factory=Update)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -79,7 +91,7 @@ class _Watched:
     watchers: set[Watcher] = field(default_factory=set)
     version: int | None = None
     loaded_at: float = float("-inf")
-    signal_cursor: int = 0  # every signal of this call up to here has been read
+    newcomers: list[Watcher] = field(default_factory=list)  # their backlog still to read
 
 
 class CallFeed:
@@ -89,6 +101,7 @@ class CallFeed:
         self.runtime = runtime
         self.reads = 0  # read rounds so far (each a handful of queries): for benchmarks
         self._watched: dict[int, _Watched] = {}
+        self._cursor: int | None = None  # the newest signal id read so far
         self._wake = asyncio.Event()
         self._wakeups = DatabaseWakeups(runtime.engine, CHANNEL, self._wake.set)
         self._task: asyncio.Task[None] | None = None
@@ -104,12 +117,10 @@ class CallFeed:
             self._wakeups.start()
             self._task = asyncio.get_running_loop().create_task(self._run())
         watcher = Watcher(call_id, user_id, after_signal)
-        watched = self._watched.get(call_id)
-        if watched is None:
-            watched = self._watched[call_id] = _Watched(signal_cursor=after_signal)
-        watched.signal_cursor = min(watched.signal_cursor, after_signal)
+        watched = self._watched.setdefault(call_id, _Watched())
         watched.loaded_at = float("-inf")  # read it again: the newcomer needs its state
         watched.watchers.add(watcher)
+        watched.newcomers.append(watcher)
         self._wake.set()
         return watcher
 
@@ -141,40 +152,66 @@ class CallFeed:
         self.reads += 1
         # what to read is decided now: streams come and go while the queries run
         ids = list(self._watched)
-        floor = min(w.signal_cursor for w in self._watched.values())
-        async with self.runtime.read_sessionmaker() as session:
-            versions = await repository.versions_of(session, ids)
-            due = []
-            for call_id in ids:
-                watched = self._watched.get(call_id)
-                if watched is None or call_id not in versions:
-                    continue
-                stale = now - watched.loaded_at >= KEEPALIVE_SECONDS
-                if versions[call_id] != watched.version or stale:
-                    due.append(call_id)
-            calls = await repository.calls_by_id(session, due) if due else []
-            signals = await repository.signals_of_calls_after(session, ids, floor)
+        newcomers = [w for call_id in ids for w in self._watched[call_id].newcomers]
+        for call_id in ids:
+            self._watched[call_id].newcomers = []
+        cursor, since = self._cursor, self.runtime.clock.now() - SIGNAL_LOOKBACK
+        try:
+            async with self.runtime.read_sessionmaker() as session:
+                versions = await repository.versions_of(session, ids)
+                due = []
+                for call_id in ids:
+                    watched = self._watched.get(call_id)
+                    if watched is None or call_id not in versions:
+                        continue
+                    stale = now - watched.loaded_at >= KEEPALIVE_SECONDS
+                    if versions[call_id] != watched.version or stale:
+                        due.append(call_id)
+                calls = await repository.calls_by_id(session, due) if due else []
+                # the first read: only the window (a stream's older signals are its backlog)
+                after = NEWEST_FIRST_READ if cursor is None else cursor
+                recent = await repository.signals_to_deliver(session, ids, after, since)
+                backlog = []
+                if newcomers:
+                    backlog = await repository.signals_of_calls_after(
+                        session,
+                        sorted({w.call_id for w in newcomers}),
+                        min(w.resume_after for w in newcomers),
+                    )
+        except BaseException:
+            for watcher in newcomers:  # their backlog is read next time
+                if (watched := self._watched.get(watcher.call_id)) is not None:
+                    watched.newcomers.append(watcher)
+            raise
+        if recent:
+            self._cursor = max(cursor or 0, recent[-1].id)
         for call_id in ids:
             if call_id not in versions:
                 self._tell(call_id, Update(gone=True))
-        self._deliver(ids, floor, calls, signals, now)
+        self._deliver(ids, set(newcomers), calls, recent, backlog, since, now)
 
     def _deliver(
         self,
         ids: Sequence[int],
-        floor: int,
+        newcomers: set[Watcher],
         calls: Sequence[Call],
-        signals: Sequence[CallSignal],
+        recent: Sequence[CallSignal],
+        backlog: Sequence[CallSignal],
+        since: datetime,
         now: float,
     ) -> None:
-        """Hand out what one read of calls ``ids`` (signals after ``floor``) found; a
-        stream that started watching during the read gets its share, and the rest next
-        time."""
+        """Hand out what one read of calls ``ids`` found: each stream the call if it was
+        read, and the signals addressed to it that it does not have yet — ``newcomers``
+        (whose backlog this read fetched) from the backlog and the recent signals, the
+        others from the recent ones. A stream that started watching during the read gets
+        the call now and its signals next time."""
         by_call: dict[int, list[CallSignal]] = {}
-        for signal in signals:
+        for signal in recent:
             by_call.setdefault(signal.call_id, []).append(signal)
+        older: dict[int, list[CallSignal]] = {}
+        for signal in backlog:
+            older.setdefault(signal.call_id, []).append(signal)
         loaded = {call.id: call for call in calls}
-        newest = signals[-1].id if signals else None
         for call_id in ids:
             watched = self._watched.get(call_id)
             if watched is None:  # nobody watches it any more
@@ -182,24 +219,33 @@ class CallFeed:
             call = loaded.get(call_id)
             if call is not None:
                 watched.version, watched.loaded_at = call.version, now
-            mine = by_call.get(call_id, [])
             for watcher in watched.watchers:
-                update = Update(
-                    call=call,
-                    signals=[
-                        s
-                        for s in mine
-                        if s.recipient_id == watcher.user_id and s.id > watcher.signal_cursor
-                    ],
-                )
-                if update.signals:
-                    watcher.signal_cursor = update.signals[-1].id
+                update = Update(call=call)
+                if watcher in newcomers:
+                    candidates = sorted(
+                        {
+                            s.id: s for s in [*older.get(call_id, []), *by_call.get(call_id, [])]
+                        }.values(),
+                        key=lambda s: s.id,
+                    )
+                    watcher.backfilled = True
+                elif watcher.backfilled:
+                    candidates = by_call.get(call_id, [])
+                else:
+                    candidates = []
+                for signal in candidates:
+                    if (
+                        signal.recipient_id == watcher.user_id
+                        and signal.id > watcher.resume_after
+                        and signal.id not in watcher.delivered
+                    ):
+                        update.signals.append(signal)
+                        watcher.delivered[signal.id] = signal.created_at
+                # a signal created before the window is never read again: forget it
+                for signal_id in [i for i, at in watcher.delivered.items() if at < since]:
+                    del watcher.delivered[signal_id]
                 if update.call is not None or update.signals:
                     watcher._give(update)
-            if newest is not None and watched.signal_cursor >= floor:
-                # every signal of this call up to ``newest`` has now been read (unless a
-                # newcomer asked, during the read, for older ones: then they come next)
-                watched.signal_cursor = max(watched.signal_cursor, newest)
 
     def _tell(self, call_id: int, update: Update) -> None:
         for watcher in self._watched.get(call_id, _Watched()).watchers:

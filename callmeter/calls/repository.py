@@ -263,6 +263,27 @@ async def calls_by_id(session: AsyncSession, call_ids: Sequence[int]) -> list[Ca
     return calls
 
 
+async def signals_to_deliver(
+    session: AsyncSession, call_ids: Sequence[int], after_id: int, since: datetime
+) -> list[CallSignal]:
+    """The signals of ``call_ids`` (to anyone) after ``after_id`` or created at ``since``
+    or later, in id order."""
+    signals: list[CallSignal] = []
+    for chunk in _chunks(call_ids):
+        result = await session.scalars(
+            select(CallSignal)
+            .where(
+                id_in(session, CallSignal.call_id, chunk),
+                or_(CallSignal.id > after_id, CallSignal.created_at >= since),
+            )
+            .order_by(CallSignal.id)
+        )
+        signals.extend(result)
+    if len(call_ids) > _IN_CHUNK:
+        signals.sort(key=lambda s: s.id)
+    return signals
+
+
 async def signals_of_calls_after(
     session: AsyncSession, call_ids: Sequence[int], after_id: int
 ) -> list[CallSignal]:

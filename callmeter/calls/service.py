@@ -21,6 +21,7 @@ from callmeter.billing.policy import first_hold
 from callmeter.billing.settlement import (
     billing_horizon,
     charge_pending,
+    may_coalesce,
     presence_lost,
     tariff_of,
 )
@@ -296,9 +297,10 @@ async def quick_heartbeat(
 ) -> Call | None:  # fmt: skip
     """Most heartbeats only say "still here" on an active call with nothing due: that is one
     ``UPDATE … RETURNING`` of the party's last-seen (or, when it was recorded less than
-    ``PRESENCE_COALESCE`` ago, one read and no write), with no user read and no lock taken
-    first. None when the heartbeat needs :func:`heartbeat` — a call being set up, a charge,
-    paid time or a deadline due, a LiveKit party not in the room, not a party, no such call.
+    ``PRESENCE_COALESCE`` ago and no billing boundary lies in between, one read and no
+    write), with no user read and no lock taken first. None when the heartbeat needs
+    :func:`heartbeat` — a call being set up, a charge, paid time or a deadline due, a
+    LiveKit party not in the room, not a party, no such call.
     The same rules decide either way: the conditions are those under which :func:`heartbeat`
     would do nothing but :func:`presence.saw`, checked again on the row it returns."""
     if role not in ("client", "host"):
@@ -315,6 +317,9 @@ async def quick_heartbeat(
     call = await repository.record_presence(session, check)
     if call is None:
         call = await repository.recently_present(session, check)
+        seen = None if call is None else getattr(call, f"{role}_last_seen_at")
+        if call is not None and not may_coalesce(call, seen, now):
+            return None  # recording this beat could change a charge: the full path does
     if call is None or charge_pending(call, now) or passed_deadline(call, now, settings):
         return None
     return call

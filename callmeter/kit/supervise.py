@@ -9,6 +9,7 @@ started again (after a pause if it keeps dying); SIGINT or SIGTERM stops them al
 
 from __future__ import annotations
 
+import ctypes
 import signal
 import socket
 import subprocess
@@ -16,6 +17,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
+PR_SET_PDEATHSIG = 1
 RESTART_PAUSE_SECONDS = 1.0
 STOP_GRACE_SECONDS = 10.0
 
@@ -29,8 +31,26 @@ class _Child:
     started_at: float = field(default=0.0)
 
     def start(self) -> None:
-        self.process = subprocess.Popen(self.command, pass_fds=self.pass_fds)  # noqa: S603
+        # A session of its own: Ctrl-C in a terminal reaches the supervisor only, which then
+        # stops each child once (a second signal would make uvicorn cut requests short).
+        self.process = subprocess.Popen(  # noqa: S603 - our own command, no shell
+            self.command,
+            pass_fds=self.pass_fds,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,  # only prctl, before exec
+        )
         self.started_at = time.monotonic()
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the supervisor dies, however it dies (Linux
+    prctl PR_SET_PDEATHSIG; elsewhere nothing), so no API process outlives it holding the
+    port."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
 
 
 def _listening_socket(host: str, port: int) -> socket.socket:

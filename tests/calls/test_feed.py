@@ -8,10 +8,12 @@ SQLite has no notifications and relies on the catch-up (0.5 s by default)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -21,7 +23,9 @@ from callmeter.calls.events import resume_after
 from callmeter.calls.feed import CallFeed, Watcher, call_feed
 from callmeter.kit.runtime import Runtime
 from callmeter.models import CallSignal, Role
+from tests.calls.driver import CallDriver, Party
 from tests.calls.test_events import Stream
+from tests.conftest import postgres_only
 from tests.factories import make_user
 from tests.processes import served
 from tests.reliability.cluster import free_port
@@ -195,3 +199,83 @@ async def _ring(runtime: Runtime, client_id: int) -> int:
             now=runtime.clock.now(),
         )  # fmt: skip
         return call.id
+
+
+async def _accepted(driver: CallDriver) -> tuple[int, Party, Party]:
+    caller, host = await driver.party(Role.client, 50), await driver.party(Role.host)
+    call_id = int((await driver.ring(caller, host))["id"])
+    r = await driver.post(f"/v1/calls/{call_id}/accept", host)
+    assert r.status_code == 200, r.text
+    return call_id, caller, host
+
+
+async def _ice(driver: CallDriver, call_id: int, who: Party, n: str) -> None:
+    r = await driver.post(f"/v1/calls/{call_id}/signal", who, {"type": "ice", "payload": {"c": n}})
+    assert r.status_code == 202, r.text
+
+
+async def _quiet(watcher: Watcher) -> None:
+    """Take what the watcher has until nothing more comes for a moment."""
+    with contextlib.suppress(TimeoutError):
+        while True:
+            await asyncio.wait_for(watcher.next(), 0.8)
+
+
+@postgres_only
+async def test_a_signal_committed_after_a_later_one_of_another_call_is_delivered(
+    driver: CallDriver,
+) -> None:
+    """Ids are taken at INSERT, visible at COMMIT: call X's signal (id n) commits after call
+    Y's (id n + 1) has been read. It is still delivered (review of issue 15: it was not)."""
+    from callmeter.calls import service
+
+    x, cx, hx = await _accepted(driver)
+    y, cy, hy = await _accepted(driver)
+    feed = call_feed(driver.runtime)
+    wx, wy = feed.watch(x, hx.user.id), feed.watch(y, hy.user.id)
+    await _quiet(wx)
+    await _quiet(wy)
+    runtime = driver.runtime
+    async with runtime.sessionmaker() as session:
+        slow = await service.add_signal(
+            session, user=cx.user, call_id=x, signal_type="ice", payload={"c": "x"},
+            settings=runtime.settings, now=driver.clock.now(),
+        )  # fmt: skip
+        await _ice(driver, y, cy, "y")  # committed at once, with a higher id
+        assert [s.payload for s in await _signals(wy)] == [{"c": "y"}]
+        await session.commit()  # X's transaction commits only now
+    assert slow.id is not None
+    assert [s.payload for s in await _signals(wx)] == [{"c": "x"}]
+
+
+async def test_a_stream_opening_during_a_read_gets_every_older_signal_in_order(
+    driver: CallDriver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A second stream of the host opens (no Last-Event-ID) while a read that finds signal
+    3 is in flight: it gets 1, 2 and 3, in that order (review of issue 15: it got only 3)."""
+    from callmeter.calls import repository
+
+    call_id, caller, host = await _accepted(driver)
+    await _ice(driver, call_id, caller, "1")
+    await _ice(driver, call_id, caller, "2")
+    feed = call_feed(driver.runtime)
+    first = feed.watch(call_id, host.user.id)
+    got: list[CallSignal] = []
+    while len(got) < 2:
+        got += await _signals(first)
+    read = repository.signals_to_deliver
+    newcomer: list[Watcher] = []
+
+    async def read_then_open(*args: Any) -> list[CallSignal]:
+        found = await read(*args)
+        if found and not newcomer:
+            newcomer.append(feed.watch(call_id, host.user.id, after_signal=0))
+        return found
+
+    monkeypatch.setattr(repository, "signals_to_deliver", read_then_open)
+    await _ice(driver, call_id, caller, "3")
+    assert [s.payload["c"] for s in await _signals(first)] == ["3"]  # type: ignore[index]
+    received: list[str] = []
+    while len(received) < 3:
+        received += [s.payload["c"] for s in await _signals(newcomer[0])]  # type: ignore[index]
+    assert received == ["1", "2", "3"]
