@@ -161,13 +161,28 @@ export function CallScreen() {
   }, [beat, period]);
   // ... and one just after each billing boundary, so the interval just completed is billed
   // at once (the server bills only time both parties were seen).
+  // Every boundary the call announces gets its beat, even when next_charge_at moves on
+  // before it fires (the meter moves it past a boundary neither heartbeat has covered yet:
+  // cancelling that beat would leave the interval to the next periodic one).
   const nextChargeAt = call?.next_charge_at;
+  const boundaryBeats = useRef(new Map<string, ReturnType<typeof setTimeout>>());
   useEffect(() => {
+    if (!nextChargeAt || boundaryBeats.current.has(nextChargeAt)) return;
     const delay = boundaryBeatDelayMs(nextChargeAt, Date.now());
     if (delay === null) return;
-    const timer = setTimeout(beat, delay);
-    return () => clearTimeout(timer);
+    const timer = setTimeout(() => {
+      boundaryBeats.current.delete(nextChargeAt);
+      beat();
+    }, delay);
+    boundaryBeats.current.set(nextChargeAt, timer);
   }, [nextChargeAt, beat]);
+  useEffect(() => {
+    const timers = boundaryBeats.current;
+    return () => {
+      for (const timer of timers.values()) clearTimeout(timer);
+      timers.clear();
+    };
+  }, []);
 
   // Closing the tab hangs up (the beacon carries the token in its body).
   useEffect(() => {
