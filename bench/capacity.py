@@ -283,7 +283,9 @@ async def transactions(url: str) -> float:
 # --- one run --------------------------------------------------------------------------
 
 
-async def run_once(url: str, n: int, seconds: float, workers: int, log: Path) -> dict[str, Any]:
+async def run_once(
+    url: str, n: int, seconds: float, workers: int, log: Path, period: int = 10
+) -> dict[str, Any]:
     settings = Settings(database_url=url, password_hash_profile=PasswordHashProfile.cheapest)
     interval, rate = settings.billing_interval_seconds, settings.default_rate
     await fresh_database(url)
@@ -317,7 +319,7 @@ async def run_once(url: str, n: int, seconds: float, workers: int, log: Path) ->
         parties.append((call_id, token(client_id + 1, "host"), boundary))
     load = Load()
     stop = asyncio.Event()
-    result: dict[str, Any] = {"n": n, "workers": workers, "seconds": seconds}
+    result: dict[str, Any] = {"n": n, "workers": workers, "seconds": seconds, "period": period}
     async with server(url, workers, log) as port:
         idle_seconds = 5.0
         before = await transactions(url)
@@ -343,7 +345,6 @@ async def run_once(url: str, n: int, seconds: float, workers: int, log: Path) ->
         await asyncio.sleep(max(0.0, t0.timestamp() - time.time()))
         window_start = time.time()
         until = window_start + seconds
-        period = 10  # the active call's heartbeat_seconds at the default 30 s timeout
         await heartbeats(port, parties, interval, period, load, until)
         stop.set()
         await asyncio.sleep(0.5)
@@ -445,14 +446,14 @@ async def run_once(url: str, n: int, seconds: float, workers: int, log: Path) ->
 
 
 async def capacity(
-    url: str, sizes: list[int], seconds: float, workers: int, log: Path
+    url: str, sizes: list[int], seconds: float, workers: int, log: Path, period: int = 10
 ) -> dict[str, Any]:
     """Run each size in turn until one fails; the largest that passed is the capacity."""
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     runs = []
     for n in sizes:
-        outcome = await run_once(url, n, seconds, workers, log)
+        outcome = await run_once(url, n, seconds, workers, log, period)
         runs.append(outcome)
         if not outcome["passed"]:
             break
@@ -466,11 +467,16 @@ async def main() -> None:
     parser.add_argument("--sizes", default="100,250,500,1000,2000,4000,10000")
     parser.add_argument("--seconds", type=float, default=120)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--period", type=int, default=10,
+        help="seconds between a party's heartbeats: the call's heartbeat_seconds (10 s at the "
+        "default timeout); the web client before issue 15 beat every 5 s",
+    )  # fmt: skip
     parser.add_argument("--log", default=str(Path(tempfile.gettempdir()) / "capacity.log"))
     args = parser.parse_args()
     found = await capacity(
         args.postgres, [int(s) for s in args.sizes.split(",")], args.seconds, args.workers,
-        Path(args.log),
+        Path(args.log), args.period,
     )  # fmt: skip
     print(json.dumps(found, default=str))
 
