@@ -37,7 +37,7 @@ larger batch, `synchronous_commit = off` for the meter's transactions only (a cr
 lose at most the last commits, which the next tick makes again — the idempotency keys make
 that safe), partitioning `postings`/`transfers` by month so their indexes stay in memory,
 and fewer rows per charge (one transfer wallet → revenue and a periodic revenue → earnings
-sweep per host would halve the inserts, at the cost of DESIGN.md's per-settlement host
+sweep per host would halve the inserts, at the cost of docs/design.md's per-settlement host
 credit).
 
 **Sharding by client.** Everything a charge touches belongs to one client's call except
