@@ -53,8 +53,18 @@ def web_server(env: dict[str, str], tmp_path: Path) -> Iterator[str]:
         ("boss", "admin"),
     ]
     for name, role in users:
-        run(env, "user", "add", name, "--role", role, "--password", PASSWORD, "--display-name",
-            name.title())
+        run(
+            env,
+            "user",
+            "add",
+            name,
+            "--role",
+            role,
+            "--password",
+            PASSWORD,
+            "--display-name",
+            name.title(),
+        )
     run(env, "coins", "grant", "poor", "35")
     run(env, "coins", "grant", "rich", "1000")
     with start_server(env, tmp_path, free_port()) as base:
@@ -108,7 +118,7 @@ async def remote_video_plays(page: Page) -> None:
 
 
 async def test_a_video_call_billed_until_the_coins_run_out(
-    web_server: str, browser: Browser
+    web_server: str, browser: Browser, env: dict[str, str]
 ) -> None:
     caller, host, call_id = await start_call(browser, web_server, "poor")
     await asyncio.gather(remote_video_plays(caller), remote_video_plays(host))
@@ -152,24 +162,46 @@ async def test_a_video_call_billed_until_the_coins_run_out(
     await caller.set_viewport_size({"width": 390, "height": 844})
     assert await caller.evaluate("document.documentElement.scrollWidth") <= 390
 
-    if SCREENSHOTS:
-        _, admin = await logged_in(browser, web_server, "boss")
-        await admin.get_by_role("button", name="Run ledger check").click()
-        await admin.get_by_test_id("ledger-ok").wait_for()
-        await admin.screenshot(path=f"{SCREENSHOTS}/admin.png", full_page=True)
-
     async with httpx.AsyncClient(base_url=web_server) as http:
         token = (
             await http.post("/v1/auth/login", json={"username": "poor", "password": PASSWORD})
         ).json()["access_token"]
-        call = (
-            await http.get(f"/v1/calls/{call_id}", headers={"Authorization": f"Bearer {token}"})
-        ).json()["call"]
+        auth = {"Authorization": f"Bearer {token}"}
+        call = (await http.get(f"/v1/calls/{call_id}", headers=auth)).json()["call"]
+        poor_id = (await http.get("/v1/me", headers=auth)).json()["id"]
     assert (call["end_reason"], call["billed_seconds"], call["charged"]) == (
         "insufficient_funds",
         6,
         30,
     )
+
+    # The admin's money forms: a double click grants once and refunds once.
+    _, admin = await logged_in(browser, web_server, "boss")
+    grant = admin.get_by_role("form", name="Grant coins")
+    await grant.get_by_label("Client user id").fill(str(poor_id))
+    await grant.get_by_label("Amount").fill("7")
+    await grant.get_by_role("button", name="Grant").dblclick()
+    await expect(admin.get_by_role("status")).to_have_text(f"Granted 7 coins to user #{poor_id}.")
+    refund = admin.get_by_role("form", name="Refund a call")
+    await refund.get_by_label("Call id").fill(str(call_id))
+    await refund.get_by_label("Amount").fill("10")
+    await refund.get_by_label("Reason").fill("double click")
+    await refund.get_by_role("button", name="Refund").dblclick()
+    await expect(admin.get_by_role("status")).to_have_text(f"Refunded 10 coins on call #{call_id}.")
+    async with httpx.AsyncClient(base_url=web_server) as http:
+        entries = (await http.get("/v1/wallet/entries?limit=50", headers=auth)).json()["items"]
+        wallet = (await http.get("/v1/wallet", headers=auth)).json()
+    kinds = [e["kind"] for e in entries]
+    assert kinds.count("grant") == 2, kinds  # the CLI's and the admin's one
+    assert sum(e["amount"] for e in entries if e["kind"] == "refund") == 10, entries
+    assert wallet["balance"] == 5 + 7 + 10
+    await expect(grant.get_by_label("Amount")).to_have_value("")  # ready for the next grant
+    assert "ledger check passed" in run(env, "ledger", "check").stdout
+
+    if SCREENSHOTS:
+        await admin.get_by_role("button", name="Run ledger check").click()
+        await admin.get_by_test_id("ledger-ok").wait_for()
+        await admin.screenshot(path=f"{SCREENSHOTS}/admin.png", full_page=True)
 
 
 async def test_closing_the_tab_ends_the_call_at_that_moment(
@@ -179,7 +211,7 @@ async def test_closing_the_tab_ends_the_call_at_that_moment(
     await asyncio.gather(remote_video_plays(caller), remote_video_plays(host))
     await caller.get_by_test_id("status").filter(has_text="active").wait_for()
     await asyncio.sleep(3)
-    before = (await caller.get_by_test_id("billed").inner_text())
+    before = await caller.get_by_test_id("billed").inner_text()
     closed_at = time.monotonic()
     await caller.close(run_before_unload=True)
 

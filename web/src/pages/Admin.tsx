@@ -1,6 +1,7 @@
-import { useState, type FormEvent } from "react";
+import { useRef, useState, type FormEvent } from "react";
 import { Link } from "react-router-dom";
-import { friendlyMessage, request, type Call } from "../api";
+import { ApiError, friendlyMessage, request, type Call } from "../api";
+import { IntentKeys } from "../coins";
 import { useAuth } from "../App";
 import { formatCoins, formatDuration } from "../format";
 import { useResource } from "../hooks";
@@ -12,8 +13,14 @@ interface LedgerCheck {
   totals: Record<string, number>;
 }
 
-function newKey(): string {
-  return crypto.randomUUID();
+const EMPTY_GRANT = { user_id: "", amount: "", note: "" };
+const EMPTY_REFUND = { call_id: "", amount: "", reason: "" };
+
+/** Whether a failed money request has a known result: the server answered and refused
+ * (4xx), so nothing happened and the next submit is a new intent. A 5xx or no answer at
+ * all leaves the result unknown: the next submit retries with the same key. */
+export function resultKnown(error: unknown): boolean {
+  return error instanceof ApiError && error.status < 500;
 }
 
 export function AdminPage() {
@@ -22,8 +29,13 @@ export function AdminPage() {
   const toReview = useResource<ReviewPage>("/v1/admin/payouts?status=requested&limit=50", 30000);
   const [check, setCheck] = useState<LedgerCheck | null>(null);
   const [message, setMessage] = useState("");
-  const [grant, setGrant] = useState({ user_id: "", amount: "", note: "" });
-  const [refund, setRefund] = useState({ call_id: "", amount: "", reason: "" });
+  const [grant, setGrant] = useState(EMPTY_GRANT);
+  const [refund, setRefund] = useState(EMPTY_REFUND);
+  // A money form sends one request at a time and keeps its Idempotency-Key until the
+  // result is known: a double click or a retry after a lost answer moves coins once.
+  const [sending, setSending] = useState<"grant" | "refund" | null>(null);
+  const inFlight = useRef(false);
+  const keys = useRef(new IntentKeys());
 
   async function act(work: () => Promise<string>) {
     setMessage("");
@@ -41,27 +53,49 @@ export function AdminPage() {
       return `Call #${id} ended; charged ${formatCoins(out.call.charged)}.`;
     });
 
+  async function moveCoins(form: "grant" | "refund", intent: string, work: (key: string) => Promise<string>) {
+    if (inFlight.current) return; // a double click: the first request decides
+    inFlight.current = true;
+    setSending(form);
+    setMessage("");
+    const key = keys.current.keyFor(intent);
+    try {
+      setMessage(await work(key));
+      keys.current.done(intent);
+      if (form === "grant") setGrant(EMPTY_GRANT);
+      else setRefund(EMPTY_REFUND);
+    } catch (e) {
+      if (resultKnown(e)) keys.current.done(intent);
+      setMessage(friendlyMessage(e));
+    } finally {
+      inFlight.current = false;
+      setSending(null);
+    }
+  }
+
   const submitGrant = (event: FormEvent) => {
     event.preventDefault();
-    void act(async () => {
+    const { user_id, amount, note } = grant;
+    void moveCoins("grant", `grant:${user_id}:${amount}:${note}`, async (key) => {
       await request("/v1/admin/grants", {
         token,
-        headers: { "Idempotency-Key": newKey() },
-        body: { user_id: Number(grant.user_id), amount: Number(grant.amount), note: grant.note || undefined },
+        headers: { "Idempotency-Key": key },
+        body: { user_id: Number(user_id), amount: Number(amount), note: note || undefined },
       });
-      return `Granted ${formatCoins(Number(grant.amount))} to user #${grant.user_id}.`;
+      return `Granted ${formatCoins(Number(amount))} to user #${user_id}.`;
     });
   };
 
   const submitRefund = (event: FormEvent) => {
     event.preventDefault();
-    void act(async () => {
-      const out = await request<{ refunded: number }>(`/v1/admin/calls/${refund.call_id}/refund`, {
+    const { call_id, amount, reason } = refund;
+    void moveCoins("refund", `refund:${call_id}:${amount}:${reason}`, async (key) => {
+      const out = await request<{ refunded: number }>(`/v1/admin/calls/${call_id}/refund`, {
         token,
-        headers: { "Idempotency-Key": newKey() },
-        body: { reason: refund.reason, ...(refund.amount ? { amount: Number(refund.amount) } : {}) },
+        headers: { "Idempotency-Key": key },
+        body: { reason, ...(amount ? { amount: Number(amount) } : {}) },
       });
-      return `Refunded ${formatCoins(out.refunded)} on call #${refund.call_id}.`;
+      return `Refunded ${formatCoins(out.refunded)} on call #${call_id}.`;
     });
   };
 
@@ -102,7 +136,7 @@ export function AdminPage() {
           onChange={(e) => setGrant({ ...grant, amount: e.target.value })} /></label>
         <label>Note<input value={grant.note} maxLength={500}
           onChange={(e) => setGrant({ ...grant, note: e.target.value })} /></label>
-        <button type="submit">Grant</button>
+        <button type="submit" disabled={sending === "grant"}>{sending === "grant" ? "Granting…" : "Grant"}</button>
       </form>
       <form className="card" onSubmit={submitRefund} aria-label="Refund a call">
         <h2>Refund a call</h2>
@@ -112,7 +146,7 @@ export function AdminPage() {
           onChange={(e) => setRefund({ ...refund, amount: e.target.value })} /></label>
         <label>Reason<input required maxLength={500} value={refund.reason}
           onChange={(e) => setRefund({ ...refund, reason: e.target.value })} /></label>
-        <button type="submit">Refund</button>
+        <button type="submit" disabled={sending === "refund"}>{sending === "refund" ? "Refunding…" : "Refund"}</button>
       </form>
       <section className="card" aria-label="Ledger check">
         <h2>Ledger check</h2>
