@@ -8,7 +8,18 @@ from datetime import datetime, timedelta
 from operator import attrgetter
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Table, and_, exists, func, or_, select, update
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    Table,
+    and_,
+    bindparam,
+    exists,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -53,56 +64,81 @@ class PresenceCheck:
     coalesce: timedelta  # a last-seen more recent than this is not written again
 
 
-def _quietly_present(check: PresenceCheck) -> list[ColumnElement[bool]]:
+def _quietly_present(party: str) -> list[ColumnElement[bool]]:
     """The rows where a heartbeat only records presence (see ``service.quick_heartbeat``):
     ``party`` of this active call, both parties seen within the timeout, no charge, paid
-    time or (LiveKit) departure due, the party in the room and the next look close enough."""
-    party, now, timeout, look = check.party, check.now, check.timeout, check.look
+    time or (LiveKit) departure due, the party in the room and the next look close enough.
+    Bound parameters (:func:`_presence_params`) carry the call, the user and the times."""
+    now: BindParameter[datetime] = bindparam("now")
     own_lk_sid = getattr(Call, f"{party}_lk_sid")
     return [
-        Call.id == check.call_id,
-        getattr(Call, f"{party}_id") == check.user_id,
+        Call.id == bindparam("call_id"),
+        getattr(Call, f"{party}_id") == bindparam("user_id"),
         Call.status == CallStatus.active,
         Call.next_charge_at > now,
         Call.paid_until > now,
-        Call.client_last_seen_at > now - timeout,
-        Call.host_last_seen_at > now - timeout,
+        Call.client_last_seen_at > bindparam("seen_after"),
+        Call.host_last_seen_at > bindparam("seen_after"),
         or_(
             Call.media_provider != "livekit",
             and_(
                 own_lk_sid.is_not(None),
                 Call.client_left_at.is_(None),
                 Call.host_left_at.is_(None),
-                Call.due_at <= now + look,
+                Call.due_at <= bindparam("look_until"),
             ),
         ),
     ]
+
+
+def _presence_params(check: PresenceCheck) -> dict[str, Any]:
+    return {
+        "call_id": check.call_id,
+        "user_id": check.user_id,
+        "now": check.now,
+        "seen_after": check.now - check.timeout,
+        "look_until": check.now + check.look,
+        "coalesce_from": check.now - check.coalesce,
+    }
+
+
+# Built once per party: a heartbeat is the hottest request there is, and building the
+# statement cost more than the rest of its Python work (SQLAlchemy caches the compiled
+# SQL, not the expression objects).
+_RECORD_PRESENCE = {
+    party: update(Call)
+    .where(
+        *_quietly_present(party),
+        getattr(Call, f"{party}_last_seen_at") < bindparam("coalesce_from"),
+    )
+    .values({getattr(Call, f"{party}_last_seen_at"): bindparam("now")})
+    .returning(Call)
+    .execution_options(synchronize_session=False, populate_existing=True)
+    for party in ("client", "host")
+}
+_RECENTLY_PRESENT = {
+    party: select(Call)
+    .where(
+        *_quietly_present(party),
+        getattr(Call, f"{party}_last_seen_at") >= bindparam("coalesce_from"),
+    )
+    .execution_options(populate_existing=True)
+    for party in ("client", "host")
+}
 
 
 async def record_presence(session: AsyncSession, check: PresenceCheck) -> Call | None:
     """One ``UPDATE … RETURNING``: ``party`` was there at ``now``, on a call where that is
     all a heartbeat does (:func:`_quietly_present`) and the party was last seen more than
     ``coalesce`` ago. None when any of it does not hold."""
-    seen = getattr(Call, f"{check.party}_last_seen_at")
-    result = await session.scalars(
-        update(Call)
-        .where(*_quietly_present(check), seen < check.now - check.coalesce)
-        .values({seen: check.now})
-        .returning(Call)
-        .execution_options(synchronize_session=False, populate_existing=True)
-    )
+    result = await session.scalars(_RECORD_PRESENCE[check.party], _presence_params(check))
     return result.one_or_none()
 
 
 async def recently_present(session: AsyncSession, check: PresenceCheck) -> Call | None:
     """The call, read without a lock or a write, when ``party`` was seen within
     ``coalesce`` and a heartbeat would only record presence; else None."""
-    seen = getattr(Call, f"{check.party}_last_seen_at")
-    result = await session.scalars(
-        select(Call)
-        .where(*_quietly_present(check), seen >= check.now - check.coalesce)
-        .execution_options(populate_existing=True)
-    )
+    result = await session.scalars(_RECENTLY_PRESENT[check.party], _presence_params(check))
     return result.one_or_none()
 
 
