@@ -135,7 +135,7 @@ class HeartbeatIn(InputModel):
 
 
 class SignalIn(InputModel):
-    type: Literal["offer", "answer", "ice"]
+    type: Literal["offer", "answer", "ice", "restart"]
     payload: dict[str, Any] | str | None = Field(
         description=(
             "the SDP or ICE candidate, relayed as is (at most MAX_SIGNAL_BYTES, 16 KiB by "

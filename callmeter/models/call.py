@@ -153,11 +153,11 @@ NOT_ENDED = Call.status != CallStatus.ended
 
 
 class CallSignal(Base):
-    """A peer-to-peer signaling message (offer, answer, ICE) waiting for the other party."""
+    """A peer-to-peer signaling message (offer, answer, ICE, restart) for the other party."""
 
     __tablename__ = "call_signals"
     __table_args__ = (
-        CheckConstraint("type IN ('offer', 'answer', 'ice')", name="type"),
+        CheckConstraint("type IN ('offer', 'answer', 'ice', 'restart')", name="type"),
         Index("ix_call_signals_call_id_recipient_id_id", "call_id", "recipient_id", "id"),
         # the per-sender rate limit counts a call's recent signals by sender
         Index("ix_call_signals_call_id_sender_id_created_at", "call_id", "sender_id", "created_at"),

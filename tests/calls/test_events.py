@@ -129,6 +129,18 @@ async def test_signals_reach_the_other_party(driver: CallDriver, base_url: str) 
             offer,
             caller.user.id,
         )
+    # a host page that joined again asks the client for a fresh offer (docs/web.md)
+    async with (
+        httpx.AsyncClient() as http,
+        http.stream("GET", url, headers=caller.headers, timeout=10) as response,
+    ):
+        stream = Stream(response)
+        r = await driver.post(
+            f"/v1/calls/{call['id']}/signal", host, {"type": "restart", "payload": {}}
+        )
+        assert r.status_code == 202
+        signal = await stream.until("signal", lambda s: s["type"] == "restart")
+        assert (signal["payload"], signal["sender_id"]) == ({}, host.user.id)
     bad = await driver.post(f"/v1/calls/{call['id']}/signal", caller, {"type": "bye"})
     assert bad.status_code == 422
 

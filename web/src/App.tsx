@@ -1,6 +1,7 @@
 import { createContext, useContext, useState, type ReactNode } from "react";
 import { Link, Navigate, Route, Routes, useLocation, useNavigate } from "react-router-dom";
-import { type User } from "./api";
+import { type Call, type User } from "./api";
+import { useResource } from "./hooks";
 import { loadSession, saveSession, type Session } from "./session";
 import { LoginPage } from "./pages/Login";
 import { ClientHome } from "./pages/ClientHome";
@@ -59,8 +60,29 @@ function Shell({ children }: { children: ReactNode }) {
           </button>
         </span>
       </header>
+      {auth.user.role !== "admin" && <LiveCallBanner />}
       <main>{children}</main>
     </>
+  );
+}
+
+/** On every page but the call's own, while you have a call going on: the way back to it
+ * (leaving the call page does not end the call). */
+function LiveCallBanner() {
+  const { user } = useAuth();
+  const { pathname } = useLocation();
+  const calls = useResource<{ items: Call[] }>("/v1/calls?limit=5", 3000);
+  const live = calls.data?.items.find((c) =>
+    user.role === "client"
+      ? c.client_id === user.id && c.status !== "ended"
+      : c.host_id === user.id && (c.status === "connecting" || c.status === "active"),
+  );
+  if (!live || pathname === `/calls/${live.id}`) return null;
+  return (
+    <div className="banner live-call" role="status" data-testid="live-call">
+      {live.status === "ringing" ? "Your call is ringing." : "You have a call in progress."}
+      <Link to={`/calls/${live.id}`}>Return to your call</Link>
+    </div>
   );
 }
 

@@ -59,6 +59,8 @@ export interface StreamOptions {
   fetchImpl?: typeof fetch;
   sleep?: (ms: number) => Promise<void>;
   maxDelayMs?: number;
+  /** Resume after this event (a page that read the stream before: a reload, a return). */
+  lastEventId?: string;
 }
 
 export function backoffDelay(attempt: number, maxDelayMs = 5000): number {
@@ -74,7 +76,7 @@ export function openEventStream(options: StreamOptions): { close: () => void; do
 
   const run = async () => {
     let attempt = 0;
-    let lastEventId: string | undefined;
+    let lastEventId = options.lastEventId;
     while (!closed && !(options.isDone?.() ?? false)) {
       try {
         const headers: Record<string, string> = {

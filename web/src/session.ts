@@ -30,3 +30,22 @@ export function loadMedia<T>(callId: number): T | null {
   const raw = sessionStorage.getItem(`callmeter.media.${callId}`);
   return raw ? (JSON.parse(raw) as T) : null;
 }
+
+/** Where this tab last read a call's event stream (its Last-Event-ID), so that the call page
+ * coming back resumes after it instead of replaying an earlier connection's signals. */
+export function saveStreamPosition(callId: number, eventId: string): void {
+  sessionStorage.setItem(`callmeter.stream.${callId}`, eventId);
+}
+
+export function loadStreamPosition(callId: number): string | null {
+  return sessionStorage.getItem(`callmeter.stream.${callId}`);
+}
+
+/** Whether this tab's call page joined the call's media before (then joining is rejoining). */
+export function wasJoined(callId: number): boolean {
+  return sessionStorage.getItem(`callmeter.joined.${callId}`) !== null;
+}
+
+export function markJoined(callId: number): void {
+  sessionStorage.setItem(`callmeter.joined.${callId}`, "1");
+}

@@ -1,71 +1,163 @@
 /**
- * Peer-to-peer media: one RTCPeerConnection, the client offers, the host answers, and
- * offers/answers/ICE travel through POST /v1/calls/{id}/signal and the events stream.
- * No STUN server: host candidates are enough on one machine or network.
+ * Peer-to-peer media: offers, answers and ICE candidates travel through
+ * POST /v1/calls/{id}/signal and the call's events stream. No STUN server: host candidates
+ * are enough on one machine or network.
+ *
+ * Either page may go away and come back (a reload, a return to the call page) while the
+ * call goes on, so the negotiation can start again at any time:
+ * - the client always offers and the host always answers: no two offers ever cross;
+ * - each attempt is a session (a random id) that tags its offer, its answer and its ICE; an
+ *   answer counts only for the client's current offer, ICE only from the peer's current
+ *   session, so what an older page sent is ignored;
+ * - a host page that joins again sends `restart`: the client offers afresh; a client page
+ *   that joins again simply offers, and the host answers with a new connection.
  */
 import { request } from "../api";
 
 export interface SignalMessage {
   id: number;
-  type: "offer" | "answer" | "ice";
+  type: "offer" | "answer" | "ice" | "restart";
   payload: unknown;
   sender_id: number;
 }
 
+type Tagged = { session?: unknown; to?: unknown };
+
+const MAX_PENDING_SESSIONS = 8; // ICE kept for sessions not yet met (an answer still on its way)
+const MAX_PENDING_CANDIDATES = 64;
+
 export class P2PMedia {
-  private pc: RTCPeerConnection;
-  private pendingIce: RTCIceCandidateInit[] = [];
+  private pc: RTCPeerConnection | null = null;
+  private session = "";
+  private remoteSession: string | null = null;
+  private pendingIce = new Map<string, RTCIceCandidateInit[]>();
   private seen = new Set<number>();
-  private offered = false;
+  private answeredAt = 0; // the client's: id of the answer its current connection came from
+  private closed = false;
+  private queue: Promise<void> = Promise.resolve();
 
   constructor(
     private callId: number,
     private token: string,
-    local: MediaStream,
+    private local: MediaStream,
+    private role: "client" | "host",
     private onRemote: (stream: MediaStream) => void,
-  ) {
-    this.pc = new RTCPeerConnection({ iceServers: [] });
-    for (const track of local.getTracks()) this.pc.addTrack(track, local);
-    this.pc.ontrack = (event) => this.onRemote(event.streams[0] ?? new MediaStream([event.track]));
-    this.pc.onicecandidate = (event) => {
-      if (event.candidate) void this.send("ice", event.candidate.toJSON());
-    };
+  ) {}
+
+  /** The client: offer a new connection (when the host picks up, and on every join). */
+  offer(): Promise<void> {
+    return this.serial(() => this.newOffer());
   }
 
-  /** The caller starts the negotiation once the host has accepted. */
-  async offer(): Promise<void> {
-    if (this.offered) return;
-    this.offered = true;
-    const offer = await this.pc.createOffer();
-    await this.pc.setLocalDescription(offer);
-    await this.send("offer", { type: offer.type, sdp: offer.sdp });
+  /** The host, on joining again: ask the client for a fresh offer. */
+  restart(): Promise<void> {
+    return this.serial(() => this.send("restart", {}));
   }
 
-  async handle(signal: SignalMessage): Promise<void> {
-    if (this.seen.has(signal.id)) return; // a reconnected stream replays signals
+  handle(signal: SignalMessage): Promise<void> {
+    if (this.seen.has(signal.id)) return this.queue; // a reconnected stream may replay
     this.seen.add(signal.id);
-    if (signal.type === "offer") {
-      await this.pc.setRemoteDescription(signal.payload as RTCSessionDescriptionInit);
-      await this.flushIce();
-      const answer = await this.pc.createAnswer();
-      await this.pc.setLocalDescription(answer);
-      await this.send("answer", { type: answer.type, sdp: answer.sdp });
-    } else if (signal.type === "answer") {
-      await this.pc.setRemoteDescription(signal.payload as RTCSessionDescriptionInit);
-      await this.flushIce();
-    } else if (this.pc.remoteDescription) {
-      await this.pc.addIceCandidate(signal.payload as RTCIceCandidateInit);
-    } else {
-      this.pendingIce.push(signal.payload as RTCIceCandidateInit);
-    }
+    return this.serial(() => this.apply(signal));
   }
 
   close(): void {
-    this.pc.close();
+    this.closed = true;
+    this.pc?.close();
+    this.pc = null;
   }
 
-  private async flushIce(): Promise<void> {
-    for (const candidate of this.pendingIce.splice(0)) await this.pc.addIceCandidate(candidate);
+  private async apply(signal: SignalMessage): Promise<void> {
+    const payload = (signal.payload ?? {}) as Tagged & Record<string, unknown>;
+    const from = typeof payload.session === "string" ? payload.session : null;
+    if (signal.type === "restart") {
+      // the host has a new page waiting; a restart older than the answer in use is stale
+      if (this.role === "client" && signal.id > this.answeredAt) await this.newOffer();
+    } else if (signal.type === "offer") {
+      if (this.role !== "host" || from === null || from === this.remoteSession) return;
+      const pc = this.fresh();
+      this.remoteSession = from;
+      await pc.setRemoteDescription({ type: "offer", sdp: String(payload.sdp ?? "") });
+      await this.flushIce(pc, from);
+      const answer = await pc.createAnswer();
+      await pc.setLocalDescription(answer);
+      await this.send("answer", { type: answer.type, sdp: answer.sdp, session: this.session, to: from });
+    } else if (signal.type === "answer") {
+      const pc = this.pc;
+      if (this.role !== "client" || !pc || from === null || payload.to !== this.session) return;
+      if (pc.signalingState !== "have-local-offer") return;
+      this.remoteSession = from;
+      this.answeredAt = signal.id;
+      await pc.setRemoteDescription({ type: "answer", sdp: String(payload.sdp ?? "") });
+      await this.flushIce(pc, from);
+    } else if (from !== null) {
+      const { session: _s, to: _t, ...candidate } = payload;
+      if (this.pc && from === this.remoteSession && this.pc.remoteDescription) {
+        await this.addIce(this.pc, candidate as RTCIceCandidateInit);
+      } else {
+        this.keepIce(from, candidate as RTCIceCandidateInit);
+      }
+    }
+  }
+
+  private async newOffer(): Promise<void> {
+    const pc = this.fresh();
+    const offer = await pc.createOffer();
+    await pc.setLocalDescription(offer);
+    await this.send("offer", { type: offer.type, sdp: offer.sdp, session: this.session });
+  }
+
+  /** A new connection with this page's camera and microphone, replacing any other. */
+  private fresh(): RTCPeerConnection {
+    this.pc?.close();
+    const pc = new RTCPeerConnection({ iceServers: [] });
+    const session = crypto.randomUUID();
+    this.pc = pc;
+    this.session = session;
+    this.remoteSession = null;
+    for (const track of this.local.getTracks()) pc.addTrack(track, this.local);
+    pc.ontrack = (event) => {
+      if (this.pc === pc) this.onRemote(event.streams[0] ?? new MediaStream([event.track]));
+    };
+    pc.onicecandidate = (event) => {
+      if (event.candidate && this.pc === pc) void this.send("ice", { ...event.candidate.toJSON(), session });
+    };
+    return pc;
+  }
+
+  private keepIce(session: string, candidate: RTCIceCandidateInit): void {
+    let list = this.pendingIce.get(session);
+    if (!list) {
+      if (this.pendingIce.size >= MAX_PENDING_SESSIONS) {
+        const oldest = this.pendingIce.keys().next().value;
+        if (oldest !== undefined) this.pendingIce.delete(oldest);
+      }
+      list = [];
+      this.pendingIce.set(session, list);
+    }
+    if (list.length < MAX_PENDING_CANDIDATES) list.push(candidate);
+  }
+
+  private async flushIce(pc: RTCPeerConnection, session: string): Promise<void> {
+    const list = this.pendingIce.get(session) ?? [];
+    this.pendingIce.delete(session);
+    for (const candidate of list) await this.addIce(pc, candidate);
+  }
+
+  private async addIce(pc: RTCPeerConnection, candidate: RTCIceCandidateInit): Promise<void> {
+    try {
+      await pc.addIceCandidate(candidate);
+    } catch {
+      /* a candidate the connection no longer wants: harmless */
+    }
+  }
+
+  private serial(work: () => Promise<void>): Promise<void> {
+    this.queue = this.queue.then(async () => {
+      if (!this.closed) await work();
+    }).catch(() => {
+      /* one failed step must not stop the next signal */
+    });
+    return this.queue;
   }
 
   private async send(type: SignalMessage["type"], payload: unknown): Promise<void> {

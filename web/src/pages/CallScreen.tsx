@@ -7,7 +7,7 @@ import { boundaryBeatDelayMs, describeEndReason, formatCoins, formatDuration, se
 import { useNow } from "../hooks";
 import { LiveKitMedia } from "../media/livekit";
 import { P2PMedia, type SignalMessage } from "../media/p2p";
-import { loadMedia } from "../session";
+import { loadMedia, loadStreamPosition, markJoined, wasJoined, saveStreamPosition } from "../session";
 
 /** How often to heartbeat: what the server asks for in the call (faster while the call is
  * being set up, a few beats a heartbeat timeout while active), 2 s until it is known. A
@@ -41,6 +41,8 @@ export function CallScreen() {
   const earlySignals = useRef<SignalMessage[]>([]);
   const latestCall = useRef<Call | null>(null);
   const ended = useRef(false);
+  const [mediaReady, setMediaReady] = useState(false);
+  const joined = useRef(false); // this page has offered (client) or asked for an offer (host)
   const now = useNow(250);
   const isClient = user.role === "client";
 
@@ -70,9 +72,13 @@ export function CallScreen() {
     const events = openEventStream({
       url: `/v1/calls/${callId}/events`,
       token,
+      // a page that read this call's stream before (a reload, a return) skips the signals
+      // meant for its earlier connection
+      lastEventId: loadStreamPosition(callId) ?? undefined,
       isDone: () => ended.current,
       onStatus: setStream,
       onEvent: (event) => {
+        if (event.id) saveStreamPosition(callId, event.id);
         if (event.event === "call") {
           const next = JSON.parse(event.data) as Call;
           latestCall.current = next;
@@ -112,14 +118,12 @@ export function CallScreen() {
         }
         localStream.current = local;
         if (localVideo.current) localVideo.current.srcObject = local;
-        const p2p = new P2PMedia(callId, token, local, (remote) => {
+        const p2p = new P2PMedia(callId, token, local, isClient ? "client" : "host", (remote) => {
           if (remoteVideo.current) remoteVideo.current.srcObject = remote;
         });
         media.current = p2p;
-        for (const signal of earlySignals.current.splice(0)) await p2p.handle(signal);
-        // the host may have picked up while the camera was opening
-        const status = latestCall.current?.status;
-        if (isClient && status && status !== "ringing" && status !== "ended") await p2p.offer();
+        for (const signal of earlySignals.current.splice(0)) void p2p.handle(signal);
+        setMediaReady(true);
       } catch (e) {
         setError(`Camera or microphone unavailable: ${(e as Error).message}`);
       }
@@ -131,12 +135,18 @@ export function CallScreen() {
     };
   }, [callId, token, stopMedia, isClient]);
 
-  // The caller offers once the host has picked up.
+  // Joining the media, once per page, once the host has picked up: the client offers; a
+  // host page that joins again (a reload, a return to the call) asks for a fresh offer.
+  const status = call?.status;
   useEffect(() => {
-    if (isClient && call && call.status !== "ringing" && call.status !== "ended" && media.current instanceof P2PMedia) {
-      void media.current.offer();
-    }
-  }, [isClient, call?.status, call]);
+    const p2p = media.current;
+    if (joined.current || !mediaReady || !(p2p instanceof P2PMedia)) return;
+    if (!status || status === "ringing" || status === "ended") return;
+    joined.current = true;
+    if (isClient) void p2p.offer();
+    else if (status === "active" || wasJoined(callId)) void p2p.restart();
+    markJoined(callId);
+  }, [status, mediaReady, isClient, callId]);
 
   // Heartbeats: still here, and whether the other side's media plays.
   const period = heartbeatPeriodMs(call?.heartbeat_seconds);
@@ -159,6 +169,9 @@ export function CallScreen() {
     const timer = setInterval(beat, period);
     return () => clearInterval(timer);
   }, [beat, period]);
+  // A page that opens (a first join, a reload, a return) says so at once: the server bills
+  // only time both parties were seen, and the periodic beat would come a whole period late.
+  useEffect(() => beat(), [beat]);
   // ... and one just after each billing boundary, so the interval just completed is billed
   // at once (the server bills only time both parties were seen).
   // Every boundary the call announces gets its beat, even when next_charge_at moves on
@@ -184,16 +197,10 @@ export function CallScreen() {
     };
   }, []);
 
-  // Closing the tab hangs up (the beacon carries the token in its body).
-  useEffect(() => {
-    const onPageHide = () => {
-      if (ended.current) return;
-      const body = new Blob([JSON.stringify({ access_token: token })], { type: "application/json" });
-      navigator.sendBeacon(`/v1/calls/${callId}/beacon-end`, body);
-    };
-    window.addEventListener("pagehide", onPageHide);
-    return () => window.removeEventListener("pagehide", onPageHide);
-  }, [callId, token]);
+  // Leaving the page (a reload, another page, a closed tab) does not hang up: the call goes
+  // on while this page can come back, and the server ends it once neither heartbeat nor
+  // page has been seen for the heartbeat timeout, billed only to when this party was last
+  // seen. Hanging up is the button.
 
   useEffect(() => {
     if (call?.status === "ended") {

@@ -18,9 +18,6 @@ export function HostHome() {
   const [rate, setRate] = useState("");
   const [message, setMessage] = useState("");
   const ringing = calls.data?.items.find((c) => c.status === "ringing" && c.host_id === user.id);
-  const ongoing = calls.data?.items.find(
-    (c) => (c.status === "connecting" || c.status === "active") && c.host_id === user.id,
-  );
 
   async function update(body: { rate?: number; accepting_calls?: boolean }) {
     setMessage("");
@@ -69,11 +66,6 @@ export function HostHome() {
             <button type="button" onClick={() => void answer(ringing, true)}>Accept</button>
             <button type="button" className="secondary" onClick={() => void answer(ringing, false)}>Decline</button>
           </div>
-        </section>
-      )}
-      {ongoing && !ringing && (
-        <section className="card" aria-label="Call in progress">
-          <p>You have a call in progress. <a href={`/calls/${ongoing.id}`}>Return to it</a></p>
         </section>
       )}
       <WalletCard title="Earnings" wallet={earnings.data}
