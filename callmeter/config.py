@@ -84,6 +84,9 @@ class Settings(BaseSettings):
     host_share_percent: int = Field(default=70, ge=0, le=100)
     heartbeat_timeout_seconds: int = Field(default=30, ge=1, le=3600)
     ring_timeout_seconds: int = Field(default=45, ge=1, le=3600)
+    # A host is online while one of its pages says so (POST /v1/hosts/me/presence) at least
+    # this often; calls to an offline host are refused. 0: every host counts as online.
+    host_presence_timeout_seconds: int = Field(default=45, ge=0, le=3600)
     connect_timeout_seconds: int = Field(default=30, ge=1, le=3600)
     # Fair to hosts: a client whose call to a host ended unanswered waits before ringing that
     # host again, and makes at most so many unanswered rings per window (0 = no limit).

@@ -26,10 +26,10 @@ class DemoUser:
 
 DEMO_USERS = (
     DemoUser("admin", Role.admin, "Admin"),
-    DemoUser("alice", Role.client, "Alice (client)", DEMO_COINS),
-    DemoUser("bob", Role.client, "Bob (client)", DEMO_COINS),
-    DemoUser("carol", Role.host, "Carol (host, tutor)"),
-    DemoUser("dave", Role.host, "Dave (host, expert)"),
+    DemoUser("alice", Role.client, "Alice", DEMO_COINS),
+    DemoUser("bob", Role.client, "Bob", DEMO_COINS),
+    DemoUser("carol", Role.host, "Carol"),
+    DemoUser("dave", Role.host, "Dave"),
 )
 
 

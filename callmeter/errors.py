@@ -205,6 +205,13 @@ class HostUnavailable(CallmeterError):
     code = "host_unavailable"
 
 
+class HostOffline(CallmeterError):
+    """The host has no page open: nobody would answer."""
+
+    status_code = 409
+    code = "host_offline"
+
+
 class RateChanged(CallmeterError):
     """The host's rate changed since you saw it."""
 

@@ -138,6 +138,9 @@ def make_settings(database_url: str, **overrides: object) -> Settings:
         "database_url": database_url,
         "env": Environment.test,
         "password_hash_profile": PasswordHashProfile.cheapest,
+        # Host presence is its own subject (tests/hosts/test_presence.py and the browser
+        # tests, which keep the default); elsewhere every host counts as online.
+        "host_presence_timeout_seconds": 0,
     }
     values.update(overrides)
     return Settings.model_validate(values)
@@ -182,6 +185,7 @@ def env(tmp_path: Path) -> dict[str, str]:
     environ = {k: v for k, v in os.environ.items() if not k.startswith("CALLMETER_")}
     environ["CALLMETER_DATABASE_URL"] = f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"
     environ["CALLMETER_PASSWORD_HASH_PROFILE"] = "cheapest"
+    environ["CALLMETER_HOST_PRESENCE_TIMEOUT_SECONDS"] = "0"  # as in make_settings
     environ["COLUMNS"] = "120"
     return environ
 

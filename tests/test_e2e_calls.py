@@ -54,6 +54,7 @@ async def host_id(http: httpx.AsyncClient, headers: dict[str, str], name: str) -
 async def start_call(
     http: httpx.AsyncClient, client: dict[str, str], host: dict[str, str], host_name: str
 ) -> int:
+    await http.post("/v1/hosts/me/presence", headers=host)  # the host's page is open
     r = await http.post(
         "/v1/calls", json={"host_id": await host_id(http, client, host_name)}, headers=client
     )

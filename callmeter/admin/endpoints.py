@@ -85,7 +85,8 @@ async def list_calls(
     found = await queries.list_calls(
         session, user_id=None, status=status_filter, limit=limit + 1, before=before
     )
-    return CallsPage.of(found, limit, runtime.clock.now(), runtime.settings)
+    names = await queries.party_names(session, found[:limit])
+    return CallsPage.of(found, limit, runtime.clock.now(), runtime.settings, names)
 
 
 @router.post("/calls/{call_id}/end")

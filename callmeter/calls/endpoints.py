@@ -123,7 +123,8 @@ async def list_calls(
     calls = await queries.list_calls(
         session, user_id=user.id, status=None, limit=limit + 1, before=before
     )
-    return CallsPage.of(calls, limit, runtime.clock.now(), runtime.settings)
+    names = await queries.party_names(session, calls[:limit])
+    return CallsPage.of(calls, limit, runtime.clock.now(), runtime.settings, names)
 
 
 @router.get("/{call_id}")

@@ -23,3 +23,9 @@ async def list_calls(
     return await repository.list_calls(
         session, user_id=user_id, status=status, limit=limit, before=before
     )
+
+
+async def party_names(session: AsyncSession, calls: list[Call]) -> dict[int, str]:
+    """The display names of the clients and hosts of ``calls``, by user id."""
+    ids = {c.client_id for c in calls} | {c.host_id for c in calls}
+    return await repository.display_names(session, ids) if ids else {}

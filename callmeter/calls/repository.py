@@ -449,3 +449,11 @@ async def _save(session: AsyncSession, outcomes: Sequence[Outcome], columns: Seq
     )
     if changed is not None and changed != len(rows):
         raise ConcurrentUpdate(f"a settlement changed {changed} call rows, not {len(rows)}")
+
+
+async def display_names(session: AsyncSession, user_ids: set[int]) -> dict[int, str]:
+    """Display names by user id (a page of calls names at most twice its size)."""
+    rows = await session.execute(
+        select(User.id, User.display_name).where(User.id.in_(sorted(user_ids)))
+    )
+    return {user_id: name for user_id, name in rows}

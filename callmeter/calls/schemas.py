@@ -89,13 +89,24 @@ class CallWithMedia(BaseModel):
 class CallsPage(BaseModel):
     items: list[CallOut]
     next_before: int | None
+    names: dict[int, str] = Field(
+        description="the display name of every client and host in `items`, by user id"
+    )
 
     @classmethod
-    def of(cls, calls: list[Call], limit: int, now: datetime, settings: Settings) -> CallsPage:
+    def of(
+        cls, calls: list[Call], limit: int, now: datetime, settings: Settings,
+        names: dict[int, str],
+    ) -> CallsPage:  # fmt: skip
         """A page from ``limit + 1`` calls read newest first (the extra one says whether
         there is a next page)."""
         items = [CallOut.of(c, now, settings) for c in calls[:limit]]
-        return cls(items=items, next_before=items[-1].id if len(calls) > limit else None)
+        shown = {i.client_id for i in items} | {i.host_id for i in items}
+        return cls(
+            items=items,
+            next_before=items[-1].id if len(calls) > limit else None,
+            names={k: v for k, v in names.items() if k in shown},
+        )
 
 
 class CreateCallIn(InputModel):

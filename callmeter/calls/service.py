@@ -34,6 +34,7 @@ from callmeter.errors import (
     ConcurrentUpdate,
     Forbidden,
     HostBusy,
+    HostOffline,
     HostUnavailable,
     InsufficientFunds,
     InvalidCallState,
@@ -48,6 +49,7 @@ from callmeter.errors import (
     SignalRateLimited,
 )
 from callmeter.hosts import repository as hosts
+from callmeter.hosts.service import is_online as host_is_online
 from callmeter.ledger import service as ledger
 from callmeter.media import presence
 from callmeter.media import repository as media_repository
@@ -129,6 +131,8 @@ async def create_call(
     host = await hosts.lock_host(session, host_id)  # a block of this client waits for us
     if host is None or host.role != Role.host:
         raise NotFound("no such host")
+    if not host_is_online(host, settings, now):
+        raise HostOffline()
     if not host.accepting_calls or await hosts.is_blocked(
         session, host_id=host.id, client_id=client.id
     ):

@@ -15,8 +15,9 @@ ClientId = PathId
 
 @router.get("")
 async def list_hosts(user: CurrentUser, runtime: RuntimeDep, session: SessionDep) -> list[HostOut]:
-    """Hosts with their rate per interval, availability and whether they are in a call."""
-    return await service.list_hosts(session, user, runtime.settings)
+    """Hosts with their rate per interval, presence and whether they are in a call, online
+    ones first."""
+    return await service.list_hosts(session, user, runtime.settings, runtime.clock.now())
 
 
 @router.put("/me")
@@ -30,6 +31,17 @@ async def update_me(
         rate=body.rate,
         accepting_calls=body.accepting_calls,
         settings=runtime.settings,
+        now=runtime.clock.now(),
+    )
+
+
+@router.post("/me/presence")
+async def mark_present(host: HostUser, runtime: RuntimeDep, session: SessionDep) -> HostOut:
+    """A page of yours is open: you are online (callable) for
+    `HOST_PRESENCE_TIMEOUT_SECONDS` (45 s by default) from now. The web client's host pages
+    send it every 15 s."""
+    return await service.mark_present(
+        session, host, settings=runtime.settings, now=runtime.clock.now()
     )
 
 

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
@@ -17,6 +17,11 @@ class HostOut(BaseModel):
         description="false when the host is away (or does not take your calls)"
     )
     busy: bool
+    presence: Literal["online", "busy", "away", "offline"] = Field(
+        description="busy: in a call (ringing counts); offline: no page of the host open "
+        "(see POST /v1/hosts/me/presence); away: not accepting calls (or not yours); online: "
+        "call now"
+    )
 
 
 class HostUpdateIn(InputModel):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -13,24 +13,55 @@ from callmeter.hosts.schemas import HostOut
 from callmeter.models import HostBlock, Role, User
 
 
-def host_out(host: User, busy: bool, settings: Settings, *, blocked: bool = False) -> HostOut:
+def is_online(host: User, settings: Settings, now: datetime) -> bool:
+    """Whether a page of the host said it is open within the presence timeout (always, when
+    the timeout is 0)."""
+    timeout = settings.host_presence_timeout_seconds
+    if timeout == 0:
+        return True
+    seen = host.presence_seen_at
+    return seen is not None and now < seen + timedelta(seconds=timeout)
+
+
+def host_out(
+    host: User, busy: bool, settings: Settings, now: datetime, *, blocked: bool = False
+) -> HostOut:
+    # a blocked client sees the host as away: the block itself is never revealed
+    accepting = host.accepting_calls and not blocked
+    online = is_online(host, settings, now)
+    presence = "busy" if busy else "offline" if not online else "online" if accepting else "away"
     return HostOut(
         id=host.id,
         display_name=host.display_name,
         rate=host.rate or settings.default_rate,
-        # a blocked client sees the host as away: the block itself is never revealed
-        accepting_calls=host.accepting_calls and not blocked,
+        accepting_calls=accepting,
         busy=busy,
+        presence=presence,
     )
 
 
-async def list_hosts(session: AsyncSession, viewer: User, settings: Settings) -> list[HostOut]:
-    """Every host with its rate, availability (as ``viewer`` may call it) and whether it is
-    in a call right now."""
-    return [
-        host_out(h, busy, settings, blocked=blocked)
+_ORDER = {"online": 0, "busy": 1, "away": 2, "offline": 3}
+
+
+async def list_hosts(
+    session: AsyncSession, viewer: User, settings: Settings, now: datetime
+) -> list[HostOut]:
+    """Every host with its rate, presence (as ``viewer`` may call it) and whether it is in a
+    call right now: online hosts first, then busy, away and offline ones."""
+    hosts = [
+        host_out(h, busy, settings, now, blocked=blocked)
         for h, busy, blocked in await repository.list_hosts(session, viewer.id)
     ]
+    return sorted(hosts, key=lambda h: _ORDER[h.presence])
+
+
+async def mark_present(
+    session: AsyncSession, host: User, *, settings: Settings, now: datetime
+) -> HostOut:
+    """A page of ``host`` is open: online until the presence timeout passes without this."""
+    host.presence_seen_at = now
+    await session.flush()
+    return host_out(host, await repository.in_a_call(session, host.id), settings, now)
 
 
 async def update_host(
@@ -40,6 +71,7 @@ async def update_host(
     rate: int | None,
     accepting_calls: bool | None,
     settings: Settings,
+    now: datetime,
 ) -> HostOut:
     """Change a host's rate (for calls created from now on) or availability."""
     if rate is not None:
@@ -51,7 +83,7 @@ async def update_host(
     if accepting_calls is not None:
         host.accepting_calls = accepting_calls
     await session.flush()
-    return host_out(host, await repository.in_a_call(session, host.id), settings)
+    return host_out(host, await repository.in_a_call(session, host.id), settings, now)
 
 
 async def block(session: AsyncSession, host: User, *, client_id: int, now: datetime) -> HostBlock:

@@ -29,6 +29,8 @@ class User(Base):
     # Hosts only: coins per interval (None = the configured default) and availability.
     rate: Mapped[int | None] = mapped_column(BigInteger)
     accepting_calls: Mapped[bool] = mapped_column(Boolean, server_default=true(), default=True)
+    # Hosts only: when one of the host's pages last said it is open (docs/api.md, presence).
+    presence_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # Clients only: set while a payment dispute is open (or was lost): no calls, no purchases.
     frozen_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     frozen_reason: Mapped[str | None] = mapped_column(String(255))

@@ -170,6 +170,7 @@ async def heartbeat(http: httpx.AsyncClient, call_id: int, who: Party) -> dict[s
 
 
 async def connect_call(http: httpx.AsyncClient, client: Party, host: Party) -> int:
+    await http.post("/v1/hosts/me/presence", headers=host.headers)  # the host's page is open
     r = await http.post("/v1/calls", json={"host_id": host.user_id}, headers=client.headers)
     assert r.status_code == 201, r.text
     call_id = int(r.json()["call"]["id"])

@@ -61,6 +61,7 @@ RULES: dict[tuple[str, str], dict[str, Expect]] = {
     ("GET", "/v1/wallet/entries"): signed_in(200, admin=404),
     ("GET", "/v1/hosts"): signed_in(200),
     ("PUT", "/v1/hosts/me"): only(("host", "other_host"), others=403),
+    ("POST", "/v1/hosts/me/presence"): only(("host", "other_host"), others=403),
     ("GET", "/v1/hosts/me/blocks"): only(("host", "other_host"), others=403),
     ("POST", "/v1/hosts/me/blocks"): only(("host", "other_host"), others=403),
     ("DELETE", "/v1/hosts/me/blocks/{client_id}"): only(("host", "other_host"), others=403),

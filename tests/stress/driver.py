@@ -209,6 +209,7 @@ async def one_call(
     hooks: Webhooks | None = None,
 ) -> None:
     await asyncio.sleep(delay)  # calls start over a few seconds, then all overlap
+    await api.post("/v1/hosts/me/presence", host, {})  # the host's page is open
     r = await api.post("/v1/calls", client, {"host_id": host_id})
     if r is None or r.status_code != 201:
         return

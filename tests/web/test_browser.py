@@ -44,6 +44,7 @@ def web_server(env: dict[str, str], tmp_path: Path) -> Iterator[str]:
         CALLMETER_METER_TICK_SECONDS="0.2",
         CALLMETER_EVENTS_POLL_SECONDS="0.2",
         CALLMETER_HEARTBEAT_TIMEOUT_SECONDS="10",
+        CALLMETER_HOST_PRESENCE_TIMEOUT_SECONDS="45",  # the default: hosts online by their pages
     )
     run(env, "migrate")
     users = [
@@ -51,6 +52,7 @@ def web_server(env: dict[str, str], tmp_path: Path) -> Iterator[str]:
         ("rich", "client"),
         ("broke", "client"),
         ("tutor", "host"),
+        ("nobody", "host"),  # never opens a page: offline
         ("boss", "admin"),
     ]
     for name, role in users:
@@ -92,13 +94,19 @@ async def logged_in(browser: Browser, base: str, username: str) -> tuple[Browser
     return context, page
 
 
-async def start_call(browser: Browser, base: str, client: str) -> tuple[Page, Page, int]:
+async def start_call(
+    browser: Browser, base: str, client: str, host_page: str = "Home"
+) -> tuple[Page, Page, int]:
+    """The host waits on ``host_page`` (a link in the header): an incoming call rings on
+    every page."""
     _, host = await logged_in(browser, base, "tutor")
+    await host.get_by_role("link", name=host_page).click()
     _, caller = await logged_in(browser, base, client)
     await caller.get_by_role("button", name="Call Tutor").click()
     await caller.wait_for_url("**/calls/*")
     call_id = int(caller.url.rsplit("/", 1)[1])
     dialog = host.get_by_role("alertdialog", name="Incoming call")
+    await expect(dialog.get_by_test_id("caller")).to_have_text(client.title())
     await dialog.get_by_role("button", name="Accept").click()
     await host.wait_for_url(f"**/calls/{call_id}")
     return caller, host, call_id
@@ -250,7 +258,7 @@ async def test_a_call_survives_reloads_and_visits_to_other_pages(
     """Issue 16, "calls that survive": a reload on either side, the host leaving the call
     page and coming back, the client going home and back: the call goes on, video plays
     again within 5 s each time, and every interval is charged once."""
-    caller, host, call_id = await start_call(browser, web_server, "rich")
+    caller, host, call_id = await start_call(browser, web_server, "rich", host_page="History")
     await asyncio.gather(remote_video_plays(caller), remote_video_plays(host))
     await caller.get_by_test_id("status").filter(has_text="active").wait_for()
     took: dict[str, float] = {}
@@ -282,6 +290,19 @@ async def test_a_call_survives_reloads_and_visits_to_other_pages(
     assert call["billed_seconds"] >= 8, (call, took)
     assert call["charged"] == 10 * (call["billed_seconds"] // 2), call
     assert "ledger check passed" in run(env, "ledger", "check").stdout
+
+    # A host with no page open is offline: shown so, and a call to it is refused.
+    await caller.get_by_role("link", name="Back home").click()
+    await expect(caller.get_by_role("button", name="Call Nobody")).to_be_disabled()
+    hosts = caller.get_by_role("region", name="Hosts")
+    await expect(hosts.get_by_role("listitem").filter(has_text="Nobody")).to_contain_text("offline")
+    await expect(hosts.get_by_role("listitem").filter(has_text="Tutor")).to_contain_text("online")
+    async with httpx.AsyncClient(base_url=web_server) as http:
+        auth = {"Authorization": f"Bearer {await api_token(caller)}"}
+        listed = (await http.get("/v1/hosts", headers=auth)).json()
+        nobody = next(h["id"] for h in listed if h["display_name"] == "Nobody")
+        r = await http.post("/v1/calls", json={"host_id": nobody}, headers=auth)
+    assert (r.status_code, r.json()["error"]) == (409, "host_offline")
 
 
 async def test_a_closed_tab_ends_the_call_after_the_heartbeat_timeout(

@@ -1,7 +1,7 @@
-import { createContext, useContext, useState, type ReactNode } from "react";
+import { useState, type ReactNode } from "react";
 import { Link, Navigate, Route, Routes, useLocation, useNavigate } from "react-router-dom";
-import { type Call, type User } from "./api";
-import { useResource } from "./hooks";
+import { AuthContext, useAuth, type Auth } from "./auth";
+import { IncomingCall, LiveCallBanner, useHostPresence, useMyCalls } from "./live";
 import { loadSession, saveSession, type Session } from "./session";
 import { LoginPage } from "./pages/Login";
 import { ClientHome } from "./pages/ClientHome";
@@ -15,25 +15,12 @@ import { TestCheckoutPage } from "./pages/TestCheckout";
 import { EarningsPage } from "./pages/Earnings";
 import { AdminPayoutsPage } from "./pages/AdminPayouts";
 
-interface Auth {
-  session: Session | null;
-  token: string;
-  user: User;
-  login: (session: Session) => void;
-  logout: () => void;
-}
-
-const AuthContext = createContext<Auth | null>(null);
-
-export function useAuth(): Auth {
-  const auth = useContext(AuthContext);
-  if (!auth) throw new Error("useAuth outside a logged-in page");
-  return auth;
-}
-
 function Shell({ children }: { children: ReactNode }) {
   const auth = useAuth();
   const navigate = useNavigate();
+  const role = auth.user.role;
+  useHostPresence(role === "host"); // a host is online while one of its pages is open
+  const calls = useMyCalls(role !== "admin", role === "host" ? 1500 : 3000); // rings, leads back
   return (
     <>
       <header className="topbar">
@@ -60,29 +47,10 @@ function Shell({ children }: { children: ReactNode }) {
           </button>
         </span>
       </header>
-      {auth.user.role !== "admin" && <LiveCallBanner />}
+      {role === "host" && <IncomingCall calls={calls.data} refresh={calls.refresh} />}
+      {role !== "admin" && <LiveCallBanner calls={calls.data} />}
       <main>{children}</main>
     </>
-  );
-}
-
-/** On every page but the call's own, while you have a call going on: the way back to it
- * (leaving the call page does not end the call). */
-function LiveCallBanner() {
-  const { user } = useAuth();
-  const { pathname } = useLocation();
-  const calls = useResource<{ items: Call[] }>("/v1/calls?limit=5", 3000);
-  const live = calls.data?.items.find((c) =>
-    user.role === "client"
-      ? c.client_id === user.id && c.status !== "ended"
-      : c.host_id === user.id && (c.status === "connecting" || c.status === "active"),
-  );
-  if (!live || pathname === `/calls/${live.id}`) return null;
-  return (
-    <div className="banner live-call" role="status" data-testid="live-call">
-      {live.status === "ringing" ? "Your call is ringing." : "You have a call in progress."}
-      <Link to={`/calls/${live.id}`}>Return to your call</Link>
-    </div>
   );
 }
 

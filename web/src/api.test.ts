@@ -8,7 +8,7 @@ describe("friendlyMessage", () => {
   });
   it("has a sentence for every error code the API returns", () => {
     for (const code of [
-      "host_busy", "client_busy", "host_unavailable", "invalid_credentials", "rate_limited",
+      "host_busy", "client_busy", "host_unavailable", "host_offline", "invalid_credentials", "rate_limited",
       "not_authenticated", "username_taken", "media_unavailable", "call_ended", "rate_changed",
       "ring_cooldown", "busy", "account_frozen", "payment_provider_unavailable", "too_many_purchases",
     ]) {

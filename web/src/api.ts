@@ -58,6 +58,15 @@ export interface Host {
   rate: number;
   accepting_calls: boolean;
   busy: boolean;
+  /** Computed by the server: a host is online only while one of its pages is open. */
+  presence: "online" | "busy" | "away" | "offline";
+}
+
+/** A page of calls, newest first, with the parties' display names by user id. */
+export interface CallsPage {
+  items: Call[];
+  next_before: number | null;
+  names: Record<string, string>;
 }
 
 export interface Entry {
@@ -107,6 +116,8 @@ export function friendlyMessage(error: unknown): string {
       return "You already have a call in progress.";
     case "host_unavailable":
       return "This host is not taking calls right now.";
+    case "host_offline":
+      return "This host is offline: nobody would answer. Try again when they are online.";
     case "rate_changed":
       return error.fields.rate === undefined
         ? "This host's rate has changed. Check it and call again."

@@ -1,6 +1,6 @@
 import { useCallback, useEffect, useState } from "react";
 import { friendlyMessage, request } from "./api";
-import { useAuth } from "./App";
+import { useAuth } from "./auth";
 
 /** GET `path` now and whenever `refresh()` is called (or every `everyMs`). */
 export function useResource<T>(path: string | null, everyMs?: number) {

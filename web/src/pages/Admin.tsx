@@ -2,7 +2,7 @@ import { useRef, useState, type FormEvent } from "react";
 import { Link } from "react-router-dom";
 import { ApiError, friendlyMessage, request, type Call } from "../api";
 import { IntentKeys } from "../coins";
-import { useAuth } from "../App";
+import { useAuth } from "../auth";
 import { formatCoins, formatDuration } from "../format";
 import { useResource } from "../hooks";
 import type { ReviewPage } from "../payouts";

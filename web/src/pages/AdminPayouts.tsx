@@ -1,7 +1,7 @@
 import { useRef, useState, type FormEvent } from "react";
 import { useSearchParams } from "react-router-dom";
 import { request, type Host } from "../api";
-import { useAuth } from "../App";
+import { useAuth } from "../auth";
 import { browserLocale, IntentKeys } from "../coins";
 import { formatCoins } from "../format";
 import { useResource } from "../hooks";

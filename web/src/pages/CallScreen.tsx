@@ -1,7 +1,7 @@
 import { useCallback, useEffect, useRef, useState } from "react";
 import { Link, useParams } from "react-router-dom";
 import { friendlyMessage, request, type Call, type Media, type Wallet } from "../api";
-import { useAuth } from "../App";
+import { useAuth } from "../auth";
 import { openEventStream } from "../events";
 import { boundaryBeatDelayMs, describeEndReason, formatCoins, formatDuration, secondsUntil } from "../format";
 import { useNow } from "../hooks";

@@ -1,11 +1,18 @@
 import { useState } from "react";
 import { Link, useNavigate } from "react-router-dom";
 import { ApiError, friendlyMessage, request, type Call, type Host, type Media, type Wallet } from "../api";
-import { useAuth } from "../App";
+import { useAuth } from "../auth";
 import { formatCoins } from "../format";
 import { useResource } from "../hooks";
 import { saveMedia } from "../session";
 import { Entries, WalletCard } from "./Wallet";
+
+const PRESENCE: Record<Host["presence"], string> = {
+  online: "online",
+  busy: "in a call",
+  away: "away",
+  offline: "offline",
+};
 
 export function ClientHome() {
   const { token } = useAuth();
@@ -28,7 +35,9 @@ export function ClientHome() {
       setError(friendlyMessage(e));
       setNeedsCoins(e instanceof ApiError && e.code === "insufficient_funds");
       void wallet.refresh();
-      if (e instanceof ApiError && e.code === "rate_changed") void hosts.refresh();
+      if (e instanceof ApiError && ["rate_changed", "host_offline", "host_unavailable", "host_busy"].includes(e.code)) {
+        void hosts.refresh();
+      }
     }
   }
 
@@ -51,10 +60,10 @@ export function ClientHome() {
                 <strong>{h.display_name}</strong>
                 <span className="muted"> · {formatCoins(h.rate)} per interval</span>
               </span>
-              <span className={h.busy || !h.accepting_calls ? "badge off" : "badge on"}>
-                {h.busy ? "in a call" : h.accepting_calls ? "available" : "away"}
+              <span className={h.presence === "online" ? "badge on" : "badge off"} data-testid={`presence-${h.id}`}>
+                {PRESENCE[h.presence]}
               </span>
-              <button type="button" disabled={h.busy || !h.accepting_calls} onClick={() => void callHost(h)}
+              <button type="button" disabled={h.presence !== "online"} onClick={() => void callHost(h)}
                 aria-label={`Call ${h.display_name}`}>
                 Call
               </button>

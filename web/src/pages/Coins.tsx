@@ -1,6 +1,6 @@
 import { useEffect, useRef, useState } from "react";
 import { ApiError, friendlyMessage, request, type Wallet } from "../api";
-import { useAuth } from "../App";
+import { useAuth } from "../auth";
 import {
   afterPurchase,
   bestValuePackId,

@@ -1,7 +1,7 @@
 import { useEffect, useRef, useState } from "react";
 import { Link, useSearchParams } from "react-router-dom";
 import { ApiError, friendlyMessage, request, type Wallet } from "../api";
-import { useAuth } from "../App";
+import { useAuth } from "../auth";
 import { nextPollMs, parsePurchaseId, returnView, type Purchase } from "../coins";
 import { formatCoins } from "../format";
 import { useResource } from "../hooks";

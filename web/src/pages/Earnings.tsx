@@ -1,7 +1,7 @@
 import { useEffect, useRef, useState, type FormEvent } from "react";
 import { useSearchParams } from "react-router-dom";
 import { ApiError, request } from "../api";
-import { useAuth } from "../App";
+import { useAuth } from "../auth";
 import { browserLocale, formatPrice, IntentKeys } from "../coins";
 import { formatCoins } from "../format";
 import { useOlderPages, useResource } from "../hooks";

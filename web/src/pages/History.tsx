@@ -1,5 +1,5 @@
 import type { Call } from "../api";
-import { useAuth } from "../App";
+import { useAuth } from "../auth";
 import { describeEndReason, formatCoins, formatDuration } from "../format";
 import { useResource } from "../hooks";
 
