@@ -93,6 +93,15 @@ def _error(
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+def _first_invalid_field(exc: RequestValidationError) -> str:
+    """The first field that failed, as the client named it (``username``, ``amount``)."""
+    for err in exc.errors():
+        names = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path")]
+        if names:
+            return ".".join(names)
+    return "request"
+
+
 def _describe_validation(exc: RequestValidationError) -> str:
     parts = []
     for err in exc.errors()[:5]:
@@ -164,7 +173,12 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        return _error(422, "validation_error", _describe_validation(exc))
+        return _error(
+            422,
+            "validation_error",
+            _describe_validation(exc),
+            {"field": _first_invalid_field(exc)},
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:

@@ -78,6 +78,13 @@ class TestRegister:
         assert response.status_code == 422
         assert response.json()["error"] == "validation_error"
         assert response.json()["detail"]
+        # the first refused field, for a sentence in the user's words (the web client's)
+        assert response.json()["field"] in {"role", "username", "password", "extra", "display_name"}
+
+    async def test_a_bad_username_names_the_field(self, client: AsyncClient) -> None:
+        body = {"username": "has space", "password": "long enough", "role": "client"}
+        response = await client.post("/v1/auth/register", json=body)
+        assert (response.status_code, response.json()["field"]) == (422, "username")
 
 
 class TestLogin:

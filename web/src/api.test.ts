@@ -14,7 +14,13 @@ describe("friendlyMessage", () => {
     ]) {
       expect(friendlyMessage(new ApiError(409, code, "x"))).not.toBe("x");
     }
-    expect(friendlyMessage(new ApiError(422, "validation_error", "amount: too big"))).toBe("amount: too big");
+    // the server's rule ("String should match pattern …") never reaches a person
+    const pattern = "username: String should match pattern '^[A-Za-z0-9_.-]{3,32}$'";
+    expect(friendlyMessage(new ApiError(422, "validation_error", pattern, { field: "username" }))).toBe(
+      "A username is 3 to 32 letters, digits, dots, dashes or underscores.",
+    );
+    expect(friendlyMessage(new ApiError(422, "validation_error", "x: bad", { field: "query.limit" }))).toMatch(/not valid/);
+    expect(friendlyMessage(new ApiError(422, "validation_error", "amount: too big"))).not.toMatch(/too big/);
   });
   it("shows the host's new rate and how long to wait, from structured fields", () => {
     const changed = new ApiError(409, "rate_changed", "the host's rate is now 12 coins", { rate: 10000 });

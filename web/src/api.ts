@@ -86,6 +86,7 @@ export interface ErrorFields {
   maturing?: number; // payout_exceeds_matured: coins withdrawable later
   minimum?: number; // payout_below_minimum: the smallest payout
   pending?: number; // too_many_payouts: requests waiting for review
+  field?: string; // validation_error: the first field the server refused
 }
 
 const NUMERIC_FIELDS = ["rate", "retry_after", "matured", "maturing", "minimum", "pending"] as const;
@@ -99,6 +100,23 @@ export class ApiError extends Error {
   ) {
     super(detail);
   }
+}
+
+const FIELD_RULES: Record<string, string> = {
+  username: "A username is 3 to 32 letters, digits, dots, dashes or underscores.",
+  password: "The password must be 8 to 128 characters.",
+  display_name: "The display name is too long.",
+  amount: "Enter a whole number of coins greater than zero.",
+  rate: "Enter the rate as a whole number of coins.",
+  user_id: "Enter the user's number (as shown in the admin pages).",
+  note: "The note is too long.",
+  reason: "Give a reason (at most 500 characters).",
+};
+
+/** What to fix, in a person's words, for the field the server refused (never its rule). */
+function invalidField(field: string | undefined): string {
+  const name = field?.split(".").pop();
+  return (name && FIELD_RULES[name]) ?? "Some of what you entered is not valid. Check it and try again.";
 }
 
 /** A sentence for a person, for every error the API returns. */
@@ -130,6 +148,8 @@ export function friendlyMessage(error: unknown): string {
       return "Wrong username or password.";
     case "rate_limited":
       return "Too many attempts. Wait a minute and try again.";
+    case "validation_error":
+      return invalidField(error.fields.field);
     case "busy":
       return "The server is busy. Try again in a moment.";
     case "not_authenticated":
@@ -172,6 +192,7 @@ export async function request<T>(
       const value = err[name];
       if (typeof value === "number") fields[name] = value;
     }
+    if (typeof err.field === "string") fields.field = err.field;
     // {"error": code, "detail": sentence}; also {"error": {"code", "message"}}
     const nested = typeof err.error === "object" && err.error !== null ? err.error : null;
     const code = nested ? nested.code : typeof err.error === "string" ? err.error : undefined;

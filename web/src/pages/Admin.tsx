@@ -112,6 +112,7 @@ export function AdminPage() {
       <section className="card wide" aria-label="Live calls">
         <h2>Live calls</h2>
         {live.data?.items.length === 0 && <p className="muted">No calls in progress.</p>}
+        <div className="table-scroll">
         <table>
           <thead>
             <tr><th>Call</th><th>Client</th><th>Host</th><th>Billed</th><th>Charged</th><th>Held</th><th /></tr>
@@ -127,6 +128,7 @@ export function AdminPage() {
             ))}
           </tbody>
         </table>
+        </div>
       </section>
       <form className="card" onSubmit={submitGrant} aria-label="Grant coins">
         <h2>Grant coins</h2>

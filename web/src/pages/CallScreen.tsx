@@ -1,6 +1,6 @@
 import { useCallback, useEffect, useRef, useState } from "react";
 import { Link, useParams } from "react-router-dom";
-import { friendlyMessage, request, type Call, type Media, type Wallet } from "../api";
+import { ApiError, friendlyMessage, request, type Call, type Media, type Wallet } from "../api";
 import { useAuth } from "../auth";
 import { openEventStream } from "../events";
 import { boundaryBeatDelayMs, describeEndReason, formatCoins, formatDuration, secondsUntil } from "../format";
@@ -42,6 +42,10 @@ export function CallScreen() {
   const latestCall = useRef<Call | null>(null);
   const ended = useRef(false);
   const [mediaReady, setMediaReady] = useState(false);
+  // The call is read before the camera opens: an unknown call, or someone else's, says so
+  // instead of filming the visitor and waiting forever.
+  const [missing, setMissing] = useState(!Number.isInteger(callId) || callId <= 0);
+  const known = call !== null && call.status !== "ended";
   const joined = useRef(false); // this page has offered (client) or asked for an offer (host)
   const now = useNow(250);
   const isClient = user.role === "client";
@@ -99,8 +103,24 @@ export function CallScreen() {
     return () => events.close();
   }, [callId, token, refreshWallet]);
 
-  // Media: LiveKit with the issued token, or peer-to-peer.
   useEffect(() => {
+    if (missing) return;
+    request<{ call: Call }>(`/v1/calls/${callId}`, { token })
+      .then((out) => {
+        if (!latestCall.current) {
+          latestCall.current = out.call;
+          setCall(out.call);
+          if (out.call.status === "ended") ended.current = true;
+        }
+      })
+      .catch((e) => {
+        if (e instanceof ApiError && (e.status === 404 || e.status === 403 || e.status === 422)) setMissing(true);
+      });
+  }, [callId, token, missing]);
+
+  // Media: LiveKit with the issued token, or peer-to-peer, once the call is known to be ours.
+  useEffect(() => {
+    if (!known) return;
     const info = loadMedia<Media>(callId);
     let cancelled = false;
     const start = async () => {
@@ -133,7 +153,7 @@ export function CallScreen() {
       cancelled = true;
       stopMedia();
     };
-  }, [callId, token, stopMedia, isClient]);
+  }, [callId, token, stopMedia, isClient, known]);
 
   // Joining the media, once per page, once the host has picked up: the client offers; a
   // host page that joins again (a reload, a return to the call) asks for a fresh offer.
@@ -219,6 +239,16 @@ export function CallScreen() {
     } catch (e) {
       setError(friendlyMessage(e));
     }
+  }
+
+  if (missing) {
+    return (
+      <section className="card summary" aria-label="No such call">
+        <h2>No such call</h2>
+        <p>This call does not exist, or it is not one of yours.</p>
+        <Link to="/">Back home</Link>
+      </section>
+    );
   }
 
   if (call?.status === "ended") {
