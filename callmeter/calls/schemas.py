@@ -37,6 +37,10 @@ class CallOut(BaseModel):
         description="how often each party should heartbeat now (0 once ended); a client "
         "also beats just after each next_charge_at"
     )
+    server_time: datetime = Field(
+        description="the server's clock when this was read: a client sets its countdowns by "
+        "it, not by its own clock"
+    )
 
     @classmethod
     def of(cls, call: Call, now: datetime, settings: Settings) -> CallOut:
@@ -67,6 +71,7 @@ class CallOut(BaseModel):
             warning=call.warning,
             refunded=call.refunded,
             heartbeat_seconds=heartbeat_period(call.status, settings.heartbeat_timeout_seconds),
+            server_time=now,
         )
 
 

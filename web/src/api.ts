@@ -43,6 +43,8 @@ export interface Call {
   refunded: number;
   /** How often to heartbeat now, as the server asks (0 once ended). */
   heartbeat_seconds: number;
+  /** The server's clock when this was read (countdowns go by it: see clock.ts). */
+  server_time: string;
 }
 
 export interface Media {

@@ -5,6 +5,7 @@ import { useAuth } from "../auth";
 import { openEventStream } from "../events";
 import { boundaryBeatDelayMs, describeEndReason, formatCoins, formatDuration, secondsUntil } from "../format";
 import { useNow } from "../hooks";
+import { ServerClock } from "../clock";
 import { LiveKitMedia } from "../media/livekit";
 import { P2PMedia, type SignalMessage } from "../media/p2p";
 import { loadMedia, loadStreamPosition, markJoined, wasJoined, saveStreamPosition } from "../session";
@@ -15,6 +16,21 @@ import { loadMedia, loadStreamPosition, markJoined, wasJoined, saveStreamPositio
 export function heartbeatPeriodMs(heartbeatSeconds: number | undefined): number {
   if (!heartbeatSeconds || heartbeatSeconds < 0) return 2000;
   return Math.min(60_000, Math.max(500, heartbeatSeconds * 1000));
+}
+
+/** Seconds talked so far by the server's clock (`serverNowMs`), up to the paid time: a
+ * smooth clock beside the billed time, which is the server's figure. */
+export function talkTime(call: Call | null, serverNowMs: number): number | null {
+  if (!call?.started_at) return null;
+  const end = call.ended_at ?? call.paid_until;
+  const until = end ? Math.min(serverNowMs, Date.parse(end)) : serverNowMs;
+  return Math.max(0, Math.floor((until - Date.parse(call.started_at)) / 1000));
+}
+
+/** The countdown to the next charge; at 0, "charging…" until the server has charged. */
+export function nextChargeText(call: Call | null, untilCharge: number | null): string {
+  if (call?.status !== "active" || untilCharge === null) return "—";
+  return untilCharge > 0 ? `${untilCharge} s` : "charging…";
 }
 
 /** Whether remote video really plays: it has a size and its clock moves. */
@@ -48,6 +64,10 @@ export function CallScreen() {
   const known = call !== null && call.status !== "ended";
   const joined = useRef(false); // this page has offered (client) or asked for an offer (host)
   const now = useNow(250);
+  // Countdowns and talk time go by the server's clock, measured from its responses: a
+  // local clock that is off would count down to a charge that is not due yet.
+  const clock = useRef(new ServerClock());
+  const heard = useCallback((c: Call) => clock.current.observe(c.server_time, Date.now()), []);
   const isClient = user.role === "client";
 
   const stopMedia = useCallback(() => {
@@ -85,6 +105,7 @@ export function CallScreen() {
         if (event.id) saveStreamPosition(callId, event.id);
         if (event.event === "call") {
           const next = JSON.parse(event.data) as Call;
+          heard(next);
           latestCall.current = next;
           setCall(next);
           if (next.status === "ended") setWallet(null); // the summary waits for the final balance
@@ -107,6 +128,7 @@ export function CallScreen() {
     if (missing) return;
     request<{ call: Call }>(`/v1/calls/${callId}`, { token })
       .then((out) => {
+        heard(out.call);
         if (!latestCall.current) {
           latestCall.current = out.call;
           setCall(out.call);
@@ -176,6 +198,7 @@ export function CallScreen() {
     const media_connected = remotePlaying(remoteVideo.current, lastFrame.current);
     request<{ call: Call }>(`/v1/calls/${callId}/heartbeat`, { token, body: { media_connected } })
       .then((out) => {
+        heard(out.call);
         if (out.call.status === "ended" && !ended.current) {
           ended.current = true;
           setWallet(null);
@@ -184,7 +207,7 @@ export function CallScreen() {
         }
       })
       .catch(() => {});
-  }, [callId, token, refreshWallet]);
+  }, [callId, token, refreshWallet, heard]);
   useEffect(() => {
     const timer = setInterval(beat, period);
     return () => clearInterval(timer);
@@ -201,7 +224,7 @@ export function CallScreen() {
   const boundaryBeats = useRef(new Map<string, ReturnType<typeof setTimeout>>());
   useEffect(() => {
     if (!nextChargeAt || boundaryBeats.current.has(nextChargeAt)) return;
-    const delay = boundaryBeatDelayMs(nextChargeAt, Date.now());
+    const delay = boundaryBeatDelayMs(nextChargeAt, clock.current.now());
     if (delay === null) return;
     const timer = setTimeout(() => {
       boundaryBeats.current.delete(nextChargeAt);
@@ -269,8 +292,10 @@ export function CallScreen() {
     );
   }
 
-  const untilCharge = secondsUntil(call?.next_charge_at, now);
-  const secondsLeft = secondsUntil(call?.paid_until, now);
+  const serverNow = clock.current.now(now);
+  const untilCharge = secondsUntil(call?.next_charge_at, serverNow);
+  const secondsLeft = secondsUntil(call?.paid_until, serverNow);
+  const talkSeconds = talkTime(call, serverNow);
   return (
     <section className="call" aria-label="Call">
       {call?.warning === "low_balance" && isClient && (
@@ -288,11 +313,12 @@ export function CallScreen() {
       </div>
       <dl className="stats meter" aria-live="polite">
         <div><dt>Status</dt><dd data-testid="status">{call?.status ?? "…"}</dd></div>
+        <div aria-live="off"><dt>Talk time</dt><dd data-testid="talk-time">{talkSeconds === null ? "—" : formatDuration(talkSeconds)}</dd></div>
         <div><dt>Billed time</dt><dd data-testid="billed">{formatDuration(call?.billed_seconds ?? 0)}</dd></div>
         <div><dt>{isClient ? "Cost so far" : "Earned so far"}</dt>
           <dd data-testid="cost">{formatCoins((isClient ? call?.charged : call?.host_earned) ?? 0)}</dd></div>
         {isClient && <div><dt>Balance</dt><dd data-testid="balance">{wallet ? formatCoins(wallet.balance) : "…"}</dd></div>}
-        <div><dt>Next charge in</dt><dd>{call?.status === "active" && untilCharge !== null ? `${untilCharge} s` : "—"}</dd></div>
+        <div><dt>Next charge in</dt><dd data-testid="next-charge">{nextChargeText(call, untilCharge)}</dd></div>
         <div><dt>Rate</dt><dd>{call ? `${formatCoins(call.rate)} / ${call.interval_seconds} s` : "…"}</dd></div>
       </dl>
       {stream === "reconnecting" && <p className="muted">Reconnecting to the server…</p>}
