@@ -167,6 +167,13 @@ async def test_a_video_call_billed_until_the_coins_run_out(
 
     await caller.get_by_role("link", name="Back home").click()
     await expect(caller.get_by_test_id("balance")).to_have_text("5 coins")
+    # the statement: one line per charge, with whom and for how long (not the split)
+    statement = caller.get_by_role("region", name="Statement")
+    await expect(statement.get_by_test_id("statement-line")).to_have_count(4)  # and the grant
+    await expect(statement.get_by_test_id("statement-line").first).to_contain_text(
+        "Call with Tutor, 2 s"
+    )
+    await expect(statement).not_to_contain_text("Call earnings")
     # fits a phone: nothing wider than the screen
     await caller.set_viewport_size({"width": 390, "height": 844})
     assert await caller.evaluate("document.documentElement.scrollWidth") <= 390
@@ -423,7 +430,7 @@ async def test_buy_coins_with_the_test_provider_then_call(
 
     # The wallet's entries say what came in; the bought coins pay for a call.
     await buyer.get_by_role("link", name="Home").click()
-    entries = buyer.get_by_role("region", name="Recent entries")
+    entries = buyer.get_by_role("region", name="Statement")
     await expect(entries).to_contain_text("Coins bought")
     await expect(entries).to_contain_text("Bonus coins")
     await expect(buyer.get_by_test_id("balance")).to_have_text("330 coins")

@@ -80,6 +80,21 @@ export interface Entry {
   balance_after: number;
 }
 
+/** A line of your statement: one event (a call's charge is one line, both its parts). */
+export interface StatementLine {
+  id: number;
+  kind: string;
+  amount: number;
+  balance_after: number;
+  created_at: string;
+  call: { id: number; with_user_id: number; with_name: string; seconds: number | null } | null;
+}
+
+export interface StatementPage {
+  items: StatementLine[];
+  next_before: number | null;
+}
+
 /** Structured fields some errors carry next to `error` and `detail`. */
 export interface ErrorFields {
   rate?: number; // rate_changed: the host's rate per interval now

@@ -10,6 +10,14 @@ export function formatDuration(totalSeconds: number): string {
   return h > 0 ? `${h}:${base}` : base;
 }
 
+/** Talk time in words: "2 min", "1 min 30 s", "45 s". */
+export function formatTalk(seconds: number): string {
+  const minutes = Math.floor(seconds / 60);
+  const rest = seconds % 60;
+  if (minutes === 0) return `${rest} s`;
+  return rest === 0 ? `${minutes} min` : `${minutes} min ${rest} s`;
+}
+
 export function formatCoins(coins: number): string {
   const n = Math.trunc(coins);
   const grouped = Math.abs(n).toLocaleString("en-US");

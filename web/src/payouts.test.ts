@@ -158,7 +158,10 @@ describe("payoutErrorMessage", () => {
       expect(message).toMatch(/^[A-Z].*\.$/);
     }
     expect(payoutErrorMessage(new ApiError(503, "payment_provider_unavailable", "x"))).toMatch(/approve it again/);
-    expect(payoutErrorMessage(new ApiError(422, "validation_error", "reason: too long"))).toBe("reason: too long");
+    // the field refused, in words; never the server's rule
+    expect(payoutErrorMessage(new ApiError(422, "validation_error", "reason: too long", { field: "reason" }))).toBe(
+      "Give a reason (at most 500 characters).",
+    );
     expect(payoutErrorMessage(new TypeError("Failed to fetch"))).toMatch(/could not be reached/);
   });
 });

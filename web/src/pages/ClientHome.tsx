@@ -5,7 +5,7 @@ import { useAuth } from "../auth";
 import { formatCoins } from "../format";
 import { useResource } from "../hooks";
 import { saveMedia } from "../session";
-import { Entries, WalletCard } from "./Wallet";
+import { Statement, WalletCard } from "./Wallet";
 
 const PRESENCE: Record<Host["presence"], string> = {
   online: "online",
@@ -71,7 +71,7 @@ export function ClientHome() {
           ))}
         </ul>
       </section>
-      <Entries />
+      <Statement />
     </div>
   );
 }

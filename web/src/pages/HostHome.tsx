@@ -4,7 +4,7 @@ import { friendlyMessage, request, type Host, type Wallet } from "../api";
 import { useAuth } from "../auth";
 import { formatCoins } from "../format";
 import { useResource } from "../hooks";
-import { Entries, WalletCard } from "./Wallet";
+import { Statement, WalletCard } from "./Wallet";
 
 export function HostHome() {
   const { token, user } = useAuth();
@@ -76,7 +76,7 @@ export function HostHome() {
         )}
         {message && <p role="status">{message}</p>}
       </section>
-      <Entries />
+      <Statement />
     </div>
   );
 }

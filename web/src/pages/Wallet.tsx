@@ -1,8 +1,9 @@
-import type { ReactNode } from "react";
-import type { Entry, Wallet } from "../api";
+import { useState, type ReactNode } from "react";
+import type { StatementLine, StatementPage, Wallet } from "../api";
+import { useAuth } from "../auth";
 import { entryKindLabel } from "../coins";
-import { formatCoins, formatSignedCoins } from "../format";
-import { useResource } from "../hooks";
+import { formatCoins, formatSignedCoins, formatTalk } from "../format";
+import { useOlderPages, useResource } from "../hooks";
 
 export function WalletCard({ title = "Wallet", wallet, action }: { title?: string; wallet: Wallet | null; action?: ReactNode }) {
   return (
@@ -22,22 +23,59 @@ export function WalletCard({ title = "Wallet", wallet, action }: { title?: strin
   );
 }
 
-export function Entries() {
-  const { data, error } = useResource<{ items: Entry[] }>("/v1/wallet/entries?limit=10", 5000);
+/** One line of your statement in words: "Call with Carol, 2 min" (the platform's split of a
+ * charge is the admin's business, not yours). */
+export function statementText(line: StatementLine): string {
+  const call = line.call;
+  if (call && line.kind === "call_charge") {
+    return call.seconds ? `Call with ${call.with_name}, ${formatTalk(call.seconds)}` : `Call with ${call.with_name}`;
+  }
+  if (call) return `${entryKindLabel(line.kind)}, call with ${call.with_name}`;
+  return entryKindLabel(line.kind);
+}
+
+export function Statement() {
+  const { token } = useAuth();
+  const first = useResource<StatementPage>("/v1/wallet/statement?limit=10", 5000);
+  const { items, next, loadMore, error } = useOlderPages(first, "/v1/wallet/statement");
+  const [exportError, setExportError] = useState("");
+
+  async function download() {
+    setExportError("");
+    try {
+      const response = await fetch("/v1/wallet/statement.csv", { headers: { Authorization: `Bearer ${token}` } });
+      if (!response.ok) throw new Error(String(response.status));
+      const url = URL.createObjectURL(await response.blob());
+      const link = document.createElement("a");
+      link.href = url;
+      link.download = "callmeter-statement.csv";
+      link.click();
+      setTimeout(() => URL.revokeObjectURL(url), 1000);
+    } catch {
+      setExportError("The statement could not be downloaded. Try again.");
+    }
+  }
+
   return (
-    <section className="card" aria-label="Recent entries">
-      <h2>Recent entries</h2>
-      {error && <p role="alert" className="error">{error}</p>}
-      {data && data.items.length === 0 && <p className="muted">No entries yet.</p>}
-      <ul className="entries">
-        {data?.items.map((e) => (
-          <li key={e.id}>
-            <span>{entryKindLabel(e.kind)}{e.call_id ? ` · call ${e.call_id}` : ""}</span>
-            <span className={e.amount < 0 ? "debit" : "credit"}>{formatSignedCoins(e.amount)}</span>
-            <span className="muted">→ {formatCoins(e.balance_after)}</span>
+    <section className="card" aria-label="Statement">
+      <h2>Statement</h2>
+      {(first.error || error || exportError) && <p role="alert" className="error">{first.error || error || exportError}</p>}
+      {first.data && items.length === 0 && <p className="muted">Nothing yet.</p>}
+      <ul className="entries statement">
+        {items.map((line) => (
+          <li key={line.id} data-testid="statement-line">
+            <span>{statementText(line)}</span>
+            <span className={line.amount < 0 ? "debit" : "credit"}>{formatSignedCoins(line.amount)}</span>
+            <span className="muted small">
+              <time dateTime={line.created_at}>{new Date(line.created_at).toLocaleString()}</time> · balance {formatCoins(line.balance_after)}
+            </span>
           </li>
         ))}
       </ul>
+      <p className="actions">
+        {next !== null && <button type="button" className="secondary" onClick={() => void loadMore()}>Show older</button>}
+        <button type="button" className="secondary" onClick={() => void download()}>Download CSV</button>
+      </p>
     </section>
   );
 }
