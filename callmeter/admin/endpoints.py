@@ -1,10 +1,13 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response, status
+from pydantic import AwareDatetime
 from sqlalchemy import text
 
+from callmeter.admin.schemas import AdminUserOut, AdminUsersPage
+from callmeter.auth import service as auth
 from callmeter.auth.dependencies import AdminUser
 from callmeter.calls import queries
 from callmeter.calls import service as calls
@@ -12,9 +15,10 @@ from callmeter.calls.schemas import CallEnvelope, CallOut, CallsPage, RefundIn, 
 from callmeter.kit.deps import RuntimeDep, SessionDep
 from callmeter.kit.idempotency import IdempotencyKey, run_once
 from callmeter.kit.pagination import DEFAULT_LIMIT, Before, Limit, PathId
+from callmeter.kit.text import MAX_ID
 from callmeter.ledger import service as ledger
 from callmeter.ledger.schemas import GrantIn, GrantOut, LedgerCheckOut, TransferOut
-from callmeter.models import CallStatus
+from callmeter.models import CallStatus, Role
 from callmeter.payments.check import check_everything
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
@@ -59,6 +63,26 @@ async def create_grant(
     return GrantOut.model_validate(stored.body)
 
 
+@router.get("/users")
+async def search_users(
+    _admin: AdminUser,
+    session: SessionDep,
+    q: Annotated[
+        str | None,
+        Query(max_length=64, description="a part of the username or display name, any case"),
+    ] = None,
+    role: Role | None = None,
+    limit: Limit = DEFAULT_LIMIT,
+    before: Before = None,
+) -> AdminUsersPage:
+    """Find users (newest first) with their balance: a client's wallet, a host's earnings."""
+    found = await auth.search_users(
+        session, query=q or None, role=role, limit=limit + 1, before=before
+    )
+    items = [AdminUserOut.of(user, account) for user, account in found[:limit]]
+    return AdminUsersPage(items=items, next_before=items[-1].id if len(found) > limit else None)
+
+
 @router.get("/ledger/check")
 async def ledger_check(
     _admin: AdminUser, runtime: RuntimeDep, session: SessionDep
@@ -78,13 +102,20 @@ async def list_calls(
     runtime: RuntimeDep,
     session: SessionDep,
     status_filter: CallStatus | None = Query(default=None, alias="status"),
+    user_id: Annotated[
+        int | None, Query(ge=1, le=MAX_ID, description="calls where this user is a party")
+    ] = None,
+    since: Annotated[AwareDatetime | None, Query(description="rung at or after")] = None,
+    until: Annotated[AwareDatetime | None, Query(description="rung before")] = None,
     limit: Limit = DEFAULT_LIMIT,
     before: Before = None,
 ) -> CallsPage:
-    """All calls, newest first; ``status=active`` for the live ones."""
+    """All calls, newest first; ``status=active`` for the live ones, ``user_id`` for one
+    user's, ``since``/``until`` (ISO 8601 with a time zone) for a period."""
     found = await queries.list_calls(
-        session, user_id=None, status=status_filter, limit=limit + 1, before=before
-    )
+        session, user_id=user_id, status=status_filter, limit=limit + 1, before=before,
+        since=since, until=until,
+    )  # fmt: skip
     names = await queries.party_names(session, found[:limit])
     return CallsPage.of(found, limit, runtime.clock.now(), runtime.settings, names)
 

@@ -4,11 +4,19 @@ import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, delete, func, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from callmeter.kit.db import dialect_insert
-from callmeter.models import AttemptKind, AttemptState, AuthAttempt, KnownAddress, User
+from callmeter.models import (
+    Account,
+    AccountKind,
+    AttemptKind,
+    AttemptState,
+    AuthAttempt,
+    KnownAddress,
+    User,
+)
 
 
 async def get_user(session: AsyncSession, user_id: int) -> User | None:
@@ -154,3 +162,41 @@ async def remember_address(
             index_elements=["user_id", "address"], set_={"last_login_at": at}
         )
     )
+
+
+def _like_escaped(text: str) -> str:
+    """``text`` for a LIKE pattern that matches it literally (``%``, ``_`` and ``\\``
+    escaped with ``\\``)."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+async def search_users(
+    session: AsyncSession, *, query: str | None, role: str | None, limit: int, before: int | None
+) -> list[tuple[User, Account | None]]:
+    """Users whose username or display name contains ``query`` (any case), newest first,
+    with their own account (a client's wallet, a host's earnings; None for an admin)."""
+    found = (
+        select(User, Account)
+        .outerjoin(
+            Account,
+            and_(
+                Account.user_id == User.id,
+                Account.kind.in_([AccountKind.wallet, AccountKind.earnings]),
+            ),
+        )
+        .order_by(User.id.desc())
+        .limit(limit)
+    )
+    if query:
+        pattern = f"%{_like_escaped(query.lower())}%"
+        found = found.where(
+            or_(
+                func.lower(User.username).like(pattern, escape="\\"),
+                func.lower(User.display_name).like(pattern, escape="\\"),
+            )
+        )
+    if role is not None:
+        found = found.where(User.role == role)
+    if before is not None:
+        found = found.where(User.id < before)
+    return [(user, account) for user, account in await session.execute(found)]

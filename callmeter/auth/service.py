@@ -314,3 +314,13 @@ async def own_account(session: AsyncSession, user: User) -> Account | None:
         return await ledger.account_for_user(session, user.id)
     except NotFound:
         return None
+
+
+async def search_users(
+    session: AsyncSession, *, query: str | None, role: str | None, limit: int, before: int | None
+) -> list[tuple[User, Account | None]]:
+    """Users by a part of their username or display name (any case), newest first, each
+    with its own account; ``limit + 1`` may be asked for to learn whether there is more."""
+    return await repository.search_users(
+        session, query=query, role=role, limit=limit, before=before
+    )

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from callmeter.calls import repository
@@ -16,13 +18,17 @@ async def list_calls(
     status: CallStatus | None,
     limit: int,
     before: int | None,
+    since: datetime | None = None,
+    until: datetime | None = None,
 ) -> list[Call]:
     """Calls newest first: ``user_id``'s (as client or host) or everyone's (``None``), of
     one status or any; ``limit + 1`` rows may be asked for to learn whether there is a
-    next page, ``before`` is the previous page's last id."""
+    next page, ``before`` is the previous page's last id; ``since``/``until`` bound when the
+    call was rung."""
     return await repository.list_calls(
-        session, user_id=user_id, status=status, limit=limit, before=before
-    )
+        session, user_id=user_id, status=status, limit=limit, before=before, since=since,
+        until=until,
+    )  # fmt: skip
 
 
 async def party_names(session: AsyncSession, calls: list[Call]) -> dict[int, str]:

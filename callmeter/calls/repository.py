@@ -225,8 +225,14 @@ async def list_calls(
     status: CallStatus | None,
     limit: int,
     before: int | None,
+    since: datetime | None = None,
+    until: datetime | None = None,
 ) -> list[Call]:
     query = select(Call).order_by(Call.id.desc()).limit(limit)
+    if since is not None:
+        query = query.where(Call.created_at >= since)
+    if until is not None:
+        query = query.where(Call.created_at < until)
     if user_id is not None:
         query = query.where(or_(Call.client_id == user_id, Call.host_id == user_id))
     if status is not None:

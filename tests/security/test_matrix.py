@@ -59,6 +59,8 @@ RULES: dict[tuple[str, str], dict[str, Expect]] = {
     ("GET", "/v1/me"): signed_in(200),
     ("GET", "/v1/wallet"): signed_in(200, admin=404),
     ("GET", "/v1/wallet/entries"): signed_in(200, admin=404),
+    ("GET", "/v1/wallet/statement"): signed_in(200, admin=404),
+    ("GET", "/v1/wallet/statement.csv"): signed_in(200, admin=404),
     ("GET", "/v1/hosts"): signed_in(200),
     ("PUT", "/v1/hosts/me"): only(("host", "other_host"), others=403),
     ("POST", "/v1/hosts/me/presence"): only(("host", "other_host"), others=403),
@@ -80,6 +82,7 @@ RULES: dict[tuple[str, str], dict[str, Expect]] = {
     ("POST", "/v1/admin/grants"): ADMIN_ONLY,
     ("GET", "/v1/admin/ledger/check"): ADMIN_ONLY,
     ("GET", "/v1/admin/calls"): ADMIN_ONLY,
+    ("GET", "/v1/admin/users"): ADMIN_ONLY,
     ("POST", "/v1/admin/calls/{call_id}/end"): ADMIN_ONLY,
     ("POST", "/v1/admin/calls/{call_id}/refund"): ADMIN_ONLY,
     # verified by LiveKit's signature only; without LiveKit configured it does not exist

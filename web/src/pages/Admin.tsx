@@ -1,6 +1,6 @@
 import { useRef, useState, type FormEvent } from "react";
 import { Link } from "react-router-dom";
-import { ApiError, friendlyMessage, request, type Call } from "../api";
+import { ApiError, friendlyMessage, request, type CallsPage } from "../api";
 import { IntentKeys } from "../coins";
 import { useAuth } from "../auth";
 import { formatCoins, formatDuration } from "../format";
@@ -23,9 +23,38 @@ export function resultKnown(error: unknown): boolean {
   return error instanceof ApiError && error.status < 500;
 }
 
+interface AdminUser {
+  id: number;
+  username: string;
+  display_name: string;
+  role: "client" | "host" | "admin";
+  frozen: boolean;
+  balance: number | null;
+  held: number | null;
+}
+
+const STATUSES = ["", "ringing", "connecting", "active", "ended"] as const;
+
+/** The admin's call list query: status, one user's calls, a period (local dates). */
+export function callsQuery(filter: { status: string; user_id: string; since: string; until: string }): string {
+  const params = new URLSearchParams({ limit: "50" });
+  if (filter.status) params.set("status", filter.status);
+  if (/^[1-9][0-9]*$/.test(filter.user_id)) params.set("user_id", filter.user_id);
+  if (filter.since) params.set("since", new Date(`${filter.since}T00:00:00`).toISOString());
+  if (filter.until) {
+    const end = new Date(`${filter.until}T00:00:00`);
+    end.setDate(end.getDate() + 1); // through the end of that day
+    params.set("until", end.toISOString());
+  }
+  return `/v1/admin/calls?${params.toString()}`;
+}
+
 export function AdminPage() {
   const { token } = useAuth();
-  const live = useResource<{ items: Call[] }>("/v1/admin/calls?status=active", 2000);
+  const [filter, setFilter] = useState({ status: "", user_id: "", since: "", until: "" });
+  const calls = useResource<CallsPage>(callsQuery(filter), 3000);
+  const [query, setQuery] = useState("");
+  const [users, setUsers] = useState<AdminUser[] | null>(null);
   const toReview = useResource<ReviewPage>("/v1/admin/payouts?status=requested&limit=50", 30000);
   const [check, setCheck] = useState<LedgerCheck | null>(null);
   const [message, setMessage] = useState("");
@@ -48,8 +77,8 @@ export function AdminPage() {
 
   const endCall = (id: number) =>
     act(async () => {
-      const out = await request<{ call: Call }>(`/v1/admin/calls/${id}/end`, { token, method: "POST" });
-      await live.refresh();
+      const out = await request<{ call: { charged: number } }>(`/v1/admin/calls/${id}/end`, { token, method: "POST" });
+      await calls.refresh();
       return `Call #${id} ended; charged ${formatCoins(out.call.charged)}.`;
     });
 
@@ -99,6 +128,17 @@ export function AdminPage() {
     });
   };
 
+  async function searchUsers(event: FormEvent) {
+    event.preventDefault();
+    try {
+      const q = encodeURIComponent(query.trim());
+      const page = await request<{ items: AdminUser[] }>(`/v1/admin/users?limit=20${q ? `&q=${q}` : ""}`, { token });
+      setUsers(page.items);
+    } catch (e) {
+      setMessage(friendlyMessage(e));
+    }
+  }
+
   const runCheck = () =>
     act(async () => {
       const result = await request<LedgerCheck>("/v1/admin/ledger/check", { token });
@@ -109,21 +149,79 @@ export function AdminPage() {
   return (
     <div className="grid">
       {message && <p role="status" className="card">{message}</p>}
-      <section className="card wide" aria-label="Live calls">
-        <h2>Live calls</h2>
-        {live.data?.items.length === 0 && <p className="muted">No calls in progress.</p>}
+      <section className="card wide" aria-label="Users">
+        <h2>Users</h2>
+        <form className="row" onSubmit={searchUsers} role="search" aria-label="Find a user">
+          <label>Name or username<input value={query} maxLength={64} onChange={(e) => setQuery(e.target.value)} /></label>
+          <button type="submit">Find</button>
+        </form>
+        {users?.length === 0 && <p className="muted">Nobody matches.</p>}
+        {users && users.length > 0 && (
+          <div className="table-scroll">
+            <table>
+              <thead><tr><th>User</th><th>Role</th><th>Balance</th><th /></tr></thead>
+              <tbody>
+                {users.map((u) => (
+                  <tr key={u.id} data-testid="user-row">
+                    <td><strong>{u.display_name}</strong> <span className="muted">@{u.username} · #{u.id}{u.frozen ? " · frozen" : ""}</span></td>
+                    <td>{u.role}</td>
+                    <td>{u.balance === null ? "—" : formatCoins(u.balance)}</td>
+                    <td className="row">
+                      {u.role === "client" && (
+                        <button type="button" className="secondary" onClick={() => setGrant({ ...EMPTY_GRANT, user_id: String(u.id) })}>
+                          Grant…
+                        </button>
+                      )}
+                      {u.role !== "admin" && (
+                        <button type="button" className="secondary" onClick={() => setFilter({ ...filter, user_id: String(u.id) })}>
+                          Calls
+                        </button>
+                      )}
+                    </td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          </div>
+        )}
+      </section>
+      <section className="card wide" aria-label="Calls">
+        <h2>Calls</h2>
+        <div className="row filters">
+          <label>Status
+            <select value={filter.status} onChange={(e) => setFilter({ ...filter, status: e.target.value })}>
+              {STATUSES.map((st) => <option key={st} value={st}>{st || "any"}</option>)}
+            </select>
+          </label>
+          <label>User id<input inputMode="numeric" value={filter.user_id} onChange={(e) => setFilter({ ...filter, user_id: e.target.value })} /></label>
+          <label>From<input type="date" value={filter.since} onChange={(e) => setFilter({ ...filter, since: e.target.value })} /></label>
+          <label>To<input type="date" value={filter.until} onChange={(e) => setFilter({ ...filter, until: e.target.value })} /></label>
+        </div>
+        {calls.error && <p role="alert" className="error">{calls.error}</p>}
+        {calls.data?.items.length === 0 && <p className="muted">No calls.</p>}
         <div className="table-scroll">
         <table>
           <thead>
-            <tr><th>Call</th><th>Client</th><th>Host</th><th>Billed</th><th>Charged</th><th>Held</th><th /></tr>
+            <tr><th>Call</th><th>Client</th><th>Host</th><th>Status</th><th>Billed</th><th>Charged</th><th>Refunded</th><th /></tr>
           </thead>
           <tbody>
-            {live.data?.items.map((c) => (
-              <tr key={c.id}>
-                <td>#{c.id}</td><td>#{c.client_id}</td><td>#{c.host_id}</td>
-                <td>{formatDuration(c.billed_seconds)}</td><td>{formatCoins(c.charged)}</td><td>{formatCoins(c.held)}</td>
-                <td><button type="button" className="danger" onClick={() => void endCall(c.id)}
-                  aria-label={`Force end call ${c.id}`}>Force end</button></td>
+            {calls.data?.items.map((c) => (
+              <tr key={c.id} data-testid="call-row">
+                <td>#{c.id}<br /><span className="muted small">{new Date(c.created_at).toLocaleString()}</span></td>
+                <td>{calls.data?.names[c.client_id] ?? "—"} <span className="muted">#{c.client_id}</span></td>
+                <td>{calls.data?.names[c.host_id] ?? "—"} <span className="muted">#{c.host_id}</span></td>
+                <td>{c.status === "ended" ? `ended (${c.end_reason ?? ""})` : c.status}</td>
+                <td>{formatDuration(c.billed_seconds)}</td><td>{formatCoins(c.charged)}</td><td>{formatCoins(c.refunded)}</td>
+                <td>
+                  {c.status !== "ended" && (
+                    <button type="button" className="danger" onClick={() => void endCall(c.id)}
+                      aria-label={`Force end call ${c.id}`}>Force end</button>
+                  )}
+                  {c.status === "ended" && c.charged > c.refunded && (
+                    <button type="button" className="secondary" aria-label={`Refund call ${c.id}`}
+                      onClick={() => setRefund({ ...EMPTY_REFUND, call_id: String(c.id) })}>Refund…</button>
+                  )}
+                </td>
               </tr>
             ))}
           </tbody>
