@@ -3,7 +3,6 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response, status
-from pydantic import AwareDatetime
 from sqlalchemy import text
 
 from callmeter.admin.schemas import AdminUserOut, AdminUsersPage
@@ -15,7 +14,7 @@ from callmeter.calls.schemas import CallEnvelope, CallOut, CallsPage, RefundIn, 
 from callmeter.kit.deps import RuntimeDep, SessionDep
 from callmeter.kit.idempotency import IdempotencyKey, run_once
 from callmeter.kit.pagination import DEFAULT_LIMIT, Before, Limit, PathId
-from callmeter.kit.text import MAX_ID
+from callmeter.kit.text import MAX_ID, IsoDatetime
 from callmeter.ledger import service as ledger
 from callmeter.ledger.schemas import GrantIn, GrantOut, LedgerCheckOut, TransferOut
 from callmeter.models import CallStatus, Role
@@ -105,8 +104,8 @@ async def list_calls(
     user_id: Annotated[
         int | None, Query(ge=1, le=MAX_ID, description="calls where this user is a party")
     ] = None,
-    since: Annotated[AwareDatetime | None, Query(description="rung at or after")] = None,
-    until: Annotated[AwareDatetime | None, Query(description="rung before")] = None,
+    since: Annotated[IsoDatetime | None, Query(description="rung at or after")] = None,
+    until: Annotated[IsoDatetime | None, Query(description="rung before")] = None,
     limit: Limit = DEFAULT_LIMIT,
     before: Before = None,
 ) -> CallsPage:

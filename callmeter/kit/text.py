@@ -3,11 +3,13 @@ validation applied are the same rules, so a schema-valid request is never refuse
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
+    AwareDatetime,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -95,3 +97,17 @@ def _check_strings(data: Any) -> None:
     elif isinstance(data, list):
         for item in data:
             _check_strings(item)
+
+
+_ISO_DATETIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
+
+
+def _iso_text(value: Any) -> Any:
+    # pydantic would read "0.5" as a Unix time: a query's time must look like one
+    if isinstance(value, str) and not _ISO_DATETIME.match(value):
+        raise ValueError("expected an ISO 8601 date and time with a time zone")
+    return value
+
+
+# A moment in a query string: ISO 8601 with its zone ("2026-11-24T00:00:00Z"), nothing else.
+IsoDatetime = Annotated[AwareDatetime, BeforeValidator(_iso_text)]

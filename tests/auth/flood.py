@@ -37,6 +37,7 @@ async def login(http: httpx.AsyncClient, name: str) -> dict[str, str]:
 async def active_call(http: httpx.AsyncClient, client: dict[str, str], host: dict[str, str]) -> int:
     hosts = (await http.get("/v1/hosts", headers=client)).json()
     host_id = next(h["id"] for h in hosts if h["display_name"] == "flood_host")
+    await http.post("/v1/hosts/me/presence", headers=host)  # the host's page is open
     r = await http.post("/v1/calls", json={"host_id": host_id}, headers=client)
     assert r.status_code == 201, r.text
     call_id = int(r.json()["call"]["id"])

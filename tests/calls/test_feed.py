@@ -67,6 +67,7 @@ async def test_a_change_through_one_process_reaches_a_stream_on_another(
         served(env, log, free_port(), "--no-meter") as b,
     ):
         async with httpx.AsyncClient(timeout=10) as http:
+            await http.post(f"{a}/v1/hosts/me/presence", headers=as_host)  # its page is open
             ring = await http.post(f"{a}/v1/calls", json={"host_id": host.id}, headers=as_client)
             assert ring.status_code == 201, ring.text
             call_id = ring.json()["call"]["id"]
