@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
@@ -110,7 +111,9 @@ def _describe_validation(exc: RequestValidationError) -> str:
     return "; ".join(parts) or "the request is not valid"
 
 
-API_PREFIXES = ("/v1", "/docs", "/redoc", "/openapi.json", "/metrics", "/healthz", "/readyz")
+API_PREFIXES = (
+    "/v1", "/docs", "/redoc", "/openapi.json", "/metrics", "/healthz", "/readyz", "/docs-assets",
+)  # fmt: skip
 
 
 def _wants_web_client(request: Request) -> bool:
@@ -138,6 +141,50 @@ def _documented_methods(app: FastAPI, path: str) -> list[str]:
         if re.match(pattern, path):
             methods.update(m.upper() for m in operations)
     return sorted(methods)
+
+
+DOCS_ASSETS = "/docs-assets"
+
+
+def _install_docs(app: FastAPI, settings: Settings) -> None:
+    """Swagger UI at /docs and ReDoc at /redoc, their scripts from the web client's build
+    (web/copy-docs-assets.mjs), so that both work offline."""
+    assets = settings.web_dir / "docs-assets"
+
+    def unbuilt() -> HTMLResponse:
+        return HTMLResponse(
+            "<h1>callmeter API</h1><p>The API's documentation pages need the web client's "
+            "build: run <code>make setup</code>. The contract itself is at "
+            '<a href="/openapi.json">/openapi.json</a>.</p>',
+            status_code=503,
+        )
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger() -> HTMLResponse:
+        if not assets.is_dir():
+            return unbuilt()
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="callmeter API",
+            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png",
+        )
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc() -> HTMLResponse:
+        if not assets.is_dir():
+            return unbuilt()
+        return get_redoc_html(
+            openapi_url="/openapi.json",
+            title="callmeter API",
+            redoc_js_url=f"{DOCS_ASSETS}/redoc.standalone.js",
+            redoc_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png",
+            with_google_fonts=False,
+        )
+
+    if assets.is_dir():
+        app.mount(DOCS_ASSETS, StaticFiles(directory=assets), name="docs-assets")
 
 
 def _domain_error(exc: CallmeterError) -> JSONResponse:
@@ -255,7 +302,10 @@ def create_app(
         version=__version__,
         summary="Pay-per-minute video calls billed by the server's clock",
         lifespan=lifespan,
+        docs_url=None,  # served below from local assets, not a CDN
+        redoc_url=None,
     )
+    _install_docs(app, settings)
     _document_configured_bounds(app, settings)
     if runtime is not None:  # usable without running the lifespan (ASGITransport)
         app.state.runtime = runtime

@@ -27,7 +27,7 @@ async def test_login_never_fails_with_5xx(client: AsyncClient, body: bytes) -> N
         "/v1/auth/login", content=body, headers={"Content-Type": "application/json"}
     )
     assert r.status_code in (400, 401, 413, 422), r.text
-    assert set(r.json()) == {"error", "detail"}
+    assert set(r.json()) - {"field"} == {"error", "detail"}  # a 422 names the field
 
 
 @pytest.mark.parametrize(

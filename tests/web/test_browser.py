@@ -339,6 +339,12 @@ async def test_a_closed_tab_ends_the_call_after_the_heartbeat_timeout(
     assert call["charged"] == 10 * (call["billed_seconds"] // 2)
     assert "ledger check passed" in run(env, "ledger", "check").stdout
 
+    # The API's docs render from this server's own assets (no CDN: offline works)
+    await host.goto("/docs")
+    await host.locator(".opblock").first.wait_for(timeout=15_000)
+    await host.goto("/redoc")
+    await host.get_by_text("Pay-per-minute video calls").first.wait_for(timeout=15_000)
+
 
 async def api_token(page: Page) -> str:
     """The page's own bearer token (its session lives in sessionStorage)."""
