@@ -286,6 +286,17 @@ async def test_a_call_survives_reloads_and_visits_to_other_pages(
         took[name] = await both_see_video_within(caller, host, since, 5)
         await a_charge_lands(caller)
 
+    # In-call controls: the other side sees "muted" and "camera off", and their end
+    await caller.get_by_role("button", name="Mute microphone").click()
+    await expect(host.get_by_test_id("peer-muted")).to_be_visible()
+    await caller.get_by_role("button", name="Turn camera off").click()
+    await expect(host.get_by_test_id("peer-camera-off")).to_be_visible()
+    await caller.get_by_role("button", name="Unmute microphone").click()
+    await caller.get_by_role("button", name="Turn camera on").click()
+    await expect(host.get_by_test_id("peer-muted")).to_have_count(0)
+    await expect(host.get_by_test_id("peer-camera-off")).to_have_count(0)
+    await expect(caller.get_by_test_id("quality")).to_contain_text("good")
+
     live = await call_of(web_server, "rich", call_id)
     assert live["status"] == "active", (live, took)
     await caller.get_by_role("button", name="Hang up").click()

@@ -118,3 +118,14 @@ describe("P2PMedia: a negotiation that can start again", () => {
     expect(sent).toEqual([{ type: "restart", payload: {} }]);
   });
 });
+
+describe("the other side's microphone and camera", () => {
+  it("reads only a well-formed state message", async () => {
+    const { parsePeerState } = await import("./p2p");
+    expect(parsePeerState('{"mic":false,"camera":true}')).toEqual({ mic: false, camera: true });
+    expect(parsePeerState('{"mic":"no","camera":true}')).toBeNull();
+    expect(parsePeerState("not json")).toBeNull();
+    expect(parsePeerState(new ArrayBuffer(4))).toBeNull();
+    expect(parsePeerState(`{"mic":true,"camera":true,"pad":"${"x".repeat(300)}"}`)).toBeNull();
+  });
+});

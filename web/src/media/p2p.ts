@@ -23,6 +23,25 @@ export interface SignalMessage {
 
 type Tagged = { session?: unknown; to?: unknown };
 
+/** What a party's microphone and camera are doing, as the other side is told. */
+export interface PeerState {
+  mic: boolean;
+  camera: boolean;
+}
+
+/** A state message from the other side, or null when it is not one. */
+export function parsePeerState(data: unknown): PeerState | null {
+  if (typeof data !== "string" || data.length > 200) return null;
+  try {
+    const value = JSON.parse(data) as { mic?: unknown; camera?: unknown };
+    return typeof value.mic === "boolean" && typeof value.camera === "boolean"
+      ? { mic: value.mic, camera: value.camera }
+      : null;
+  } catch {
+    return null;
+  }
+}
+
 const MAX_PENDING_SESSIONS = 8; // ICE kept for sessions not yet met (an answer still on its way)
 const MAX_PENDING_CANDIDATES = 64;
 
@@ -35,6 +54,10 @@ export class P2PMedia {
   private answeredAt = 0; // the client's: id of the answer its current connection came from
   private closed = false;
   private queue: Promise<void> = Promise.resolve();
+  private channel: RTCDataChannel | null = null; // tells the other side mute and camera
+  private state: PeerState = { mic: true, camera: true };
+  /** The other side's microphone and camera, whenever they change (or a connection opens). */
+  onPeerState: (state: PeerState) => void = () => {};
 
   constructor(
     private callId: number,
@@ -58,6 +81,41 @@ export class P2PMedia {
     if (this.seen.has(signal.id)) return this.queue; // a reconnected stream may replay
     this.seen.add(signal.id);
     return this.serial(() => this.apply(signal));
+  }
+
+  /** Mute or unmute, camera on or off: the tracks stop sending, and the other side is told. */
+  setLocalState(state: PeerState): void {
+    this.state = state;
+    for (const track of this.local.getAudioTracks()) track.enabled = state.mic;
+    for (const track of this.local.getVideoTracks()) track.enabled = state.camera;
+    this.tell();
+  }
+
+  /** Another microphone or camera: its track replaces the old one without a new offer. */
+  async replaceTrack(track: MediaStreamTrack): Promise<void> {
+    const old = track.kind === "audio" ? this.local.getAudioTracks() : this.local.getVideoTracks();
+    for (const t of old) {
+      this.local.removeTrack(t);
+      t.stop();
+    }
+    track.enabled = track.kind === "audio" ? this.state.mic : this.state.camera;
+    this.local.addTrack(track);
+    const sender = this.pc?.getSenders().find((s) => s.track?.kind === track.kind);
+    await sender?.replaceTrack(track);
+  }
+
+  /** The connection's round trip and loss, for a quality indicator (null before it runs). */
+  async quality(): Promise<"good" | "fair" | "poor" | null> {
+    const stats = await this.pc?.getStats();
+    if (!stats) return null;
+    let rtt: number | null = null;
+    stats.forEach((report: { type?: string; state?: string; nominated?: boolean; currentRoundTripTime?: number }) => {
+      if (report.type === "candidate-pair" && report.state === "succeeded" && report.nominated) {
+        rtt = report.currentRoundTripTime ?? rtt;
+      }
+    });
+    if (rtt === null) return null;
+    return rtt < 0.15 ? "good" : rtt < 0.4 ? "fair" : "poor";
   }
 
   close(): void {
@@ -121,7 +179,24 @@ export class P2PMedia {
     pc.onicecandidate = (event) => {
       if (event.candidate && this.pc === pc) void this.send("ice", { ...event.candidate.toJSON(), session });
     };
+    // the offerer opens the state channel; the answerer receives it
+    if (this.role === "client" && typeof pc.createDataChannel === "function") this.wire(pc, pc.createDataChannel("state"));
+    else pc.ondatachannel = (event) => this.wire(pc, event.channel);
     return pc;
+  }
+
+  private wire(pc: RTCPeerConnection, channel: RTCDataChannel): void {
+    if (this.pc !== pc) return;
+    this.channel = channel;
+    channel.onopen = () => this.tell();
+    channel.onmessage = (event: MessageEvent) => {
+      const state = parsePeerState(event.data);
+      if (state && this.pc === pc) this.onPeerState(state);
+    };
+  }
+
+  private tell(): void {
+    if (this.channel?.readyState === "open") this.channel.send(JSON.stringify(this.state));
   }
 
   private keepIce(session: string, candidate: RTCIceCandidateInit): void {

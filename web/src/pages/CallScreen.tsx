@@ -8,6 +8,7 @@ import { useNow } from "../hooks";
 import { ServerClock } from "../clock";
 import { LiveKitMedia } from "../media/livekit";
 import { P2PMedia, type SignalMessage } from "../media/p2p";
+import { MediaControls, PeerBadges, usePeerState } from "../media/controls";
 import { loadMedia, loadStreamPosition, markJoined, wasJoined, saveStreamPosition } from "../session";
 
 /** How often to heartbeat: what the server asks for in the call (faster while the call is
@@ -63,6 +64,7 @@ export function CallScreen() {
   const [missing, setMissing] = useState(!Number.isInteger(callId) || callId <= 0);
   const known = call !== null && call.status !== "ended";
   const joined = useRef(false); // this page has offered (client) or asked for an offer (host)
+  const peer = usePeerState(media, mediaReady);
   const now = useNow(250);
   // Countdowns and talk time go by the server's clock, measured from its responses: a
   // local clock that is off would count down to a charge that is not due yet.
@@ -151,6 +153,7 @@ export function CallScreen() {
           const lk = new LiveKitMedia(info.url, info.token, localVideo.current!, remoteVideo.current!, () => {});
           media.current = lk;
           await lk.start();
+          setMediaReady(true);
           return;
         }
         const local = await navigator.mediaDevices.getUserMedia({ video: true, audio: true });
@@ -306,6 +309,7 @@ export function CallScreen() {
         </div>
       )}
       {error && <p role="alert" className="error">{error}</p>}
+      <PeerBadges peer={peer} />
       <div className="videos">
         <video ref={remoteVideo} autoPlay playsInline className="remote" data-testid="remote-video"
           aria-label="The other party's video" />
@@ -322,6 +326,7 @@ export function CallScreen() {
         <div><dt>Rate</dt><dd>{call ? `${formatCoins(call.rate)} / ${call.interval_seconds} s` : "…"}</dd></div>
       </dl>
       {stream === "reconnecting" && <p className="muted">Reconnecting to the server…</p>}
+      <MediaControls media={media} ready={mediaReady} />
       <button type="button" className="danger" onClick={() => void hangUp()}>Hang up</button>
     </section>
   );
