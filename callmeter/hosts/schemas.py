@@ -12,7 +12,8 @@ from callmeter.models import HostBlock
 class HostOut(BaseModel):
     id: int
     display_name: str
-    rate: int
+    rate: int = Field(description="coins per billing interval")
+    interval_seconds: int = Field(description="the billing interval a call to this host has")
     accepting_calls: bool = Field(
         description="false when the host is away (or does not take your calls)"
     )

@@ -34,6 +34,7 @@ def host_out(
         id=host.id,
         display_name=host.display_name,
         rate=host.rate or settings.default_rate,
+        interval_seconds=settings.billing_interval_seconds,
         accepting_calls=accepting,
         busy=busy,
         presence=presence,

@@ -465,3 +465,35 @@ async def test_buy_coins_with_the_test_provider_then_call(
     assert charged >= 10
     await expect(buyer.get_by_test_id("balance")).to_have_text(f"{330 - charged} coins")
     assert "ledger check passed" in run(env, "ledger", "check").stdout
+
+
+PAGES = {
+    "rich": ["Home", "Buy coins", "History"],
+    "tutor": ["Home", "Earnings", "History"],
+    "boss": ["Admin", "Payouts"],
+}
+
+
+async def test_every_page_fits_a_phone(web_server: str, browser: Browser) -> None:
+    """Issue 16: nothing wider than a 390 px screen, on any page of any role (the history
+    table overflowed)."""
+    wide: list[str] = []
+    for username, links in PAGES.items():
+        context, page = await logged_in(browser, web_server, username)
+        await page.set_viewport_size({"width": 390, "height": 844})
+        for name in links:
+            await (
+                page.get_by_role("navigation", name="main")
+                .get_by_role("link", name=name, exact=True)
+                .click()
+            )
+            await page.wait_for_load_state("networkidle")
+            fits = await page.evaluate(
+                "document.documentElement.scrollWidth <= document.documentElement.clientWidth"
+            )
+            if not fits:
+                wide.append(f"{username}: {name} ({page.url})")
+            if SCREENSHOTS:
+                await page.screenshot(path=f"{SCREENSHOTS}/phone-{username}-{name}.png")
+        await context.close()
+    assert not wide, wide

@@ -58,6 +58,7 @@ export interface Host {
   id: number;
   display_name: string;
   rate: number;
+  interval_seconds: number;
   accepting_calls: boolean;
   busy: boolean;
   /** Computed by the server: a host is online only while one of its pages is open. */

@@ -63,3 +63,12 @@ describe("boundaryBeatDelayMs", () => {
     expect(boundaryBeatDelayMs("2027-01-01T12:00:00Z", now)).toBeNull();
   });
 });
+
+describe("formatRate", () => {
+  it("says the rate per minute, per minutes or per seconds", async () => {
+    const { formatRate } = await import("./format");
+    expect(formatRate(10, 60)).toBe("10 coins per minute");
+    expect(formatRate(25, 300)).toBe("25 coins per 5 minutes");
+    expect(formatRate(1, 30)).toBe("1 coin per 30 s");
+  });
+});

@@ -18,6 +18,15 @@ export function formatTalk(seconds: number): string {
   return rest === 0 ? `${minutes} min` : `${minutes} min ${rest} s`;
 }
 
+/** A rate as a person reads it: "10 coins per minute", "5 coins per 30 s". */
+export function formatRate(rate: number, intervalSeconds: number): string {
+  const per =
+    intervalSeconds === 60 ? "minute"
+    : intervalSeconds % 60 === 0 ? `${intervalSeconds / 60} minutes`
+    : `${intervalSeconds} s`;
+  return `${formatCoins(rate)} per ${per}`;
+}
+
 export function formatCoins(coins: number): string {
   const n = Math.trunc(coins);
   const grouped = Math.abs(n).toLocaleString("en-US");

@@ -2,7 +2,7 @@ import { useState } from "react";
 import { Link, useNavigate } from "react-router-dom";
 import { ApiError, friendlyMessage, request, type Call, type Host, type Media, type Wallet } from "../api";
 import { useAuth } from "../auth";
-import { formatCoins } from "../format";
+import { formatRate } from "../format";
 import { useResource } from "../hooks";
 import { saveMedia } from "../session";
 import { Statement, WalletCard } from "./Wallet";
@@ -58,7 +58,7 @@ export function ClientHome() {
             <li key={h.id}>
               <span>
                 <strong>{h.display_name}</strong>
-                <span className="muted"> · {formatCoins(h.rate)} per interval</span>
+                <span className="muted"> · {formatRate(h.rate, h.interval_seconds)}</span>
               </span>
               <span className={h.presence === "online" ? "badge on" : "badge off"} data-testid={`presence-${h.id}`}>
                 {PRESENCE[h.presence]}

@@ -2,7 +2,7 @@ import { useState, type FormEvent } from "react";
 import { Link } from "react-router-dom";
 import { friendlyMessage, request, type Host, type Wallet } from "../api";
 import { useAuth } from "../auth";
-import { formatCoins } from "../format";
+import { formatRate } from "../format";
 import { useResource } from "../hooks";
 import { Statement, WalletCard } from "./Wallet";
 
@@ -65,13 +65,13 @@ export function HostHome() {
             </label>
             <form onSubmit={submitRate} className="row">
               <label>
-                Rate (coins per interval)
+                Rate (coins per {me.interval_seconds === 60 ? "minute" : `${me.interval_seconds} s`})
                 <input name="rate" inputMode="numeric" placeholder={String(me.rate)} value={rate}
                   onChange={(e) => setRate(e.target.value)} />
               </label>
               <button type="submit">Save rate</button>
             </form>
-            <p className="muted">Current rate: {formatCoins(me.rate)} per interval.</p>
+            <p className="muted">Current rate: {formatRate(me.rate, me.interval_seconds)}.</p>
           </>
         )}
         {message && <p role="status">{message}</p>}
