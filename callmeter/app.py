@@ -26,6 +26,7 @@ from callmeter.calls.endpoints import host_blocks_router, webhooks_router
 from callmeter.calls.endpoints import router as calls_router
 from callmeter.config import Settings, get_settings
 from callmeter.errors import CallmeterError, ConcurrentUpdate, DatabaseUnavailable
+from callmeter.hosts.avatar import MAX_UPLOAD_BYTES as AVATAR_MAX_UPLOAD_BYTES
 from callmeter.hosts.endpoints import router as hosts_router
 from callmeter.kit.body_limit import BodySizeLimitMiddleware
 from callmeter.kit.clock import Clock
@@ -340,6 +341,10 @@ def create_app(
         allow_methods=["GET", "POST", "PUT", "DELETE"],
         allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID"],
     )
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        larger={"/v1/hosts/me/avatar": AVATAR_MAX_UPLOAD_BYTES},
+    )
     app.add_middleware(MetricsMiddleware)
     return app

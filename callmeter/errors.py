@@ -104,6 +104,13 @@ class PayloadTooLarge(CallmeterError):
     code = "payload_too_large"
 
 
+class UnsupportedMediaType(CallmeterError):
+    """The body is not of a type this endpoint takes."""
+
+    status_code = 415
+    code = "unsupported_media_type"
+
+
 class TooManyRequests(CallmeterError):
     """Too many attempts; wait a minute and try again."""
 

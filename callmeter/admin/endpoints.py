@@ -14,7 +14,7 @@ from callmeter.calls.schemas import CallEnvelope, CallOut, CallsPage, RefundIn, 
 from callmeter.kit.deps import RuntimeDep, SessionDep
 from callmeter.kit.idempotency import IdempotencyKey, run_once
 from callmeter.kit.pagination import DEFAULT_LIMIT, Before, Limit, PathId
-from callmeter.kit.text import MAX_ID, IsoDatetime
+from callmeter.kit.text import MAX_ID, IsoDatetime, SearchText
 from callmeter.ledger import service as ledger
 from callmeter.ledger.schemas import GrantIn, GrantOut, LedgerCheckOut, TransferOut
 from callmeter.models import CallStatus, Role
@@ -67,8 +67,8 @@ async def search_users(
     _admin: AdminUser,
     session: SessionDep,
     q: Annotated[
-        str | None,
-        Query(max_length=64, description="a part of the username or display name, any case"),
+        SearchText | None,
+        Query(description="a part of the username or display name, any case"),
     ] = None,
     role: Role | None = None,
     limit: Limit = DEFAULT_LIMIT,

@@ -76,7 +76,8 @@ class CallEventsResponse(EventSourceResponse):
 def resume_after(last_event_id: str | None) -> int:
     """The signal id a reconnecting stream resumes after, from its ``Last-Event-ID``
     (``s<n>``); 0 for a new stream or an id this server did not send."""
-    if last_event_id and last_event_id.startswith("s") and last_event_id[1:].isdigit():
+    digits = (last_event_id or "")[1:]
+    if last_event_id and last_event_id.startswith("s") and digits.isascii() and digits.isdigit():
         digits = last_event_id[1:]
         return int(digits) if len(digits) <= 18 else 0
     return 0

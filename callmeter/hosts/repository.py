@@ -8,7 +8,7 @@ from sqlalchemy import delete, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from callmeter.kit.db import dialect_insert
-from callmeter.models import Call, HostBlock, Role, User
+from callmeter.models import Call, HostAvatar, HostBlock, Role, User
 from callmeter.models.call import NOT_ENDED
 
 
@@ -27,16 +27,43 @@ async def lock_host(session: AsyncSession, host_id: int) -> User | None:
     return result.scalar_one_or_none()
 
 
-async def list_hosts(session: AsyncSession, viewer_id: int) -> list[tuple[User, bool, bool]]:
-    """Every host, whether it is in a call, and whether it blocks ``viewer_id``."""
+async def list_hosts(
+    session: AsyncSession, viewer_id: int
+) -> list[tuple[User, bool, bool, str | None]]:
+    """Every host, whether it is in a call, whether it blocks ``viewer_id``, and its
+    picture's ETag (None without one)."""
     busy = exists().where(Call.host_id == User.id, NOT_ENDED)
     blocked = exists().where(HostBlock.host_id == User.id, HostBlock.client_id == viewer_id)
     rows = await session.execute(
-        select(User, busy.label("busy"), blocked.label("blocked"))
+        select(User, busy.label("busy"), blocked.label("blocked"), HostAvatar.etag)
+        .outerjoin(HostAvatar, HostAvatar.host_id == User.id)
         .where(User.role == Role.host)
         .order_by(User.id)
     )
-    return [(user, bool(is_busy), bool(is_blocked)) for user, is_busy, is_blocked in rows]
+    return [
+        (user, bool(is_busy), bool(is_blocked), etag) for user, is_busy, is_blocked, etag in rows
+    ]
+
+
+async def avatar_etag(session: AsyncSession, host_id: int) -> str | None:
+    return await session.scalar(select(HostAvatar.etag).where(HostAvatar.host_id == host_id))
+
+
+async def get_avatar(session: AsyncSession, host_id: int) -> HostAvatar | None:
+    return await session.get(HostAvatar, host_id)
+
+
+async def save_avatar(
+    session: AsyncSession, *, host_id: int, content: bytes, etag: str, now: datetime
+) -> None:
+    """The host's picture, replacing the one it had."""
+    await session.execute(delete(HostAvatar).where(HostAvatar.host_id == host_id))
+    session.add(HostAvatar(host_id=host_id, content=content, etag=etag, updated_at=now))
+    await session.flush()
+
+
+async def delete_avatar(session: AsyncSession, host_id: int) -> None:
+    await session.execute(delete(HostAvatar).where(HostAvatar.host_id == host_id))
 
 
 async def in_a_call(session: AsyncSession, host_id: int) -> bool:

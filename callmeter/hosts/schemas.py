@@ -5,7 +5,13 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
-from callmeter.kit.text import InputModel, PositiveId, RequestedRate
+from callmeter.kit.text import (
+    PLAIN_TEXT_PATTERN,
+    DisplayName,
+    InputModel,
+    PositiveId,
+    RequestedRate,
+)
 from callmeter.models import HostBlock
 
 
@@ -18,6 +24,10 @@ class HostOut(BaseModel):
         description="false when the host is away (or does not take your calls)"
     )
     busy: bool
+    bio: str = ""
+    languages: list[str] = Field(default_factory=list)
+    tags: list[str] = Field(default_factory=list)
+    avatar_url: str | None = Field(description="the host's picture (256x256 JPEG), if any")
     presence: Literal["online", "busy", "away", "offline"] = Field(
         description="busy: in a call (ringing counts); offline: no page of the host open "
         "(see POST /v1/hosts/me/presence); away: not accepting calls (or not yours); online: "
@@ -25,9 +35,21 @@ class HostOut(BaseModel):
     )
 
 
+Bio = Annotated[str, Field(max_length=1000, pattern=PLAIN_TEXT_PATTERN)]
+Language = Annotated[str, Field(pattern="^[a-z]{2}$", description="ISO 639-1: es, en, pt…")]
+_TAG_CHAR = "0-9A-Za-zÀ-ÖØ-öø-ÿ"  # the same class in Python and in the schema's regex
+Tag = Annotated[
+    str, Field(min_length=1, max_length=24, pattern=f"^[{_TAG_CHAR}][{_TAG_CHAR} .+#-]*$")
+]
+
+
 class HostUpdateIn(InputModel):
     rate: RequestedRate | None = None
     accepting_calls: Annotated[bool, Field(strict=True)] | None = None
+    display_name: DisplayName | None = None
+    bio: Bio | None = Field(default=None, description='"" clears it')
+    languages: Annotated[list[Language], Field(max_length=8)] | None = None
+    tags: Annotated[list[Tag], Field(max_length=10)] | None = None
 
 
 class BlockIn(InputModel):

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from callmeter.config import Settings
 from callmeter.errors import NotFound, ValidationFailed
-from callmeter.hosts import repository
+from callmeter.hosts import avatar, repository
 from callmeter.hosts.schemas import HostOut
-from callmeter.models import HostBlock, Role, User
+from callmeter.models import HostAvatar, HostBlock, Role, User
 
 
 def is_online(host: User, settings: Settings, now: datetime) -> bool:
@@ -24,7 +26,13 @@ def is_online(host: User, settings: Settings, now: datetime) -> bool:
 
 
 def host_out(
-    host: User, busy: bool, settings: Settings, now: datetime, *, blocked: bool = False
+    host: User,
+    busy: bool,
+    settings: Settings,
+    now: datetime,
+    *,
+    blocked: bool = False,
+    avatar_etag: str | None = None,
 ) -> HostOut:
     # a blocked client sees the host as away: the block itself is never revealed
     accepting = host.accepting_calls and not blocked
@@ -37,6 +45,10 @@ def host_out(
         interval_seconds=settings.billing_interval_seconds,
         accepting_calls=accepting,
         busy=busy,
+        bio=host.bio or "",
+        languages=host.languages or [],
+        tags=host.tags or [],
+        avatar_url=None if avatar_etag is None else f"/v1/hosts/{host.id}/avatar?v={avatar_etag}",
         presence=presence,
     )
 
@@ -44,16 +56,53 @@ def host_out(
 _ORDER = {"online": 0, "busy": 1, "away": 2, "offline": 3}
 
 
+@dataclass(frozen=True)
+class HostFilter:
+    """What a client looks for: words in a name, bio or tag; a language; a tag."""
+
+    query: str | None = None
+    language: str | None = None
+    tag: str | None = None
+
+    def matches(self, host: HostOut) -> bool:
+        tags = [t.casefold() for t in host.tags]
+        if self.language and self.language.casefold() not in host.languages:
+            return False
+        if self.tag and self.tag.casefold() not in tags:
+            return False
+        if self.query:
+            text = " ".join([host.display_name, host.bio, *host.tags]).casefold()
+            return all(word in text for word in self.query.casefold().split())
+        return True
+
+
 async def list_hosts(
-    session: AsyncSession, viewer: User, settings: Settings, now: datetime
+    session: AsyncSession,
+    viewer: User,
+    settings: Settings,
+    now: datetime,
+    wanted: HostFilter | None = None,
 ) -> list[HostOut]:
-    """Every host with its rate, presence (as ``viewer`` may call it) and whether it is in a
-    call right now: online hosts first, then busy, away and offline ones."""
+    """Every host (matching ``wanted``) with its rate, profile, presence (as ``viewer`` may
+    call it) and whether it is in a call: online hosts first, then busy, away, offline."""
     hosts = [
-        host_out(h, busy, settings, now, blocked=blocked)
-        for h, busy, blocked in await repository.list_hosts(session, viewer.id)
+        host_out(h, busy, settings, now, blocked=blocked, avatar_etag=etag)
+        for h, busy, blocked, etag in await repository.list_hosts(session, viewer.id)
     ]
+    if wanted is not None:
+        hosts = [h for h in hosts if wanted.matches(h)]
     return sorted(hosts, key=lambda h: _ORDER[h.presence])
+
+
+def _unique(values: list[str]) -> list[str]:
+    """In order, without repeats whatever their case."""
+    seen: set[str] = set()
+    kept: list[str] = []
+    for value in values:
+        if value.casefold() not in seen:
+            seen.add(value.casefold())
+            kept.append(value)
+    return kept
 
 
 async def mark_present(
@@ -62,7 +111,7 @@ async def mark_present(
     """A page of ``host`` is open: online until the presence timeout passes without this."""
     host.presence_seen_at = now
     await session.flush()
-    return host_out(host, await repository.in_a_call(session, host.id), settings, now)
+    return await _out(session, host, settings, now)
 
 
 async def update_host(
@@ -73,8 +122,12 @@ async def update_host(
     accepting_calls: bool | None,
     settings: Settings,
     now: datetime,
+    display_name: str | None = None,
+    bio: str | None = None,
+    languages: list[str] | None = None,
+    tags: list[str] | None = None,
 ) -> HostOut:
-    """Change a host's rate (for calls created from now on) or availability."""
+    """Change a host's rate (for calls created from now on), availability or profile."""
     if rate is not None:
         if not settings.min_rate <= rate <= settings.max_rate:
             raise ValidationFailed(
@@ -83,8 +136,51 @@ async def update_host(
         host.rate = rate
     if accepting_calls is not None:
         host.accepting_calls = accepting_calls
+    if display_name is not None:
+        host.display_name = display_name
+    if bio is not None:
+        host.bio = bio.strip() or None
+    if languages is not None:
+        host.languages = _unique(languages)
+    if tags is not None:
+        host.tags = _unique([t.strip() for t in tags])
     await session.flush()
-    return host_out(host, await repository.in_a_call(session, host.id), settings, now)
+    return await _out(session, host, settings, now)
+
+
+async def _out(session: AsyncSession, host: User, settings: Settings, now: datetime) -> HostOut:
+    return host_out(
+        host,
+        await repository.in_a_call(session, host.id),
+        settings,
+        now,
+        avatar_etag=await repository.avatar_etag(session, host.id),
+    )
+
+
+async def set_avatar(
+    session: AsyncSession, host: User, upload: bytes, *, settings: Settings, now: datetime
+) -> HostOut:
+    """The host's picture from an uploaded image: a 256x256 JPEG drawn from it (avatar.py);
+    the upload itself is never kept."""
+    content, etag = await asyncio.to_thread(avatar.normalize, upload)
+    await repository.save_avatar(session, host_id=host.id, content=content, etag=etag, now=now)
+    return await _out(session, host, settings, now)
+
+
+async def remove_avatar(
+    session: AsyncSession, host: User, *, settings: Settings, now: datetime
+) -> HostOut:
+    await repository.delete_avatar(session, host.id)
+    return await _out(session, host, settings, now)
+
+
+async def avatar_of(session: AsyncSession, host_id: int) -> HostAvatar:
+    """A host's picture; 404 when it has none."""
+    found = await repository.get_avatar(session, host_id)
+    if found is None:
+        raise NotFound("no picture")
+    return found
 
 
 async def block(session: AsyncSession, host: User, *, client_id: int, now: datetime) -> HostBlock:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from pydantic import (
@@ -109,5 +110,15 @@ def _iso_text(value: Any) -> Any:
     return value
 
 
+def _in_utc_range(value: datetime) -> datetime:
+    # 9999-12-31T23:00:00-05:00 is a valid text but no UTC moment: refuse it (422), not 500
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("the moment is out of range") from None
+
+
 # A moment in a query string: ISO 8601 with its zone ("2026-11-24T00:00:00Z"), nothing else.
-IsoDatetime = Annotated[AwareDatetime, BeforeValidator(_iso_text)]
+IsoDatetime = Annotated[AwareDatetime, BeforeValidator(_iso_text), AfterValidator(_in_utc_range)]
+# A few words to search for in a query string: plain text (no NUL or control characters).
+SearchText = Annotated[str, Field(max_length=64, pattern=PLAIN_TEXT_PATTERN)]

@@ -5,7 +5,7 @@ from callmeter.models.auth_attempt import AttemptKind, AttemptState, AuthAttempt
 from callmeter.models.base import Base
 from callmeter.models.call import Call, CallSignal, CallStatus, EndReason
 from callmeter.models.hold import Hold
-from callmeter.models.host_block import HostBlock
+from callmeter.models.host_block import HostAvatar, HostBlock
 from callmeter.models.idempotency import IdempotentRequest
 from callmeter.models.known_address import KnownAddress
 from callmeter.models.media import MediaKick, WebhookEvent
@@ -29,6 +29,7 @@ __all__ = [
     "DisputeStatus",
     "EndReason",
     "Hold",
+    "HostAvatar",
     "HostBlock",
     "IdempotentRequest",
     "KnownAddress",

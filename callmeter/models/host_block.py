@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey
+from sqlalchemy import ForeignKey, LargeBinary, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from callmeter.models.base import Base, UTCDateTime
@@ -17,3 +17,15 @@ class HostBlock(Base):
     host_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
     client_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class HostAvatar(Base):
+    """A host's picture: a small JPEG the server made from the upload (never the upload
+    itself), served to anyone with its ETag."""
+
+    __tablename__ = "host_avatars"
+
+    host_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+    etag: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())

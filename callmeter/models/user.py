@@ -3,7 +3,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, CheckConstraint, String, false, true
+from sqlalchemy import JSON, BigInteger, Boolean, CheckConstraint, String, false, true
 from sqlalchemy.orm import Mapped, mapped_column
 
 from callmeter.models.base import Base, Id, UTCDateTime
@@ -31,6 +31,10 @@ class User(Base):
     accepting_calls: Mapped[bool] = mapped_column(Boolean, server_default=true(), default=True)
     # Hosts only: when one of the host's pages last said it is open (docs/api.md, presence).
     presence_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Hosts only: their profile (the picture is a HostAvatar).
+    bio: Mapped[str | None] = mapped_column(String(1000))
+    languages: Mapped[list[str] | None] = mapped_column(JSON)
+    tags: Mapped[list[str] | None] = mapped_column(JSON)
     # Clients only: set while a payment dispute is open (or was lost): no calls, no purchases.
     frozen_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     frozen_reason: Mapped[str | None] = mapped_column(String(255))

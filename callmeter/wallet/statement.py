@@ -85,7 +85,9 @@ async def page(
 ) -> tuple[list[Line], int | None]:
     """A page of at most ``limit`` lines before posting id ``before``, and the cursor of the
     next page (None when this is the last)."""
-    fetch = 2 * (limit + 1)  # an event is at most two postings on one account
+    # an event is a few postings on one account (a refund: up to three); the oldest line
+    # read may be cut short, so it is left for the next page
+    fetch = 3 * (limit + 1)
     rows = await ledger.statement(session, user_id, limit=fetch, before=before)
     lines = lines_of(rows)
     full = len(rows) == fetch

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from httpx import AsyncClient
 
 from callmeter.kit.runtime import Runtime
@@ -72,3 +73,28 @@ async def test_calls_are_browsed_by_status_user_and_period(driver: CallDriver) -
         "/v1/admin/calls?since=2026-01-01T00:00:00", headers=admin.headers
     )
     assert naive.status_code == 422  # a time without a zone is ambiguous
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "/v1/admin/calls?since=9999-12-31T23:00:00-05:00",  # in UTC: the year 10000
+        "/v1/admin/calls?until=0001-01-01T00:00:00%2B05:00",  # in UTC: the year 0
+        "/v1/admin/users?q=a%00b",  # NUL: PostgreSQL refuses it in text
+        "/v1/hosts?q=a%00b",
+    ],
+)
+async def test_odd_queries_are_refused_not_500(
+    client: AsyncClient, runtime: Runtime, query: str
+) -> None:
+    """From a review: each of these was a 500."""
+    admin = await make_user(runtime, Role.admin, "boss")
+    r = await client.get(query, headers=await auth_headers(client, admin.username))
+    assert r.status_code == 422, r.text
+
+
+def test_a_resume_id_with_other_digits_starts_afresh() -> None:
+    from callmeter.calls.events import resume_after
+
+    assert resume_after("s\u00b2") == 0  # "²" is a digit to str.isdigit(), not to int()
+    assert resume_after("s12") == 12

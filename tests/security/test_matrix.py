@@ -64,6 +64,10 @@ RULES: dict[tuple[str, str], dict[str, Expect]] = {
     ("GET", "/v1/hosts"): signed_in(200),
     ("PUT", "/v1/hosts/me"): only(("host", "other_host"), others=403),
     ("POST", "/v1/hosts/me/presence"): only(("host", "other_host"), others=403),
+    # a JSON body is not a picture: a host gets as far as the type check
+    ("PUT", "/v1/hosts/me/avatar"): {**signed_in(403), "host": 415, "other_host": 415},
+    ("DELETE", "/v1/hosts/me/avatar"): only(("host", "other_host"), others=403),
+    ("GET", "/v1/hosts/{host_id}/avatar"): everyone(404),  # public; this host has none
     ("GET", "/v1/hosts/me/blocks"): only(("host", "other_host"), others=403),
     ("POST", "/v1/hosts/me/blocks"): only(("host", "other_host"), others=403),
     ("DELETE", "/v1/hosts/me/blocks/{client_id}"): only(("host", "other_host"), others=403),
@@ -183,6 +187,7 @@ def request_for(
         path.replace("{call_id}", str(call_id))
         .replace("{client_id}", str(client_id))
         .replace("{user_id}", str(client_id))
+        .replace("{host_id}", str(world.parties["host"].user.id))
         .replace("{purchase_id}", str(world.purchase_id))
         .replace("{session_id}", world.checkout_session)
         .replace("{action}", "pay")

@@ -5,6 +5,7 @@ client with no coins buys a pack through the built-in test payment provider and 
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -13,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+from PIL import Image
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 
 from tests.test_cli import free_port, run, start_server
@@ -474,9 +476,41 @@ PAGES = {
 }
 
 
-async def test_every_page_fits_a_phone(web_server: str, browser: Browser) -> None:
-    """Issue 16: nothing wider than a 390 px screen, on any page of any role (the history
-    table overflowed)."""
+async def test_a_profile_clients_find_and_every_page_fits_a_phone(
+    web_server: str, browser: Browser
+) -> None:
+    """Issue 16: a host's profile (picture, bio, languages, topics) is what clients search;
+    and nothing is wider than a 390 px screen, on any page of any role (the history table
+    overflowed), a long bio included."""
+    context, tutor = await logged_in(browser, web_server, "tutor")
+    profile = tutor.get_by_role("region", name="Profile")
+    await profile.get_by_label("About you").fill("Profesora de matemáticas " * 20)
+    await profile.get_by_label("Languages").fill("es, EN")
+    await profile.get_by_label("Topics").fill("algebra, calculus")
+    await profile.get_by_role("button", name="Save profile").click()
+    await expect(profile.get_by_role("status")).to_have_text("Profile saved.")
+    picture = io.BytesIO()
+    Image.new("RGB", (640, 480), (20, 120, 200)).save(picture, format="PNG")
+    await profile.locator("input[type=file]").set_input_files(
+        files=[{"name": "me.png", "mimeType": "image/png", "buffer": picture.getvalue()}]
+    )
+    await expect(profile.get_by_role("status")).to_have_text("Picture saved.")
+    await context.close()
+
+    context, client = await logged_in(browser, web_server, "rich")
+    hosts = client.get_by_role("region", name="Hosts")
+    tutor_card = hosts.get_by_test_id("host").filter(has_text="Tutor")
+    await expect(tutor_card).to_contain_text("ES · EN · algebra · calculus")
+    await client.wait_for_function(
+        "() => [...document.querySelectorAll('.hosts img.avatar')]"
+        ".some(i => i.complete && i.naturalWidth === 256)"
+    )
+    await hosts.get_by_label("Language").select_option("es")
+    await expect(hosts.get_by_test_id("host")).to_have_count(1)  # not Nobody
+    await hosts.get_by_label("Topic").fill("chess")
+    await expect(hosts.get_by_test_id("host")).to_have_count(0)
+    await context.close()
+
     wide: list[str] = []
     for username, links in PAGES.items():
         context, page = await logged_in(browser, web_server, username)

@@ -21,3 +21,9 @@ describe("the admin's call filters", () => {
     expect(resultKnown(new TypeError("Failed to fetch"))).toBe(false);
   });
 });
+
+describe("a date no server time can hold", () => {
+  it("filters nothing instead of breaking the page", () => {
+    expect(callsQuery({ status: "", user_id: "", since: "20261-01-01", until: "" })).toBe("/v1/admin/calls?limit=50");
+  });
+});

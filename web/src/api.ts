@@ -60,6 +60,10 @@ export interface Host {
   rate: number;
   interval_seconds: number;
   accepting_calls: boolean;
+  bio: string;
+  languages: string[];
+  tags: string[];
+  avatar_url: string | null;
   busy: boolean;
   /** Computed by the server: a host is online only while one of its pages is open. */
   presence: "online" | "busy" | "away" | "offline";

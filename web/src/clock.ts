@@ -4,14 +4,17 @@
  * local time it arrived` is at most the true offset between the clocks. The largest recent
  * sample is the tightest such bound: countdowns set by it never run ahead of the server,
  * whatever the local clock says (a phone minutes off, a laptop that slept).
+ * The local time is `performance.now()` — monotonic: a wall clock set forward or back while
+ * the page is open (NTP, a user) moves no sample.
  */
+const monotonic = (): number => performance.now();
 export const CLOCK_WINDOW = 30; // recent samples kept: a drifting local clock is followed
 
 export class ServerClock {
   private samples: number[] = [];
 
-  /** A call read from the server at `receivedAtMs` (local). */
-  observe(serverTime: string | null | undefined, receivedAtMs: number): void {
+  /** A call read from the server at `receivedAtMs` (local, `performance.now()` by default). */
+  observe(serverTime: string | null | undefined, receivedAtMs: number = monotonic()): void {
     if (!serverTime) return;
     const at = Date.parse(serverTime);
     if (Number.isNaN(at)) return;
@@ -24,8 +27,8 @@ export class ServerClock {
     return this.samples.length ? Math.max(...this.samples) : 0;
   }
 
-  /** The server's time now, in ms, never ahead of it. */
-  now(localMs: number = Date.now()): number {
+  /** The server's time now, in ms, never ahead of it (local times: `performance.now()`). */
+  now(localMs: number = monotonic()): number {
     return localMs + this.offsetMs();
   }
 }

@@ -72,3 +72,13 @@ describe("formatRate", () => {
     expect(formatRate(1, 30)).toBe("1 coin per 30 s");
   });
 });
+
+describe("host search and profile lists", () => {
+  it("asks the server only for what is filled in", async () => {
+    const { hostsQuery } = await import("./pages/ClientHome");
+    expect(hostsQuery({ q: "  ", language: "", tag: "" })).toBe("/v1/hosts");
+    expect(hostsQuery({ q: "math tutor", language: "es", tag: "algebra" })).toBe("/v1/hosts?q=math+tutor&language=es&tag=algebra");
+    const { splitList } = await import("./pages/Profile");
+    expect(splitList(" es, EN ,,pt", true)).toEqual(["es", "en", "pt"]);
+  });
+});

@@ -1,4 +1,4 @@
-import { useCallback, useEffect, useState } from "react";
+import { useCallback, useEffect, useRef, useState } from "react";
 import { friendlyMessage, request } from "./api";
 import { useAuth } from "./auth";
 
@@ -48,6 +48,31 @@ export function useOlderPages<T extends { id: number }>(
   const [cursor, setCursor] = useState<number | null | undefined>(undefined); // undefined: from the first page
   const [error, setError] = useState("");
   const next = cursor === undefined ? first.data?.next_before ?? null : cursor;
+
+  // The first page is read again now and then; when new items pushed some of it past its
+  // end, the older pages loaded before would leave a gap: read them again from its end.
+  const firstEnd = first.data?.next_before;
+  const loaded = useRef(0);
+  loaded.current = older.length;
+  useEffect(() => {
+    if (firstEnd === undefined || firstEnd === null || loaded.current === 0) return;
+    let stale = false;
+    const limit = Math.min(200, loaded.current);
+    request<{ items: T[]; next_before: number | null }>(
+      `${path}${path.includes("?") ? "&" : "?"}limit=${limit}&before=${firstEnd}`, { token },
+    )
+      .then((page) => {
+        if (stale) return;
+        setOlder(page.items);
+        setCursor(page.next_before);
+      })
+      .catch(() => {
+        /* the next "Show older" reads on from where the list ends */
+      });
+    return () => {
+      stale = true;
+    };
+  }, [firstEnd, path, token]);
 
   async function loadMore() {
     if (next === null) return;

@@ -87,6 +87,7 @@ export function IncomingCall({ calls, refresh }: { calls: CallsPage | null; refr
   const navigate = useNavigate();
   const [message, setMessage] = useState("");
   const [answering, setAnswering] = useState(false);
+  const inFlight = useRef(false); // two clicks in one frame: the first decides
   const ringing = calls?.items.find((c) => c.status === "ringing" && c.host_id === user.id);
   const caller = ringing ? calls?.names[ringing.client_id] ?? "A client" : "";
   useRingTone(Boolean(ringing));
@@ -108,7 +109,8 @@ export function IncomingCall({ calls, refresh }: { calls: CallsPage | null; refr
   if (!ringing) return message ? <p role="alert" className="error banner-line">{message}</p> : null;
 
   async function answer(call: Call, accept: boolean) {
-    if (answering) return;
+    if (inFlight.current) return;
+    inFlight.current = true;
     setAnswering(true);
     setMessage("");
     try {
@@ -122,6 +124,7 @@ export function IncomingCall({ calls, refresh }: { calls: CallsPage | null; refr
     } catch (e) {
       setMessage(friendlyMessage(e));
     } finally {
+      inFlight.current = false;
       setAnswering(false);
       await refresh();
     }

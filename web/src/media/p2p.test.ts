@@ -129,3 +129,21 @@ describe("the other side's microphone and camera", () => {
     expect(parsePeerState(`{"mic":true,"camera":true,"pad":"${"x".repeat(300)}"}`)).toBeNull();
   });
 });
+
+describe("a signal that does not arrive", () => {
+  it("is sent again after no answer or a 503, but not after a refusal", async () => {
+    const answers = [503, 0, 202, 409];
+    const tried: string[] = [];
+    vi.stubGlobal("fetch", async (_url: string, init: RequestInit) => {
+      tried.push((JSON.parse(String(init.body)) as { type: string }).type);
+      const status = answers.shift() ?? 202;
+      if (status === 0) throw new TypeError("Failed to fetch");
+      return new Response(JSON.stringify(status === 202 ? { id: 1 } : { error: "x", detail: "y" }), { status });
+    });
+    const client = new P2PMedia(1, "t", local, "client", () => {}, async () => {});
+    await client.offer();
+    expect(tried).toEqual(["offer", "offer", "offer"]); // 503, no answer, then accepted
+    await client.offer(); // refused (409): final, not repeated
+    expect(tried).toEqual(["offer", "offer", "offer", "offer"]);
+  });
+});

@@ -12,7 +12,7 @@
  * - a host page that joins again sends `restart`: the client offers afresh; a client page
  *   that joins again simply offers, and the host answers with a new connection.
  */
-import { request } from "../api";
+import { ApiError, request } from "../api";
 
 export interface SignalMessage {
   id: number;
@@ -44,6 +44,8 @@ export function parsePeerState(data: unknown): PeerState | null {
 
 const MAX_PENDING_SESSIONS = 8; // ICE kept for sessions not yet met (an answer still on its way)
 const MAX_PENDING_CANDIDATES = 64;
+const SEND_ATTEMPTS = 5; // over about 7 s
+const SEND_BACKOFF_MS = 500;
 
 export class P2PMedia {
   private pc: RTCPeerConnection | null = null;
@@ -65,6 +67,7 @@ export class P2PMedia {
     private local: MediaStream,
     private role: "client" | "host",
     private onRemote: (stream: MediaStream) => void,
+    private sleep: (ms: number) => Promise<void> = (ms) => new Promise((r) => setTimeout(r, ms)),
   ) {}
 
   /** The client: offer a new connection (when the host picks up, and on every join). */
@@ -235,7 +238,18 @@ export class P2PMedia {
     return this.queue;
   }
 
+  /** Send a signal; a lost one (no answer, 5xx, 429) is sent again a few times, since the
+   * other side would otherwise wait for it forever. A refusal (other 4xx) is final. */
   private async send(type: SignalMessage["type"], payload: unknown): Promise<void> {
-    await request(`/v1/calls/${this.callId}/signal`, { token: this.token, body: { type, payload } });
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await request(`/v1/calls/${this.callId}/signal`, { token: this.token, body: { type, payload } });
+        return;
+      } catch (e) {
+        const final = e instanceof ApiError && e.status < 500 && e.status !== 429;
+        if (final || this.closed || attempt >= SEND_ATTEMPTS - 1) throw e;
+        await this.sleep(SEND_BACKOFF_MS * 2 ** attempt);
+      }
+    }
   }
 }

@@ -40,12 +40,17 @@ export function callsQuery(filter: { status: string; user_id: string; since: str
   const params = new URLSearchParams({ limit: "50" });
   if (filter.status) params.set("status", filter.status);
   if (/^[1-9][0-9]*$/.test(filter.user_id)) params.set("user_id", filter.user_id);
-  if (filter.since) params.set("since", new Date(`${filter.since}T00:00:00`).toISOString());
-  if (filter.until) {
-    const end = new Date(`${filter.until}T00:00:00`);
-    end.setDate(end.getDate() + 1); // through the end of that day
-    params.set("until", end.toISOString());
-  }
+  const day = (text: string, after = 0): string | null => {
+    const at = new Date(`${text}T00:00:00`);
+    at.setDate(at.getDate() + after);
+    const year = at.getFullYear();
+    // a date the input allows but no server time can hold (year 20261) filters nothing
+    return Number.isNaN(at.getTime()) || year < 1970 || year > 9000 ? null : at.toISOString();
+  };
+  const since = filter.since ? day(filter.since) : null;
+  const until = filter.until ? day(filter.until, 1) : null; // through the end of that day
+  if (since) params.set("since", since);
+  if (until) params.set("until", until);
   return `/v1/admin/calls?${params.toString()}`;
 }
 

@@ -65,11 +65,11 @@ export function CallScreen() {
   const known = call !== null && call.status !== "ended";
   const joined = useRef(false); // this page has offered (client) or asked for an offer (host)
   const peer = usePeerState(media, mediaReady);
-  const now = useNow(250);
+  useNow(250); // re-render for the countdowns
   // Countdowns and talk time go by the server's clock, measured from its responses: a
   // local clock that is off would count down to a charge that is not due yet.
   const clock = useRef(new ServerClock());
-  const heard = useCallback((c: Call) => clock.current.observe(c.server_time, Date.now()), []);
+  const heard = useCallback((c: Call) => clock.current.observe(c.server_time), []);
   const isClient = user.role === "client";
 
   const stopMedia = useCallback(() => {
@@ -104,7 +104,6 @@ export function CallScreen() {
       isDone: () => ended.current,
       onStatus: setStream,
       onEvent: (event) => {
-        if (event.id) saveStreamPosition(callId, event.id);
         if (event.event === "call") {
           const next = JSON.parse(event.data) as Call;
           heard(next);
@@ -118,8 +117,12 @@ export function CallScreen() {
           if (next.status === "ended") ended.current = true;
         } else if (event.event === "signal") {
           const signal = JSON.parse(event.data) as SignalMessage;
-          if (media.current instanceof P2PMedia) void media.current.handle(signal);
-          else earlySignals.current.push(signal);
+          // the position moves past a signal only once a connection took it: one parked
+          // while the camera opens must come again if this page reloads first
+          if (media.current instanceof P2PMedia) {
+            void media.current.handle(signal);
+            if (event.id) saveStreamPosition(callId, event.id);
+          } else earlySignals.current.push(signal);
         }
       },
     });
@@ -167,7 +170,10 @@ export function CallScreen() {
           if (remoteVideo.current) remoteVideo.current.srcObject = remote;
         });
         media.current = p2p;
-        for (const signal of earlySignals.current.splice(0)) void p2p.handle(signal);
+        for (const signal of earlySignals.current.splice(0)) {
+          void p2p.handle(signal);
+          saveStreamPosition(callId, `s${signal.id}`);
+        }
         setMediaReady(true);
       } catch (e) {
         setError(`Camera or microphone unavailable: ${(e as Error).message}`);
@@ -295,7 +301,7 @@ export function CallScreen() {
     );
   }
 
-  const serverNow = clock.current.now(now);
+  const serverNow = clock.current.now(); // read again at each re-render (every 250 ms)
   const untilCharge = secondsUntil(call?.next_charge_at, serverNow);
   const secondsLeft = secondsUntil(call?.paid_until, serverNow);
   const talkSeconds = talkTime(call, serverNow);

@@ -7,6 +7,18 @@ import { useResource } from "../hooks";
 import { saveMedia } from "../session";
 import { Statement, WalletCard } from "./Wallet";
 
+const LANGUAGES: [string, string][] = [["es", "Español"], ["en", "English"], ["pt", "Português"], ["fr", "Français"], ["de", "Deutsch"], ["it", "Italiano"]];
+
+/** The host list, narrowed as the client asks (the server filters). */
+export function hostsQuery(search: { q: string; language: string; tag: string }): string {
+  const params = new URLSearchParams();
+  if (search.q.trim()) params.set("q", search.q.trim());
+  if (search.language) params.set("language", search.language);
+  if (search.tag.trim()) params.set("tag", search.tag.trim());
+  const query = params.toString();
+  return query ? `/v1/hosts?${query}` : "/v1/hosts";
+}
+
 const PRESENCE: Record<Host["presence"], string> = {
   online: "online",
   busy: "in a call",
@@ -18,7 +30,8 @@ export function ClientHome() {
   const { token } = useAuth();
   const navigate = useNavigate();
   const wallet = useResource<Wallet>("/v1/wallet", 5000);
-  const hosts = useResource<Host[]>("/v1/hosts", 5000);
+  const [search, setSearch] = useState({ q: "", language: "", tag: "" });
+  const hosts = useResource<Host[]>(hostsQuery(search), 5000);
   const [error, setError] = useState("");
   const [needsCoins, setNeedsCoins] = useState(false);
 
@@ -52,13 +65,28 @@ export function ClientHome() {
             {needsCoins && <> <Link to="/coins">Buy coins</Link></>}
           </p>
         )}
-        {hosts.data?.length === 0 && <p className="muted">No hosts yet.</p>}
+        <div className="row filters" role="search" aria-label="Find a host">
+          <label>Search<input value={search.q} maxLength={64} onChange={(e) => setSearch({ ...search, q: e.target.value })} /></label>
+          <label>Language
+            <select value={search.language} onChange={(e) => setSearch({ ...search, language: e.target.value })}>
+              <option value="">any</option>
+              {LANGUAGES.map(([code, name]) => <option key={code} value={code}>{name}</option>)}
+            </select>
+          </label>
+          <label>Topic<input value={search.tag} maxLength={24} onChange={(e) => setSearch({ ...search, tag: e.target.value })} /></label>
+        </div>
+        {hosts.data?.length === 0 && <p className="muted">No hosts match.</p>}
         <ul className="hosts">
           {hosts.data?.map((h) => (
-            <li key={h.id}>
-              <span>
+            <li key={h.id} data-testid="host">
+              {h.avatar_url ? <img className="avatar" src={h.avatar_url} alt="" /> : <span className="avatar empty" aria-hidden="true" />}
+              <span className="host-info">
                 <strong>{h.display_name}</strong>
                 <span className="muted"> · {formatRate(h.rate, h.interval_seconds)}</span>
+                {h.bio && <span className="bio">{h.bio}</span>}
+                {(h.languages.length > 0 || h.tags.length > 0) && (
+                  <span className="muted small">{[...h.languages.map((l) => l.toUpperCase()), ...h.tags].join(" · ")}</span>
+                )}
               </span>
               <span className={h.presence === "online" ? "badge on" : "badge off"} data-testid={`presence-${h.id}`}>
                 {PRESENCE[h.presence]}

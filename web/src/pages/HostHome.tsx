@@ -4,6 +4,7 @@ import { friendlyMessage, request, type Host, type Wallet } from "../api";
 import { useAuth } from "../auth";
 import { formatRate } from "../format";
 import { useResource } from "../hooks";
+import { ProfileCard } from "./Profile";
 import { Statement, WalletCard } from "./Wallet";
 
 export function HostHome() {
@@ -76,6 +77,7 @@ export function HostHome() {
         )}
         {message && <p role="status">{message}</p>}
       </section>
+      {me && <ProfileCard me={me} saved={hosts.refresh} />}
       <Statement />
     </div>
   );
