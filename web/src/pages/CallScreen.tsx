@@ -3,21 +3,14 @@ import { Link, useParams } from "react-router-dom";
 import { ApiError, friendlyMessage, request, type Call, type Media, type Wallet } from "../api";
 import { useAuth } from "../auth";
 import { openEventStream } from "../events";
-import { boundaryBeatDelayMs, describeEndReason, formatCoins, formatDuration, secondsUntil } from "../format";
+import { describeEndReason, formatCoins, formatDuration, secondsUntil } from "../format";
+import { useHeartbeat } from "../call/useHeartbeat";
 import { useNow } from "../hooks";
 import { ServerClock } from "../clock";
 import { LiveKitMedia } from "../media/livekit";
 import { P2PMedia, type SignalMessage } from "../media/p2p";
 import { MediaControls, PeerBadges, usePeerState } from "../media/controls";
 import { loadMedia, loadStreamPosition, markJoined, wasJoined, saveStreamPosition } from "../session";
-
-/** How often to heartbeat: what the server asks for in the call (faster while the call is
- * being set up, a few beats a heartbeat timeout while active), 2 s until it is known. A
- * beat just after each billing boundary comes on top, so a charge never waits for it. */
-export function heartbeatPeriodMs(heartbeatSeconds: number | undefined): number {
-  if (!heartbeatSeconds || heartbeatSeconds < 0) return 2000;
-  return Math.min(60_000, Math.max(500, heartbeatSeconds * 1000));
-}
 
 /** Seconds talked so far by the server's clock (`serverNowMs`), up to the paid time: a
  * smooth clock beside the billed time, which is the server's figure. */
@@ -199,55 +192,26 @@ export function CallScreen() {
     markJoined(callId);
   }, [status, mediaReady, isClient, callId]);
 
-  // Heartbeats: still here, and whether the other side's media plays.
-  const period = heartbeatPeriodMs(call?.heartbeat_seconds);
+  // Heartbeats: still here, and whether the other side's media plays (call/useHeartbeat).
   const lastFrame = useRef({ t: 0 });
-  const beat = useCallback(() => {
-    if (ended.current) return;
-    const media_connected = remotePlaying(remoteVideo.current, lastFrame.current);
-    request<{ call: Call }>(`/v1/calls/${callId}/heartbeat`, { token, body: { media_connected } })
-      .then((out) => {
-        heard(out.call);
-        if (out.call.status === "ended" && !ended.current) {
-          ended.current = true;
-          setWallet(null);
-          setCall(out.call);
-          void refreshWallet();
-        }
-      })
-      .catch(() => {});
-  }, [callId, token, refreshWallet, heard]);
-  useEffect(() => {
-    const timer = setInterval(beat, period);
-    return () => clearInterval(timer);
-  }, [beat, period]);
-  // A page that opens (a first join, a reload, a return) says so at once: the server bills
-  // only time both parties were seen, and the periodic beat would come a whole period late.
-  useEffect(() => beat(), [beat]);
-  // ... and one just after each billing boundary, so the interval just completed is billed
-  // at once (the server bills only time both parties were seen).
-  // Every boundary the call announces gets its beat, even when next_charge_at moves on
-  // before it fires (the meter moves it past a boundary neither heartbeat has covered yet:
-  // cancelling that beat would leave the interval to the next periodic one).
-  const nextChargeAt = call?.next_charge_at;
-  const boundaryBeats = useRef(new Map<string, ReturnType<typeof setTimeout>>());
-  useEffect(() => {
-    if (!nextChargeAt || boundaryBeats.current.has(nextChargeAt)) return;
-    const delay = boundaryBeatDelayMs(nextChargeAt, clock.current.now());
-    if (delay === null) return;
-    const timer = setTimeout(() => {
-      boundaryBeats.current.delete(nextChargeAt);
-      beat();
-    }, delay);
-    boundaryBeats.current.set(nextChargeAt, timer);
-  }, [nextChargeAt, beat]);
-  useEffect(() => {
-    const timers = boundaryBeats.current;
-    return () => {
-      for (const timer of timers.values()) clearTimeout(timer);
-      timers.clear();
-    };
-  }, []);
+  useHeartbeat({
+    callId,
+    token,
+    heartbeatSeconds: call?.heartbeat_seconds,
+    nextChargeAt: call?.next_charge_at,
+    serverNow: () => clock.current.now(),
+    ended,
+    mediaConnected: () => remotePlaying(remoteVideo.current, lastFrame.current),
+    onCall: (answer) => {
+      heard(answer);
+      if (answer.status === "ended" && !ended.current) {
+        ended.current = true;
+        setWallet(null);
+        setCall(answer);
+        void refreshWallet();
+      }
+    },
+  });
 
   // Leaving the page (a reload, another page, a closed tab) does not hang up: the call goes
   // on while this page can come back, and the server ends it once neither heartbeat nor
