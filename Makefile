@@ -9,7 +9,7 @@ WEB_SOURCES := $(shell find web/src -type f 2>/dev/null) web/index.html web/vite
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: setup run test lint web-test browser fuzz stress bench format clean
+.PHONY: setup run test lint web-test browser fuzz stress bench format clean api
 
 setup: $(STAMP) $(WEB_BUILD)
 
@@ -39,7 +39,13 @@ lint: $(STAMP)
 	$(BIN)/lint-imports --no-logo
 
 web-test: $(WEB_STAMP)
+	cd web && npm run api:check --silent
 	cd web && npm test --silent
+
+# The web client's API types from the server's OpenAPI document (commit both files).
+api: $(STAMP) $(WEB_STAMP)
+	$(BIN)/callmeter openapi --out web/openapi.json
+	cd web && npm run api --silent
 
 browser:
 	scripts/ensure-chromium.sh

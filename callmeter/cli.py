@@ -6,6 +6,7 @@ import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
@@ -320,6 +321,30 @@ def demo() -> None:
             "created" if created else "exists",
         )
     console.print(table)
+
+
+@app.command()
+def openapi(
+    out: Annotated[Path | None, typer.Option(help="write here instead of printing")] = None,
+) -> None:
+    """The API's OpenAPI document (the web client's types are generated from it: `make api`),
+    for the default configuration."""
+    import json
+    import os
+
+    from callmeter.app import create_app
+
+    # the defaults, whatever this shell's CALLMETER_* say: the document is committed
+    saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("CALLMETER_")}
+    try:
+        document = create_app(Settings(_env_file=None), meter=False).openapi()
+    finally:
+        os.environ.update(saved)
+    text = json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    if out is None:
+        console.print_json(text)
+    else:
+        out.write_text(text, encoding="utf-8")
 
 
 _SPAN = {"d": 86_400, "h": 3_600, "m": 60}

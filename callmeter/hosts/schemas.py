@@ -24,9 +24,9 @@ class HostOut(BaseModel):
         description="false when the host is away (or does not take your calls)"
     )
     busy: bool
-    bio: str = ""
-    languages: list[str] = Field(default_factory=list)
-    tags: list[str] = Field(default_factory=list)
+    bio: str
+    languages: list[str] = Field(description="ISO 639-1 codes")
+    tags: list[str] = Field(description="topics")
     avatar_url: str | None = Field(description="the host's picture (256x256 JPEG), if any")
     presence: Literal["online", "busy", "away", "offline"] = Field(
         description="busy: in a call (ringing counts); offline: no page of the host open "

@@ -1,104 +1,24 @@
 /** The HTTP API: JSON in and out, errors as {error, detail} (plus a few structured fields). */
 
+import type { components } from "./api.gen";
 import { formatCoins } from "./format";
 
-export interface Wallet {
-  balance: number;
-  held: number;
-  available: number;
-}
+// The API's shapes come from its OpenAPI document (`make api` regenerates src/api.gen.ts;
+// `make test` fails when it is stale), so a field the server adds or renames breaks `tsc`.
+type Schemas = components["schemas"];
 
-export interface User {
-  id: number;
-  username: string;
-  role: "client" | "host" | "admin";
-  display_name: string;
-}
-
-export interface Me extends User {
-  wallet: Wallet | null;
-}
-
-export interface Call {
-  id: number;
-  client_id: number;
-  host_id: number;
-  status: "ringing" | "connecting" | "active" | "ended";
-  end_reason: string | null;
-  policy: string;
-  rate: number;
-  interval_seconds: number;
-  host_share_percent: number;
-  created_at: string;
-  accepted_at: string | null;
-  started_at: string | null;
-  ended_at: string | null;
-  billed_seconds: number;
-  charged: number;
-  host_earned: number;
-  held: number;
-  paid_until: string | null;
-  next_charge_at: string | null;
-  warning: "low_balance" | null;
-  refunded: number;
-  /** How often to heartbeat now, as the server asks (0 once ended). */
-  heartbeat_seconds: number;
-  /** The server's clock when this was read (countdowns go by it: see clock.ts). */
-  server_time: string;
-}
-
-export interface Media {
-  provider: "livekit" | "p2p";
-  url: string | null;
-  room: string;
-  token: string | null;
-}
-
-export interface Host {
-  id: number;
-  display_name: string;
-  rate: number;
-  interval_seconds: number;
-  accepting_calls: boolean;
-  bio: string;
-  languages: string[];
-  tags: string[];
-  avatar_url: string | null;
-  busy: boolean;
-  /** Computed by the server: a host is online only while one of its pages is open. */
-  presence: "online" | "busy" | "away" | "offline";
-}
-
+export type Wallet = Schemas["WalletOut"];
+export type User = Schemas["UserOut"];
+export type Me = Schemas["MeOut"];
+export type Call = Schemas["CallOut"];
+export type Media = Schemas["MediaOut"];
+export type Host = Schemas["HostOut"];
 /** A page of calls, newest first, with the parties' display names by user id. */
-export interface CallsPage {
-  items: Call[];
-  next_before: number | null;
-  names: Record<string, string>;
-}
-
-export interface Entry {
-  id: number;
-  amount: number;
-  kind: string;
-  call_id: number | null;
-  created_at: string;
-  balance_after: number;
-}
-
+export type CallsPage = Schemas["CallsPage"];
+export type Entry = Schemas["EntryOut"];
 /** A line of your statement: one event (a call's charge is one line, both its parts). */
-export interface StatementLine {
-  id: number;
-  kind: string;
-  amount: number;
-  balance_after: number;
-  created_at: string;
-  call: { id: number; with_user_id: number; with_name: string; seconds: number | null } | null;
-}
-
-export interface StatementPage {
-  items: StatementLine[];
-  next_before: number | null;
-}
+export type StatementLine = Schemas["StatementLineOut"];
+export type StatementPage = Schemas["StatementOut"];
 
 /** Structured fields some errors carry next to `error` and `detail`. */
 export interface ErrorFields {
