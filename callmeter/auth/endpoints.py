@@ -4,7 +4,15 @@ from fastapi import APIRouter, Request, status
 
 from callmeter.auth import service
 from callmeter.auth.dependencies import CurrentUser
-from callmeter.auth.schemas import LoginIn, MeOut, RegisterIn, RegisterOut, TokenOut, UserOut
+from callmeter.auth.schemas import (
+    LoginIn,
+    MeOut,
+    MeUpdateIn,
+    RegisterIn,
+    RegisterOut,
+    TokenOut,
+    UserOut,
+)
 from callmeter.auth.tokens import issue_access_token
 from callmeter.errors import InvalidCredentials
 from callmeter.kit.deps import RuntimeDep, SessionDep
@@ -21,6 +29,7 @@ def user_out(user: User) -> UserOut:
             "username": user.username,
             "role": user.role,
             "display_name": user.display_name,
+            "language": user.language,
         }
     )
 
@@ -85,3 +94,12 @@ async def me(user: CurrentUser, session: SessionDep) -> MeOut:
     account = await service.own_account(session, user)
     wallet = None if account is None else WalletOut.of(account)
     return MeOut(**user_out(user).model_dump(), wallet=wallet)
+
+
+@router.put("/me")
+async def update_me(body: MeUpdateIn, user: CurrentUser, session: SessionDep) -> MeOut:
+    """Your settings: the language of the web client (``en`` or ``es``), kept on the user so
+    every device shows it."""
+    user.language = body.language
+    await session.flush()
+    return await me(user, session)

@@ -27,11 +27,21 @@ class LoginIn(InputModel):
     password: Annotated[str, Field(min_length=1, max_length=128, pattern=PLAIN_TEXT_PATTERN)]
 
 
+Language = Literal["en", "es"]
+
+
 class UserOut(BaseModel):
     id: int
     username: str
     role: Literal["client", "host", "admin"]
     display_name: str
+    language: Language | None = Field(
+        description="the language the user chose for the web client (null: not chosen)"
+    )
+
+
+class MeUpdateIn(InputModel):
+    language: Language
 
 
 class RegisterOut(BaseModel):

@@ -31,6 +31,8 @@ class User(Base):
     accepting_calls: Mapped[bool] = mapped_column(Boolean, server_default=true(), default=True)
     # Hosts only: when one of the host's pages last said it is open (docs/api.md, presence).
     presence_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The web client's language, as the user chose it (None: not chosen yet).
+    language: Mapped[str | None] = mapped_column(String(8))
     # Hosts only: their profile (the picture is a HostAvatar).
     bio: Mapped[str | None] = mapped_column(String(1000))
     languages: Mapped[list[str] | None] = mapped_column(JSON)

@@ -57,6 +57,7 @@ RULES: dict[tuple[str, str], dict[str, Expect]] = {
     ("POST", "/v1/auth/register"): everyone("ok"),
     ("POST", "/v1/auth/login"): everyone(401),  # wrong credentials, whoever asks
     ("GET", "/v1/me"): signed_in(200),
+    ("PUT", "/v1/me"): signed_in("ok"),
     ("GET", "/v1/wallet"): signed_in(200, admin=404),
     ("GET", "/v1/wallet/entries"): signed_in(200, admin=404),
     ("GET", "/v1/wallet/statement"): signed_in(200, admin=404),
@@ -201,6 +202,7 @@ def request_for(
         },
         "/v1/auth/login": lambda: {"username": "nobody", "password": "x"},
         "/v1/hosts/me": lambda: {"accepting_calls": True},
+        "/v1/me": lambda: {"language": "es"} if method == "PUT" else None,
         "/v1/hosts/me/blocks": lambda: {"client_id": client_id} if method == "POST" else None,
         "/v1/calls": lambda: {"host_id": free_host_id},
         "/v1/calls/{call_id}/heartbeat": lambda: {"media_connected": False},

@@ -505,7 +505,7 @@ async def test_a_profile_clients_find_and_every_page_fits_a_phone(
         "() => [...document.querySelectorAll('.hosts img.avatar')]"
         ".some(i => i.complete && i.naturalWidth === 256)"
     )
-    await hosts.get_by_label("Language").select_option("es")
+    await hosts.get_by_label("Speaks").select_option("es")
     await expect(hosts.get_by_test_id("host")).to_have_count(1)  # not Nobody
     await hosts.get_by_label("Topic").fill("chess")
     await expect(hosts.get_by_test_id("host")).to_have_count(0)
@@ -531,3 +531,47 @@ async def test_a_profile_clients_find_and_every_page_fits_a_phone(
                 await page.screenshot(path=f"{SCREENSHOTS}/phone-{username}-{name}.png")
         await context.close()
     assert not wide, wide
+
+
+async def test_the_client_pages_in_spanish_and_the_choice_is_kept(
+    web_server: str, browser: Browser
+) -> None:
+    """Issue 16 (in part): a Spanish user picks Español on the login page; the frame, home,
+    hosts, statement and history read in Spanish, and the choice is kept on the user: the
+    next login, from a browser set to English, is in Spanish too."""
+    context = await browser.new_context(
+        base_url=web_server, viewport={"width": 1000, "height": 800}
+    )
+    page = await context.new_page()
+    await page.goto("/")
+    await page.get_by_label("Language").select_option("es")
+    await expect(page.get_by_role("heading", name="Iniciar sesión")).to_be_visible()
+    await page.get_by_label("Usuario").fill("rich")
+    await page.get_by_label("Contraseña").fill(PASSWORD)
+    await page.get_by_role("button", name="Entrar").click()
+    await page.get_by_role("link", name="Inicio").wait_for()
+    await expect(page.get_by_role("region", name="Monedero")).to_contain_text("1000 monedas")
+    hosts = page.get_by_role("region", name="Anfitriones")
+    await expect(hosts).to_contain_text("desconectado")  # Nobody never opened a page
+    await expect(page.get_by_role("region", name="Movimientos")).to_be_visible()
+    if SCREENSHOTS:
+        await page.screenshot(path=f"{SCREENSHOTS}/client-home-es.png", full_page=True)
+    await page.get_by_role("link", name="Historial").click()
+    await expect(page.get_by_role("heading", name="Historial de llamadas")).to_be_visible()
+    await context.close()
+
+    # another browser, in English: the user's choice comes with the login
+    english = await browser.new_context(
+        base_url=web_server, viewport={"width": 1000, "height": 800}
+    )
+    again = await english.new_page()
+    await again.goto("/")
+    await again.get_by_label("Username").fill("rich")  # this browser has not chosen: English
+    await again.get_by_label("Password").fill(PASSWORD)
+    await again.get_by_role("button", name="Log in").click()
+    await expect(again.get_by_role("link", name="Inicio")).to_be_visible()
+    await expect(again.get_by_label("Idioma")).to_have_value("es")
+    await again.get_by_label("Idioma").select_option("en")
+    await expect(again.get_by_role("link", name="Home")).to_be_visible()
+    if SCREENSHOTS:
+        await again.screenshot(path=f"{SCREENSHOTS}/client-home-en.png", full_page=True)

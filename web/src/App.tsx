@@ -2,6 +2,9 @@ import { useState, type ReactNode } from "react";
 import { Link, Navigate, Route, Routes, useLocation, useNavigate } from "react-router-dom";
 import { AuthContext, useAuth, type Auth } from "./auth";
 import { IncomingCall, LiveCallBanner, useHostPresence, useMyCalls } from "./live";
+import { isLanguage, useLanguage, useT } from "./i18n";
+import { LanguagePicker } from "./i18n/picker";
+import { request } from "./api";
 import { loadSession, saveSession, type Session } from "./session";
 import { LoginPage } from "./pages/Login";
 import { ClientHome } from "./pages/ClientHome";
@@ -15,9 +18,12 @@ import { TestCheckoutPage } from "./pages/TestCheckout";
 import { EarningsPage } from "./pages/Earnings";
 import { AdminPayoutsPage } from "./pages/AdminPayouts";
 
+const ROLE = { client: "role.client", host: "role.host", admin: "role.admin" } as const;
+
 function Shell({ children }: { children: ReactNode }) {
   const auth = useAuth();
   const navigate = useNavigate();
+  const t = useT();
   const role = auth.user.role;
   useHostPresence(role === "host"); // a host is online while one of its pages is open
   const calls = useMyCalls(role !== "admin", role === "host" ? 1500 : 3000); // rings, leads back
@@ -26,15 +32,16 @@ function Shell({ children }: { children: ReactNode }) {
       <header className="topbar">
         <Link to="/" className="brand">callmeter</Link>
         <nav aria-label="main">
-          <Link to="/">Home</Link>
-          {auth.user.role === "client" && <Link to="/coins">Buy coins</Link>}
-          {auth.user.role === "host" && <Link to="/earnings">Earnings</Link>}
-          {auth.user.role !== "admin" && <Link to="/history">History</Link>}
-          {auth.user.role === "admin" && <Link to="/admin">Admin</Link>}
-          {auth.user.role === "admin" && <Link to="/admin/payouts">Payouts</Link>}
+          <Link to="/">{t("nav.home")}</Link>
+          {auth.user.role === "client" && <Link to="/coins">{t("nav.buyCoins")}</Link>}
+          {auth.user.role === "host" && <Link to="/earnings">{t("nav.earnings")}</Link>}
+          {auth.user.role !== "admin" && <Link to="/history">{t("nav.history")}</Link>}
+          {auth.user.role === "admin" && <Link to="/admin">{t("nav.admin")}</Link>}
+          {auth.user.role === "admin" && <Link to="/admin/payouts">{t("nav.payouts")}</Link>}
         </nav>
         <span className="who">
-          {auth.user.display_name} ({auth.user.role})
+          {auth.user.display_name} ({t(ROLE[auth.user.role])})
+          <LanguagePicker token={auth.token} />
           <button
             type="button"
             className="link"
@@ -43,7 +50,7 @@ function Shell({ children }: { children: ReactNode }) {
               navigate("/login");
             }}
           >
-            Log out
+            {t("nav.logout")}
           </button>
         </span>
       </header>
@@ -56,9 +63,13 @@ function Shell({ children }: { children: ReactNode }) {
 
 export function App() {
   const [session, setSession] = useState<Session | null>(() => loadSession());
+  const { language, setLanguage } = useLanguage();
   const login = (s: Session) => {
     saveSession(s);
     setSession(s);
+    // the user's own choice wins; a user who never chose keeps the one made on this page
+    if (isLanguage(s.user.language)) setLanguage(s.user.language);
+    else void request("/v1/me", { method: "PUT", token: s.token, body: { language } }).catch(() => {});
   };
   const logout = () => {
     saveSession(null);

@@ -788,7 +788,12 @@ export interface paths {
          * @description Who the token belongs to, with their wallet (a host's wallet is its earnings).
          */
         get: operations["me_v1_me_get"];
-        put?: never;
+        /**
+         * Update Me
+         * @description Your settings: the language of the web client (``en`` or ``es``), kept on the user so
+         *     every device shows it.
+         */
+        put: operations["update_me_v1_me_put"];
         post?: never;
         delete?: never;
         options?: never;
@@ -1487,6 +1492,11 @@ export interface components {
             /** Id */
             id: number;
             /**
+             * Language
+             * @description the language the user chose for the web client (null: not chosen)
+             */
+            language: ("en" | "es") | null;
+            /**
              * Role
              * @enum {string}
              */
@@ -1494,6 +1504,14 @@ export interface components {
             /** Username */
             username: string;
             wallet: components["schemas"]["WalletOut"] | null;
+        };
+        /** MeUpdateIn */
+        MeUpdateIn: {
+            /**
+             * Language
+             * @enum {string}
+             */
+            language: "en" | "es";
         };
         /** MediaOut */
         MediaOut: {
@@ -1869,6 +1887,11 @@ export interface components {
             display_name: string;
             /** Id */
             id: number;
+            /**
+             * Language
+             * @description the language the user chose for the web client (null: not chosen)
+             */
+            language: ("en" | "es") | null;
             /**
              * Role
              * @enum {string}
@@ -6089,6 +6112,120 @@ export interface operations {
             cookie?: never;
         };
         requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MeOut"];
+                };
+            };
+            /** @description bad request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description not authenticated */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description insufficient funds */
+            402: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description validation error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description rate limited */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description a dependency (database, media server) is unavailable, or the request lost every attempt to concurrent ones (retry_later) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+        };
+    };
+    update_me_v1_me_put: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["MeUpdateIn"];
+            };
+        };
         responses: {
             /** @description Successful Response */
             200: {

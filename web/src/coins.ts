@@ -2,6 +2,8 @@
  * pages (formatting, best value, status labels, the return page's states). Prices come
  * from the server in minor units (cents); the page only formats them. */
 
+import { isMessageId, translate } from "./i18n";
+
 export type Currency = "eur" | "usd";
 
 export interface CoinPack {
@@ -164,28 +166,11 @@ export function purchaseNotes(p: Purchase, locale?: string): string[] {
   return notes;
 }
 
-const ENTRY_KINDS: Record<string, string> = {
-  grant: "Coins granted",
-  purchase: "Coins bought",
-  purchase_bonus: "Bonus coins",
-  purchase_refund: "Purchase refunded",
-  dispute_hold: "On hold: payment disputed",
-  dispute_lost: "Payment reversed by the bank",
-  call_charge: "Call charge",
-  host_share: "Call earnings",
-  refund: "Call refund",
-  payout: "Payout",
-  adjustment: "Adjustment",
-  payout_approved: "Withdrawn (payout approved)",
-  payout_returned: "Payout not paid, coins back",
-  payout_reversed: "Payout reversed, coins back",
-  earnings_adjustment: "Earnings adjustment",
-};
-
-/** A wallet entry's kind for a person ("purchase_bonus" → "Bonus coins"). */
+/** A wallet entry's kind for a person ("purchase_bonus" → "Bonus coins"), in the page's
+ * language; a kind this page does not know yet reads as its words. */
 export function entryKindLabel(kind: string): string {
-  const known = ENTRY_KINDS[kind];
-  if (known) return known;
+  const id = `kind.${kind}`;
+  if (isMessageId(id)) return translate(id);
   const words = kind.replace(/_/g, " ");
   return words.charAt(0).toUpperCase() + words.slice(1);
 }

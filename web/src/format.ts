@@ -1,4 +1,6 @@
-/** Formatting of what the server says. The page never computes charges. */
+/** Formatting of what the server says, in the page's language. The page never computes
+ * charges. */
+import { translate } from "./i18n";
 
 export function formatDuration(totalSeconds: number): string {
   const s = Math.max(0, Math.floor(totalSeconds));
@@ -14,24 +16,24 @@ export function formatDuration(totalSeconds: number): string {
 export function formatTalk(seconds: number): string {
   const minutes = Math.floor(seconds / 60);
   const rest = seconds % 60;
-  if (minutes === 0) return `${rest} s`;
-  return rest === 0 ? `${minutes} min` : `${minutes} min ${rest} s`;
+  if (minutes === 0) return translate("talk.seconds", { seconds: rest });
+  return rest === 0
+    ? translate("talk.minutes", { minutes })
+    : translate("talk.minutesSeconds", { minutes, seconds: rest });
 }
 
 /** A rate as a person reads it: "10 coins per minute", "5 coins per 30 s". */
 export function formatRate(rate: number, intervalSeconds: number): string {
-  const per =
-    intervalSeconds === 60 ? "minute"
-    : intervalSeconds % 60 === 0 ? `${intervalSeconds / 60} minutes`
-    : `${intervalSeconds} s`;
-  return `${formatCoins(rate)} per ${per}`;
+  const coins = formatCoins(rate);
+  if (intervalSeconds === 60) return translate("rate.perMinute", { coins });
+  if (intervalSeconds % 60 === 0) return translate("rate.perMinutes", { coins, minutes: intervalSeconds / 60 });
+  return translate("rate.perSeconds", { coins, seconds: intervalSeconds });
 }
 
 export function formatCoins(coins: number): string {
   const n = Math.trunc(coins);
-  const grouped = Math.abs(n).toLocaleString("en-US");
   const sign = n < 0 ? "−" : "";
-  return `${sign}${grouped} ${Math.abs(n) === 1 ? "coin" : "coins"}`;
+  return `${sign}${translate("coins", { count: Math.abs(n) })}`;
 }
 
 export function formatSignedCoins(coins: number): string {

@@ -3,9 +3,10 @@ import { useEffect, useRef, useState } from "react";
 import { Link, useLocation, useNavigate } from "react-router-dom";
 import { friendlyMessage, request, type Call, type CallsPage, type Media } from "./api";
 import { useAuth } from "./auth";
-import { formatCoins } from "./format";
+import { formatRate } from "./format";
 import { useResource } from "./hooks";
 import { saveMedia } from "./session";
+import { translate, useT } from "./i18n";
 
 /** How often a host's page says it is open (the server's timeout is 45 s by default). */
 export const PRESENCE_PING_MS = 15_000;
@@ -41,12 +42,13 @@ export function liveCall(page: CallsPage | null, user: { id: number; role: strin
 export function LiveCallBanner({ calls }: { calls: CallsPage | null }) {
   const { user } = useAuth();
   const { pathname } = useLocation();
+  const t = useT();
   const live = liveCall(calls, user);
   if (!live || pathname === `/calls/${live.id}`) return null;
   return (
     <div className="banner live-call" role="status" data-testid="live-call">
-      {live.status === "ringing" ? "Your call is ringing." : "You have a call in progress."}
-      <Link to={`/calls/${live.id}`}>Return to your call</Link>
+      {live.status === "ringing" ? t("live.ringing") : t("live.inProgress")}
+      <Link to={`/calls/${live.id}`}>{t("live.return")}</Link>
     </div>
   );
 }
@@ -88,8 +90,9 @@ export function IncomingCall({ calls, refresh }: { calls: CallsPage | null; refr
   const [message, setMessage] = useState("");
   const [answering, setAnswering] = useState(false);
   const inFlight = useRef(false); // two clicks in one frame: the first decides
+  const t = useT();
   const ringing = calls?.items.find((c) => c.status === "ringing" && c.host_id === user.id);
-  const caller = ringing ? calls?.names[ringing.client_id] ?? "A client" : "";
+  const caller = ringing ? calls?.names[ringing.client_id] ?? t("incoming.someone") : "";
   useRingTone(Boolean(ringing));
 
   // A browser notification once per ringing call, when the host allowed them.
@@ -99,7 +102,7 @@ export function IncomingCall({ calls, refresh }: { calls: CallsPage | null; refr
     notified.current = ringing.id;
     if (typeof Notification !== "undefined" && Notification.permission === "granted") {
       try {
-        new Notification("Incoming call", { body: `${caller} is calling you`, tag: `call-${ringing.id}` });
+        new Notification(translate("incoming.title"), { body: translate("incoming.notification", { caller }), tag: `call-${ringing.id}` });
       } catch {
         /* some browsers only notify from a service worker */
       }
@@ -131,12 +134,15 @@ export function IncomingCall({ calls, refresh }: { calls: CallsPage | null; refr
   }
 
   return (
-    <section className="card ringing incoming" role="alertdialog" aria-label="Incoming call">
-      <h2>Incoming call</h2>
-      <p><strong data-testid="caller">{caller}</strong> is calling at {formatCoins(ringing.rate)} per {ringing.interval_seconds} s.</p>
+    <section className="card ringing incoming" role="alertdialog" aria-label={t("incoming.title")}>
+      <h2>{t("incoming.title")}</h2>
+      <p data-testid="incoming-text">
+        <strong data-testid="caller">{caller}</strong>{" "}
+        {t("incoming.calling", { rate: formatRate(ringing.rate, ringing.interval_seconds) })}
+      </p>
       <div className="row">
-        <button type="button" disabled={answering} onClick={() => void answer(ringing, true)}>Accept</button>
-        <button type="button" className="secondary" disabled={answering} onClick={() => void answer(ringing, false)}>Decline</button>
+        <button type="button" disabled={answering} onClick={() => void answer(ringing, true)}>{t("incoming.accept")}</button>
+        <button type="button" className="secondary" disabled={answering} onClick={() => void answer(ringing, false)}>{t("incoming.decline")}</button>
       </div>
     </section>
   );

@@ -5,6 +5,7 @@ import { useAuth } from "../auth";
 import { formatRate } from "../format";
 import { useResource } from "../hooks";
 import { saveMedia } from "../session";
+import { useT, type MessageId } from "../i18n";
 import { Statement, WalletCard } from "./Wallet";
 
 const LANGUAGES: [string, string][] = [["es", "Español"], ["en", "English"], ["pt", "Português"], ["fr", "Français"], ["de", "Deutsch"], ["it", "Italiano"]];
@@ -19,14 +20,15 @@ export function hostsQuery(search: { q: string; language: string; tag: string })
   return query ? `/v1/hosts?${query}` : "/v1/hosts";
 }
 
-const PRESENCE: Record<Host["presence"], string> = {
-  online: "online",
-  busy: "in a call",
-  away: "away",
-  offline: "offline",
-};
+const PRESENCE = {
+  online: "presence.online",
+  busy: "presence.busy",
+  away: "presence.away",
+  offline: "presence.offline",
+} as const satisfies Record<Host["presence"], MessageId>;
 
 export function ClientHome() {
+  const t = useT();
   const { token } = useAuth();
   const navigate = useNavigate();
   const wallet = useResource<Wallet>("/v1/wallet", 5000);
@@ -56,9 +58,9 @@ export function ClientHome() {
 
   return (
     <div className="grid">
-      <WalletCard wallet={wallet.data} action={<Link to="/coins" className="button">Buy coins</Link>} />
-      <section className="card" aria-label="Hosts">
-        <h2>Hosts</h2>
+      <WalletCard wallet={wallet.data} action={<Link to="/coins" className="button">{t("nav.buyCoins")}</Link>} />
+      <section className="card" aria-label={t("hosts.title")}>
+        <h2>{t("hosts.title")}</h2>
         {error && (
           <p role="alert" className="error">
             {error}
@@ -66,16 +68,16 @@ export function ClientHome() {
           </p>
         )}
         <div className="row filters" role="search" aria-label="Find a host">
-          <label>Search<input value={search.q} maxLength={64} onChange={(e) => setSearch({ ...search, q: e.target.value })} /></label>
-          <label>Language
+          <label>{t("hosts.search")}<input value={search.q} maxLength={64} onChange={(e) => setSearch({ ...search, q: e.target.value })} /></label>
+          <label>{t("hosts.language")}
             <select value={search.language} onChange={(e) => setSearch({ ...search, language: e.target.value })}>
-              <option value="">any</option>
+              <option value="">{t("hosts.anyLanguage")}</option>
               {LANGUAGES.map(([code, name]) => <option key={code} value={code}>{name}</option>)}
             </select>
           </label>
-          <label>Topic<input value={search.tag} maxLength={24} onChange={(e) => setSearch({ ...search, tag: e.target.value })} /></label>
+          <label>{t("hosts.topic")}<input value={search.tag} maxLength={24} onChange={(e) => setSearch({ ...search, tag: e.target.value })} /></label>
         </div>
-        {hosts.data?.length === 0 && <p className="muted">No hosts match.</p>}
+        {hosts.data?.length === 0 && <p className="muted">{t("hosts.none")}</p>}
         <ul className="hosts">
           {hosts.data?.map((h) => (
             <li key={h.id} data-testid="host">
@@ -89,11 +91,11 @@ export function ClientHome() {
                 )}
               </span>
               <span className={h.presence === "online" ? "badge on" : "badge off"} data-testid={`presence-${h.id}`}>
-                {PRESENCE[h.presence]}
+                {t(PRESENCE[h.presence])}
               </span>
               <button type="button" disabled={h.presence !== "online"} onClick={() => void callHost(h)}
-                aria-label={`Call ${h.display_name}`}>
-                Call
+                aria-label={t("hosts.callName", { name: h.display_name })}>
+                {t("hosts.call")}
               </button>
             </li>
           ))}

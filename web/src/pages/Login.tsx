@@ -2,6 +2,8 @@ import { useState, type FormEvent } from "react";
 import { useLocation, useNavigate } from "react-router-dom";
 import { friendlyMessage, request, type User } from "../api";
 import type { Session } from "../session";
+import { LanguagePicker } from "../i18n/picker";
+import { useT } from "../i18n";
 
 interface TokenOut {
   access_token: string;
@@ -10,6 +12,7 @@ interface TokenOut {
 }
 
 export function LoginPage({ onLogin }: { onLogin: (s: Session) => void }) {
+  const t = useT();
   const [mode, setMode] = useState<"login" | "register">("login");
   const [username, setUsername] = useState("");
   const [password, setPassword] = useState("");
@@ -41,36 +44,39 @@ export function LoginPage({ onLogin }: { onLogin: (s: Session) => void }) {
 
   return (
     <main className="narrow">
-      <h1>callmeter</h1>
-      <p className="muted">Pay-per-minute video calls, billed by the server's clock.</p>
-      <form onSubmit={submit} className="card" aria-label={mode === "login" ? "Log in" : "Register"}>
-        <h2>{mode === "login" ? "Log in" : "Create an account"}</h2>
+      <div className="row login-head">
+        <h1>callmeter</h1>
+        <LanguagePicker />
+      </div>
+      <p className="muted">{t("login.tagline")}</p>
+      <form onSubmit={submit} className="card" aria-label={mode === "login" ? t("login.title") : t("login.registerForm")}>
+        <h2>{mode === "login" ? t("login.title") : t("login.register")}</h2>
         <label>
-          Username
+          {t("login.username")}
           <input name="username" autoComplete="username" required value={username}
             onChange={(e) => setUsername(e.target.value)} />
         </label>
         <label>
-          Password
+          {t("login.password")}
           <input name="password" type="password" required minLength={mode === "register" ? 8 : 1}
             autoComplete={mode === "login" ? "current-password" : "new-password"}
             value={password} onChange={(e) => setPassword(e.target.value)} />
         </label>
         {mode === "register" && (
           <fieldset>
-            <legend>I am a</legend>
+            <legend>{t("login.role")}</legend>
             <label className="inline">
-              <input type="radio" name="role" checked={role === "client"} onChange={() => setRole("client")} /> client
+              <input type="radio" name="role" checked={role === "client"} onChange={() => setRole("client")} /> {t("role.client")}
             </label>
             <label className="inline">
-              <input type="radio" name="role" checked={role === "host"} onChange={() => setRole("host")} /> host
+              <input type="radio" name="role" checked={role === "host"} onChange={() => setRole("host")} /> {t("role.host")}
             </label>
           </fieldset>
         )}
         {error && <p role="alert" className="error">{error}</p>}
-        <button type="submit" disabled={busy}>{mode === "login" ? "Log in" : "Register"}</button>
+        <button type="submit" disabled={busy}>{mode === "login" ? t("login.submit") : t("login.submitRegister")}</button>
         <button type="button" className="link" onClick={() => setMode(mode === "login" ? "register" : "login")}>
-          {mode === "login" ? "No account? Register" : "Have an account? Log in"}
+          {mode === "login" ? t("login.toRegister") : t("login.toLogin")}
         </button>
       </form>
     </main>

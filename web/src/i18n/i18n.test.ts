@@ -1,0 +1,28 @@
+import { createIntl } from "react-intl";
+import { describe, expect, it } from "vitest";
+import { en, type MessageId } from "./en";
+import { es } from "./es";
+
+const VALUES = { count: 2, coins: "2", minutes: 3, seconds: 4, name: "Ana", time: "1 min", kind: "x", caller: "Ana", rate: "10" };
+
+describe("the catalogues", () => {
+  it("have the same messages, each valid ICU in its language", () => {
+    expect(Object.keys(es).sort()).toEqual(Object.keys(en).sort());
+    for (const [locale, messages] of [["en", en], ["es", es]] as const) {
+      const errors: unknown[] = [];
+      const intl = createIntl({ locale, messages, onError: (e) => errors.push(e) });
+      for (const id of Object.keys(messages) as MessageId[]) {
+        const text = intl.formatMessage({ id }, VALUES);
+        expect(text, `${locale} ${id}`).not.toBe(id);
+        expect(text).not.toMatch(/[{}]/);
+      }
+      expect(errors).toEqual([]);
+    }
+  });
+  it("say coins with the language's plural and numbers", () => {
+    const say = (locale: "en" | "es", count: number) =>
+      createIntl({ locale, messages: locale === "en" ? en : es }).formatMessage({ id: "coins" }, { count });
+    expect([say("en", 1), say("en", 12345)]).toEqual(["1 coin", "12,345 coins"]);
+    expect([say("es", 1), say("es", 12345)]).toEqual(["1 moneda", "12.345 monedas"]);
+  });
+});
