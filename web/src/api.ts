@@ -2,6 +2,7 @@
 
 import type { components } from "./api.gen";
 import { formatCoins } from "./format";
+import { translate } from "./i18n";
 
 // The API's shapes come from its OpenAPI document (`make api` regenerates src/api.gen.ts;
 // `make test` fails when it is stale), so a field the server adds or renames breaks `tsc`.
@@ -64,20 +65,20 @@ function invalidField(field: string | undefined): string {
 /** A sentence for a person, for every error the API returns. */
 export function friendlyMessage(error: unknown): string {
   if (!(error instanceof ApiError)) {
-    return "The server could not be reached. Check your connection and try again.";
+    return translate("error.offline");
   }
   const needed = /(\d+) needed/.exec(error.detail);
   switch (error.code) {
     case "insufficient_funds":
-      return needed ? `Not enough coins, ${needed[1]} needed.` : "Not enough coins.";
+      return needed ? translate("error.insufficientFundsNeeded", { needed: needed[1] }) : translate("error.insufficientFunds");
     case "host_busy":
-      return "This host is in another call right now.";
+      return translate("error.hostBusy");
     case "client_busy":
-      return "You already have a call in progress.";
+      return translate("error.clientBusy");
     case "host_unavailable":
-      return "This host is not taking calls right now.";
+      return translate("error.hostUnavailable");
     case "host_offline":
-      return "This host is offline: nobody would answer. Try again when they are online.";
+      return translate("error.hostOffline");
     case "rate_changed":
       return error.fields.rate === undefined
         ? "This host's rate has changed. Check it and call again."
@@ -87,21 +88,21 @@ export function friendlyMessage(error: unknown): string {
         ? "Please wait a moment before calling again."
         : `Please wait ${error.fields.retry_after} s before calling again.`;
     case "invalid_credentials":
-      return "Wrong username or password.";
+      return translate("error.invalidCredentials");
     case "rate_limited":
-      return "Too many attempts. Wait a minute and try again.";
+      return translate("error.rateLimited");
     case "validation_error":
       return invalidField(error.fields.field);
     case "busy":
-      return "The server is busy. Try again in a moment.";
+      return translate("error.busy");
     case "not_authenticated":
-      return "Your session has expired. Please log in again.";
+      return translate("error.notAuthenticated");
     case "username_taken":
-      return "That username is taken.";
+      return translate("error.usernameTaken");
     case "media_unavailable":
       return "Video is unavailable right now. Nothing was charged; try again shortly.";
     case "call_ended":
-      return "This call has already ended.";
+      return translate("error.callEnded");
     case "account_frozen":
       return "Your account is frozen, so it cannot buy coins or make calls. Please contact support.";
     case "payment_provider_unavailable":

@@ -1,6 +1,6 @@
 /** Formatting of what the server says, in the page's language. The page never computes
  * charges. */
-import { translate } from "./i18n";
+import { isMessageId, translate } from "./i18n";
 
 export function formatDuration(totalSeconds: number): string {
   const s = Math.max(0, Math.floor(totalSeconds));
@@ -62,20 +62,9 @@ export function secondsUntil(iso: string | null | undefined, now: number): numbe
   return Math.max(0, Math.ceil((Date.parse(iso) - now) / 1000));
 }
 
-const REASONS: Record<string, string> = {
-  client_hangup: "the client hung up",
-  host_hangup: "the host hung up",
-  insufficient_funds: "the coins ran out",
-  connection_lost: "the connection was lost",
-  media_left: "a participant left",
-  admin: "an admin ended it",
-  account_frozen: "a payment dispute froze the account",
-  declined: "the host declined",
-  cancelled: "the call was cancelled",
-  missed: "nobody answered",
-  connect_failed: "the call could not connect",
-};
 
 export function describeEndReason(reason: string | null): string {
-  return reason ? (REASONS[reason] ?? reason.replace(/_/g, " ")) : "";
+  if (!reason) return "";
+  const id = `reason.${reason}`;
+  return isMessageId(id) ? translate(id) : reason.replace(/_/g, " ");
 }

@@ -3,7 +3,10 @@ import { describe, expect, it } from "vitest";
 import { en, type MessageId } from "./en";
 import { es } from "./es";
 
-const VALUES = { count: 2, coins: "2", minutes: 3, seconds: 4, name: "Ana", time: "1 min", kind: "x", caller: "Ana", rate: "10" };
+const VALUES = {
+  count: 2, coins: "2", minutes: 3, seconds: 4, name: "Ana", time: "1 min", kind: "x", caller: "Ana", rate: "10",
+  reason: "r", quality: "q", n: 2, per: "p", needed: 3,
+};
 
 describe("the catalogues", () => {
   it("have the same messages, each valid ICU in its language", () => {

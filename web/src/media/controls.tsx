@@ -3,9 +3,11 @@
 import { useEffect, useState, type MutableRefObject } from "react";
 import type { LiveKitMedia } from "./livekit";
 import { P2PMedia, type PeerState } from "./p2p";
+import { translate, useT } from "../i18n";
 
 type Media = P2PMedia | LiveKitMedia;
 type Quality = "good" | "fair" | "poor" | null;
+const QUALITY = { good: "controls.good", fair: "controls.fair", poor: "controls.poor" } as const;
 
 /** The other side's state as the media reports it (null until it says). */
 export function usePeerState(media: MutableRefObject<Media | null>, ready: boolean): PeerState | null {
@@ -25,8 +27,8 @@ export function PeerBadges({ peer }: { peer: PeerState | null }) {
   if (!peer || (peer.mic && peer.camera)) return null;
   return (
     <p className="peer-state" role="status">
-      {!peer.mic && <span className="badge off" data-testid="peer-muted">muted</span>}
-      {!peer.camera && <span className="badge off" data-testid="peer-camera-off">camera off</span>}
+      {!peer.mic && <span className="badge off" data-testid="peer-muted">{translate("controls.peerMuted")}</span>}
+      {!peer.camera && <span className="badge off" data-testid="peer-camera-off">{translate("controls.peerCameraOff")}</span>}
     </p>
   );
 }
@@ -42,6 +44,7 @@ export function MediaControls({
   const [devices, setDevices] = useState<MediaDeviceInfo[]>([]);
   const [quality, setQuality] = useState<Quality>(null);
   const [error, setError] = useState("");
+  const t = useT();
 
   useEffect(() => {
     if (!ready || !navigator.mediaDevices?.enumerateDevices) return;
@@ -62,7 +65,7 @@ export function MediaControls({
     try {
       await media.current?.setLocalState(next);
     } catch {
-      setError("The microphone or camera could not be changed.");
+      setError(t("controls.changeFailed"));
     }
   }
 
@@ -79,38 +82,38 @@ export function MediaControls({
         await m.switchDevice(kind, deviceId);
       }
     } catch {
-      setError("That device could not be used.");
+      setError(t("controls.deviceFailed"));
     }
   }
 
   const cameras = devices.filter((d) => d.kind === "videoinput");
   const mics = devices.filter((d) => d.kind === "audioinput");
   return (
-    <div className="controls row" aria-label="Call controls" role="group">
+    <div className="controls row" aria-label={t("controls.group")} role="group">
       <button type="button" className="secondary" aria-pressed={!state.mic} disabled={!ready}
         onClick={() => void change({ ...state, mic: !state.mic })}>
-        {state.mic ? "Mute microphone" : "Unmute microphone"}
+        {state.mic ? t("controls.mute") : t("controls.unmute")}
       </button>
       <button type="button" className="secondary" aria-pressed={!state.camera} disabled={!ready}
         onClick={() => void change({ ...state, camera: !state.camera })}>
-        {state.camera ? "Turn camera off" : "Turn camera on"}
+        {state.camera ? t("controls.cameraOff") : t("controls.cameraOn")}
       </button>
       {cameras.length > 1 && (
-        <label>Camera
+        <label>{t("controls.camera")}
           <select onChange={(e) => void pick("videoinput", e.target.value)}>
-            {cameras.map((d, i) => <option key={d.deviceId} value={d.deviceId}>{d.label || `Camera ${i + 1}`}</option>)}
+            {cameras.map((d, i) => <option key={d.deviceId} value={d.deviceId}>{d.label || t("controls.cameraN", { n: i + 1 })}</option>)}
           </select>
         </label>
       )}
       {mics.length > 1 && (
-        <label>Microphone
+        <label>{t("controls.microphone")}
           <select onChange={(e) => void pick("audioinput", e.target.value)}>
-            {mics.map((d, i) => <option key={d.deviceId} value={d.deviceId}>{d.label || `Microphone ${i + 1}`}</option>)}
+            {mics.map((d, i) => <option key={d.deviceId} value={d.deviceId}>{d.label || t("controls.microphoneN", { n: i + 1 })}</option>)}
           </select>
         </label>
       )}
       <span className={`quality ${quality ?? "unknown"}`} data-testid="quality">
-        Connection: {quality ?? "…"}
+        {t("controls.quality", { quality: quality ? t(QUALITY[quality]) : "…" })}
       </span>
       {error && <span role="alert" className="error">{error}</span>}
     </div>

@@ -3,7 +3,8 @@ import { Link, useParams } from "react-router-dom";
 import { ApiError, friendlyMessage, request, type Call, type Media, type Wallet } from "../api";
 import { useAuth } from "../auth";
 import { openEventStream } from "../events";
-import { describeEndReason, formatCoins, formatDuration, secondsUntil } from "../format";
+import { describeEndReason, formatCoins, formatDuration, formatRate, secondsUntil } from "../format";
+import { translate, useT } from "../i18n";
 import { useHeartbeat } from "../call/useHeartbeat";
 import { useNow } from "../hooks";
 import { ServerClock } from "../clock";
@@ -24,7 +25,7 @@ export function talkTime(call: Call | null, serverNowMs: number): number | null 
 /** The countdown to the next charge; at 0, "charging…" until the server has charged. */
 export function nextChargeText(call: Call | null, untilCharge: number | null): string {
   if (call?.status !== "active" || untilCharge === null) return "—";
-  return untilCharge > 0 ? `${untilCharge} s` : "charging…";
+  return untilCharge > 0 ? translate("talk.seconds", { seconds: untilCharge }) : translate("call.charging");
 }
 
 /** Whether remote video really plays: it has a size and its clock moves. */
@@ -35,8 +36,16 @@ function remotePlaying(video: HTMLVideoElement | null, last: { t: number }): boo
   return playing;
 }
 
+const STATUS = {
+  ringing: "status.ringing",
+  connecting: "status.connecting",
+  active: "status.active",
+  ended: "status.ended",
+} as const;
+
 export function CallScreen() {
   const { token, user } = useAuth();
+  const t = useT();
   const callId = Number(useParams().callId);
   const [call, setCall] = useState<Call | null>(null);
   const [wallet, setWallet] = useState<Wallet | null>(null);
@@ -169,7 +178,7 @@ export function CallScreen() {
         }
         setMediaReady(true);
       } catch (e) {
-        setError(`Camera or microphone unavailable: ${(e as Error).message}`);
+        setError(translate("call.cameraUnavailable", { reason: (e as Error).message }));
       }
     };
     void start();
@@ -239,28 +248,28 @@ export function CallScreen() {
 
   if (missing) {
     return (
-      <section className="card summary" aria-label="No such call">
-        <h2>No such call</h2>
-        <p>This call does not exist, or it is not one of yours.</p>
-        <Link to="/">Back home</Link>
+      <section className="card summary" aria-label={t("call.noSuchTitle")}>
+        <h2>{t("call.noSuchTitle")}</h2>
+        <p>{t("call.noSuchText")}</p>
+        <Link to="/">{t("call.backHome")}</Link>
       </section>
     );
   }
 
   if (call?.status === "ended") {
     return (
-      <section className="card summary" aria-label="Call summary">
-        <h2>Call ended</h2>
-        <p data-testid="end-reason">The call ended because {describeEndReason(call.end_reason)}.</p>
+      <section className="card summary" aria-label={t("call.summary")}>
+        <h2>{t("call.ended")}</h2>
+        <p data-testid="end-reason">{t("call.endedBecause", { reason: describeEndReason(call.end_reason) })}</p>
         <dl className="stats">
-          <div><dt>Duration</dt><dd data-testid="duration">{formatDuration(call.billed_seconds)}</dd></div>
-          <div><dt>Charged</dt><dd data-testid="charged">{formatCoins(call.charged)}</dd></div>
-          {!isClient && <div><dt>You earned</dt><dd data-testid="earned">{formatCoins(call.host_earned)}</dd></div>}
+          <div><dt>{t("call.duration")}</dt><dd data-testid="duration">{formatDuration(call.billed_seconds)}</dd></div>
+          <div><dt>{t("call.charged")}</dt><dd data-testid="charged">{formatCoins(call.charged)}</dd></div>
+          {!isClient && <div><dt>{t("call.youEarned")}</dt><dd data-testid="earned">{formatCoins(call.host_earned)}</dd></div>}
           {wallet && (
-            <div><dt>{isClient ? "Balance now" : "Earnings now"}</dt><dd data-testid="balance">{formatCoins(wallet.balance)}</dd></div>
+            <div><dt>{isClient ? t("call.balanceNow") : t("call.earningsNow")}</dt><dd data-testid="balance">{formatCoins(wallet.balance)}</dd></div>
           )}
         </dl>
-        <Link to="/">Back home</Link>
+        <Link to="/">{t("call.backHome")}</Link>
       </section>
     );
   }
@@ -270,34 +279,34 @@ export function CallScreen() {
   const secondsLeft = secondsUntil(call?.paid_until, serverNow);
   const talkSeconds = talkTime(call, serverNow);
   return (
-    <section className="call" aria-label="Call">
+    <section className="call" aria-label={t("call.region")}>
       {call?.warning === "low_balance" && isClient && (
         <div role="alert" className="banner" data-testid="low-balance">
-          Low balance: the call ends in {secondsLeft ?? 0} s unless you add coins.{" "}
+          {t("call.lowBalance", { seconds: secondsLeft ?? 0 })}{" "}
           {/* a new tab, so the call goes on; "opener" lets it share this tab's login */}
-          <a href="/coins" target="_blank" rel="opener" aria-label="Buy coins (opens in a new tab)">Buy coins</a>
+          <a href="/coins" target="_blank" rel="opener" aria-label={t("call.buyCoinsNewTab")}>{t("call.buyCoins")}</a>
         </div>
       )}
       {error && <p role="alert" className="error">{error}</p>}
       <PeerBadges peer={peer} />
       <div className="videos">
         <video ref={remoteVideo} autoPlay playsInline className="remote" data-testid="remote-video"
-          aria-label="The other party's video" />
-        <video ref={localVideo} autoPlay playsInline muted className="local" aria-label="Your video" />
+          aria-label={t("call.remoteVideo")} />
+        <video ref={localVideo} autoPlay playsInline muted className="local" aria-label={t("call.localVideo")} />
       </div>
       <dl className="stats meter" aria-live="polite">
-        <div><dt>Status</dt><dd data-testid="status">{call?.status ?? "…"}</dd></div>
-        <div aria-live="off"><dt>Talk time</dt><dd data-testid="talk-time">{talkSeconds === null ? "—" : formatDuration(talkSeconds)}</dd></div>
-        <div><dt>Billed time</dt><dd data-testid="billed">{formatDuration(call?.billed_seconds ?? 0)}</dd></div>
-        <div><dt>{isClient ? "Cost so far" : "Earned so far"}</dt>
+        <div><dt>{t("call.status")}</dt><dd data-testid="status" data-status={call?.status}>{call ? t(STATUS[call.status]) : "…"}</dd></div>
+        <div aria-live="off"><dt>{t("call.talkTime")}</dt><dd data-testid="talk-time">{talkSeconds === null ? "—" : formatDuration(talkSeconds)}</dd></div>
+        <div><dt>{t("call.billedTime")}</dt><dd data-testid="billed">{formatDuration(call?.billed_seconds ?? 0)}</dd></div>
+        <div><dt>{isClient ? t("call.costSoFar") : t("call.earnedSoFar")}</dt>
           <dd data-testid="cost">{formatCoins((isClient ? call?.charged : call?.host_earned) ?? 0)}</dd></div>
-        {isClient && <div><dt>Balance</dt><dd data-testid="balance">{wallet ? formatCoins(wallet.balance) : "…"}</dd></div>}
-        <div><dt>Next charge in</dt><dd data-testid="next-charge">{nextChargeText(call, untilCharge)}</dd></div>
-        <div><dt>Rate</dt><dd>{call ? `${formatCoins(call.rate)} / ${call.interval_seconds} s` : "…"}</dd></div>
+        {isClient && <div><dt>{t("call.balance")}</dt><dd data-testid="balance">{wallet ? formatCoins(wallet.balance) : "…"}</dd></div>}
+        <div><dt>{t("call.nextCharge")}</dt><dd data-testid="next-charge">{nextChargeText(call, untilCharge)}</dd></div>
+        <div><dt>{t("call.rate")}</dt><dd>{call ? formatRate(call.rate, call.interval_seconds) : "…"}</dd></div>
       </dl>
-      {stream === "reconnecting" && <p className="muted">Reconnecting to the server…</p>}
+      {stream === "reconnecting" && <p className="muted">{t("call.reconnecting")}</p>}
       <MediaControls media={media} ready={mediaReady} />
-      <button type="button" className="danger" onClick={() => void hangUp()}>Hang up</button>
+      <button type="button" className="danger" onClick={() => void hangUp()}>{t("call.hangUp")}</button>
     </section>
   );
 }

@@ -6,8 +6,10 @@ import { formatRate } from "../format";
 import { useResource } from "../hooks";
 import { ProfileCard } from "./Profile";
 import { Statement, WalletCard } from "./Wallet";
+import { useT } from "../i18n";
 
 export function HostHome() {
+  const t = useT();
   const { token, user } = useAuth();
   const earnings = useResource<Wallet>("/v1/wallet", 5000);
   const hosts = useResource<Host[]>("/v1/hosts");
@@ -27,7 +29,7 @@ export function HostHome() {
     try {
       await request<Host>("/v1/hosts/me", { method: "PUT", token, body });
       await hosts.refresh();
-      setMessage("Saved.");
+      setMessage(t("host.saved"));
     } catch (e) {
       setMessage(friendlyMessage(e));
     }
@@ -37,7 +39,7 @@ export function HostHome() {
     event.preventDefault();
     const value = Number(rate);
     if (!Number.isInteger(value) || value <= 0) {
-      setMessage("The rate is a whole number of coins.");
+      setMessage(t("host.rateWhole"));
       return;
     }
     void update({ rate: value });
@@ -45,34 +47,34 @@ export function HostHome() {
 
   return (
     <div className="grid">
-      <WalletCard title="Earnings" wallet={earnings.data}
-        action={<Link to="/earnings" className="button secondary">Withdraw earnings</Link>} />
-      <section className="card" aria-label="Availability">
-        <h2>Availability</h2>
+      <WalletCard title={t("wallet.earnings")} wallet={earnings.data}
+        action={<Link to="/earnings" className="button secondary">{t("host.withdraw")}</Link>} />
+      <section className="card" aria-label={t("host.availability")}>
+        <h2>{t("host.availability")}</h2>
         {me && (
           <>
             <p data-testid="my-presence">
-              {me.presence === "away" ? "You are away: clients cannot call you." : "You are online while a page of yours is open: clients can call you."}
+              {me.presence === "away" ? t("host.away") : t("host.online")}
             </p>
             {notifications === "default" && (
               <button type="button" className="secondary" onClick={() => void askNotifications()}>
-                Notify me of incoming calls
+                {t("host.notify")}
               </button>
             )}
             <label className="inline">
               <input type="checkbox" checked={me.accepting_calls}
                 onChange={(e) => void update({ accepting_calls: e.target.checked })} />
-              Accepting calls
+              {t("host.accepting")}
             </label>
             <form onSubmit={submitRate} className="row">
               <label>
-                Rate (coins per {me.interval_seconds === 60 ? "minute" : `${me.interval_seconds} s`})
+                {t("host.rateLabel", { per: me.interval_seconds === 60 ? t("host.perMinute") : t("host.perSeconds", { seconds: me.interval_seconds }) })}
                 <input name="rate" inputMode="numeric" placeholder={String(me.rate)} value={rate}
                   onChange={(e) => setRate(e.target.value)} />
               </label>
-              <button type="submit">Save rate</button>
+              <button type="submit">{t("host.saveRate")}</button>
             </form>
-            <p className="muted">Current rate: {formatRate(me.rate, me.interval_seconds)}.</p>
+            <p className="muted">{t("host.currentRate", { rate: formatRate(me.rate, me.interval_seconds) })}</p>
           </>
         )}
         {message && <p role="status">{message}</p>}

@@ -2,6 +2,7 @@
 import { useEffect, useState, type ChangeEvent, type FormEvent } from "react";
 import { friendlyMessage, request, type Host } from "../api";
 import { useAuth } from "../auth";
+import { useT } from "../i18n";
 
 /** "es, EN , pt" → ["es", "en", "pt"]; the server checks each is a two-letter code. */
 export function splitList(text: string, lower = false): string[] {
@@ -15,6 +16,7 @@ const MAX_PICTURE_BYTES = 2 * 1024 * 1024;
 
 export function ProfileCard({ me, saved }: { me: Host; saved: () => Promise<void> }) {
   const { token } = useAuth();
+  const t = useT();
   const [form, setForm] = useState({ display_name: "", bio: "", languages: "", tags: "" });
   const [message, setMessage] = useState("");
   const [busy, setBusy] = useState(false);
@@ -44,7 +46,7 @@ export function ProfileCard({ me, saved }: { me: Host; saved: () => Promise<void
         },
       });
       await saved();
-      setMessage("Profile saved.");
+      setMessage(t("profile.saved"));
     } catch (e) {
       setMessage(friendlyMessage(e));
     } finally {
@@ -58,11 +60,11 @@ export function ProfileCard({ me, saved }: { me: Host; saved: () => Promise<void
     if (!file) return;
     setMessage("");
     if (!["image/jpeg", "image/png", "image/webp"].includes(file.type)) {
-      setMessage("Choose a JPEG, PNG or WebP picture.");
+      setMessage(t("profile.pictureType"));
       return;
     }
     if (file.size > MAX_PICTURE_BYTES) {
-      setMessage("The picture is larger than 2 MB.");
+      setMessage(t("profile.pictureSize"));
       return;
     }
     setBusy(true);
@@ -74,34 +76,34 @@ export function ProfileCard({ me, saved }: { me: Host; saved: () => Promise<void
       });
       if (!response.ok) throw new Error(String(response.status));
       await saved();
-      setMessage("Picture saved.");
+      setMessage(t("profile.pictureSaved"));
     } catch {
-      setMessage("The picture could not be used. Try another one.");
+      setMessage(t("profile.pictureFailed"));
     } finally {
       setBusy(false);
     }
   }
 
   return (
-    <section className="card" aria-label="Profile">
-      <h2>Profile</h2>
+    <section className="card" aria-label={t("profile.title")}>
+      <h2>{t("profile.title")}</h2>
       <div className="profile-head">
         {me.avatar_url ? <img className="avatar" src={me.avatar_url} alt="" /> : <span className="avatar empty" aria-hidden="true" />}
         <label className="button secondary file">
-          {me.avatar_url ? "Change picture" : "Add a picture"}
+          {me.avatar_url ? t("profile.changePicture") : t("profile.addPicture")}
           <input type="file" accept="image/jpeg,image/png,image/webp" onChange={(e) => void upload(e)} disabled={busy} />
         </label>
       </div>
       <form onSubmit={save}>
-        <label>Display name<input required maxLength={64} value={form.display_name}
+        <label>{t("profile.displayName")}<input required maxLength={64} value={form.display_name}
           onChange={(e) => setForm({ ...form, display_name: e.target.value })} /></label>
-        <label>About you<textarea maxLength={1000} rows={3} value={form.bio}
+        <label>{t("profile.about")}<textarea maxLength={1000} rows={3} value={form.bio}
           onChange={(e) => setForm({ ...form, bio: e.target.value.replace(/\n/g, " ") })} /></label>
-        <label>Languages (two-letter codes: es, en)<input value={form.languages}
+        <label>{t("profile.languages")}<input value={form.languages}
           onChange={(e) => setForm({ ...form, languages: e.target.value })} /></label>
-        <label>Topics (comma-separated)<input value={form.tags}
+        <label>{t("profile.topics")}<input value={form.tags}
           onChange={(e) => setForm({ ...form, tags: e.target.value })} /></label>
-        <button type="submit" disabled={busy}>Save profile</button>
+        <button type="submit" disabled={busy}>{t("profile.save")}</button>
       </form>
       {message && <p role="status">{message}</p>}
     </section>
