@@ -136,8 +136,11 @@ def _web_index(request: Request) -> Response:
 def _documented_methods(app: FastAPI, path: str) -> list[str]:
     """Every method the API documents for ``path`` (Starlette's own 405 only names the
     methods of the first route that matched the path)."""
+    paths = app.openapi()["paths"]
+    if path in paths:  # /v1/hosts/me/avatar is its own resource, not /v1/hosts/{id}/avatar
+        return sorted(m.upper() for m in paths[path])
     methods: set[str] = set()
-    for template, operations in app.openapi()["paths"].items():
+    for template, operations in paths.items():
         pattern = "^" + re.sub(r"\\{[^/]+\\}", "[^/]+", re.escape(template)) + "$"
         if re.match(pattern, path):
             methods.update(m.upper() for m in operations)

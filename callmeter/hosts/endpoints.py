@@ -57,6 +57,7 @@ async def update_me(
 
 @router.put(
     "/me/avatar",
+    responses={415: {"description": "the body is not image/jpeg, image/png or image/webp"}},
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -94,7 +95,7 @@ async def remove_avatar(host: HostUser, runtime: RuntimeDep, session: SessionDep
 
 
 @router.get(
-    "/{host_id}/avatar",
+    "/{host_id:int}/avatar",  # only digits: /v1/hosts/me/avatar is another resource
     response_class=Response,
     responses={200: {"content": {"image/jpeg": {}}}, 304: {"description": "not modified"}},
 )
