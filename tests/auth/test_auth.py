@@ -28,6 +28,7 @@ class TestRegister:
             "username": "alice",
             "role": "client",
             "display_name": "alice",
+            "language": None,  # not chosen yet: the web client follows the browser
         }
         login = await client.post(
             "/v1/auth/login", json={"username": "ALICE", "password": "long enough"}
