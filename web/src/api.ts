@@ -2,7 +2,7 @@
 
 import type { components } from "./api.gen";
 import { formatCoins } from "./format";
-import { translate } from "./i18n";
+import { isMessageId, translate } from "./i18n";
 
 // The API's shapes come from its OpenAPI document (`make api` regenerates src/api.gen.ts;
 // `make test` fails when it is stale), so a field the server adds or renames breaks `tsc`.
@@ -45,21 +45,10 @@ export class ApiError extends Error {
   }
 }
 
-const FIELD_RULES: Record<string, string> = {
-  username: "A username is 3 to 32 letters, digits, dots, dashes or underscores.",
-  password: "The password must be 8 to 128 characters.",
-  display_name: "The display name is too long.",
-  amount: "Enter a whole number of coins greater than zero.",
-  rate: "Enter the rate as a whole number of coins.",
-  user_id: "Enter the user's number (as shown in the admin pages).",
-  note: "The note is too long.",
-  reason: "Give a reason (at most 500 characters).",
-};
-
 /** What to fix, in a person's words, for the field the server refused (never its rule). */
 function invalidField(field: string | undefined): string {
-  const name = field?.split(".").pop();
-  return (name && FIELD_RULES[name]) ?? "Some of what you entered is not valid. Check it and try again.";
+  const id = `field.${field?.split(".").pop() ?? ""}`;
+  return translate(isMessageId(id) ? id : "field.other");
 }
 
 /** A sentence for a person, for every error the API returns. */
@@ -81,12 +70,12 @@ export function friendlyMessage(error: unknown): string {
       return translate("error.hostOffline");
     case "rate_changed":
       return error.fields.rate === undefined
-        ? "This host's rate has changed. Check it and call again."
-        : `This host's rate is now ${formatCoins(error.fields.rate)} per interval. Call again to accept it.`;
+        ? translate("error.rateChanged")
+        : translate("error.rateChangedTo", { coins: formatCoins(error.fields.rate) });
     case "ring_cooldown":
       return error.fields.retry_after === undefined
-        ? "Please wait a moment before calling again."
-        : `Please wait ${error.fields.retry_after} s before calling again.`;
+        ? translate("error.ringCooldown")
+        : translate("error.ringCooldownFor", { seconds: error.fields.retry_after });
     case "invalid_credentials":
       return translate("error.invalidCredentials");
     case "rate_limited":
@@ -100,17 +89,17 @@ export function friendlyMessage(error: unknown): string {
     case "username_taken":
       return translate("error.usernameTaken");
     case "media_unavailable":
-      return "Video is unavailable right now. Nothing was charged; try again shortly.";
+      return translate("error.mediaUnavailable");
     case "call_ended":
       return translate("error.callEnded");
     case "account_frozen":
-      return "Your account is frozen, so it cannot buy coins or make calls. Please contact support.";
+      return translate("error.accountFrozen");
     case "payment_provider_unavailable":
-      return "The payment service is unavailable right now. Nothing was charged; try again in a moment.";
+      return translate("error.paymentUnavailable");
     case "too_many_purchases":
-      return "Too many purchases were started just now. Finish or wait for the open ones, then try again.";
+      return translate("error.tooManyPurchases");
     default:
-      return error.detail || `Request failed (${error.status}).`;
+      return error.detail || translate("error.failed", { status: error.status });
   }
 }
 

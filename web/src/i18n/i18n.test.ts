@@ -5,7 +5,7 @@ import { es } from "./es";
 
 const VALUES = {
   count: 2, coins: "2", minutes: 3, seconds: 4, name: "Ana", time: "1 min", kind: "x", caller: "Ana", rate: "10",
-  reason: "r", quality: "q", n: 2, per: "p", needed: 3,
+  reason: "r", quality: "q", n: 2, per: "p", needed: 3, status: 500,
 };
 
 describe("the catalogues", () => {
