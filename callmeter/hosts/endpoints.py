@@ -5,9 +5,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response, status
 
 from callmeter.auth.dependencies import CurrentUser, HostUser
-from callmeter.errors import PayloadTooLarge, UnsupportedMediaType
+from callmeter.errors import UnsupportedMediaType
 from callmeter.hosts import service
-from callmeter.hosts.avatar import CONTENT_TYPES, MAX_UPLOAD_BYTES
+from callmeter.hosts.avatar import CONTENT_TYPES
 from callmeter.hosts.schemas import BlocksPage, HostOut, HostUpdateIn
 from callmeter.kit.deps import RuntimeDep, SessionDep
 from callmeter.kit.pagination import DEFAULT_LIMIT, Before, Limit, PathId
@@ -78,9 +78,7 @@ async def set_avatar(
         raise UnsupportedMediaType(
             "the picture must be sent as image/jpeg, image/png or image/webp"
         )
-    upload = await request.body()
-    if len(upload) > MAX_UPLOAD_BYTES:
-        raise PayloadTooLarge("the picture is larger than 2 MiB")
+    upload = await request.body()  # at most 2 MiB: the body limit (app.py) refuses more with 413
     return await service.set_avatar(
         session, host, upload, settings=runtime.settings, now=runtime.clock.now()
     )
