@@ -15,7 +15,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel
+from pydantic import BaseModel, Field, JsonValue
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -25,7 +25,13 @@ from callmeter.auth.endpoints import router as auth_router
 from callmeter.calls.endpoints import host_blocks_router, webhooks_router
 from callmeter.calls.endpoints import router as calls_router
 from callmeter.config import Settings, get_settings
-from callmeter.errors import CallmeterError, ConcurrentUpdate, DatabaseUnavailable
+from callmeter.errors import (
+    HTTP_ERROR_CODES,
+    CallmeterError,
+    ConcurrentUpdate,
+    DatabaseUnavailable,
+    error_codes,
+)
 from callmeter.hosts.avatar import MAX_UPLOAD_BYTES as AVATAR_MAX_UPLOAD_BYTES
 from callmeter.hosts.endpoints import router as hosts_router
 from callmeter.kit.body_limit import BodySizeLimitMiddleware
@@ -48,9 +54,23 @@ from callmeter.wallet.endpoints import router as ledger_router
 log = logging.getLogger(__name__)
 
 
+_ERROR_CODES: list[JsonValue] = list(error_codes())
+
+
 class ErrorOut(BaseModel):
-    error: str
+    """An error: ``error`` is a stable code to act on, ``detail`` an English sentence for
+    logs and developers. Some errors carry structured fields next to them."""
+
+    error: str = Field(json_schema_extra={"enum": _ERROR_CODES})
     detail: str
+    needed: int | None = Field(None, description="insufficient_funds: the coins it needed")
+    rate: int | None = Field(None, description="rate_changed: the host's rate now")
+    retry_after: int | None = Field(None, description="ring_cooldown: seconds to wait")
+    minimum: int | None = Field(None, description="payout_below_minimum: the smallest payout")
+    matured: int | None = Field(None, description="payout_exceeds_matured: withdrawable now")
+    maturing: int | None = Field(None, description="payout_exceeds_matured: withdrawable later")
+    pending: int | None = Field(None, description="too_many_payouts: requests awaiting review")
+    field: str | None = Field(None, description="validation_error: the first refused field")
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -68,18 +88,6 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         503: "a dependency (database, media server) is unavailable, or the request lost "
         "every attempt to concurrent ones (retry_later)",
     }.items()
-}
-
-HTTP_ERROR_CODES = {
-    400: "bad_request",
-    401: "not_authenticated",
-    403: "forbidden",
-    404: "not_found",
-    405: "method_not_allowed",
-    406: "not_acceptable",
-    413: "payload_too_large",
-    415: "unsupported_media_type",
-    429: "rate_limited",
 }
 
 

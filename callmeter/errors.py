@@ -77,10 +77,17 @@ class NotFound(CallmeterError):
 
 
 class InsufficientFunds(CallmeterError):
-    """Not enough available coins."""
+    """Not enough available coins (``needed`` in the body: the coins the request needed)."""
 
     status_code = 402
     code = "insufficient_funds"
+
+    def __init__(self, needed: int | None = None) -> None:
+        if needed is None:
+            super().__init__()
+        else:
+            super().__init__(f"not enough coins: {needed} needed")
+            self.fields["needed"] = needed
 
 
 class UsernameTaken(CallmeterError):
@@ -361,3 +368,38 @@ class AdjustmentExceedsEarnings(CallmeterError):
 
     status_code = 409
     code = "adjustment_exceeds_earnings"
+
+
+# Codes answered outside the classes above: the framework's own HTTP errors (by status; any
+# other status answers "error"), the validation and last-resort handlers, and the connection
+# layer's refusals (kit/http_server.py).
+HTTP_ERROR_CODES: dict[int, str] = {
+    400: "bad_request",
+    401: "not_authenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+}
+OTHER_ERROR_CODES = (
+    "error",
+    "internal_error",
+    "validation_error",
+    "request_timeout",
+    "request_header_fields_too_large",
+)
+
+
+def error_codes() -> list[str]:
+    """Every ``error`` code the API answers with, sorted: the OpenAPI document lists them so
+    a client can map each one to a sentence of its own (the web client's test checks it)."""
+    codes = set(HTTP_ERROR_CODES.values()) | set(OTHER_ERROR_CODES)
+    classes: list[type[CallmeterError]] = [CallmeterError]
+    while classes:
+        cls = classes.pop()
+        codes.add(cls.code)
+        classes.extend(cls.__subclasses__())
+    return sorted(codes)

@@ -174,7 +174,7 @@ async def create_call(
     )
     first = first_hold(tariff_of(call))
     if wallet.balance - wallet.held < first:
-        raise InsufficientFunds(f"not enough coins: {first} needed")
+        raise InsufficientFunds(first)
     session.add(call)
     try:
         await session.flush()  # the partial unique indexes decide a race between two rings

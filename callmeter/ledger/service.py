@@ -234,7 +234,7 @@ async def post(
         if account.kind not in EXTERNAL_KINDS and not 0 <= held <= balance:
             # what this post asked of the account: its debits and the coins it reserves
             needed = max(0, delta_held[account_id]) - min(0, delta_balance[account_id])
-            raise InsufficientFunds(f"not enough coins: {needed} needed")
+            raise InsufficientFunds(needed)
 
     # in list order: each account's running balance follows posting ids
     await repository.insert_postings(session, postings)
@@ -353,7 +353,7 @@ async def place_hold(
     InsufficientFunds (writing nothing, so a caller may catch it and go on)."""
     _check_amount(amount)
     if not await repository.reserve(session, account_id, amount):
-        raise InsufficientFunds(f"not enough coins: {amount} needed")
+        raise InsufficientFunds(amount)
     hold = Hold(
         account_id=account_id, amount=amount, reason=reason, call_id=call_id, created_at=now
     )

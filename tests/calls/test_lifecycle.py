@@ -206,7 +206,12 @@ class TestCreate:
         caller, host = await driver.party(Role.client, 9), await driver.party(Role.host)
         r = await driver.post("/v1/calls", caller, {"host_id": host.user.id})
         assert r.status_code == 402
-        assert r.json() == {"error": "insufficient_funds", "detail": "not enough coins: 10 needed"}
+        # what the client acts on travels as a field (the web client never parses the English)
+        assert r.json() == {
+            "error": "insufficient_funds",
+            "detail": "not enough coins: 10 needed",
+            "needed": 10,
+        }
 
     async def test_the_host_rate_is_snapshotted(self, driver: CallDriver) -> None:
         caller, host = await driver.party(Role.client, 100), await driver.party(Role.host)

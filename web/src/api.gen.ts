@@ -1366,12 +1366,59 @@ export interface components {
             /** Kind */
             kind: string;
         };
-        /** ErrorOut */
+        /**
+         * ErrorOut
+         * @description An error: ``error`` is a stable code to act on, ``detail`` an English sentence for
+         *     logs and developers. Some errors carry structured fields next to them.
+         */
         ErrorOut: {
             /** Detail */
             detail: string;
-            /** Error */
-            error: string;
+            /**
+             * Error
+             * @enum {string}
+             */
+            error: "account_frozen" | "adjustment_exceeds_earnings" | "bad_request" | "busy" | "call_ended" | "client_busy" | "concurrent_update" | "database_unavailable" | "dispute_open" | "error" | "forbidden" | "host_busy" | "host_offline" | "host_unavailable" | "idempotency_conflict" | "insufficient_funds" | "internal_error" | "invalid_call_state" | "invalid_credentials" | "invalid_payout_state" | "invalid_webhook" | "invalid_webhook_event" | "ledger_error" | "media_unavailable" | "method_not_allowed" | "not_acceptable" | "not_authenticated" | "not_found" | "payload_too_large" | "payment_provider_unavailable" | "payout_below_minimum" | "payout_exceeds_matured" | "payouts_not_enabled" | "rate_changed" | "rate_limited" | "refund_blocked_by_payout" | "refund_exceeds_charge" | "request_header_fields_too_large" | "request_timeout" | "retry_later" | "ring_cooldown" | "signal_limit_reached" | "signal_rate_limited" | "too_many_payouts" | "too_many_purchases" | "too_many_streams" | "unsupported_media_type" | "username_taken" | "validation_error";
+            /**
+             * Field
+             * @description validation_error: the first refused field
+             */
+            field?: string | null;
+            /**
+             * Matured
+             * @description payout_exceeds_matured: withdrawable now
+             */
+            matured?: number | null;
+            /**
+             * Maturing
+             * @description payout_exceeds_matured: withdrawable later
+             */
+            maturing?: number | null;
+            /**
+             * Minimum
+             * @description payout_below_minimum: the smallest payout
+             */
+            minimum?: number | null;
+            /**
+             * Needed
+             * @description insufficient_funds: the coins it needed
+             */
+            needed?: number | null;
+            /**
+             * Pending
+             * @description too_many_payouts: requests awaiting review
+             */
+            pending?: number | null;
+            /**
+             * Rate
+             * @description rate_changed: the host's rate now
+             */
+            rate?: number | null;
+            /**
+             * Retry After
+             * @description ring_cooldown: seconds to wait
+             */
+            retry_after?: number | null;
         };
         /** GrantIn */
         GrantIn: {

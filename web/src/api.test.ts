@@ -3,8 +3,10 @@ import { ApiError, friendlyMessage, request } from "./api";
 
 describe("friendlyMessage", () => {
   it("says how many coins a call needs", () => {
-    const e = new ApiError(402, "insufficient_funds", "not enough coins: 10 needed");
+    const e = new ApiError(402, "insufficient_funds", "not enough coins: 10 needed", { needed: 10 });
     expect(friendlyMessage(e)).toBe("Not enough coins, 10 needed.");
+    // the number comes from the structured field, never from the English detail
+    expect(friendlyMessage(new ApiError(402, "insufficient_funds", "not enough coins: 10 needed"))).toBe("Not enough coins.");
   });
   it("has a sentence for every error code the API returns", () => {
     for (const code of [

@@ -2,7 +2,7 @@
 
 import type { components } from "./api.gen";
 import { formatCoins } from "./format";
-import { isMessageId, translate } from "./i18n";
+import { isMessageId, translate, type MessageId } from "./i18n";
 
 // The API's shapes come from its OpenAPI document (`make api` regenerates src/api.gen.ts;
 // `make test` fails when it is stale), so a field the server adds or renames breaks `tsc`.
@@ -21,8 +21,12 @@ export type Entry = Schemas["EntryOut"];
 export type StatementLine = Schemas["StatementLineOut"];
 export type StatementPage = Schemas["StatementOut"];
 
+/** Every `error` code the server answers with (its OpenAPI document lists them). */
+export type ErrorCode = Schemas["ErrorOut"]["error"];
+
 /** Structured fields some errors carry next to `error` and `detail`. */
 export interface ErrorFields {
+  needed?: number; // insufficient_funds: the coins the request needed
   rate?: number; // rate_changed: the host's rate per interval now
   retry_after?: number; // ring_cooldown: seconds to wait
   matured?: number; // payout_exceeds_matured: coins withdrawable now
@@ -32,7 +36,7 @@ export interface ErrorFields {
   field?: string; // validation_error: the first field the server refused
 }
 
-const NUMERIC_FIELDS = ["rate", "retry_after", "matured", "maturing", "minimum", "pending"] as const;
+const NUMERIC_FIELDS = ["needed", "rate", "retry_after", "matured", "maturing", "minimum", "pending"] as const;
 
 export class ApiError extends Error {
   constructor(
@@ -51,56 +55,82 @@ function invalidField(field: string | undefined): string {
   return translate(isMessageId(id) ? id : "field.other");
 }
 
-/** A sentence for a person, for every error the API returns. */
+type Sentence = MessageId | ((fields: ErrorFields, status: number) => string);
+
+/** A sentence for each code: `tsc` fails when the server lists a code this lacks, and the
+ * server's English `detail` never reaches a person. */
+const SENTENCES: Record<ErrorCode, Sentence> = {
+  account_frozen: "error.accountFrozen",
+  adjustment_exceeds_earnings: "error.adjustmentExceedsEarnings",
+  bad_request: "error.badRequest",
+  busy: "error.busy",
+  call_ended: "error.callEnded",
+  client_busy: "error.clientBusy",
+  concurrent_update: "error.tryAgain",
+  database_unavailable: "error.unavailable",
+  dispute_open: "error.disputeOpen",
+  error: (_, status) => translate("error.failed", { status }),
+  forbidden: "error.forbidden",
+  host_busy: "error.hostBusy",
+  host_offline: "error.hostOffline",
+  host_unavailable: "error.hostUnavailable",
+  idempotency_conflict: "error.idempotencyConflict",
+  insufficient_funds: (f) =>
+    f.needed === undefined
+      ? translate("error.insufficientFunds")
+      : translate("error.insufficientFundsNeeded", { needed: f.needed }),
+  internal_error: "error.internal",
+  invalid_call_state: "error.callChanged",
+  invalid_credentials: "error.invalidCredentials",
+  invalid_payout_state: "error.payoutChanged",
+  invalid_webhook: "error.badRequest",
+  invalid_webhook_event: "error.badRequest",
+  ledger_error: "error.ledger",
+  media_unavailable: "error.mediaUnavailable",
+  method_not_allowed: "error.badRequest",
+  not_acceptable: "error.badRequest",
+  not_authenticated: "error.notAuthenticated",
+  not_found: "error.notFound",
+  payload_too_large: "error.tooLarge",
+  payment_provider_unavailable: "error.paymentUnavailable",
+  payout_below_minimum: (f) =>
+    f.minimum === undefined ? translate("error.payoutBelowMinimum") : translate("error.payoutMinimum", { coins: formatCoins(f.minimum) }),
+  payout_exceeds_matured: (f) =>
+    f.matured === undefined ? translate("error.payoutExceeds") : translate("error.payoutMatured", { coins: formatCoins(f.matured) }),
+  payouts_not_enabled: "error.payoutsNotEnabled",
+  rate_changed: (f) =>
+    f.rate === undefined ? translate("error.rateChanged") : translate("error.rateChangedTo", { coins: formatCoins(f.rate) }),
+  rate_limited: "error.rateLimited",
+  refund_blocked_by_payout: "error.refundBlockedByPayout",
+  refund_exceeds_charge: "error.refundExceedsCharge",
+  request_header_fields_too_large: "error.requestIncomplete",
+  request_timeout: "error.requestIncomplete",
+  retry_later: "error.busy",
+  ring_cooldown: (f) =>
+    f.retry_after === undefined ? translate("error.ringCooldown") : translate("error.ringCooldownFor", { seconds: f.retry_after }),
+  signal_limit_reached: "error.signalLimit",
+  signal_rate_limited: "error.signalRate",
+  too_many_payouts: (f) =>
+    f.pending === undefined ? translate("error.tooManyPayouts") : translate("error.tooManyPayoutsPending", { count: f.pending }),
+  too_many_purchases: "error.tooManyPurchases",
+  too_many_streams: "error.tooManyStreams",
+  unsupported_media_type: "error.unsupportedType",
+  username_taken: "error.usernameTaken",
+  validation_error: (f) => invalidField(f.field),
+};
+
+export function isErrorCode(code: string): code is ErrorCode {
+  return Object.prototype.hasOwnProperty.call(SENTENCES, code);
+}
+
+/** A sentence for a person, in the user's language, for every error the API returns. */
 export function friendlyMessage(error: unknown): string {
   if (!(error instanceof ApiError)) {
     return translate("error.offline");
   }
-  const needed = /(\d+) needed/.exec(error.detail);
-  switch (error.code) {
-    case "insufficient_funds":
-      return needed ? translate("error.insufficientFundsNeeded", { needed: needed[1] }) : translate("error.insufficientFunds");
-    case "host_busy":
-      return translate("error.hostBusy");
-    case "client_busy":
-      return translate("error.clientBusy");
-    case "host_unavailable":
-      return translate("error.hostUnavailable");
-    case "host_offline":
-      return translate("error.hostOffline");
-    case "rate_changed":
-      return error.fields.rate === undefined
-        ? translate("error.rateChanged")
-        : translate("error.rateChangedTo", { coins: formatCoins(error.fields.rate) });
-    case "ring_cooldown":
-      return error.fields.retry_after === undefined
-        ? translate("error.ringCooldown")
-        : translate("error.ringCooldownFor", { seconds: error.fields.retry_after });
-    case "invalid_credentials":
-      return translate("error.invalidCredentials");
-    case "rate_limited":
-      return translate("error.rateLimited");
-    case "validation_error":
-      return invalidField(error.fields.field);
-    case "busy":
-      return translate("error.busy");
-    case "not_authenticated":
-      return translate("error.notAuthenticated");
-    case "username_taken":
-      return translate("error.usernameTaken");
-    case "media_unavailable":
-      return translate("error.mediaUnavailable");
-    case "call_ended":
-      return translate("error.callEnded");
-    case "account_frozen":
-      return translate("error.accountFrozen");
-    case "payment_provider_unavailable":
-      return translate("error.paymentUnavailable");
-    case "too_many_purchases":
-      return translate("error.tooManyPurchases");
-    default:
-      return error.detail || translate("error.failed", { status: error.status });
-  }
+  if (!isErrorCode(error.code)) return translate("error.failed", { status: error.status });
+  const sentence = SENTENCES[error.code];
+  return typeof sentence === "function" ? sentence(error.fields, error.status) : translate(sentence);
 }
 
 export async function request<T>(

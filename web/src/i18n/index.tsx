@@ -17,6 +17,12 @@ const intlFor = (language: Language): IntlShape =>
   createIntl({ locale: language, messages: CATALOGUES[language], defaultLocale: "en" }, cache);
 let current = intlFor("en");
 
+/** Helpers (translate, formatCoins) speak `language` from now on; LanguageProvider calls it
+ * on every render, tests call it directly. */
+export function speak(language: Language): void {
+  if (current.locale !== language) current = intlFor(language);
+}
+
 /** A message in the language in use (for code that is not a component). */
 export function translate(id: MessageId, values?: Values): string {
   return current.formatMessage({ id }, values);
@@ -50,8 +56,7 @@ const LanguageContext = createContext<{ language: Language; setLanguage: (l: Lan
 
 export function LanguageProvider({ children }: { children: ReactNode }) {
   const [language, choose] = useState<Language>(() => initialLanguage());
-  const intl = useMemo(() => intlFor(language), [language]);
-  current = intl; // before the children render: helpers translate in the same language
+  speak(language); // before the children render: helpers translate in the same language
   const value = useMemo(
     () => ({
       language,
