@@ -1,11 +1,11 @@
 /** Every error code the server's OpenAPI document lists reads as a sentence of our own, in
  * English and in Spanish: the server's English `detail` never reaches a person. */
-import { readFileSync } from "node:fs";
 import { afterEach, describe, expect, it } from "vitest";
 import { ApiError, friendlyMessage, isErrorCode } from "./api";
 import { speak } from "./i18n";
+import openapi from "../openapi.json?raw";
 
-const document = JSON.parse(readFileSync(new URL("../openapi.json", import.meta.url), "utf-8")) as {
+const document = JSON.parse(openapi) as {
   components: { schemas: { ErrorOut: { properties: { error: { enum: string[] } } } } };
 };
 const CODES = document.components.schemas.ErrorOut.properties.error.enum;

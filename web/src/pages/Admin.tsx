@@ -3,7 +3,8 @@ import { Link } from "react-router-dom";
 import { ApiError, friendlyMessage, request, type CallsPage } from "../api";
 import { IntentKeys } from "../coins";
 import { useAuth } from "../auth";
-import { formatCoins, formatDuration } from "../format";
+import { describeEndReason, formatCoins, formatDuration } from "../format";
+import { currentLocale, translate, useT } from "../i18n";
 import { useResource } from "../hooks";
 import type { ReviewPage } from "../payouts";
 
@@ -55,6 +56,7 @@ export function callsQuery(filter: { status: string; user_id: string; since: str
 }
 
 export function AdminPage() {
+  const t = useT();
   const { token } = useAuth();
   const [filter, setFilter] = useState({ status: "", user_id: "", since: "", until: "" });
   const calls = useResource<CallsPage>(callsQuery(filter), 3000);
@@ -84,7 +86,7 @@ export function AdminPage() {
     act(async () => {
       const out = await request<{ call: { charged: number } }>(`/v1/admin/calls/${id}/end`, { token, method: "POST" });
       await calls.refresh();
-      return `Call #${id} ended; charged ${formatCoins(out.call.charged)}.`;
+      return translate("admin.ended", { id, coins: formatCoins(out.call.charged) });
     });
 
   async function moveCoins(form: "grant" | "refund", intent: string, work: (key: string) => Promise<string>) {
@@ -116,7 +118,7 @@ export function AdminPage() {
         headers: { "Idempotency-Key": key },
         body: { user_id: Number(user_id), amount: Number(amount), note: note || undefined },
       });
-      return `Granted ${formatCoins(Number(amount))} to user #${user_id}.`;
+      return translate("admin.granted", { coins: formatCoins(Number(amount)), id: user_id });
     });
   };
 
@@ -129,7 +131,7 @@ export function AdminPage() {
         headers: { "Idempotency-Key": key },
         body: { reason, ...(amount ? { amount: Number(amount) } : {}) },
       });
-      return `Refunded ${formatCoins(out.refunded)} on call #${call_id}.`;
+      return translate("admin.refunded", { coins: formatCoins(out.refunded), id: call_id });
     });
   };
 
@@ -148,38 +150,38 @@ export function AdminPage() {
     act(async () => {
       const result = await request<LedgerCheck>("/v1/admin/ledger/check", { token });
       setCheck(result);
-      return result.ok ? "Ledger check passed." : `Ledger check found ${result.problems.length} problem(s).`;
+      return result.ok ? translate("admin.checkPassed") : translate("admin.checkFailed", { count: result.problems.length });
     });
 
   return (
     <div className="grid">
       {message && <p role="status" className="card">{message}</p>}
-      <section className="card wide" aria-label="Users">
-        <h2>Users</h2>
-        <form className="row" onSubmit={searchUsers} role="search" aria-label="Find a user">
-          <label>Name or username<input value={query} maxLength={64} onChange={(e) => setQuery(e.target.value)} /></label>
-          <button type="submit">Find</button>
+      <section className="card wide" aria-label={t("admin.users")}>
+        <h2>{t("admin.users")}</h2>
+        <form className="row" onSubmit={searchUsers} role="search" aria-label={t("admin.findUser")}>
+          <label>{t("admin.nameOrUsername")}<input value={query} maxLength={64} onChange={(e) => setQuery(e.target.value)} /></label>
+          <button type="submit">{t("admin.find")}</button>
         </form>
-        {users?.length === 0 && <p className="muted">Nobody matches.</p>}
+        {users?.length === 0 && <p className="muted">{t("admin.nobody")}</p>}
         {users && users.length > 0 && (
           <div className="table-scroll">
             <table>
-              <thead><tr><th>User</th><th>Role</th><th>Balance</th><th /></tr></thead>
+              <thead><tr><th>{t("admin.user")}</th><th>{t("admin.role")}</th><th>{t("wallet.balance")}</th><th /></tr></thead>
               <tbody>
                 {users.map((u) => (
                   <tr key={u.id} data-testid="user-row">
-                    <td><strong>{u.display_name}</strong> <span className="muted">@{u.username} · #{u.id}{u.frozen ? " · frozen" : ""}</span></td>
-                    <td>{u.role}</td>
+                    <td><strong>{u.display_name}</strong> <span className="muted">@{u.username} · #{u.id}{u.frozen ? ` · ${t("admin.frozen")}` : ""}</span></td>
+                    <td>{t(`role.${u.role}`)}</td>
                     <td>{u.balance === null ? "—" : formatCoins(u.balance)}</td>
                     <td className="row">
                       {u.role === "client" && (
                         <button type="button" className="secondary" onClick={() => setGrant({ ...EMPTY_GRANT, user_id: String(u.id) })}>
-                          Grant…
+                          {t("admin.grantFor")}
                         </button>
                       )}
                       {u.role !== "admin" && (
                         <button type="button" className="secondary" onClick={() => setFilter({ ...filter, user_id: String(u.id) })}>
-                          Calls
+                          {t("admin.calls")}
                         </button>
                       )}
                     </td>
@@ -190,41 +192,41 @@ export function AdminPage() {
           </div>
         )}
       </section>
-      <section className="card wide" aria-label="Calls">
-        <h2>Calls</h2>
+      <section className="card wide" aria-label={t("admin.calls")}>
+        <h2>{t("admin.calls")}</h2>
         <div className="row filters">
-          <label>Status
+          <label>{t("call.status")}
             <select value={filter.status} onChange={(e) => setFilter({ ...filter, status: e.target.value })}>
-              {STATUSES.map((st) => <option key={st} value={st}>{st || "any"}</option>)}
+              {STATUSES.map((st) => <option key={st} value={st}>{st ? t(`status.${st}`) : t("admin.any")}</option>)}
             </select>
           </label>
-          <label>User id<input inputMode="numeric" value={filter.user_id} onChange={(e) => setFilter({ ...filter, user_id: e.target.value })} /></label>
-          <label>From<input type="date" value={filter.since} onChange={(e) => setFilter({ ...filter, since: e.target.value })} /></label>
-          <label>To<input type="date" value={filter.until} onChange={(e) => setFilter({ ...filter, until: e.target.value })} /></label>
+          <label>{t("admin.userId")}<input inputMode="numeric" value={filter.user_id} onChange={(e) => setFilter({ ...filter, user_id: e.target.value })} /></label>
+          <label>{t("admin.from")}<input type="date" value={filter.since} onChange={(e) => setFilter({ ...filter, since: e.target.value })} /></label>
+          <label>{t("admin.to")}<input type="date" value={filter.until} onChange={(e) => setFilter({ ...filter, until: e.target.value })} /></label>
         </div>
         {calls.error && <p role="alert" className="error">{calls.error}</p>}
-        {calls.data?.items.length === 0 && <p className="muted">No calls.</p>}
+        {calls.data?.items.length === 0 && <p className="muted">{t("admin.noCalls")}</p>}
         <div className="table-scroll">
         <table>
           <thead>
-            <tr><th>Call</th><th>Client</th><th>Host</th><th>Status</th><th>Billed</th><th>Charged</th><th>Refunded</th><th /></tr>
+            <tr><th>{t("history.call")}</th><th>{t("admin.client")}</th><th>{t("admin.host")}</th><th>{t("call.status")}</th><th>{t("admin.billed")}</th><th>{t("history.charged")}</th><th>{t("admin.refundedColumn")}</th><th /></tr>
           </thead>
           <tbody>
             {calls.data?.items.map((c) => (
               <tr key={c.id} data-testid="call-row">
-                <td>#{c.id}<br /><span className="muted small">{new Date(c.created_at).toLocaleString()}</span></td>
+                <td>#{c.id}<br /><span className="muted small">{new Date(c.created_at).toLocaleString(currentLocale())}</span></td>
                 <td>{calls.data?.names[c.client_id] ?? "—"} <span className="muted">#{c.client_id}</span></td>
                 <td>{calls.data?.names[c.host_id] ?? "—"} <span className="muted">#{c.host_id}</span></td>
-                <td>{c.status === "ended" ? `ended (${c.end_reason ?? ""})` : c.status}</td>
+                <td>{c.status === "ended" ? t("admin.endedWhy", { reason: describeEndReason(c.end_reason) }) : t(`status.${c.status}`)}</td>
                 <td>{formatDuration(c.billed_seconds)}</td><td>{formatCoins(c.charged)}</td><td>{formatCoins(c.refunded)}</td>
                 <td>
                   {c.status !== "ended" && (
                     <button type="button" className="danger" onClick={() => void endCall(c.id)}
-                      aria-label={`Force end call ${c.id}`}>Force end</button>
+                      aria-label={t("admin.forceEndCall", { id: c.id })}>{t("admin.forceEnd")}</button>
                   )}
                   {c.status === "ended" && c.charged > c.refunded && (
-                    <button type="button" className="secondary" aria-label={`Refund call ${c.id}`}
-                      onClick={() => setRefund({ ...EMPTY_REFUND, call_id: String(c.id) })}>Refund…</button>
+                    <button type="button" className="secondary" aria-label={t("admin.refundCall", { id: c.id })}
+                      onClick={() => setRefund({ ...EMPTY_REFUND, call_id: String(c.id) })}>{t("admin.refundFor")}</button>
                   )}
                 </td>
               </tr>
@@ -233,54 +235,54 @@ export function AdminPage() {
         </table>
         </div>
       </section>
-      <form className="card" onSubmit={submitGrant} aria-label="Grant coins">
-        <h2>Grant coins</h2>
-        <label>Client user id<input required inputMode="numeric" value={grant.user_id}
+      <form className="card" onSubmit={submitGrant} aria-label={t("admin.grantCoins")}>
+        <h2>{t("admin.grantCoins")}</h2>
+        <label>{t("admin.clientUserId")}<input required inputMode="numeric" value={grant.user_id}
           onChange={(e) => setGrant({ ...grant, user_id: e.target.value })} /></label>
-        <label>Amount<input required inputMode="numeric" value={grant.amount}
+        <label>{t("admin.amount")}<input required inputMode="numeric" value={grant.amount}
           onChange={(e) => setGrant({ ...grant, amount: e.target.value })} /></label>
-        <label>Note<input value={grant.note} maxLength={500}
+        <label>{t("admin.note")}<input value={grant.note} maxLength={500}
           onChange={(e) => setGrant({ ...grant, note: e.target.value })} /></label>
-        <button type="submit" disabled={sending === "grant"}>{sending === "grant" ? "Granting…" : "Grant"}</button>
+        <button type="submit" disabled={sending === "grant"}>{sending === "grant" ? t("admin.granting") : t("admin.grant")}</button>
       </form>
-      <form className="card" onSubmit={submitRefund} aria-label="Refund a call">
-        <h2>Refund a call</h2>
-        <label>Call id<input required inputMode="numeric" value={refund.call_id}
+      <form className="card" onSubmit={submitRefund} aria-label={t("admin.refundACall")}>
+        <h2>{t("admin.refundACall")}</h2>
+        <label>{t("admin.callId")}<input required inputMode="numeric" value={refund.call_id}
           onChange={(e) => setRefund({ ...refund, call_id: e.target.value })} /></label>
-        <label>Amount (empty: all that is left)<input inputMode="numeric" value={refund.amount}
+        <label>{t("admin.refundAmount")}<input inputMode="numeric" value={refund.amount}
           onChange={(e) => setRefund({ ...refund, amount: e.target.value })} /></label>
-        <label>Reason<input required maxLength={500} value={refund.reason}
+        <label>{t("admin.reason")}<input required maxLength={500} value={refund.reason}
           onChange={(e) => setRefund({ ...refund, reason: e.target.value })} /></label>
-        <button type="submit" disabled={sending === "refund"}>{sending === "refund" ? "Refunding…" : "Refund"}</button>
+        <button type="submit" disabled={sending === "refund"}>{sending === "refund" ? t("admin.refunding") : t("admin.refund")}</button>
       </form>
-      <section className="card" aria-label="Ledger check">
-        <h2>Ledger check</h2>
-        <button type="button" onClick={() => void runCheck()}>Run ledger check</button>
+      <section className="card" aria-label={t("admin.ledgerCheck")}>
+        <h2>{t("admin.ledgerCheck")}</h2>
+        <button type="button" onClick={() => void runCheck()}>{t("admin.runCheck")}</button>
         {check && (
           <>
             <p data-testid="ledger-ok" className={check.ok ? "ok" : "error"}>
-              {check.ok ? "Every invariant holds." : "Problems found:"}
+              {check.ok ? t("admin.invariantsHold") : t("admin.problems")}
             </p>
             <ul>{check.problems.map((p) => <li key={p}>{p}</li>)}</ul>
             <dl className="stats">
               {Object.entries(check.totals).map(([k, v]) => (
-                <div key={k}><dt>{k}</dt><dd>{v.toLocaleString("en-US")}</dd></div>
+                <div key={k}><dt>{k}</dt><dd>{v.toLocaleString(currentLocale())}</dd></div>
               ))}
             </dl>
           </>
         )}
       </section>
-      <section className="card" aria-label="Payouts to review">
-        <h2>Payouts to review</h2>
+      <section className="card" aria-label={t("admin.payoutsToReview")}>
+        <h2>{t("admin.payoutsToReview")}</h2>
         {toReview.error && <p role="alert" className="error">{toReview.error}</p>}
         {toReview.data && (
           <p data-testid="payouts-to-review">
-            {toReview.data.items.length === 0
-              ? "No payout requests are waiting."
-              : `${toReview.data.items.length}${toReview.data.next_before !== null ? "+" : ""} payout ${toReview.data.items.length === 1 ? "request is" : "requests are"} waiting for review.`}
+            {toReview.data.next_before !== null
+              ? t("admin.waitingMore", { count: toReview.data.items.length })
+              : t("admin.waiting", { count: toReview.data.items.length })}
           </p>
         )}
-        <p className="actions"><Link to="/admin/payouts" className="button secondary">Open the payouts queue</Link></p>
+        <p className="actions"><Link to="/admin/payouts" className="button secondary">{t("admin.openQueue")}</Link></p>
       </section>
     </div>
   );
