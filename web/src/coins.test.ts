@@ -1,9 +1,11 @@
-import { describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   afterPurchase,
   bestValuePackId,
+  coinsWithBonus,
   defaultCurrency,
   entryKindLabel,
+  formatDateTime,
   formatPrice,
   IntentKeys,
   minorUnitsPerMajor,
@@ -21,6 +23,8 @@ import {
   type Purchase,
   type ReturnInput,
 } from "./coins";
+
+import { speak } from "./i18n";
 
 // Intl puts a no-break space between "12,99" and "€": compare with plain spaces.
 const plain = (s: string) => s.replace(/[\u00a0\u202f]/g, " ");
@@ -227,5 +231,42 @@ describe("IntentKeys", () => {
     expect(keys.keyFor("eur-100")).toBe("k2"); // another pack is another intent
     keys.done("eur-330");
     expect(keys.keyFor("eur-330")).toBe("k3"); // a new purchase
+  });
+});
+
+describe("receipt words", () => {
+  it("spells out the bonus coins", () => {
+    expect(coinsWithBonus(300, 30)).toBe("330 coins (300 + 30 bonus)");
+    expect(coinsWithBonus(1500, 300)).toBe("1,800 coins (1,500 + 300 bonus)");
+    expect(coinsWithBonus(100, 0)).toBe("100 coins");
+  });
+  it("dates a receipt in the page's language", () => {
+    expect(formatDateTime("2026-01-15T12:00:00Z")).toMatch(/^Jan 15, 2026, /);
+    expect(formatDateTime("2026-01-15T12:00:00Z", "es")).toMatch(/^15 ene 2026, /);
+  });
+});
+
+describe("in Spanish", () => {
+  beforeAll(() => speak("es"));
+  afterAll(() => speak("en"));
+
+  it("prices, dates and coins follow the page's language", () => {
+    expect(plain(formatPrice(1299, "eur"))).toBe("12,99 €");
+    expect(plain(pricePerCoin(EUR[1]))).toBe("0,039 €");
+    expect(formatDateTime("2026-01-15T12:00:00Z")).toMatch(/^15 ene 2026, /);
+    expect(coinsWithBonus(15000, 3000)).toBe("18.000 monedas (15.000 + 3000 de regalo)");
+    expect(coinsWithBonus(1, 0)).toBe("1 moneda");
+  });
+  it("names the statuses and notes of a purchase", () => {
+    expect(purchaseStatusLabel(purchase())).toBe("Esperando el pago");
+    expect(purchaseStatusLabel(purchase({ status: "paid", refunded_amount: 500 }))).toBe("Reembolsada en parte");
+    expect(purchaseStatusLabel(purchase({ status: "paid", dispute: "open" }))).toBe("En disputa");
+    expect(purchaseNotes(purchase({ status: "paid", refunded_amount: 1299, coins_reversed: 330 })).map(plain)).toEqual([
+      "Reembolsado: 12,99 €", "330 monedas descontadas",
+    ]);
+    expect(purchaseNotes(purchase({ status: "paid", coins_reversed: 1 }))).toEqual(["1 moneda descontada"]);
+    expect(purchaseNotes(purchase({ status: "review" }))).toEqual([
+      "Nuestro equipo revisa este pago: se añadirán las monedas o se reembolsará el pago.",
+    ]);
   });
 });

@@ -2,7 +2,8 @@
  * pages (formatting, best value, status labels, the return page's states). Prices come
  * from the server in minor units (cents); the page only formats them. */
 
-import { isMessageId, translate } from "./i18n";
+import { formatCoins } from "./format";
+import { currentLocale, isMessageId, translate, type MessageId } from "./i18n";
 
 export type Currency = "eur" | "usd";
 
@@ -62,11 +63,6 @@ export interface TestCheckoutSession {
   cancel_url: string;
 }
 
-/** The browser's preferred locale (prices follow its conventions: "€12.99", "12,99 €"). */
-export function browserLocale(): string | undefined {
-  return typeof navigator === "undefined" ? undefined : navigator.languages?.[0] ?? navigator.language;
-}
-
 /** EUR for Spanish speakers, USD for everyone else; only a currency the server offers. */
 export function defaultCurrency(languages: readonly string[], offered: readonly string[] = ["eur", "usd"]): string {
   const first = (languages[0] ?? "").toLowerCase();
@@ -75,7 +71,7 @@ export function defaultCurrency(languages: readonly string[], offered: readonly 
   return offered[0] ?? wanted;
 }
 
-function currencyFormat(currency: string, locale: string | undefined, digits?: number): Intl.NumberFormat {
+function currencyFormat(currency: string, locale: string, digits?: number): Intl.NumberFormat {
   const options: Intl.NumberFormatOptions = { style: "currency", currency: currency.toUpperCase() };
   if (digits !== undefined) {
     options.minimumFractionDigits = digits;
@@ -90,13 +86,17 @@ export function minorUnitsPerMajor(currency: string): number {
   return 10 ** digits;
 }
 
-/** An amount in minor units as a price: 1299 eur → "€12.99" (en-US), "12,99 €" (es-ES). */
-export function formatPrice(unitAmount: number, currency: string, locale?: string): string {
+/** An amount in minor units as a price: 1299 eur → "€12.99" (en), "12,99 €" (es); in the
+ * page's language unless a locale is given. */
+export function formatPrice(unitAmount: number, currency: string, locale: string = currentLocale()): string {
   return currencyFormat(currency, locale).format(unitAmount / minorUnitsPerMajor(currency));
 }
 
 /** What one coin costs in a pack (bonus coins included), to three decimals: "€0.039". */
-export function pricePerCoin(pack: Pick<CoinPack, "unit_amount" | "total_coins" | "currency">, locale?: string): string {
+export function pricePerCoin(
+  pack: Pick<CoinPack, "unit_amount" | "total_coins" | "currency">,
+  locale: string = currentLocale(),
+): string {
   const major = pack.unit_amount / minorUnitsPerMajor(pack.currency) / Math.max(1, pack.total_coins);
   return currencyFormat(pack.currency, locale, 3).format(major);
 }
@@ -123,24 +123,36 @@ export function packsIn(packs: readonly CoinPack[], currency: string): CoinPack[
   return packs.filter((p) => p.currency === currency).sort((a, b) => a.unit_amount - b.unit_amount);
 }
 
-// --- Words (English for now; every sentence about purchases is here) ---
+/** A date and time in the page's language: "Jan 2, 2026, 10:00 AM", "2 ene 2026, 10:00". */
+export function formatDateTime(iso: string, locale: string = currentLocale()): string {
+  return new Intl.DateTimeFormat(locale, { dateStyle: "medium", timeStyle: "short" }).format(new Date(iso));
+}
 
-const STATUS_LABELS: Record<PurchaseStatus, string> = {
-  pending: "Waiting for payment",
-  paid: "Paid",
-  expired: "Expired, not charged",
-  failed: "Payment failed",
-  review: "Being reviewed",
+/** Coins with their bonus spelled out: "330 coins (300 + 30 bonus)", or just "100 coins". */
+export function coinsWithBonus(coins: number, bonus: number): string {
+  return bonus > 0
+    ? translate("coins.withBonus", { total: formatCoins(coins + bonus), bought: coins, bonus })
+    : formatCoins(coins);
+}
+
+// --- Words (every sentence about purchases shared by the coin pages is here) ---
+
+const STATUS_LABELS: Record<PurchaseStatus, MessageId> = {
+  pending: "coins.status.pending",
+  paid: "coins.status.paid",
+  expired: "coins.status.expired",
+  failed: "coins.status.failed",
+  review: "coins.status.review",
 };
 
 /** A purchase's status for a person, refunds and disputes included. */
 export function purchaseStatusLabel(p: Pick<Purchase, "status" | "refunded_amount" | "unit_amount" | "dispute">): string {
-  if (p.dispute === "open") return "Disputed";
-  if (p.dispute === "lost") return "Dispute lost";
+  if (p.dispute === "open") return translate("coins.status.disputed");
+  if (p.dispute === "lost") return translate("coins.status.disputeLost");
   if (p.status === "paid" && p.refunded_amount > 0) {
-    return p.refunded_amount >= p.unit_amount ? "Refunded" : "Partly refunded";
+    return translate(p.refunded_amount >= p.unit_amount ? "coins.status.refunded" : "coins.status.partlyRefunded");
   }
-  return STATUS_LABELS[p.status] ?? p.status.replace(/_/g, " ");
+  return Object.hasOwn(STATUS_LABELS, p.status) ? translate(STATUS_LABELS[p.status]) : p.status.replace(/_/g, " ");
 }
 
 /** A CSS tone for the status badge. */
@@ -153,16 +165,16 @@ export function purchaseStatusTone(p: Pick<Purchase, "status" | "refunded_amount
 }
 
 /** Extra lines of a receipt: refunds, coins taken back, the dispute. */
-export function purchaseNotes(p: Purchase, locale?: string): string[] {
+export function purchaseNotes(p: Purchase, locale: string = currentLocale()): string[] {
   const notes: string[] = [];
-  if (p.refunded_amount > 0) notes.push(`Refunded ${formatPrice(p.refunded_amount, p.currency, locale)}`);
+  if (p.refunded_amount > 0) notes.push(translate("coins.note.refunded", { price: formatPrice(p.refunded_amount, p.currency, locale) }));
   if (p.coins_reversed > 0) {
-    notes.push(`${p.coins_reversed.toLocaleString("en-US")} ${p.coins_reversed === 1 ? "coin" : "coins"} taken back`);
+    notes.push(translate("coins.note.takenBack", { coins: formatCoins(p.coins_reversed), count: p.coins_reversed }));
   }
-  if (p.dispute === "open") notes.push("The payment is disputed with the bank; its coins are on hold.");
-  if (p.dispute === "won") notes.push("A dispute was settled in your favour.");
-  if (p.dispute === "lost") notes.push("The payment was reversed by the bank.");
-  if (p.status === "review") notes.push("Our team checks this payment: the coins are added, or the payment refunded.");
+  if (p.dispute === "open") notes.push(translate("coins.note.disputeOpen"));
+  if (p.dispute === "won") notes.push(translate("coins.note.disputeWon"));
+  if (p.dispute === "lost") notes.push(translate("coins.note.disputeLost"));
+  if (p.status === "review") notes.push(translate("coins.note.review"));
   return notes;
 }
 

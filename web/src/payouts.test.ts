@@ -1,6 +1,7 @@
-import { afterEach, describe, expect, it, vi } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { ApiError, request } from "./api";
 import { entryKindLabel } from "./coins";
+import { speak } from "./i18n";
 import {
   actionDone,
   actionRequest,
@@ -250,5 +251,48 @@ describe("request keeps the payout errors' numbers", () => {
     const error = await request("/v1/payouts", { body: { amount: 5000 } }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(ApiError);
     expect((error as ApiError).fields).toEqual({ matured: 300, maturing: 700 });
+  });
+});
+
+describe("in Spanish", () => {
+  beforeAll(() => speak("es"));
+  afterAll(() => speak("en"));
+
+  it("checks a withdrawal with the language's plurals and numbers", () => {
+    const e = earnings({ matured: 15000, maturing: 12000 });
+    expect(checkWithdrawal("", e)).toEqual({ ok: false, message: "Escribe cuántas monedas quieres retirar." });
+    const below = checkWithdrawal("999", earnings());
+    expect(!below.ok && plain(below.message)).toBe("El retiro mínimo es de 1000 monedas (30,00 €).");
+    expect(checkWithdrawal("15001", e)).toEqual({
+      ok: false,
+      message: "Ahora solo se pueden retirar 15.000 monedas. 12.000 monedas más se podrán retirar en un plazo de 14 días.",
+    });
+    expect(checkWithdrawal("2000", earnings({ matured: 1, maturing: 1, minimum: 1, hold_days: 1 }))).toEqual({
+      ok: false, message: "Ahora solo se puede retirar 1 moneda. 1 moneda más se podrá retirar en un plazo de 1 día.",
+    });
+    expect(holdSentence(1)).toBe("Las ganancias se pueden retirar 1 día después de ganarlas.");
+    expect(holdSentence(0)).toBe("Las ganancias se pueden retirar en cuanto las ganas.");
+    expect(payoutErrorMessage(new ApiError(409, "too_many_payouts", "1", { pending: 1 }))).toBe(
+      "Tienes 1 solicitud de retiro pendiente de revisión. Espera a que la revisen e inténtalo de nuevo.",
+    );
+  });
+  it("names statuses, notes and the review queue's lines", () => {
+    expect(payoutStatusLabel("requested")).toBe("Pendiente de revisión");
+    expect(payoutStatusLabel("requested", "admin")).toBe("Solicitado");
+    expect(payoutStatusLabel("on_hold")).toBe("On hold");
+    expect(payoutNotes(payout({ status: "rejected", reason: "duplicado" }))).toEqual([
+      "Motivo: duplicado", "Las 2000 monedas volvieron a tus ganancias.",
+    ]);
+    expect(payoutNotes(payout({ status: "paid", reference: "tr_1", amount: 2, coins_returned: 1 }))).toEqual([
+      "Referencia: tr_1", "Se revirtió parte de la transferencia: 1 moneda volvió a tus ganancias.",
+    ]);
+    expect(hostHistoryLine({ rejected: [1, 500], paid: [2, 30000], odd_state: [1, 1] })).toBe(
+      "2 pagados (30.000 monedas) · 1 rechazado (500 monedas) · 1 odd state (1 moneda)",
+    );
+    expect(hostHistoryLine({})).toBe("Sin pagos anteriores");
+    expect(plain(actionDone(payout({ status: "approved" })))).toBe(
+      "El pago #9 (2000 monedas, 60,00 €) está aprobado. Págalo y después márcalo como pagado con la referencia.",
+    );
+    expect(actionDone(payout({ status: "reversed" }), "es")).toMatch(/ahora está revertido\.$/);
   });
 });

@@ -6,6 +6,7 @@
 import { ApiError, friendlyMessage } from "./api";
 import { formatPrice } from "./coins";
 import { formatCoins } from "./format";
+import { translate, type MessageId } from "./i18n";
 
 export type PayoutProviderName = "manual" | "stripe";
 
@@ -59,7 +60,8 @@ export interface ReviewPage {
   next_before: number | null;
 }
 
-/** Coins as money at a rate: 2000 coins at 3 eur cents → "€60.00". */
+/** Coins as money at a rate: 2000 coins at 3 eur cents → "€60.00" (in the page's language
+ * unless a locale is given). */
 export function coinsAsMoney(coins: number, rate: number, currency: string, locale?: string): string {
   return formatPrice(Math.max(0, Math.trunc(coins)) * rate, currency, locale);
 }
@@ -87,9 +89,9 @@ export function checkWithdrawal(
   e: Pick<Earnings, "matured" | "maturing" | "minimum" | "hold_days" | "rate" | "currency">,
   locale?: string,
 ): WithdrawCheck {
-  if (raw.trim() === "") return { ok: false, message: PAYOUT_TEXT.enterAmount };
+  if (raw.trim() === "") return { ok: false, message: translate("payouts.enterAmount") };
   const amount = parseCoins(raw);
-  if (amount === null || amount <= 0) return { ok: false, message: PAYOUT_TEXT.wholeCoins };
+  if (amount === null || amount <= 0) return { ok: false, message: translate("payouts.wholeCoins") };
   if (amount < e.minimum) {
     return { ok: false, message: PAYOUT_TEXT.belowMinimum(e.minimum, coinsAsMoney(e.minimum, e.rate, e.currency, locale)) };
   }
@@ -108,8 +110,8 @@ export function withdrawView(e: Pick<Earnings, "provider" | "payouts_enabled" | 
 
 /** The note for `/earnings?setup=…` (Stripe sends the browser back there), or null. */
 export function setupNote(param: string | null, enabled: boolean | undefined): string | null {
-  if (param === "done") return enabled ? PAYOUT_TEXT.setupEnabled : PAYOUT_TEXT.setupDone;
-  if (param === "refresh") return PAYOUT_TEXT.setupRefresh;
+  if (param === "done") return translate(enabled ? "payouts.setupEnabled" : "payouts.setupDone");
+  if (param === "refresh") return translate("payouts.setupRefresh");
   return null;
 }
 
@@ -127,38 +129,29 @@ export function safeExternalUrl(url: string | null | undefined, origin: string):
   }
 }
 
-// --- Words (English for now; every sentence about payouts shared by both pages is here) ---
-
-const plural = (n: number, one: string, many: string) => (n === 1 ? one : many);
+// --- Words (every sentence about payouts shared by both pages is here) ---
 
 export const PAYOUT_TEXT = {
-  enterAmount: "Enter how many coins to withdraw.",
-  wholeCoins: "Enter a whole number of coins, like 1500.",
-  belowMinimum: (minimum: number, money: string) => `A payout is at least ${formatCoins(minimum)} (${money}).`,
-  exceedsMatured: (matured: number, maturing: number, holdDays: number) =>
-    `Only ${formatCoins(matured)} ${plural(matured, "is", "are")} withdrawable now.` +
-    (maturing > 0 ? ` ${formatCoins(maturing)} more ${plural(maturing, "becomes", "become")} withdrawable ${holdPhrase(holdDays)}.` : ""),
+  belowMinimum: (minimum: number, money: string) => translate("payouts.belowMinimum", { coins: formatCoins(minimum), money }),
+  exceedsMatured: (matured: number, maturing: number, holdDays: number) => {
+    const now = translate("payouts.exceedsMatured", { count: matured, coins: formatCoins(matured) });
+    if (maturing <= 0) return now;
+    const later = translate("payouts.maturingMore", { count: maturing, coins: formatCoins(maturing), when: holdPhrase(holdDays) });
+    return `${now} ${later}`;
+  },
   tooMany: (pending: number | undefined) =>
-    pending === undefined
-      ? "You have too many payout requests waiting for review. Wait until they are reviewed, then try again."
-      : `You have ${pending} payout ${plural(pending, "request", "requests")} waiting for review. Wait until ${plural(pending, "it is", "they are")} reviewed, then try again.`,
-  notEnabled: "Set up your payout account first: payouts can be sent once it is ready.",
-  setupDone: "Thanks, your payout account details were sent. Stripe confirms them shortly; this page updates when it does.",
-  setupEnabled: "Your payout account is set up: you can withdraw your earnings.",
-  setupRefresh: "The setup link expired before you finished. Start again to continue where you left off.",
-  providerDown: "The payment service is not answering. The payout stays approved: approve it again in a while to retry the transfer.",
-  stateChanged: "This payout changed meanwhile (someone else reviewed it); the list has been refreshed.",
+    pending === undefined ? translate("payouts.tooManyPlain") : translate("payouts.tooMany", { count: pending }),
 };
 
 /** When maturing earnings become withdrawable: "within 14 days". */
 export function holdPhrase(days: number): string {
-  return days <= 0 ? "shortly" : `within ${days} ${plural(days, "day", "days")}`;
+  return days <= 0 ? translate("payouts.shortly") : translate("payouts.withinDays", { count: days });
 }
 
 /** The hold explained: "Earnings become withdrawable 14 days after they are earned." */
 export function holdSentence(days: number): string {
-  if (days <= 0) return "Earnings become withdrawable as soon as they are earned.";
-  return `Earnings become withdrawable ${days} ${plural(days, "day", "days")} after they are earned.`;
+  if (days <= 0) return translate("payouts.holdNone");
+  return translate("payouts.hold", { count: days });
 }
 
 /** An error of the payout endpoints as a sentence, with the server's numbers. */
@@ -172,53 +165,57 @@ export function payoutErrorMessage(
   switch (error.code) {
     case "payout_exceeds_matured":
       return f.matured === undefined
-        ? "That is more than has matured. Check the withdrawable amount and try again."
+        ? translate("payouts.exceedsPlain")
         : PAYOUT_TEXT.exceedsMatured(f.matured, f.maturing ?? 0, earnings?.hold_days ?? 0);
     case "payout_below_minimum":
-      if (f.minimum === undefined) return "That is below the minimum payout.";
+      if (f.minimum === undefined) return translate("payouts.belowMinimumPlain");
       return earnings
         ? PAYOUT_TEXT.belowMinimum(f.minimum, coinsAsMoney(f.minimum, earnings.rate, earnings.currency, locale))
-        : `A payout is at least ${formatCoins(f.minimum)}.`;
+        : translate("payouts.belowMinimumCoins", { coins: formatCoins(f.minimum) });
     case "too_many_payouts":
       return PAYOUT_TEXT.tooMany(f.pending);
     case "payouts_not_enabled":
-      return PAYOUT_TEXT.notEnabled;
+      return translate("payouts.notEnabled");
     case "payment_provider_unavailable":
-      return PAYOUT_TEXT.providerDown;
+      return translate("payouts.providerDown");
     case "invalid_payout_state":
-      return PAYOUT_TEXT.stateChanged;
+      return translate("payouts.stateChanged");
     case "idempotency_conflict":
-      return "This request was already sent with another amount. Reload the page and try again.";
+      return translate("payouts.idempotencyConflict");
     case "forbidden":
-      return "Only host accounts have earnings to withdraw.";
+      return translate("payouts.onlyHosts");
     default:
       return friendlyMessage(error);
   }
 }
 
-const HOST_LABELS: Record<PayoutStatus, string> = {
-  requested: "Waiting for review",
-  approved: "Approved, being paid",
-  paid: "Paid",
-  failed: "Payment failed",
-  rejected: "Rejected",
-  reversed: "Reversed",
+const HOST_LABELS: Record<PayoutStatus, MessageId> = {
+  requested: "payouts.status.requested",
+  approved: "payouts.status.approved",
+  paid: "payouts.status.paid",
+  failed: "payouts.status.failed",
+  rejected: "payouts.status.rejected",
+  reversed: "payouts.status.reversed",
 };
 
-const ADMIN_LABELS: Record<PayoutStatus, string> = {
-  requested: "Requested",
-  approved: "Approved",
-  paid: "Paid",
-  failed: "Failed",
-  rejected: "Rejected",
-  reversed: "Reversed",
+const ADMIN_LABELS: Record<PayoutStatus, MessageId> = {
+  requested: "payouts.adminStatus.requested",
+  approved: "payouts.adminStatus.approved",
+  paid: "payouts.adminStatus.paid",
+  failed: "payouts.adminStatus.failed",
+  rejected: "payouts.adminStatus.rejected",
+  reversed: "payouts.adminStatus.reversed",
 };
 
-/** A payout's status for the host ("Waiting for review"), or for the admin ("Requested"). */
+/** Whether `status` is one this page knows (an own key: "toString" is not a status). */
+function isPayoutStatus(status: string): status is PayoutStatus {
+  return (PAYOUT_STATUSES as readonly string[]).includes(status);
+}
+
+/** A payout's status for the host ("Waiting for review"), or for the admin ("Requested"); a
+ * status this page does not know yet reads as its words. */
 export function payoutStatusLabel(status: string, audience: "host" | "admin" = "host"): string {
-  const labels = audience === "host" ? HOST_LABELS : ADMIN_LABELS;
-  const known = labels[status as PayoutStatus];
-  if (known) return known;
+  if (isPayoutStatus(status)) return translate((audience === "host" ? HOST_LABELS : ADMIN_LABELS)[status]);
   const words = status.replace(/_/g, " ");
   return words.charAt(0).toUpperCase() + words.slice(1);
 }
@@ -234,17 +231,25 @@ export function payoutStatusTone(status: string): "ok" | "wait" | "bad" | "off" 
 /** The lines under a payout: its reference, why it failed or was refused, coins back. */
 export function payoutNotes(p: Pick<Payout, "status" | "reference" | "reason" | "coins_returned" | "amount">): string[] {
   const notes: string[] = [];
-  if (p.reference) notes.push(`Reference: ${p.reference}`);
-  if (p.reason) notes.push(`Reason: ${p.reason}`);
+  if (p.reference) notes.push(translate("payouts.reference", { reference: p.reference }));
+  if (p.reason) notes.push(translate("payouts.reason", { reason: p.reason }));
   if (p.status === "failed" || p.status === "rejected") {
-    notes.push(`The ${formatCoins(p.amount)} went back to your earnings.`);
+    notes.push(translate("payouts.wentBack", { coins: formatCoins(p.amount), count: p.amount }));
   } else if (p.coins_returned > 0) {
-    const back = formatCoins(p.coins_returned);
-    notes.push(p.coins_returned >= p.amount ? `The transfer was reversed: ${back} went back to your earnings.`
-      : `Part of the transfer was reversed: ${back} went back to your earnings.`);
+    const back = { coins: formatCoins(p.coins_returned), count: p.coins_returned };
+    notes.push(translate(p.coins_returned >= p.amount ? "payouts.reversedAll" : "payouts.reversedPart", back));
   }
   return notes;
 }
+
+const HISTORY_PARTS: Record<PayoutStatus, MessageId> = {
+  requested: "payouts.history.requested",
+  approved: "payouts.history.approved",
+  paid: "payouts.history.paid",
+  failed: "payouts.history.failed",
+  rejected: "payouts.history.rejected",
+  reversed: "payouts.history.reversed",
+};
 
 /** A host's payout history for the reviewer, most telling first:
  * {paid: [2, 3000], rejected: [1, 500]} → "2 paid (3,000 coins) · 1 rejected (500 coins)". */
@@ -256,8 +261,12 @@ export function hostHistoryLine(history: Record<string, [number, number]>): stri
   const parts = Object.entries(history)
     .filter(([, [count]]) => count > 0)
     .sort(([a], [b]) => order(a) - order(b) || a.localeCompare(b))
-    .map(([status, [count, coins]]) => `${count.toLocaleString("en-US")} ${status.replace(/_/g, " ")} (${formatCoins(coins)})`);
-  return parts.length ? parts.join(" · ") : "No payouts before";
+    .map(([status, [count, coins]]) =>
+      isPayoutStatus(status)
+        ? translate(HISTORY_PARTS[status], { count, coins: formatCoins(coins) })
+        : translate("payouts.history.other", { count, status: status.replace(/_/g, " "), coins: formatCoins(coins) }),
+    );
+  return parts.length ? parts.join(" · ") : translate("payouts.history.none");
 }
 
 export type ReviewAction = "approve" | "reject" | "paid" | "failed" | "retry";
@@ -271,11 +280,11 @@ export function reviewActions(p: Pick<Payout, "status" | "provider">): ReviewAct
   return [];
 }
 
-/** Actions that need a sentence from the admin, and what it is called. */
-export const ACTION_INPUT: Partial<Record<ReviewAction, { field: "reason" | "reference"; label: string }>> = {
-  reject: { field: "reason", label: "Reason for rejecting" },
-  paid: { field: "reference", label: "Payment reference (bank transfer, PayPal…)" },
-  failed: { field: "reason", label: "Why the payment failed" },
+/** Actions that need a sentence from the admin, and what it is called (a message id). */
+export const ACTION_INPUT: Partial<Record<ReviewAction, { field: "reason" | "reference"; label: MessageId }>> = {
+  reject: { field: "reason", label: "payouts.input.reject" },
+  paid: { field: "reference", label: "payouts.input.paid" },
+  failed: { field: "reason", label: "payouts.input.failed" },
 };
 
 /** The request an action sends. */
@@ -296,13 +305,16 @@ export function actionRequest(action: ReviewAction, payoutId: number, text: stri
 
 /** What the admin is told once an action went through. */
 export function actionDone(p: Payout, locale?: string): string {
-  const what = `Payout #${p.id} (${formatCoins(p.amount)}, ${payoutMoney(p, locale)})`;
-  if (p.status === "paid") return `${what} is paid${p.reference ? `, reference ${p.reference}` : ""}.`;
-  if (p.status === "failed") return `${what} failed${p.reason ? `: ${p.reason}` : ""}. Its coins went back to the host.`;
-  if (p.status === "rejected") return `${what} was rejected. Its coins went back to the host.`;
-  if (p.status === "approved") {
-    return p.provider === "stripe" ? `${what} is approved; the transfer is not confirmed yet.`
-      : `${what} is approved. Pay it, then mark it paid with the reference.`;
+  const what = translate("payouts.done.what", { id: p.id, coins: formatCoins(p.amount), money: payoutMoney(p, locale) });
+  if (p.status === "paid") {
+    return p.reference ? translate("payouts.done.paidReference", { what, reference: p.reference }) : translate("payouts.done.paid", { what });
   }
-  return `${what} is now ${payoutStatusLabel(p.status, "admin").toLowerCase()}.`;
+  if (p.status === "failed") {
+    return p.reason ? translate("payouts.done.failedReason", { what, reason: p.reason }) : translate("payouts.done.failed", { what });
+  }
+  if (p.status === "rejected") return translate("payouts.done.rejected", { what });
+  if (p.status === "approved") {
+    return translate(p.provider === "stripe" ? "payouts.done.approvedStripe" : "payouts.done.approved", { what });
+  }
+  return translate("payouts.done.other", { what, status: payoutStatusLabel(p.status, "admin").toLowerCase() });
 }

@@ -2,9 +2,10 @@ import { useRef, useState, type FormEvent } from "react";
 import { useSearchParams } from "react-router-dom";
 import { request, type Host } from "../api";
 import { useAuth } from "../auth";
-import { browserLocale, IntentKeys } from "../coins";
+import { formatDateTime, IntentKeys } from "../coins";
 import { formatCoins } from "../format";
 import { useResource } from "../hooks";
+import { currentLocale, useT, type MessageId } from "../i18n";
 import {
   ACTION_INPUT,
   actionDone,
@@ -23,57 +24,37 @@ import {
   type ReviewPage,
 } from "../payouts";
 
-/** Every sentence of this page (English for now; shared payout words are in payouts.ts). */
-const TEXT = {
-  title: "Payouts",
-  intro: "Hosts' requests to withdraw their earnings. Approving moves the coins out of the host's earnings; rejecting gives them back.",
-  onlyAdmins: "Only admins review payouts.",
-  status: "Status",
-  statusNames: {
-    requested: "To review", approved: "Approved", paid: "Paid", failed: "Failed", rejected: "Rejected", reversed: "Reversed",
-  } as Record<PayoutStatus, string>,
-  loading: "Loading…",
-  empty: (status: PayoutStatus) => (status === "requested" ? "No payouts are waiting for review." : "No payouts with this status."),
-  more: "Show older payouts",
-  refresh: "Refresh",
-  host: (id: number, name: string | undefined) => (name ? `${name} (host #${id})` : `Host #${id}`),
-  requestedAt: (iso: string, locale?: string) => `Requested ${date(iso, locale)}`,
-  reviewedAt: (iso: string, locale?: string) => `reviewed ${date(iso, locale)}`,
-  settledAt: (iso: string, locale?: string) => `settled ${date(iso, locale)}`,
-  history: "Host's payouts",
-  reference: (r: string) => `Reference: ${r}`,
-  reason: (r: string) => `Reason: ${r}`,
-  returned: (n: number) => `${formatCoins(n)} returned to the host (reversal)`,
-  buttons: {
-    approve: "Approve", reject: "Reject", paid: "Mark paid", failed: "Mark failed", retry: "Approve again",
-  } as Record<ReviewAction, string>,
-  buttonLabel: (action: ReviewAction, id: number) =>
-    ({
-      approve: `Approve payout ${id}`, reject: `Reject payout ${id}`, paid: `Mark payout ${id} paid`,
-      failed: `Mark payout ${id} failed`, retry: `Approve payout ${id} again (retry the transfer)`,
-    })[action],
-  confirm: {
-    reject: "Reject payout", paid: "Mark paid", failed: "Mark failed",
-  } as Partial<Record<ReviewAction, string>>,
-  cancel: "Cancel",
-  working: "Working…",
-  needText: (label: string) => `${label}: please fill it in.`,
-  adjustTitle: "Adjust a host's earnings",
-  adjustIntro: "A deliberate correction, with its reason in the ledger: positive adds coins, negative takes them back.",
-  adjustHost: "Host user id",
-  adjustAmount: "Coins (negative to take back)",
-  adjustReason: "Reason",
-  adjustSubmit: "Adjust earnings",
-  adjustBad: "Enter a host id, a whole number of coins other than 0, and a reason of at least 3 characters.",
-  adjusted: (amount: number, host: string, transfer: number) =>
-    amount > 0
-      ? `Added ${formatCoins(amount)} to the earnings of ${host} (transfer #${transfer}).`
-      : `Took ${formatCoins(-amount)} back from the earnings of ${host} (transfer #${transfer}).`,
+/** The status filter's words, and each action's button, its accessible name and its confirm button. */
+const FILTER_NAMES: Record<PayoutStatus, MessageId> = {
+  requested: "adminPayouts.filter.requested",
+  approved: "adminPayouts.filter.approved",
+  paid: "adminPayouts.filter.paid",
+  failed: "adminPayouts.filter.failed",
+  rejected: "adminPayouts.filter.rejected",
+  reversed: "adminPayouts.filter.reversed",
 };
 
-function date(iso: string, locale?: string): string {
-  return new Intl.DateTimeFormat(locale, { dateStyle: "medium", timeStyle: "short" }).format(new Date(iso));
-}
+const BUTTONS: Record<ReviewAction, MessageId> = {
+  approve: "adminPayouts.action.approve",
+  reject: "adminPayouts.action.reject",
+  paid: "adminPayouts.action.paid",
+  failed: "adminPayouts.action.failed",
+  retry: "adminPayouts.action.retry",
+};
+
+const BUTTON_LABELS: Record<ReviewAction, MessageId> = {
+  approve: "adminPayouts.actionLabel.approve",
+  reject: "adminPayouts.actionLabel.reject",
+  paid: "adminPayouts.actionLabel.paid",
+  failed: "adminPayouts.actionLabel.failed",
+  retry: "adminPayouts.actionLabel.retry",
+};
+
+const CONFIRM: Partial<Record<ReviewAction, MessageId>> = {
+  reject: "adminPayouts.confirmReject",
+  paid: "adminPayouts.action.paid",
+  failed: "adminPayouts.action.failed",
+};
 
 function isStatus(raw: string | null): raw is PayoutStatus {
   return raw !== null && (PAYOUT_STATUSES as readonly string[]).includes(raw);
@@ -87,7 +68,8 @@ interface Open {
 
 export function AdminPayoutsPage() {
   const { token, user } = useAuth();
-  const locale = browserLocale();
+  const t = useT();
+  const locale = currentLocale();
   const [params, setParams] = useSearchParams();
   const status: PayoutStatus = isStatus(params.get("status")) ? (params.get("status") as PayoutStatus) : "requested";
   const isAdmin = user.role === "admin";
@@ -102,11 +84,14 @@ export function AdminPayoutsPage() {
   const keys = useRef(new IntentKeys());
 
   if (!isAdmin) {
-    return <section className="card" aria-label={TEXT.title}><h1>{TEXT.title}</h1><p>{TEXT.onlyAdmins}</p></section>;
+    return <section className="card" aria-label={t("adminPayouts.title")}><h1>{t("adminPayouts.title")}</h1><p>{t("adminPayouts.onlyAdmins")}</p></section>;
   }
 
   const names = new Map((hosts.data ?? []).map((h) => [h.id, h.display_name]));
-  const hostName = (id: number) => TEXT.host(id, names.get(id));
+  const hostName = (id: number) => {
+    const name = names.get(id);
+    return name ? t("adminPayouts.hostNamed", { name, id }) : t("adminPayouts.host", { id });
+  };
   const olderHere = older?.status === status ? older : null;
   const next = olderHere ? olderHere.cursor : first.data?.next_before ?? null;
   const seen = new Set<number>();
@@ -141,7 +126,7 @@ export function AdminPayoutsPage() {
     if (inFlight.current.has(payout.id)) return; // a double click: the first request decides
     const input = ACTION_INPUT[action];
     if (input && !text.trim()) {
-      setMessage({ ok: false, text: TEXT.needText(input.label) });
+      setMessage({ ok: false, text: t("adminPayouts.needText", { label: t(input.label) }) });
       return;
     }
     setBusyFor(payout.id, true);
@@ -178,25 +163,25 @@ export function AdminPayoutsPage() {
 
   return (
     <div className="coins-page">
-      <section className="card wide" aria-label={TEXT.title}>
+      <section className="card wide" aria-label={t("adminPayouts.title")}>
         <div className="coins-head">
           <div>
-            <h1>{TEXT.title}</h1>
-            <p className="muted">{TEXT.intro}</p>
+            <h1>{t("adminPayouts.title")}</h1>
+            <p className="muted">{t("adminPayouts.intro")}</p>
           </div>
           <label className="filter">
-            {TEXT.status}
+            {t("adminPayouts.status")}
             <select value={status} onChange={(ev) => choose(ev.target.value as PayoutStatus)}>
-              {PAYOUT_STATUSES.map((s) => <option key={s} value={s}>{TEXT.statusNames[s]}</option>)}
+              {PAYOUT_STATUSES.map((s) => <option key={s} value={s}>{t(FILTER_NAMES[s])}</option>)}
             </select>
           </label>
         </div>
         {message && <p role={message.ok ? "status" : "alert"} className={message.ok ? "ok" : "error"}
           data-testid="payout-message">{message.text}</p>}
         {(first.error || listError) && <p role="alert" className="error">{first.error || listError}</p>}
-        {!first.data && !first.error && <p className="muted">{TEXT.loading}</p>}
-        {first.data && items.length === 0 && <p className="muted">{TEXT.empty(status)}</p>}
-        <ul className="receipts queue" aria-label="Payouts list">
+        {!first.data && !first.error && <p className="muted">{t("adminPayouts.loading")}</p>}
+        {first.data && items.length === 0 && <p className="muted">{t(status === "requested" ? "adminPayouts.emptyRequested" : "adminPayouts.empty")}</p>}
+        <ul className="receipts queue" aria-label={t("adminPayouts.list")}>
           {items.map(({ payout: p, host_history }) => {
             const working = busy.has(p.id);
             const here = open?.id === p.id ? open : null;
@@ -210,34 +195,34 @@ export function AdminPayoutsPage() {
                 <div className="receipt-line">
                   <span className="amount">{formatCoins(p.amount)} · {payoutMoney(p, locale)}</span>
                   <span className="muted small">
-                    {TEXT.requestedAt(p.created_at, locale)}
-                    {p.reviewed_at && <>, {TEXT.reviewedAt(p.reviewed_at, locale)}</>}
-                    {p.settled_at && <>, {TEXT.settledAt(p.settled_at, locale)}</>}
+                    {t("adminPayouts.requestedAt", { date: formatDateTime(p.created_at, locale) })}
+                    {p.reviewed_at && <>, {t("adminPayouts.reviewedAt", { date: formatDateTime(p.reviewed_at, locale) })}</>}
+                    {p.settled_at && <>, {t("adminPayouts.settledAt", { date: formatDateTime(p.settled_at, locale) })}</>}
                   </span>
                 </div>
-                <p className="muted small">{TEXT.history}: {hostHistoryLine(host_history)}</p>
-                {p.reference && <p className="small">{TEXT.reference(p.reference)}</p>}
-                {p.reason && <p className="small">{TEXT.reason(p.reason)}</p>}
-                {p.coins_returned > 0 && <p className="small">{TEXT.returned(p.coins_returned)}</p>}
+                <p className="muted small">{t("adminPayouts.history", { history: hostHistoryLine(host_history) })}</p>
+                {p.reference && <p className="small">{t("payouts.reference", { reference: p.reference })}</p>}
+                {p.reason && <p className="small">{t("payouts.reason", { reason: p.reason })}</p>}
+                {p.coins_returned > 0 && <p className="small">{t("adminPayouts.returned", { coins: formatCoins(p.coins_returned), count: p.coins_returned })}</p>}
                 {here && input ? (
                   <form className="row review-form" onSubmit={(ev) => confirm(ev, p)} noValidate>
                     <label>
-                      {input.label}
+                      {t(input.label)}
                       <input autoFocus required maxLength={input.field === "reference" ? 255 : 500} value={here.text}
                         disabled={working} onChange={(ev) => setOpen({ ...here, text: ev.target.value })} />
                     </label>
                     <button type="submit" className={here.action === "paid" ? "" : "danger"} disabled={working}
-                      aria-busy={working}>{working ? TEXT.working : TEXT.confirm[here.action]}</button>
-                    <button type="button" className="secondary" disabled={working} onClick={() => setOpen(null)}>{TEXT.cancel}</button>
+                      aria-busy={working}>{working ? t("adminPayouts.working") : t(CONFIRM[here.action] ?? BUTTONS[here.action])}</button>
+                    <button type="button" className="secondary" disabled={working} onClick={() => setOpen(null)}>{t("adminPayouts.cancel")}</button>
                   </form>
                 ) : (
                   <div className="actions">
                     {reviewActions(p).map((action) => (
                       <button key={action} type="button" disabled={working} aria-busy={working}
                         className={action === "reject" || action === "failed" ? "secondary warn" : undefined}
-                        aria-label={TEXT.buttonLabel(action, p.id)}
+                        aria-label={t(BUTTON_LABELS[action], { id: p.id })}
                         onClick={() => (ACTION_INPUT[action] ? setOpen({ id: p.id, action, text: "" }) : void act(p, action))}>
-                        {working && !ACTION_INPUT[action] ? TEXT.working : TEXT.buttons[action]}
+                        {working && !ACTION_INPUT[action] ? t("adminPayouts.working") : t(BUTTONS[action])}
                       </button>
                     ))}
                   </div>
@@ -247,8 +232,8 @@ export function AdminPayoutsPage() {
           })}
         </ul>
         <div className="actions">
-          {next !== null && first.data && <button type="button" className="link" onClick={() => void loadMore()}>{TEXT.more}</button>}
-          <button type="button" className="link" onClick={() => { setOlder(null); void first.refresh(); }}>{TEXT.refresh}</button>
+          {next !== null && first.data && <button type="button" className="link" onClick={() => void loadMore()}>{t("adminPayouts.more")}</button>}
+          <button type="button" className="link" onClick={() => { setOlder(null); void first.refresh(); }}>{t("adminPayouts.refresh")}</button>
         </div>
       </section>
       <AdjustEarnings hostName={hostName} />
@@ -258,6 +243,7 @@ export function AdminPayoutsPage() {
 
 function AdjustEarnings({ hostName }: { hostName: (id: number) => string }) {
   const { token } = useAuth();
+  const t = useT();
   const [form, setForm] = useState({ host_id: "", amount: "", reason: "" });
   const [sending, setSending] = useState(false);
   const [message, setMessage] = useState<{ ok: boolean; text: string } | null>(null);
@@ -272,7 +258,7 @@ function AdjustEarnings({ hostName }: { hostName: (id: number) => string }) {
     const amount = /^-?\d{1,10}$/.test(raw) ? Number(raw) : 0;
     const reason = form.reason.trim();
     if (hostId < 1 || amount === 0 || reason.length < 3) {
-      setMessage({ ok: false, text: TEXT.adjustBad });
+      setMessage({ ok: false, text: t("adminPayouts.adjustBad") });
       return;
     }
     inFlight.current = true;
@@ -287,7 +273,9 @@ function AdjustEarnings({ hostName }: { hostName: (id: number) => string }) {
       });
       keys.current.done(intent);
       setForm({ host_id: "", amount: "", reason: "" });
-      setMessage({ ok: true, text: TEXT.adjusted(amount, hostName(hostId), out.transfer_id) });
+      setMessage({ ok: true, text: t(amount > 0 ? "adminPayouts.added" : "adminPayouts.tookBack", {
+          coins: formatCoins(Math.abs(amount)), count: Math.abs(amount), host: hostName(hostId), transfer: out.transfer_id,
+        }) });
     } catch (err) {
       setMessage({ ok: false, text: payoutErrorMessage(err) });
     } finally {
@@ -297,17 +285,17 @@ function AdjustEarnings({ hostName }: { hostName: (id: number) => string }) {
   }
 
   return (
-    <form className="card adjust" aria-label={TEXT.adjustTitle} onSubmit={(ev) => void submit(ev)} noValidate>
-      <h2>{TEXT.adjustTitle}</h2>
-      <p className="muted small">{TEXT.adjustIntro}</p>
+    <form className="card adjust" aria-label={t("adminPayouts.adjustTitle")} onSubmit={(ev) => void submit(ev)} noValidate>
+      <h2>{t("adminPayouts.adjustTitle")}</h2>
+      <p className="muted small">{t("adminPayouts.adjustIntro")}</p>
       <div className="row">
-        <label>{TEXT.adjustHost}<input inputMode="numeric" value={form.host_id} disabled={sending}
+        <label>{t("adminPayouts.adjustHost")}<input inputMode="numeric" value={form.host_id} disabled={sending}
           onChange={(ev) => setForm({ ...form, host_id: ev.target.value })} /></label>
-        <label>{TEXT.adjustAmount}<input value={form.amount} disabled={sending}
+        <label>{t("adminPayouts.adjustAmount")}<input value={form.amount} disabled={sending}
           onChange={(ev) => setForm({ ...form, amount: ev.target.value })} /></label>
-        <label className="grow">{TEXT.adjustReason}<input value={form.reason} maxLength={400} disabled={sending}
+        <label className="grow">{t("adminPayouts.adjustReason")}<input value={form.reason} maxLength={400} disabled={sending}
           onChange={(ev) => setForm({ ...form, reason: ev.target.value })} /></label>
-        <button type="submit" disabled={sending} aria-busy={sending}>{TEXT.adjustSubmit}</button>
+        <button type="submit" disabled={sending} aria-busy={sending}>{t("adminPayouts.adjustSubmit")}</button>
       </div>
       {message && <p role={message.ok ? "status" : "alert"} className={message.ok ? "ok" : "error"}>{message.text}</p>}
     </form>

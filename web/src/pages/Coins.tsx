@@ -4,8 +4,9 @@ import { useAuth } from "../auth";
 import {
   afterPurchase,
   bestValuePackId,
-  browserLocale,
+  coinsWithBonus,
   defaultCurrency,
+  formatDateTime,
   formatPrice,
   IntentKeys,
   packsIn,
@@ -22,44 +23,17 @@ import {
 } from "../coins";
 import { formatCoins } from "../format";
 import { useOlderPages, useResource } from "../hooks";
+import { currentLocale, useT } from "../i18n";
 import { WalletCard } from "./Wallet";
 
-/** Every sentence of this page (English for now). */
-const TEXT = {
-  title: "Buy coins",
-  intro: "Coins pay for calls by the interval. Bigger packs come with bonus coins.",
-  testMode: "Test mode: payments are simulated by the built-in test provider, no money moves.",
-  currency: "Currency",
-  loading: "Loading…",
-  noPacks: "No coin packs are offered in this currency.",
-  bestValue: "Best value",
-  coins: (n: number) => formatCoins(n),
-  bonus: (n: number) => `+${n.toLocaleString("en-US")} bonus`,
-  total: (n: number) => `${formatCoins(n)} in total`,
-  perCoin: (price: string) => `${price} per coin`,
-  buy: "Buy",
-  buying: "Opening checkout…",
-  buyLabel: (coins: number, price: string) => `Buy ${formatCoins(coins)} for ${price}`,
-  onlyClients: "Only client accounts can buy coins.",
-  packGone: "That pack is no longer offered; the list has been refreshed.",
-  badCheckout: "The payment page could not be opened. Nothing was charged; try again.",
-  history: "Your purchases",
-  noHistory: "No purchases yet.",
-  more: "Show older purchases",
-  continuePayment: "Continue to payment",
-  receiptCoins: (coins: number, bonus: number) =>
-    bonus > 0 ? `${formatCoins(coins + bonus)} (${coins.toLocaleString("en-US")} + ${bonus.toLocaleString("en-US")} bonus)` : formatCoins(coins),
-  date: (iso: string, locale?: string) =>
-    new Intl.DateTimeFormat(locale, { dateStyle: "medium", timeStyle: "short" }).format(new Date(iso)),
-  balanceTitle: "Your coins",
-};
-
+/** Currency codes with their symbols: the same in every language. */
 const CURRENCY_NAMES: Record<string, string> = { eur: "EUR €", usd: "USD $" };
 const CURRENCY_KEY = "callmeter.currency";
 
 export function BuyCoinsPage() {
   const { token, user } = useAuth();
-  const locale = browserLocale();
+  const t = useT();
+  const locale = currentLocale();
   const packs = useResource<CoinPacks>(user.role === "client" ? "/v1/coin-packs" : null);
   const wallet = useResource<Wallet>(user.role === "client" ? "/v1/wallet" : null, 10000);
   const [chosen, setChosen] = useState<string | null>(() => localStorage.getItem(CURRENCY_KEY));
@@ -81,7 +55,7 @@ export function BuyCoinsPage() {
   }, []);
 
   if (user.role !== "client") {
-    return <section className="card" aria-label={TEXT.title}><h2>{TEXT.title}</h2><p>{TEXT.onlyClients}</p></section>;
+    return <section className="card" aria-label={t("coins.title")}><h2>{t("coins.title")}</h2><p>{t("coins.onlyClients")}</p></section>;
   }
 
   const offered = packs.data?.currencies ?? [];
@@ -113,26 +87,26 @@ export function BuyCoinsPage() {
     } catch (e) {
       inFlight.current = false;
       setBuying(null);
-      if (e instanceof ApiError && e.code === "forbidden") setError(TEXT.onlyClients);
+      if (e instanceof ApiError && e.code === "forbidden") setError(t("coins.onlyClients"));
       else if (e instanceof ApiError && e.code === "not_found") {
-        setError(TEXT.packGone);
+        setError(t("coins.packGone"));
         void packs.refresh();
       } else if (e instanceof ApiError) setError(friendlyMessage(e));
-      else if (e instanceof Error && e.message === "bad checkout url") setError(TEXT.badCheckout);
+      else if (e instanceof Error && e.message === "bad checkout url") setError(t("coins.badCheckout"));
       else setError(friendlyMessage(e));
     }
   }
 
   return (
     <div className="coins-page">
-      <section className="card wide" aria-label={TEXT.title}>
+      <section className="card wide" aria-label={t("coins.title")}>
         <div className="coins-head">
           <div>
-            <h1>{TEXT.title}</h1>
-            <p className="muted">{TEXT.intro}</p>
+            <h1>{t("coins.title")}</h1>
+            <p className="muted">{t("coins.intro")}</p>
           </div>
           {offered.length > 1 && (
-            <div role="group" aria-label={TEXT.currency} className="segmented">
+            <div role="group" aria-label={t("coins.currency")} className="segmented">
               {offered.map((c) => (
                 <button key={c} type="button" aria-pressed={c === currency}
                   className={c === currency ? "" : "secondary"} onClick={() => choose(c)}>
@@ -142,27 +116,28 @@ export function BuyCoinsPage() {
             </div>
           )}
         </div>
-        {packs.data?.provider === "test" && <p className="notice" data-testid="test-mode">{TEXT.testMode}</p>}
+        {packs.data?.provider === "test" && <p className="notice" data-testid="test-mode">{t("coins.testMode")}</p>}
         {error && <p role="alert" className="error">{error}</p>}
         {packs.error && <p role="alert" className="error">{packs.error}</p>}
-        {!packs.data && !packs.error && <p className="muted">{TEXT.loading}</p>}
-        {packs.data && shown.length === 0 && <p className="muted">{TEXT.noPacks}</p>}
-        <ul className="packs" aria-label="Coin packs">
+        {!packs.data && !packs.error && <p className="muted">{t("coins.loading")}</p>}
+        {packs.data && shown.length === 0 && <p className="muted">{t("coins.noPacks")}</p>}
+        <ul className="packs" aria-label={t("coins.packs")}>
           {shown.map((pack) => {
             const price = formatPrice(pack.unit_amount, pack.currency, locale);
             const isBest = pack.id === best;
             return (
               <li key={pack.id} className={isBest ? "pack best" : "pack"} data-testid={`pack-${pack.id}`}>
-                {isBest && <span className="ribbon">{TEXT.bestValue}</span>}
-                <p className="pack-coins">{TEXT.coins(pack.coins)}</p>
-                <p className="pack-bonus">{pack.bonus_coins > 0 ? TEXT.bonus(pack.bonus_coins) : "\u00a0"}</p>
+                {isBest && <span className="ribbon">{t("coins.bestValue")}</span>}
+                <p className="pack-coins">{formatCoins(pack.coins)}</p>
+                <p className="pack-bonus">{pack.bonus_coins > 0 ? t("coins.bonus", { bonus: pack.bonus_coins }) : "\u00a0"}</p>
                 <p className="pack-price">{price}</p>
                 <p className="muted small">
-                  {TEXT.total(pack.total_coins)}<br />{TEXT.perCoin(pricePerCoin(pack, locale))}
+                  {t("coins.total", { coins: formatCoins(pack.total_coins) })}<br />
+                  {t("coins.perCoin", { price: pricePerCoin(pack, locale) })}
                 </p>
                 <button type="button" disabled={buying !== null} aria-busy={buying === pack.id}
-                  aria-label={TEXT.buyLabel(pack.total_coins, price)} onClick={() => void buy(pack)}>
-                  {buying === pack.id ? TEXT.buying : TEXT.buy}
+                  aria-label={t("coins.buyLabel", { coins: formatCoins(pack.total_coins), price })} onClick={() => void buy(pack)}>
+                  {buying === pack.id ? t("coins.buying") : t("coins.buy")}
                 </button>
               </li>
             );
@@ -170,41 +145,42 @@ export function BuyCoinsPage() {
         </ul>
       </section>
       <div className="grid">
-        <WalletCard title={TEXT.balanceTitle} wallet={wallet.data} />
+        <WalletCard title={t("coins.balanceTitle")} wallet={wallet.data} />
         <PurchaseHistory locale={locale} />
       </div>
     </div>
   );
 }
 
-function PurchaseHistory({ locale }: { locale: string | undefined }) {
+function PurchaseHistory({ locale }: { locale: string }) {
+  const t = useT();
   const first = useResource<PurchasesPage>("/v1/purchases?limit=10", 10000);
   const { items, next, loadMore, error } = useOlderPages<Purchase>(first, "/v1/purchases");
   return (
-    <section className="card" aria-label={TEXT.history}>
-      <h2>{TEXT.history}</h2>
+    <section className="card" aria-label={t("coins.history")}>
+      <h2>{t("coins.history")}</h2>
       {(first.error || error) && <p role="alert" className="error">{first.error || error}</p>}
-      {first.data && items.length === 0 && <p className="muted">{TEXT.noHistory}</p>}
+      {first.data && items.length === 0 && <p className="muted">{t("coins.noHistory")}</p>}
       <ul className="receipts">
         {items.map((p) => (
           <li key={p.id} className="receipt" data-testid="receipt">
             <div className="receipt-line">
-              <strong>{TEXT.receiptCoins(p.coins, p.bonus_coins)}</strong>
+              <strong>{coinsWithBonus(p.coins, p.bonus_coins)}</strong>
               <span>{formatPrice(p.unit_amount, p.currency, locale)}</span>
             </div>
             <div className="receipt-line">
-              <span className="muted small">{TEXT.date(p.paid_at ?? p.created_at, locale)} · #{p.id}</span>
+              <span className="muted small">{formatDateTime(p.paid_at ?? p.created_at, locale)} · #{p.id}</span>
               <span className={`badge ${purchaseStatusTone(p)}`}>{purchaseStatusLabel(p)}</span>
             </div>
             {purchaseNotes(p, locale).map((note) => <p key={note} className="muted small">{note}</p>)}
             {p.status === "pending" && p.checkout_url && safeCheckoutUrl(p.checkout_url, window.location.origin) && (
-              <a href={safeCheckoutUrl(p.checkout_url, window.location.origin)!} className="small">{TEXT.continuePayment}</a>
+              <a href={safeCheckoutUrl(p.checkout_url, window.location.origin)!} className="small">{t("coins.continuePayment")}</a>
             )}
           </li>
         ))}
       </ul>
       {next !== null && first.data && (
-        <button type="button" className="link" onClick={() => void loadMore()}>{TEXT.more}</button>
+        <button type="button" className="link" onClick={() => void loadMore()}>{t("coins.more")}</button>
       )}
     </section>
   );

@@ -5,32 +5,19 @@ import { useAuth } from "../auth";
 import { nextPollMs, parsePurchaseId, returnView, type Purchase } from "../coins";
 import { formatCoins } from "../format";
 import { useResource } from "../hooks";
+import { useT } from "../i18n";
 
-/** Every sentence of this page (English for now). */
-const TEXT = {
-  title: "Your purchase",
-  waiting: "Payment received, adding your coins…",
-  slow: "This is taking longer than usual. Your coins appear in your wallet as soon as the payment is confirmed; you can leave this page.",
-  paid: "Coins added",
-  added: (coins: number, bonus: number) =>
-    bonus > 0
-      ? `${formatCoins(coins + bonus)} were added to your wallet (${coins.toLocaleString("en-US")} + ${bonus.toLocaleString("en-US")} bonus).`
-      : `${formatCoins(coins)} were added to your wallet.`,
-  balance: "Balance now",
-  callHost: "Call a host",
-  buyMore: "Buy more coins",
-  review: "Your payment needs a check by our team. The coins are added once it is done (or the payment is refunded); nothing else is needed from you.",
-  failed: "The payment did not go through. Nothing was charged.",
-  expired: "The checkout expired before it was paid. Nothing was charged.",
-  cancelled: "Payment cancelled, nothing was charged.",
-  backToPacks: "Back to coin packs",
-  missing: "This purchase was not found.",
-  invalid: "This link does not name a purchase.",
-  retrying: "Still checking…",
-};
+/** What was added to the wallet: "330 coins were added to your wallet (300 + 30 bonus)." */
+function addedSentence(t: ReturnType<typeof useT>, coins: number, bonus: number): string {
+  const total = coins + bonus;
+  return bonus > 0
+    ? t("coins.return.addedBonus", { count: total, total: formatCoins(total), bought: coins, bonus })
+    : t("coins.return.added", { count: total, total: formatCoins(total) });
+}
 
 export function CoinsReturnPage() {
   const { token } = useAuth();
+  const t = useT();
   const [params] = useSearchParams();
   const purchaseId = parsePurchaseId(params.get("purchase"));
   const result = params.get("result");
@@ -82,40 +69,40 @@ export function CoinsReturnPage() {
   const wallet = useResource<Wallet>(view.kind === "paid" ? "/v1/wallet" : null);
 
   return (
-    <section className="card summary return" aria-label={TEXT.title}>
-      <h1>{TEXT.title}</h1>
+    <section className="card summary return" aria-label={t("coins.return.title")}>
+      <h1>{t("coins.return.title")}</h1>
       {view.kind === "waiting" && (
         <div role="status" aria-live="polite">
-          <p className="big" data-testid="return-state"><span className="spinner" aria-hidden="true" /> {TEXT.waiting}</p>
-          {view.slow && <p className="muted">{TEXT.slow}</p>}
-          {hiccup && <p className="muted">{hiccup} {TEXT.retrying}</p>}
+          <p className="big" data-testid="return-state"><span className="spinner" aria-hidden="true" /> {t("coins.return.waiting")}</p>
+          {view.slow && <p className="muted">{t("coins.return.slow")}</p>}
+          {hiccup && <p className="muted">{hiccup} {t("coins.return.retrying")}</p>}
         </div>
       )}
       {view.kind === "paid" && (
         <div role="status">
-          <p className="big ok" data-testid="return-state">{TEXT.paid}</p>
-          <p data-testid="coins-added">{TEXT.added(view.purchase.coins, view.purchase.bonus_coins)}</p>
+          <p className="big ok" data-testid="return-state">{t("coins.return.paid")}</p>
+          <p data-testid="coins-added">{addedSentence(t, view.purchase.coins, view.purchase.bonus_coins)}</p>
           <dl className="stats">
-            <div><dt>{TEXT.balance}</dt><dd data-testid="balance">{wallet.data ? formatCoins(wallet.data.balance) : "…"}</dd></div>
+            <div><dt>{t("coins.return.balance")}</dt><dd data-testid="balance">{wallet.data ? formatCoins(wallet.data.balance) : "…"}</dd></div>
           </dl>
           <p className="actions">
-            <Link to="/" className="button">{TEXT.callHost}</Link>
-            <Link to="/coins" className="button secondary">{TEXT.buyMore}</Link>
+            <Link to="/" className="button">{t("coins.return.callHost")}</Link>
+            <Link to="/coins" className="button secondary">{t("coins.return.buyMore")}</Link>
           </p>
         </div>
       )}
-      {view.kind === "review" && <p role="status" data-testid="return-state">{TEXT.review}</p>}
+      {view.kind === "review" && <p role="status" data-testid="return-state">{t("coins.return.review")}</p>}
       {view.kind === "failed" && (
         <p role="alert" className="error" data-testid="return-state">
-          {view.purchase.status === "expired" ? TEXT.expired : TEXT.failed}
+          {view.purchase.status === "expired" ? t("coins.return.expired") : t("coins.return.failed")}
         </p>
       )}
-      {view.kind === "cancelled" && <p role="status" className="big" data-testid="return-state">{TEXT.cancelled}</p>}
-      {view.kind === "missing" && <p role="alert" className="error" data-testid="return-state">{TEXT.missing}</p>}
-      {view.kind === "invalid" && <p role="alert" className="error" data-testid="return-state">{TEXT.invalid}</p>}
+      {view.kind === "cancelled" && <p role="status" className="big" data-testid="return-state">{t("coins.return.cancelled")}</p>}
+      {view.kind === "missing" && <p role="alert" className="error" data-testid="return-state">{t("coins.return.missing")}</p>}
+      {view.kind === "invalid" && <p role="alert" className="error" data-testid="return-state">{t("coins.return.invalid")}</p>}
       {view.kind === "error" && <p role="alert" className="error" data-testid="return-state">{view.message}</p>}
       {view.kind !== "paid" && view.kind !== "waiting" && (
-        <p className="actions"><Link to="/coins" className="button">{TEXT.backToPacks}</Link></p>
+        <p className="actions"><Link to="/coins" className="button">{t("coins.return.backToPacks")}</Link></p>
       )}
     </section>
   );

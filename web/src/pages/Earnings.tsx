@@ -2,9 +2,10 @@ import { useEffect, useRef, useState, type FormEvent } from "react";
 import { useSearchParams } from "react-router-dom";
 import { ApiError, request } from "../api";
 import { useAuth } from "../auth";
-import { browserLocale, formatPrice, IntentKeys } from "../coins";
+import { formatDateTime, formatPrice, IntentKeys } from "../coins";
 import { formatCoins } from "../format";
 import { useOlderPages, useResource } from "../hooks";
+import { currentLocale, useT } from "../i18n";
 import {
   checkWithdrawal,
   coinsAsMoney,
@@ -23,48 +24,10 @@ import {
   type PayoutsPage,
 } from "../payouts";
 
-/** Every sentence of this page (English for now; shared payout words are in payouts.ts). */
-const TEXT = {
-  title: "Earnings",
-  intro: "What your calls have earned, and the payouts you asked for.",
-  onlyHosts: "Only host accounts have earnings.",
-  loading: "Loading…",
-  matured: "Withdrawable now",
-  maturedNote: "Matured earnings you can withdraw.",
-  maturing: "Maturing",
-  pending: "Pending review",
-  pendingNote: "Requested, waiting for an admin's review.",
-  paid: "Paid out",
-  paidNote: "Paid to you so far.",
-  perCoin: (money: string) => `Each coin pays ${money}.`,
-  withdraw: "Withdraw",
-  manual: "Our team reviews each request, then pays it; the payment's reference appears in your payouts below.",
-  stripe: "Approved payouts are sent to your Stripe account.",
-  amount: "Amount in coins",
-  useAll: (coins: number) => `Use all matured (${formatCoins(coins)})`,
-  receive: (money: string) => `You receive ${money}.`,
-  limits: (minimum: number, matured: number) => `At least ${formatCoins(minimum)}, at most ${formatCoins(matured)} now.`,
-  submit: "Request payout",
-  sending: "Sending…",
-  requested: (p: Payout, locale?: string) =>
-    `Payout #${p.id} of ${formatCoins(p.amount)} (${payoutMoney(p, locale)}) requested. It is reviewed shortly; follow it below.`,
-  notYet: (minimum: number, matured: number) =>
-    `You can withdraw once ${formatCoins(minimum)} have matured (${formatCoins(matured)} so far).`,
-  setupTitle: "Set up payouts",
-  setupIntro: "Payouts are sent to a Stripe account in your name. Set it up once: Stripe asks who you are and where to send the money.",
-  setupButton: "Set up payouts",
-  setupOpening: "Opening Stripe…",
-  setupFailed: "The setup page could not be opened. Try again in a moment.",
-  history: "Your payouts",
-  noHistory: "No payouts yet.",
-  more: "Show older payouts",
-  date: (iso: string, locale?: string) =>
-    new Intl.DateTimeFormat(locale, { dateStyle: "medium", timeStyle: "short" }).format(new Date(iso)),
-};
-
 export function EarningsPage() {
   const { token, user } = useAuth();
-  const locale = browserLocale();
+  const t = useT();
+  const locale = currentLocale();
   const [params] = useSearchParams();
   const setup = params.get("setup");
   const isHost = user.role === "host";
@@ -99,7 +62,7 @@ export function EarningsPage() {
   }, []);
 
   if (!isHost) {
-    return <section className="card" aria-label={TEXT.title}><h1>{TEXT.title}</h1><p>{TEXT.onlyHosts}</p></section>;
+    return <section className="card" aria-label={t("earnings.title")}><h1>{t("earnings.title")}</h1><p>{t("earnings.onlyHosts")}</p></section>;
   }
 
   async function withdraw(event: FormEvent) {
@@ -124,7 +87,7 @@ export function EarningsPage() {
       });
       keys.current.done(intent);
       setAmount("");
-      setDone(TEXT.requested(payout, locale));
+      setDone(t("earnings.requested", { id: payout.id, coins: formatCoins(payout.amount), money: payoutMoney(payout, locale) }));
     } catch (err) {
       setError(payoutErrorMessage(err, e, locale));
     } finally {
@@ -148,7 +111,7 @@ export function EarningsPage() {
     } catch (err) {
       inFlight.current = false;
       setOpening(false);
-      setError(err instanceof ApiError ? payoutErrorMessage(err, e, locale) : TEXT.setupFailed);
+      setError(err instanceof ApiError ? payoutErrorMessage(err, e, locale) : t("earnings.setupFailed"));
     }
   }
 
@@ -159,56 +122,57 @@ export function EarningsPage() {
 
   return (
     <div className="coins-page earnings-page">
-      <section className="card wide" aria-label={TEXT.title}>
-        <h1>{TEXT.title}</h1>
+      <section className="card wide" aria-label={t("earnings.title")}>
+        <h1>{t("earnings.title")}</h1>
         <p className="muted">
-          {TEXT.intro}
-          {e && <> {TEXT.perCoin(formatPrice(e.rate, e.currency, locale))}</>}
+          {t("earnings.intro")}
+          {e && <> {t("earnings.perCoin", { money: formatPrice(e.rate, e.currency, locale) })}</>}
         </p>
         {note && <p className="notice" role="status" data-testid="setup-note">{note}</p>}
         {earnings.error && <p role="alert" className="error">{earnings.error}</p>}
-        {!e && !earnings.error && <p className="muted">{TEXT.loading}</p>}
+        {!e && !earnings.error && <p className="muted">{t("earnings.loading")}</p>}
         {e && (
           <dl className="stats earnings-stats">
-            <Stat id="matured" label={TEXT.matured} coins={e.matured} money={money(e.matured)} note={TEXT.maturedNote} main />
-            <Stat id="maturing" label={TEXT.maturing} coins={e.maturing} money={money(e.maturing)} note={holdSentence(e.hold_days)} />
-            <Stat id="pending" label={TEXT.pending} coins={e.pending} money={money(e.pending)} note={TEXT.pendingNote} />
-            <Stat id="paid" label={TEXT.paid} coins={e.paid} money={money(e.paid)} note={TEXT.paidNote} />
+            <Stat id="matured" label={t("earnings.matured")} coins={e.matured} money={money(e.matured)} note={t("earnings.maturedNote")} main />
+            <Stat id="maturing" label={t("earnings.maturing")} coins={e.maturing} money={money(e.maturing)} note={holdSentence(e.hold_days)} />
+            <Stat id="pending" label={t("earnings.pending")} coins={e.pending} money={money(e.pending)} note={t("earnings.pendingNote")} />
+            <Stat id="paid" label={t("earnings.paid")} coins={e.paid} money={money(e.paid)} note={t("earnings.paidNote")} />
           </dl>
         )}
       </section>
       <div className="grid">
         {e && view === "setup" && (
-          <section className="card" aria-label={TEXT.setupTitle}>
-            <h2>{TEXT.setupTitle}</h2>
-            <p>{TEXT.setupIntro}</p>
+          <section className="card" aria-label={t("earnings.setupTitle")}>
+            <h2>{t("earnings.setupTitle")}</h2>
+            <p>{t("earnings.setupIntro")}</p>
             {error && <p role="alert" className="error">{error}</p>}
             <button type="button" disabled={opening} aria-busy={opening} onClick={() => void openSetup()}>
-              {opening ? TEXT.setupOpening : TEXT.setupButton}
+              {opening ? t("earnings.setupOpening") : t("earnings.setupButton")}
             </button>
           </section>
         )}
         {e && view !== "setup" && (
-          <form className="card" aria-label={TEXT.withdraw} onSubmit={(event) => void withdraw(event)} noValidate>
-            <h2>{TEXT.withdraw}</h2>
-            <p className="muted small">{e.provider === "stripe" ? TEXT.stripe : TEXT.manual}</p>
-            {view === "not-yet" && <p data-testid="not-yet">{TEXT.notYet(e.minimum, e.matured)}</p>}
+          <form className="card" aria-label={t("earnings.withdraw")} onSubmit={(event) => void withdraw(event)} noValidate>
+            <h2>{t("earnings.withdraw")}</h2>
+            <p className="muted small">{e.provider === "stripe" ? t("earnings.stripe") : t("earnings.manual")}</p>
+            {view === "not-yet" && <p data-testid="not-yet">{t("earnings.notYet", { count: e.minimum, minimum: formatCoins(e.minimum), matured: formatCoins(e.matured) })}</p>}
             <label>
-              {TEXT.amount}
+              {t("earnings.amount")}
               <input name="amount" inputMode="numeric" autoComplete="off" value={amount} disabled={sending}
                 aria-describedby="withdraw-hint" onChange={(ev) => { setAmount(ev.target.value); setError(""); setDone(""); }} />
             </label>
             <p id="withdraw-hint" className="muted small" aria-live="polite" data-testid="withdraw-money">
-              {typed !== null && typed > 0 ? TEXT.receive(money(typed)) : TEXT.limits(e.minimum, e.matured)}
+              {typed !== null && typed > 0 ? t("earnings.receive", { money: money(typed) })
+                : t("earnings.limits", { minimum: formatCoins(e.minimum), matured: formatCoins(e.matured) })}
             </p>
             {error && <p role="alert" className="error">{error}</p>}
             {done && <p role="status" className="ok">{done}</p>}
             <div className="actions">
               <button type="button" className="secondary" disabled={sending || e.matured <= 0}
                 onClick={() => { setAmount(String(e.matured)); setError(""); setDone(""); }}>
-                {TEXT.useAll(e.matured)}
+                {t("earnings.useAll", { coins: formatCoins(e.matured) })}
               </button>
-              <button type="submit" disabled={sending} aria-busy={sending}>{sending ? TEXT.sending : TEXT.submit}</button>
+              <button type="submit" disabled={sending} aria-busy={sending}>{sending ? t("earnings.sending") : t("earnings.submit")}</button>
             </div>
           </form>
         )}
@@ -233,14 +197,15 @@ function Stat({ id, label, coins, money, note, main = false }: {
 
 function PayoutHistory({ first, locale }: {
   first: { data: PayoutsPage | null; error: string };
-  locale: string | undefined;
+  locale: string;
 }) {
+  const t = useT();
   const { items, next, loadMore, error } = useOlderPages<Payout>(first, "/v1/payouts", payoutErrorMessage);
   return (
-    <section className="card" aria-label={TEXT.history}>
-      <h2>{TEXT.history}</h2>
+    <section className="card" aria-label={t("earnings.history")}>
+      <h2>{t("earnings.history")}</h2>
       {(first.error || error) && <p role="alert" className="error">{first.error || error}</p>}
-      {first.data && items.length === 0 && <p className="muted">{TEXT.noHistory}</p>}
+      {first.data && items.length === 0 && <p className="muted">{t("earnings.noHistory")}</p>}
       <ul className="receipts">
         {items.map((p) => (
           <li key={p.id} className="receipt" data-testid="payout">
@@ -249,7 +214,7 @@ function PayoutHistory({ first, locale }: {
               <span>{payoutMoney(p, locale)}</span>
             </div>
             <div className="receipt-line">
-              <span className="muted small">{TEXT.date(p.created_at, locale)} · #{p.id}</span>
+              <span className="muted small">{formatDateTime(p.created_at, locale)} · #{p.id}</span>
               <span className={`badge ${payoutStatusTone(p.status)}`}>{payoutStatusLabel(p.status)}</span>
             </div>
             {payoutNotes(p).map((n) => <p key={n} className="muted small">{n}</p>)}
@@ -257,7 +222,7 @@ function PayoutHistory({ first, locale }: {
         ))}
       </ul>
       {next !== null && first.data && (
-        <button type="button" className="link" onClick={() => void loadMore()}>{TEXT.more}</button>
+        <button type="button" className="link" onClick={() => void loadMore()}>{t("earnings.more")}</button>
       )}
     </section>
   );
