@@ -106,7 +106,10 @@ def _error(
 def _first_invalid_field(exc: RequestValidationError) -> str:
     """The first field that failed, as the client named it (``username``, ``amount``)."""
     for err in exc.errors():
-        names = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path")]
+        loc = list(err.get("loc", ()))
+        if loc and loc[0] in ("body", "query", "path", "header"):
+            loc = loc[1:]  # where it was, not its name (a field may be called "body")
+        names = [str(p) for p in loc]
         if names:
             return ".".join(names)
     return "request"

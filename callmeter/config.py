@@ -149,6 +149,14 @@ class Settings(BaseSettings):
     signal_window_seconds: int = Field(default=10, ge=1, le=3600)
     max_signals_per_call: int = Field(default=500, ge=1, le=1_000_000)
 
+    # a call's chat (docs/chat.md): per sender per window, stored per call
+    messages_per_window: int = Field(default=5, ge=1, le=10_000)
+    message_window_seconds: int = Field(default=10, ge=1, le=3600)
+    max_messages_per_call: int = Field(default=2000, ge=1, le=1_000_000)
+    # tips: how long after a call ends its client may still tip, and the host's share
+    tip_window_seconds: int = Field(default=600, ge=0, le=30 * 86400)
+    tip_host_share_percent: int = Field(default=100, ge=0, le=100)
+
     # Purchases (docs/payments.md). No Stripe keys: the built-in test payment provider.
     stripe_secret_key: str | None = None
     stripe_webhook_secret: str | None = None

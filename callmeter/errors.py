@@ -144,6 +144,26 @@ class SignalLimitReached(CallmeterError):
     code = "signal_limit_reached"
 
 
+class MessageRateLimited(TooManyRequests):
+    """Too many messages on this call; wait and try again."""
+
+    code = "message_rate_limited"
+
+
+class MessageLimitReached(CallmeterError):
+    """This call has stored as many messages as it may."""
+
+    status_code = 409
+    code = "message_limit_reached"
+
+
+class TipWindowClosed(CallmeterError):
+    """A call can be tipped while it lasts and for a while after it ends, not later."""
+
+    status_code = 409
+    code = "tip_window_closed"
+
+
 class RingCooldown(CallmeterError):
     """You rang too often; wait before ringing again."""
 

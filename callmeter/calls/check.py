@@ -74,6 +74,31 @@ async def _calls_match_their_transfers(session: AsyncSession) -> list[str]:
     ]
 
 
+async def _tips_match_their_transfers(session: AsyncSession) -> list[str]:
+    """Every tip in a call's chat moved its coins, and no tip transfer lacks its line: per
+    call, the tips' amounts and the tip transfers' sums agree."""
+    found = await problem_rows(
+        session,
+        """
+        SELECT COALESCE(m.call_id, t.call_id), COALESCE(m.tips, 0), COALESCE(t.moved, 0)
+        FROM (
+            SELECT call_id, SUM(amount) AS tips FROM call_messages
+            WHERE kind = 'tip' GROUP BY call_id
+        ) m
+        FULL OUTER JOIN (
+            SELECT call_id, SUM(amount) AS moved FROM transfers
+            WHERE kind IN ('tip', 'tip_fee') GROUP BY call_id
+        ) t ON t.call_id = m.call_id
+        WHERE COALESCE(m.tips, 0) != COALESCE(t.moved, 0)
+        ORDER BY 1
+        """,
+    )
+    return [
+        f"call {cid}: its chat shows {tips} coins of tips; its tip transfers moved {moved}"
+        for cid, tips, moved in found
+    ]
+
+
 async def _call_holds(session: AsyncSession) -> list[str]:
     found = await problem_rows(
         session,
@@ -151,6 +176,7 @@ async def check_calls(
     )
     problems += shares + costs
     problems += await _call_holds(session)
+    problems += await _tips_match_their_transfers(session)
     return problems
 
 

@@ -1,18 +1,19 @@
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Request, status
+from fastapi import APIRouter, Header, Query, Request, Response, status
 from sse_starlette import EventSourceResponse
 
 from callmeter.auth import service as auth_service
 from callmeter.auth.dependencies import ClientUser, CurrentClaims, CurrentUser, HostUser, user_of
 from callmeter.auth.tokens import read_access_token
-from callmeter.calls import blocks, queries, service, webhooks
+from callmeter.calls import blocks, chat, queries, service, webhooks
 from callmeter.calls.events import (
     CallEventsResponse,
     call_events,
     resume_after,
+    resume_messages_after,
     take_stream_slot,
 )
 from callmeter.calls.media import media_for
@@ -25,15 +26,20 @@ from callmeter.calls.schemas import (
     CallWithMedia,
     CreateCallIn,
     HeartbeatIn,
+    MessageIn,
+    MessageOut,
+    MessagesPage,
     RingCooldownOut,
     SignalAccepted,
     SignalIn,
+    TipIn,
     WebhookAck,
 )
 from callmeter.errors import InvalidWebhookEvent
 from callmeter.hosts.schemas import BlockIn, BlockOut
 from callmeter.kit.deps import RuntimeDep, SessionDep
 from callmeter.kit.pagination import DEFAULT_LIMIT, Before, Limit, PathId
+from callmeter.kit.text import MAX_ID
 from callmeter.media import webhooks as media_webhooks
 from callmeter.media.livekit import client as livekit_client
 
@@ -278,8 +284,10 @@ async def events(
     runtime: RuntimeDep,
     session: SessionDep,
 ) -> EventSourceResponse:
-    """Live call state: a `call` event on every change and at least every 5 s, and
-    `signal` events with peer-to-peer signaling addressed to you. 429 (Retry-After) when
+    """Live call state: a `call` event on every change and at least every 5 s, `signal`
+    events with peer-to-peer signaling addressed to you, and `message` events with the
+    call's chat (a `MessageOut`; event ids `s<n>m<k>`: reconnect with `Last-Event-ID` to
+    resume after them). 429 (Retry-After) when
     you already have `MAX_STREAMS_PER_USER_CALL` streams open on this call or
     `MAX_STREAMS_PER_USER` in all."""
     await service.get_visible_call(session, user, call_id)
@@ -290,10 +298,100 @@ async def events(
             call_id=call_id,
             user_id=user.id,
             after_signal=resume_after(request.headers.get("last-event-id")),
+            after_message=resume_messages_after(request.headers.get("last-event-id")),
         ),
         slot=slot,
         ping=15,
     )
+
+
+_SENT_AGAIN: dict[int | str, dict[str, Any]] = {
+    200: {"model": MessageOut, "description": "sent before with this client_msg_id"}
+}
+
+
+@router.post("/{call_id}/messages", status_code=status.HTTP_201_CREATED, responses=_SENT_AGAIN)
+async def send_message(
+    call_id: CallId,
+    body: MessageIn,
+    user: CurrentUser,
+    runtime: RuntimeDep,
+    session: SessionDep,
+    response: Response,
+) -> MessageOut:
+    """Say something on the call's chat (its parties, while it rings or lasts: 409
+    `call_ended` afterwards). Delivered to both parties as a `message` event. A retry with
+    the same `client_msg_id` stores nothing new (200 with the first). 429 (Retry-After) past
+    `MESSAGES_PER_WINDOW` per `MESSAGE_WINDOW_SECONDS` from you on this call; 409
+    `message_limit_reached` once the call stores `MAX_MESSAGES_PER_CALL`."""
+    now = runtime.clock.now()
+    settings = runtime.settings
+    # a flood is refused here, before it queues for the call's row lock (the database
+    # count in the service is what holds across processes)
+    wait = runtime.recent_messages.admit(
+        (call_id, user.id),
+        now.timestamp(),
+        settings.messages_per_window,
+        settings.message_window_seconds,
+    )
+    if wait is not None:
+        raise chat.message_rate_limited(settings, wait)
+    message, new = await chat.send_message(
+        session,
+        user=user,
+        call_id=call_id,
+        body=body.body,
+        client_msg_id=body.client_msg_id,
+        settings=settings,
+        now=now,
+    )
+    if not new:
+        response.status_code = status.HTTP_200_OK
+    return MessageOut.of(message)
+
+
+@router.get("/{call_id}/messages")
+async def list_messages(
+    call_id: CallId,
+    user: CurrentUser,
+    session: SessionDep,
+    limit: Limit = DEFAULT_LIMIT,
+    after: Annotated[int, Query(ge=0, le=MAX_ID, description="the previous page's next_after")] = 0,
+) -> MessagesPage:
+    """The call's chat, oldest first (its parties and admins): text, tips and the call's
+    events."""
+    rows, next_after = await chat.messages(
+        session, user=user, call_id=call_id, after=after, limit=limit
+    )
+    return MessagesPage(items=[MessageOut.of(m) for m in rows], next_after=next_after)
+
+
+@router.post("/{call_id}/tips", status_code=status.HTTP_201_CREATED, responses=_SENT_AGAIN)
+async def send_tip(
+    call_id: CallId,
+    body: TipIn,
+    client: ClientUser,
+    runtime: RuntimeDep,
+    session: SessionDep,
+    response: Response,
+) -> MessageOut:
+    """Tip the call's host `amount` coins (its client: once the call has connected, until
+    `TIP_WINDOW_SECONDS` after it ended, else 409 `tip_window_closed`). The host gets
+    `TIP_HOST_SHARE_PERCENT` of it. 402 `insufficient_funds` (with `needed`) when your
+    available coins do not cover it; a retry with the same `client_msg_id` tips once (200
+    with the first). Shown in the chat as a `tip` message and on both statements."""
+    message, new = await chat.tip(
+        session,
+        user=client,
+        call_id=call_id,
+        amount=body.amount,
+        client_msg_id=body.client_msg_id,
+        settings=runtime.settings,
+        now=runtime.clock.now(),
+    )
+    if not new:
+        response.status_code = status.HTTP_200_OK
+    return MessageOut.of(message)
 
 
 @webhooks_router.post("/livekit")

@@ -5,8 +5,9 @@ queries per change serves every open stream, and a change made by any process �
 API process, the meter worker — reaches the browser within a notification's round trip
 on PostgreSQL, within ``events_poll_seconds`` at worst. A ``call`` event goes out whenever
 the call's version changes and at least every 5 seconds; ``signal`` events (id ``s<n>``)
-carry peer-to-peer signaling, and a reconnect with ``Last-Event-ID: s<n>`` resumes after
-signal n. The stream closes after the final ``call`` event of an ended call. When the
+carry peer-to-peer signaling and ``message`` events the call's chat (ids ``s<n>m<k>``: the
+last signal and message sent), and a reconnect with ``Last-Event-ID`` resumes after signal n
+and message k. The stream closes after the final ``call`` event of an ended call. When the
 database cannot be reached the stream sends one ``error`` event
 (``{"error": "database_unavailable", …}``, with ``retry`` telling the browser to reconnect
 in 2 s) and closes: it never hangs on a database that does not answer.
@@ -19,6 +20,7 @@ thousands of connections.
 from __future__ import annotations
 
 import json
+import re
 import weakref
 from collections.abc import AsyncIterator
 
@@ -26,7 +28,7 @@ from sse_starlette import EventSourceResponse
 from starlette.types import Receive, Scope, Send
 
 from callmeter.calls.feed import call_feed
-from callmeter.calls.schemas import CallOut
+from callmeter.calls.schemas import CallOut, MessageOut
 from callmeter.errors import DatabaseUnavailable, TooManyStreams
 from callmeter.kit.runtime import Runtime
 from callmeter.kit.slots import Slot
@@ -73,21 +75,44 @@ class CallEventsResponse(EventSourceResponse):
             self.slot.release()
 
 
+# An event's id says where the stream is: ``s<n>`` (the last signal it sent), then
+# ``m<k>`` (the last message) once it sent one.
+_POSITION = re.compile(r"s([0-9]{1,18})(?:m([0-9]{1,18}))?")
+
+
+def _position(last_event_id: str | None) -> tuple[int, int]:
+    match = _POSITION.fullmatch(last_event_id or "")
+    if match is None:
+        return 0, 0
+    return int(match[1]), int(match[2] or 0)
+
+
 def resume_after(last_event_id: str | None) -> int:
     """The signal id a reconnecting stream resumes after, from its ``Last-Event-ID``
-    (``s<n>``); 0 for a new stream or an id this server did not send."""
-    digits = (last_event_id or "")[1:]
-    if last_event_id and last_event_id.startswith("s") and digits.isascii() and digits.isdigit():
-        digits = last_event_id[1:]
-        return int(digits) if len(digits) <= 18 else 0
-    return 0
+    (``s<n>`` or ``s<n>m<k>``); 0 for a new stream or an id this server did not send."""
+    return _position(last_event_id)[0]
+
+
+def resume_messages_after(last_event_id: str | None) -> int:
+    """The message id a reconnecting stream resumes after (``s<n>m<k>``), else 0."""
+    return _position(last_event_id)[1]
+
+
+def _event_id(signal_id: int, message_id: int) -> str:
+    return f"s{signal_id}m{message_id}" if message_id else f"s{signal_id}"
 
 
 async def call_events(
-    runtime: Runtime, *, call_id: int, user_id: int, after_signal: int = 0
+    runtime: Runtime,
+    *,
+    call_id: int,
+    user_id: int,
+    after_signal: int = 0,
+    after_message: int = 0,
 ) -> AsyncIterator[dict[str, str | int]]:
     feed = call_feed(runtime)
-    watcher = feed.watch(call_id, user_id, after_signal)
+    watcher = feed.watch(call_id, user_id, after_signal, after_message)
+    last_signal, last_message = after_signal, after_message
     try:
         while True:
             update = await watcher.next()
@@ -103,7 +128,16 @@ async def call_events(
                     "payload": signal.payload,
                     "sender_id": signal.sender_id,
                 }
-                yield {"event": "signal", "id": f"s{signal.id}", "data": json.dumps(data)}
+                last_signal = signal.id
+                event_id = _event_id(last_signal, last_message)
+                yield {"event": "signal", "id": event_id, "data": json.dumps(data)}
+            for message in update.messages:
+                last_message = message.id
+                yield {
+                    "event": "message",
+                    "id": _event_id(last_signal, last_message),
+                    "data": MessageOut.of(message).model_dump_json(),
+                }
             call = update.call
             if call is not None:
                 out = CallOut.of(call, runtime.clock.now(), runtime.settings)

@@ -33,10 +33,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from callmeter.calls import repository
+from callmeter.calls.repository import Delivered
 from callmeter.kit.db import is_unavailable
 from callmeter.kit.notify import DatabaseWakeups
 from callmeter.kit.runtime import Runtime
-from callmeter.models import Call, CallSignal
+from callmeter.models import Call, CallMessage, CallSignal
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,7 @@ class Update:
 
     call: Call | None = None
     signals: list[CallSignal] = field(default_factory=list)
+    messages: list[CallMessage] = field(default_factory=list)
     gone: bool = False
     unavailable: bool = False
 
@@ -65,7 +67,9 @@ class Watcher:
     call_id: int
     user_id: int
     resume_after: int  # the stream's Last-Event-ID: only later signals are for it
+    resume_message_after: int = 0  # and only later messages
     delivered: dict[int, datetime] = field(default_factory=dict)  # recent ones: id -> created
+    delivered_messages: dict[int, datetime] = field(default_factory=dict)
     backfilled: bool = False  # its backlog was read: from now on it gets what is new
     pending: Update = field(default_factory=Update)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
@@ -81,6 +85,7 @@ class Watcher:
         if update.call is not None:
             self.pending.call = update.call
         self.pending.signals.extend(update.signals)
+        self.pending.messages.extend(update.messages)
         self.pending.gone |= update.gone
         self.pending.unavailable |= update.unavailable
         self.ready.set()
@@ -102,6 +107,7 @@ class CallFeed:
         self.reads = 0  # read rounds so far (each a handful of queries): for benchmarks
         self._watched: dict[int, _Watched] = {}
         self._cursor: int | None = None  # the newest signal id read so far
+        self._message_cursor: int | None = None  # the newest message id read so far
         self._wake = asyncio.Event()
         self._wakeups = DatabaseWakeups(runtime.engine, CHANNEL, self._wake.set)
         self._task: asyncio.Task[None] | None = None
@@ -110,13 +116,15 @@ class CallFeed:
     def watching(self) -> int:
         return sum(len(w.watchers) for w in self._watched.values())
 
-    def watch(self, call_id: int, user_id: int, after_signal: int = 0) -> Watcher:
-        """Start delivering call ``call_id`` (its current state first) and the signals to
-        ``user_id`` after ``after_signal``."""
+    def watch(
+        self, call_id: int, user_id: int, after_signal: int = 0, after_message: int = 0
+    ) -> Watcher:
+        """Start delivering call ``call_id`` (its current state first), the signals to
+        ``user_id`` after ``after_signal`` and the call's messages after ``after_message``."""
         if self._task is None:
             self._wakeups.start()
             self._task = asyncio.get_running_loop().create_task(self._run())
-        watcher = Watcher(call_id, user_id, after_signal)
+        watcher = Watcher(call_id, user_id, after_signal, after_message)
         watched = self._watched.setdefault(call_id, _Watched())
         watched.loaded_at = float("-inf")  # read it again: the newcomer needs its state
         watched.watchers.add(watcher)
@@ -156,6 +164,7 @@ class CallFeed:
         for call_id in ids:
             self._watched[call_id].newcomers = []
         cursor, since = self._cursor, self.runtime.clock.now() - SIGNAL_LOOKBACK
+        message_cursor = self._message_cursor
         try:
             async with self.runtime.read_sessionmaker() as session:
                 versions = await repository.versions_of(session, ids)
@@ -170,13 +179,21 @@ class CallFeed:
                 calls = await repository.calls_by_id(session, due) if due else []
                 # the first read: only the window (a stream's older signals are its backlog)
                 after = NEWEST_FIRST_READ if cursor is None else cursor
-                recent = await repository.signals_to_deliver(session, ids, after, since)
-                backlog = []
+                recent = await repository.to_deliver(session, CallSignal, ids, after, since)
+                after = NEWEST_FIRST_READ if message_cursor is None else message_cursor
+                messages = await repository.to_deliver(session, CallMessage, ids, after, since)
+                backlog: list[CallSignal] = []
+                older_messages: list[CallMessage] = []
                 if newcomers:
-                    backlog = await repository.signals_of_calls_after(
+                    their_calls = sorted({w.call_id for w in newcomers})
+                    backlog = await repository.of_calls_after(
+                        session, CallSignal, their_calls, min(w.resume_after for w in newcomers)
+                    )
+                    older_messages = await repository.of_calls_after(
                         session,
-                        sorted({w.call_id for w in newcomers}),
-                        min(w.resume_after for w in newcomers),
+                        CallMessage,
+                        their_calls,
+                        min(w.resume_message_after for w in newcomers),
                     )
         except BaseException:
             for watcher in newcomers:  # their backlog is read next time
@@ -185,32 +202,33 @@ class CallFeed:
             raise
         if recent:
             self._cursor = max(cursor or 0, recent[-1].id)
+        if messages:
+            self._message_cursor = max(message_cursor or 0, messages[-1].id)
         for call_id in ids:
             if call_id not in versions:
                 self._tell(call_id, Update(gone=True))
-        self._deliver(ids, set(newcomers), calls, recent, backlog, since, now)
+        self._deliver(
+            ids, set(newcomers), calls, (recent, backlog), (messages, older_messages), since, now
+        )
 
     def _deliver(
         self,
         ids: Sequence[int],
         newcomers: set[Watcher],
         calls: Sequence[Call],
-        recent: Sequence[CallSignal],
-        backlog: Sequence[CallSignal],
+        signals: tuple[Sequence[CallSignal], Sequence[CallSignal]],
+        messages: tuple[Sequence[CallMessage], Sequence[CallMessage]],
         since: datetime,
         now: float,
     ) -> None:
         """Hand out what one read of calls ``ids`` found: each stream the call if it was
-        read, and the signals addressed to it that it does not have yet — ``newcomers``
-        (whose backlog this read fetched) from the backlog and the recent signals, the
-        others from the recent ones. A stream that started watching during the read gets
-        the call now and its signals next time."""
-        by_call: dict[int, list[CallSignal]] = {}
-        for signal in recent:
-            by_call.setdefault(signal.call_id, []).append(signal)
-        older: dict[int, list[CallSignal]] = {}
-        for signal in backlog:
-            older.setdefault(signal.call_id, []).append(signal)
+        read, the signals addressed to it and the call's messages that it does not have yet
+        — ``newcomers`` (whose backlog this read fetched) from the backlog (the second of
+        each pair) and the recent ones (the first), the others from the recent ones. A
+        stream that started watching during the read gets the call now and its signals
+        and messages next time."""
+        recent_signals, older_signals = _by_call(signals[0]), _by_call(signals[1])
+        recent_messages, older_messages = _by_call(messages[0]), _by_call(messages[1])
         loaded = {call.id: call for call in calls}
         for call_id in ids:
             watched = self._watched.get(call_id)
@@ -220,31 +238,31 @@ class CallFeed:
             if call is not None:
                 watched.version, watched.loaded_at = call.version, now
             for watcher in watched.watchers:
+                newcomer = watcher in newcomers
                 update = Update(call=call)
-                if watcher in newcomers:
-                    candidates = sorted(
-                        {
-                            s.id: s for s in [*older.get(call_id, []), *by_call.get(call_id, [])]
-                        }.values(),
-                        key=lambda s: s.id,
+                if newcomer or watcher.backfilled:
+                    mine = [
+                        s
+                        for s in [
+                            *(older_signals.get(call_id, []) if newcomer else []),
+                            *recent_signals.get(call_id, []),
+                        ]
+                        if s.recipient_id == watcher.user_id
+                    ]
+                    update.signals = _fresh(
+                        mine, after=watcher.resume_after, delivered=watcher.delivered, since=since
+                    )
+                    update.messages = _fresh(
+                        [  # both parties see every message
+                            *(older_messages.get(call_id, []) if newcomer else []),
+                            *recent_messages.get(call_id, []),
+                        ],
+                        after=watcher.resume_message_after,
+                        delivered=watcher.delivered_messages,
+                        since=since,
                     )
                     watcher.backfilled = True
-                elif watcher.backfilled:
-                    candidates = by_call.get(call_id, [])
-                else:
-                    candidates = []
-                for signal in candidates:
-                    if (
-                        signal.recipient_id == watcher.user_id
-                        and signal.id > watcher.resume_after
-                        and signal.id not in watcher.delivered
-                    ):
-                        update.signals.append(signal)
-                        watcher.delivered[signal.id] = signal.created_at
-                # a signal created before the window is never read again: forget it
-                for signal_id in [i for i, at in watcher.delivered.items() if at < since]:
-                    del watcher.delivered[signal_id]
-                if update.call is not None or update.signals:
+                if update.call is not None or update.signals or update.messages:
                     watcher._give(update)
 
     def _tell(self, call_id: int, update: Update) -> None:
@@ -262,6 +280,34 @@ class CallFeed:
                 await self._task
             self._task = None
         await self._wakeups.close()
+
+
+def _by_call(rows: Sequence[Delivered]) -> dict[int, list[Delivered]]:
+    grouped: dict[int, list[Delivered]] = {}
+    for row in rows:
+        grouped.setdefault(row.call_id, []).append(row)
+    return grouped
+
+
+def _fresh(
+    rows: Sequence[Delivered], *, after: int, delivered: dict[int, datetime], since: datetime
+) -> list[Delivered]:
+    """What of ``rows`` (a backlog and recent ones, possibly overlapping) a stream gets, in
+    id order: after its Last-Event-ID and not delivered to it before (``delivered``
+    remembers it). A row created before the lookback window ``since`` is never read again:
+    it is forgotten."""
+    fresh = []
+    for row in sorted({row.id: row for row in rows}.values(), key=_id):
+        if row.id > after and row.id not in delivered:
+            fresh.append(row)
+            delivered[row.id] = row.created_at
+    for row_id in [i for i, at in delivered.items() if at < since]:
+        del delivered[row_id]
+    return fresh
+
+
+def _id(row: CallSignal | CallMessage) -> int:
+    return row.id
 
 
 def call_feed(runtime: Runtime) -> CallFeed:

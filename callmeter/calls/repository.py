@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from operator import attrgetter
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import (
     BindParameter,
@@ -27,7 +27,7 @@ from callmeter.billing.settlement import CALL_COLUMNS, ONGOING_COLUMNS, STATE_FI
 from callmeter.errors import ConcurrentUpdate
 from callmeter.kit.bulk import id_in, update_rows
 from callmeter.kit.lease import claim_due
-from callmeter.models import Account, AccountKind, Call, CallSignal, CallStatus, User
+from callmeter.models import Account, AccountKind, Call, CallMessage, CallSignal, CallStatus, User
 from callmeter.models.call import NEVER_CONNECTED
 from callmeter.models.call import NOT_ENDED as NOT_ENDED  # the meter's too
 
@@ -305,42 +305,50 @@ async def calls_by_id(session: AsyncSession, call_ids: Sequence[int]) -> list[Ca
     return calls
 
 
-async def signals_to_deliver(
-    session: AsyncSession, call_ids: Sequence[int], after_id: int, since: datetime
-) -> list[CallSignal]:
-    """The signals of ``call_ids`` (to anyone) after ``after_id`` or created at ``since``
-    or later, in id order."""
-    signals: list[CallSignal] = []
+# what a call's stream delivers besides the call: signals (to one party) and messages (to both)
+Delivered = TypeVar("Delivered", CallSignal, CallMessage)
+
+
+async def to_deliver(
+    session: AsyncSession,
+    model: type[Delivered],
+    call_ids: Sequence[int],
+    after_id: int,
+    since: datetime,
+) -> list[Delivered]:
+    """The signals or messages of ``call_ids`` after ``after_id`` or created at ``since`` or
+    later, in id order."""
+    rows: list[Delivered] = []
     for chunk in _chunks(call_ids):
         result = await session.scalars(
-            select(CallSignal)
+            select(model)
             .where(
-                id_in(session, CallSignal.call_id, chunk),
-                or_(CallSignal.id > after_id, CallSignal.created_at >= since),
+                id_in(session, model.call_id, chunk),
+                or_(model.id > after_id, model.created_at >= since),
             )
-            .order_by(CallSignal.id)
+            .order_by(model.id)
         )
-        signals.extend(result)
+        rows.extend(result)
     if len(call_ids) > _IN_CHUNK:
-        signals.sort(key=lambda s: s.id)
-    return signals
+        rows.sort(key=lambda row: row.id)
+    return rows
 
 
-async def signals_of_calls_after(
-    session: AsyncSession, call_ids: Sequence[int], after_id: int
-) -> list[CallSignal]:
-    """The signals of ``call_ids`` (to anyone) after ``after_id``, in id order."""
-    signals: list[CallSignal] = []
+async def of_calls_after(
+    session: AsyncSession, model: type[Delivered], call_ids: Sequence[int], after_id: int
+) -> list[Delivered]:
+    """The signals or messages of ``call_ids`` after ``after_id``, in id order."""
+    rows: list[Delivered] = []
     for chunk in _chunks(call_ids):
         result = await session.scalars(
-            select(CallSignal)
-            .where(id_in(session, CallSignal.call_id, chunk), CallSignal.id > after_id)
-            .order_by(CallSignal.id)
+            select(model)
+            .where(id_in(session, model.call_id, chunk), model.id > after_id)
+            .order_by(model.id)
         )
-        signals.extend(result)
+        rows.extend(result)
     if len(call_ids) > _IN_CHUNK:
-        signals.sort(key=lambda s: s.id)
-    return signals
+        rows.sort(key=lambda row: row.id)
+    return rows
 
 
 async def signals_after(
@@ -463,3 +471,62 @@ async def display_names(session: AsyncSession, user_ids: set[int]) -> dict[int, 
         select(User.id, User.display_name).where(User.id.in_(sorted(user_ids)))
     )
     return {user_id: name for user_id, name in rows}
+
+
+async def add_message(session: AsyncSession, message: CallMessage) -> None:
+    session.add(message)
+    await session.flush()
+
+
+async def message_sent(
+    session: AsyncSession, *, call_id: int, sender_id: int, client_msg_id: str
+) -> CallMessage | None:
+    """The message ``sender_id`` already sent on the call with ``client_msg_id``."""
+    result = await session.scalars(
+        select(CallMessage).where(
+            CallMessage.call_id == call_id,
+            CallMessage.sender_id == sender_id,
+            CallMessage.client_msg_id == client_msg_id,
+        )
+    )
+    return result.first()
+
+
+async def recent_messages(
+    session: AsyncSession, *, call_id: int, sender_id: int, since: datetime
+) -> tuple[int, datetime | None]:
+    """How many text messages ``sender_id`` sent on the call after ``since``, and the
+    oldest one's time (tips are not counted: the ledger bounds them)."""
+    result = await session.execute(
+        select(func.count(), func.min(CallMessage.created_at)).where(
+            CallMessage.call_id == call_id,
+            CallMessage.sender_id == sender_id,
+            CallMessage.kind == "text",
+            CallMessage.created_at > since,
+        )
+    )
+    count, oldest = result.one()
+    return int(count), oldest
+
+
+async def count_messages(session: AsyncSession, call_id: int) -> int:
+    """The call's messages from its parties (the call's own story is not theirs to fill)."""
+    result = await session.execute(
+        select(func.count())
+        .select_from(CallMessage)
+        .where(CallMessage.call_id == call_id, CallMessage.kind != "system")
+    )
+    return int(result.scalar_one())
+
+
+async def messages_after(
+    session: AsyncSession, *, call_id: int, after_id: int, limit: int
+) -> list[CallMessage]:
+    """A call's messages after ``after_id``, oldest first."""
+    result = await session.scalars(
+        select(CallMessage)
+        .where(CallMessage.call_id == call_id, CallMessage.id > after_id)
+        .order_by(CallMessage.id)
+        .limit(limit)
+    )
+    return list(result.all())

@@ -7,8 +7,8 @@ from pydantic import BaseModel, Field
 
 from callmeter.billing.settlement import billable_seconds, heartbeat_period
 from callmeter.config import Settings
-from callmeter.kit.text import Coins, InputModel, Note, PositiveId
-from callmeter.models import Call, CallStatus
+from callmeter.kit.text import ChatText, ClientMessageId, Coins, InputModel, Note, PositiveId
+from callmeter.models import Call, CallMessage, CallStatus
 
 
 class CallOut(BaseModel):
@@ -180,3 +180,55 @@ class RefundOut(BaseModel):
 
 class WebhookAck(BaseModel):
     status: str
+
+
+class MessageIn(InputModel):
+    body: ChatText = Field(
+        description="1 to 1,000 characters (after NFC normalization and trimming); line "
+        "breaks allowed, no other control or invisible characters"
+    )
+    client_msg_id: ClientMessageId = Field(
+        description="your id for this message: a retry with the same id stores it once"
+    )
+
+
+class TipIn(InputModel):
+    amount: Coins
+    client_msg_id: ClientMessageId = Field(
+        description="your id for this tip: a retry with the same id tips once"
+    )
+
+
+class MessageOut(BaseModel):
+    """A line of a call's chat. ``kind`` text: ``body`` as typed (plain text: never HTML);
+    tip: ``amount`` coins to the host (``body`` empty); system: ``body`` is the event's code
+    (``connected``, ``ended:<end_reason>``) for the client to put in words."""
+
+    id: int
+    call_id: int
+    sender_id: int | None
+    kind: Literal["text", "tip", "system"]
+    body: str
+    amount: int | None
+    client_msg_id: str | None
+    created_at: datetime
+
+    @classmethod
+    def of(cls, message: CallMessage) -> MessageOut:
+        return cls(
+            id=message.id,
+            call_id=message.call_id,
+            sender_id=message.sender_id,
+            kind=message.kind,
+            body=message.body,
+            amount=message.amount,
+            client_msg_id=message.client_msg_id,
+            created_at=message.created_at,
+        )
+
+
+class MessagesPage(BaseModel):
+    items: list[MessageOut]
+    next_after: int | None = Field(
+        description="pass as `after` for the next page; null when this is the last"
+    )

@@ -99,6 +99,12 @@ async def _locked(session: AsyncSession, call_id: int) -> Call | None:
     return await repository.lock_call(session, call_id)
 
 
+async def locked_party_call(session: AsyncSession, user: User, call_id: int) -> tuple[Call, Party]:
+    """The call, locked for this transaction, and which party ``user`` is (404 for anyone
+    else: ids reveal nothing)."""
+    return _require_party(await _locked(session, call_id), user)
+
+
 async def _save(session: AsyncSession) -> None:
     try:
         await session.flush()

@@ -90,6 +90,7 @@ class Runtime:
     streams: Slots = field(default_factory=Slots)  # open event streams, this process only
     call_feed: Closeable | None = None  # calls.feed.call_feed(runtime) builds it, typed
     recent_signals: RecentEvents = field(default_factory=RecentEvents)  # per sender and call
+    recent_messages: RecentEvents = field(default_factory=RecentEvents)  # per sender and call
     database_probe: DatabaseProbe = field(init=False)
 
     def __post_init__(self) -> None:

@@ -52,6 +52,19 @@ def _normalize(value: str) -> str:
     return value
 
 
+# Chat text is the same, with line breaks ("\n") allowed.
+_CHAT_FORBIDDEN = _FORBIDDEN.replace("\\x00-\\x1f", "\\x00-\\x09\\x0b-\\x1f", 1)
+CHAT_TEXT_PATTERN = f"^[^{_CHAT_FORBIDDEN}]*$"
+MAX_CHAT_CHARACTERS = 1000
+
+
+def _normalize_chat(value: str) -> str:
+    value = _normalize(value)
+    if len(value) > MAX_CHAT_CHARACTERS:  # NFC may lengthen a few scripts' text
+        raise ValueError(f"at most {MAX_CHAT_CHARACTERS} characters")
+    return value
+
+
 _PLAIN = Field(min_length=1, pattern=PLAIN_TEXT_PATTERN)
 # (listed after the constraints so that they reach the JSON Schema as keywords)
 _WHOLE = BeforeValidator(lambda value: _whole_number(value))
@@ -59,6 +72,15 @@ _WHOLE = BeforeValidator(lambda value: _whole_number(value))
 # A one-line human string: no control or invisible characters, NFC, trimmed.
 DisplayName = Annotated[str, _PLAIN, Field(max_length=64), AfterValidator(_normalize)]
 Note = Annotated[str, _PLAIN, Field(max_length=500), AfterValidator(_normalize)]
+
+# A chat message: 1 to 1,000 characters of text and line breaks, NFC, trimmed.
+ChatText = Annotated[
+    str,
+    Field(min_length=1, max_length=MAX_CHAT_CHARACTERS, pattern=CHAT_TEXT_PATTERN),
+    AfterValidator(_normalize_chat),
+]
+# The id a client gives what it sends, so that a retry is recognised.
+ClientMessageId = Annotated[str, Field(min_length=1, max_length=64, pattern="^[A-Za-z0-9_.:-]+$")]
 
 # An id, as a JSON number that carries it exactly.
 PositiveId = Annotated[int, Field(strict=True, gt=0, le=MAX_ID), _WHOLE]

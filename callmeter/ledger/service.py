@@ -65,9 +65,20 @@ class TransferKind(enum.StrEnum):
     payout_returned = "payout_returned"  # not paid after all (payout_clearing -> earnings)
     payout_reversed = "payout_reversed"  # paid, then reversed (issuance -> earnings)
     earnings_adjustment = "earnings_adjustment"  # an admin's, with a reason (losses <-> earnings)
+    # a client's tip on a call (docs/chat.md): the host's part and the platform's
+    tip = "tip"  # (wallet -> earnings)
+    tip_fee = "tip_fee"  # (wallet -> revenue), when tips are shared
 
 
 CHARGE_KINDS = (TransferKind.call_charge, TransferKind.host_share)
+TIP_KINDS = (TransferKind.tip, TransferKind.tip_fee)
+
+
+def tip_key(call_id: int, client_msg_id: str, kind: TransferKind) -> str:
+    """The key of a tip's transfer of ``kind``: a retry with the client's id tips once."""
+    return f"call:{call_id}:" + kind + f":{client_msg_id}"
+
+
 MAX_KEY_LENGTH = cast(String, Transfer.__table__.c.idempotency_key.type).length or 200
 
 

@@ -22,11 +22,21 @@ from dataclasses import dataclass, field
 from sqlalchemy import and_, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from callmeter.ledger.service import CHARGE_KINDS, TransferKind, charge_key, refund_key
+from callmeter.ledger.service import (
+    CHARGE_KINDS,
+    TIP_KINDS,
+    TransferKind,
+    charge_key,
+    refund_key,
+    tip_key,
+)
 from callmeter.models import Account, AccountKind, Transfer
 
 CHUNK = 5_000
 CALL_KINDS = (*CHARGE_KINDS, TransferKind.refund)
+# a tip is a call's too, keyed by the client's message id (its chat line is checked against
+# it by calls.check): only its key's shape is the writer's to prove
+ATTACHED_KINDS = (*CALL_KINDS, *TIP_KINDS)
 REFUND_SIDES = {
     "host": AccountKind.earnings,
     "platform": AccountKind.revenue,
@@ -98,12 +108,25 @@ async def transfers_keyed_by_the_writer(
     unattached = await session.scalars(
         select(Transfer.id).where(
             or_(
-                and_(Transfer.kind.in_(CALL_KINDS), Transfer.call_id.is_(None)),
-                and_(Transfer.kind.not_in(CALL_KINDS), Transfer.call_id.is_not(None)),
+                and_(Transfer.kind.in_(ATTACHED_KINDS), Transfer.call_id.is_(None)),
+                and_(Transfer.kind.not_in(ATTACHED_KINDS), Transfer.call_id.is_not(None)),
             )
         )
     )
     problems += [f"transfer {tid}: call transfers and call ids go together" for tid in unattached]
+    tips = await session.execute(
+        select(Transfer.id, Transfer.call_id, Transfer.kind, Transfer.idempotency_key).where(
+            Transfer.kind.in_(TIP_KINDS), Transfer.call_id.is_not(None)
+        )
+    )
+    for tid, call_id, kind, key in tips:
+        assert call_id is not None  # (the query's)
+        prefix = tip_key(call_id, "", TransferKind(kind))
+        if not key.startswith(prefix) or len(key) == len(prefix):
+            problems.append(
+                f"transfer {tid} ({kind} of call {call_id}) has key {key!r}, "
+                "not one the ledger writer gives"
+            )
     after = (0, 0)
     current: int | None = None
     pending: list[tuple[int, str, int, str, str]] = []

@@ -3,7 +3,14 @@
 from callmeter.models.account import EXTERNAL_KINDS, Account, AccountKind
 from callmeter.models.auth_attempt import AttemptKind, AttemptState, AuthAttempt
 from callmeter.models.base import Base
-from callmeter.models.call import Call, CallSignal, CallStatus, EndReason
+from callmeter.models.call import (
+    Call,
+    CallMessage,
+    CallSignal,
+    CallStatus,
+    EndReason,
+    MessageKind,
+)
 from callmeter.models.hold import Hold
 from callmeter.models.host_block import HostAvatar, HostBlock
 from callmeter.models.idempotency import IdempotentRequest
@@ -24,6 +31,7 @@ __all__ = [
     "AuthAttempt",
     "Base",
     "Call",
+    "CallMessage",
     "CallSignal",
     "CallStatus",
     "DisputeStatus",
@@ -34,6 +42,7 @@ __all__ = [
     "IdempotentRequest",
     "KnownAddress",
     "MediaKick",
+    "MessageKind",
     "PaymentEvent",
     "Payout",
     "PayoutStatus",

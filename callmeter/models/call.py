@@ -170,3 +170,44 @@ class CallSignal(Base):
     type: Mapped[str] = mapped_column(String(16))
     payload: Mapped[object] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class MessageKind(enum.StrEnum):
+    text = "text"  # typed by a party
+    tip = "tip"  # a client's tip: ``amount`` coins moved to the host's earnings
+    system = "system"  # the call's own events, ``body`` a code: connected, ended, …
+
+
+class CallMessage(Base):
+    """A line of a call's chat: text from a party, a tip, or one of the call's events.
+
+    A party's retry carries the same ``client_msg_id``: unique per call and sender, so a
+    message (or a tip) is stored once however often it is sent."""
+
+    __tablename__ = "call_messages"
+    __table_args__ = (
+        CheckConstraint("kind IN ('text', 'tip', 'system')", name="kind"),
+        CheckConstraint("amount IS NULL OR amount > 0", name="amount_positive"),
+        Index(
+            "uq_call_messages_call_id_sender_id_client_msg_id",
+            "call_id",
+            "sender_id",
+            "client_msg_id",
+            unique=True,
+        ),
+        # the history of a call in order, and the per-sender rate limit
+        Index("ix_call_messages_call_id_id", "call_id", "id"),
+        Index(
+            "ix_call_messages_call_id_sender_id_created_at", "call_id", "sender_id", "created_at"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    call_id: Mapped[int] = mapped_column(ForeignKey("calls.id"))
+    sender_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))  # None: the system
+    kind: Mapped[str] = mapped_column(String(8))
+    body: Mapped[str] = mapped_column(String(4000))
+    client_msg_id: Mapped[str | None] = mapped_column(String(64))
+    amount: Mapped[int | None] = mapped_column(BigInteger)  # a tip's coins
+    transfer_id: Mapped[int | None] = mapped_column(ForeignKey("transfers.id"))  # a tip's
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())

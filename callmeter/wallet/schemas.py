@@ -16,8 +16,8 @@ class StatementLineOut(BaseModel):
     id: int = Field(description="pass as `before` to read the lines older than this one")
     kind: str = Field(
         description="`call_charge` for a call's charge (both its parts: what the call cost "
-        "the client, or earned the host), else the ledger's transfer kind (grant, purchase, "
-        "refund, payout_approved, …)"
+        "the client, or earned the host), `tip` for a tip on a call (both its parts), else "
+        "the ledger's transfer kind (grant, purchase, refund, payout_approved, …)"
     )
     amount: int = Field(description="signed: negative when coins left the account")
     balance_after: int

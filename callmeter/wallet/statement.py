@@ -16,10 +16,11 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from callmeter.ledger import service as ledger
-from callmeter.ledger.service import CHARGE_KINDS
+from callmeter.ledger.service import CHARGE_KINDS, TIP_KINDS
 from callmeter.models import Call, Posting, Transfer, User
 
 CALL_CHARGE = "call_charge"  # a line's kind for both parts of a call's charge
+TIP = "tip"  # and for both parts of a tip (the host's and, when shared, the platform's)
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,12 @@ def _event(transfer: Transfer) -> tuple[str, int | None, datetime] | None:
     """What makes postings one line; None for a posting that is a line alone."""
     if transfer.call_id is None:
         return None
-    kind = CALL_CHARGE if transfer.kind in CHARGE_KINDS else transfer.kind
+    if transfer.kind in CHARGE_KINDS:
+        kind = CALL_CHARGE
+    elif transfer.kind in TIP_KINDS:
+        kind = TIP
+    else:
+        kind = transfer.kind
     return (kind, transfer.call_id, transfer.created_at)
 
 

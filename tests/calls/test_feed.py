@@ -264,16 +264,16 @@ async def test_a_stream_opening_during_a_read_gets_every_older_signal_in_order(
     got: list[CallSignal] = []
     while len(got) < 2:
         got += await _signals(first)
-    read = repository.signals_to_deliver
+    read = repository.to_deliver
     newcomer: list[Watcher] = []
 
-    async def read_then_open(*args: Any) -> list[CallSignal]:
+    async def read_then_open(*args: Any) -> list[Any]:
         found = await read(*args)
-        if found and not newcomer:
+        if found and args[1] is CallSignal and not newcomer:
             newcomer.append(feed.watch(call_id, host.user.id, after_signal=0))
         return found
 
-    monkeypatch.setattr(repository, "signals_to_deliver", read_then_open)
+    monkeypatch.setattr(repository, "to_deliver", read_then_open)
     await _ice(driver, call_id, caller, "3")
     assert [s.payload["c"] for s in await _signals(first)] == ["3"]  # type: ignore[index]
     received: list[str] = []

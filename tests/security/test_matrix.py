@@ -81,6 +81,11 @@ RULES: dict[tuple[str, str], dict[str, Expect]] = {
     ("POST", "/v1/calls/{call_id}/end"): only(CALL_PARTIES, others=404),
     ("POST", "/v1/calls/{call_id}/signal"): only(CALL_PARTIES, others=404),
     ("GET", "/v1/calls/{call_id}/events"): only(CALL_PARTIES, others=404, admin=200),
+    # the chat: parties write, parties and admins read; the client tips (a host is refused
+    # by role before the call is looked at, another client learns nothing of the call)
+    ("POST", "/v1/calls/{call_id}/messages"): only(CALL_PARTIES, others=404),
+    ("GET", "/v1/calls/{call_id}/messages"): only(CALL_PARTIES, others=404, admin=200),
+    ("POST", "/v1/calls/{call_id}/tips"): only(("client_a",), others=403) | {"client_b": 404},
     # the token travels in the body (sendBeacon); the header is ignored
     ("POST", "/v1/calls/{call_id}/beacon-end"): only(CALL_PARTIES, others=404)
     | {"anonymous": 422, "forged": 401, "expired": 401},
@@ -207,6 +212,10 @@ def request_for(
         "/v1/calls": lambda: {"host_id": free_host_id},
         "/v1/calls/{call_id}/heartbeat": lambda: {"media_connected": False},
         "/v1/calls/{call_id}/signal": lambda: {"type": "ice", "payload": {"candidate": "x"}},
+        "/v1/calls/{call_id}/messages": lambda: (
+            {"body": "hi", "client_msg_id": f"m-{actor}"} if method == "POST" else None
+        ),
+        "/v1/calls/{call_id}/tips": lambda: {"amount": 1, "client_msg_id": f"t-{actor}"},
         "/v1/calls/{call_id}/beacon-end": lambda: (
             {"access_token": world.tokens[actor]} if world.tokens[actor] else {}
         ),

@@ -521,8 +521,10 @@ export interface paths {
         };
         /**
          * Events
-         * @description Live call state: a `call` event on every change and at least every 5 s, and
-         *     `signal` events with peer-to-peer signaling addressed to you. 429 (Retry-After) when
+         * @description Live call state: a `call` event on every change and at least every 5 s, `signal`
+         *     events with peer-to-peer signaling addressed to you, and `message` events with the
+         *     call's chat (a `MessageOut`; event ids `s<n>m<k>`: reconnect with `Last-Event-ID` to
+         *     resume after them). 429 (Retry-After) when
          *     you already have `MAX_STREAMS_PER_USER_CALL` streams open on this call or
          *     `MAX_STREAMS_PER_USER` in all.
          */
@@ -556,6 +558,35 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/calls/{call_id}/messages": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List Messages
+         * @description The call's chat, oldest first (its parties and admins): text, tips and the call's
+         *     events.
+         */
+        get: operations["list_messages_v1_calls__call_id__messages_get"];
+        put?: never;
+        /**
+         * Send Message
+         * @description Say something on the call's chat (its parties, while it rings or lasts: 409
+         *     `call_ended` afterwards). Delivered to both parties as a `message` event. A retry with
+         *     the same `client_msg_id` stores nothing new (200 with the first). 429 (Retry-After) past
+         *     `MESSAGES_PER_WINDOW` per `MESSAGE_WINDOW_SECONDS` from you on this call; 409
+         *     `message_limit_reached` once the call stores `MAX_MESSAGES_PER_CALL`.
+         */
+        post: operations["send_message_v1_calls__call_id__messages_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/calls/{call_id}/signal": {
         parameters: {
             query?: never;
@@ -573,6 +604,30 @@ export interface paths {
          *     `signal_limit_reached` once the call stores `MAX_SIGNALS_PER_CALL`.
          */
         post: operations["signal_v1_calls__call_id__signal_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/calls/{call_id}/tips": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Send Tip
+         * @description Tip the call's host `amount` coins (its client: once the call has connected, until
+         *     `TIP_WINDOW_SECONDS` after it ended, else 409 `tip_window_closed`). The host gets
+         *     `TIP_HOST_SHARE_PERCENT` of it. 402 `insufficient_funds` (with `needed`) when your
+         *     available coins do not cover it; a retry with the same `client_msg_id` tips once (200
+         *     with the first). Shown in the chat as a `tip` message and on both statements.
+         */
+        post: operations["send_tip_v1_calls__call_id__tips_post"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1378,7 +1433,7 @@ export interface components {
              * Error
              * @enum {string}
              */
-            error: "account_frozen" | "adjustment_exceeds_earnings" | "bad_request" | "busy" | "call_ended" | "client_busy" | "concurrent_update" | "database_unavailable" | "dispute_open" | "error" | "forbidden" | "host_busy" | "host_offline" | "host_unavailable" | "idempotency_conflict" | "insufficient_funds" | "internal_error" | "invalid_call_state" | "invalid_credentials" | "invalid_payout_state" | "invalid_webhook" | "invalid_webhook_event" | "ledger_error" | "media_unavailable" | "method_not_allowed" | "not_acceptable" | "not_authenticated" | "not_found" | "payload_too_large" | "payment_provider_unavailable" | "payout_below_minimum" | "payout_exceeds_matured" | "payouts_not_enabled" | "rate_changed" | "rate_limited" | "refund_blocked_by_payout" | "refund_exceeds_charge" | "request_header_fields_too_large" | "request_timeout" | "retry_later" | "ring_cooldown" | "signal_limit_reached" | "signal_rate_limited" | "too_many_payouts" | "too_many_purchases" | "too_many_streams" | "unsupported_media_type" | "username_taken" | "validation_error";
+            error: "account_frozen" | "adjustment_exceeds_earnings" | "bad_request" | "busy" | "call_ended" | "client_busy" | "concurrent_update" | "database_unavailable" | "dispute_open" | "error" | "forbidden" | "host_busy" | "host_offline" | "host_unavailable" | "idempotency_conflict" | "insufficient_funds" | "internal_error" | "invalid_call_state" | "invalid_credentials" | "invalid_payout_state" | "invalid_webhook" | "invalid_webhook_event" | "ledger_error" | "media_unavailable" | "message_limit_reached" | "message_rate_limited" | "method_not_allowed" | "not_acceptable" | "not_authenticated" | "not_found" | "payload_too_large" | "payment_provider_unavailable" | "payout_below_minimum" | "payout_exceeds_matured" | "payouts_not_enabled" | "rate_changed" | "rate_limited" | "refund_blocked_by_payout" | "refund_exceeds_charge" | "request_header_fields_too_large" | "request_timeout" | "retry_later" | "ring_cooldown" | "signal_limit_reached" | "signal_rate_limited" | "tip_window_closed" | "too_many_payouts" | "too_many_purchases" | "too_many_streams" | "unsupported_media_type" | "username_taken" | "validation_error";
             /**
              * Field
              * @description validation_error: the first refused field
@@ -1573,6 +1628,59 @@ export interface components {
             token: string | null;
             /** Url */
             url: string | null;
+        };
+        /** MessageIn */
+        MessageIn: {
+            /**
+             * Body
+             * @description 1 to 1,000 characters (after NFC normalization and trimming); line breaks allowed, no other control or invisible characters
+             */
+            body: string;
+            /**
+             * Client Msg Id
+             * @description your id for this message: a retry with the same id stores it once
+             */
+            client_msg_id: string;
+        };
+        /**
+         * MessageOut
+         * @description A line of a call's chat. ``kind`` text: ``body`` as typed (plain text: never HTML);
+         *     tip: ``amount`` coins to the host (``body`` empty); system: ``body`` is the event's code
+         *     (``connected``, ``ended:<end_reason>``) for the client to put in words.
+         */
+        MessageOut: {
+            /** Amount */
+            amount: number | null;
+            /** Body */
+            body: string;
+            /** Call Id */
+            call_id: number;
+            /** Client Msg Id */
+            client_msg_id: string | null;
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /** Id */
+            id: number;
+            /**
+             * Kind
+             * @enum {string}
+             */
+            kind: "text" | "tip" | "system";
+            /** Sender Id */
+            sender_id: number | null;
+        };
+        /** MessagesPage */
+        MessagesPage: {
+            /** Items */
+            items: components["schemas"]["MessageOut"][];
+            /**
+             * Next After
+             * @description pass as `after` for the next page; null when this is the last
+             */
+            next_after: number | null;
         };
         /** OnboardingOut */
         OnboardingOut: {
@@ -1830,7 +1938,7 @@ export interface components {
             id: number;
             /**
              * Kind
-             * @description `call_charge` for a call's charge (both its parts: what the call cost the client, or earned the host), else the ledger's transfer kind (grant, purchase, refund, payout_approved, …)
+             * @description `call_charge` for a call's charge (both its parts: what the call cost the client, or earned the host), `tip` for a tip on a call (both its parts), else the ledger's transfer kind (grant, purchase, refund, payout_approved, …)
              */
             kind: string;
         };
@@ -1884,6 +1992,16 @@ export interface components {
             success_url: string;
             /** Unit Amount */
             unit_amount: number;
+        };
+        /** TipIn */
+        TipIn: {
+            /** Amount */
+            amount: number;
+            /**
+             * Client Msg Id
+             * @description your id for this tip: a retry with the same id tips once
+             */
+            client_msg_id: string;
         };
         /** TokenOut */
         TokenOut: {
@@ -4789,6 +4907,248 @@ export interface operations {
             };
         };
     };
+    list_messages_v1_calls__call_id__messages_get: {
+        parameters: {
+            query?: {
+                /** @description page size, at most 200 */
+                limit?: number;
+                /** @description the previous page's next_after */
+                after?: number;
+            };
+            header?: never;
+            path: {
+                call_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MessagesPage"];
+                };
+            };
+            /** @description bad request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description not authenticated */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description insufficient funds */
+            402: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description validation error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description rate limited */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description a dependency (database, media server) is unavailable, or the request lost every attempt to concurrent ones (retry_later) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+        };
+    };
+    send_message_v1_calls__call_id__messages_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                call_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["MessageIn"];
+            };
+        };
+        responses: {
+            /** @description sent before with this client_msg_id */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MessageOut"];
+                };
+            };
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MessageOut"];
+                };
+            };
+            /** @description bad request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description not authenticated */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description insufficient funds */
+            402: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description validation error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description rate limited */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description a dependency (database, media server) is unavailable, or the request lost every attempt to concurrent ones (retry_later) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+        };
+    };
     signal_v1_calls__call_id__signal_post: {
         parameters: {
             query?: never;
@@ -4811,6 +5171,131 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["SignalAccepted"];
+                };
+            };
+            /** @description bad request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description not authenticated */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description insufficient funds */
+            402: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description validation error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description rate limited */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description a dependency (database, media server) is unavailable, or the request lost every attempt to concurrent ones (retry_later) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+        };
+    };
+    send_tip_v1_calls__call_id__tips_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                call_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["TipIn"];
+            };
+        };
+        responses: {
+            /** @description sent before with this client_msg_id */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MessageOut"];
+                };
+            };
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MessageOut"];
                 };
             };
             /** @description bad request */

@@ -87,6 +87,8 @@ const SENTENCES: Record<ErrorCode, Sentence> = {
   invalid_webhook_event: "error.badRequest",
   ledger_error: "error.ledger",
   media_unavailable: "error.mediaUnavailable",
+  message_limit_reached: "error.messageLimit",
+  message_rate_limited: "error.messageRate",
   method_not_allowed: "error.badRequest",
   not_acceptable: "error.badRequest",
   not_authenticated: "error.notAuthenticated",
@@ -113,6 +115,7 @@ const SENTENCES: Record<ErrorCode, Sentence> = {
   too_many_payouts: (f) =>
     f.pending === undefined ? translate("error.tooManyPayouts") : translate("error.tooManyPayoutsPending", { count: f.pending }),
   too_many_purchases: "error.tooManyPurchases",
+  tip_window_closed: "error.tipWindowClosed",
   too_many_streams: "error.tooManyStreams",
   unsupported_media_type: "error.unsupportedType",
   username_taken: "error.usernameTaken",

@@ -1,0 +1,105 @@
+"""call story: a call's chat tells what happened to the call (system messages)
+
+A trigger on ``calls`` writes a ``system`` message whenever a call connects, is charged,
+gets its low-balance warning or ends, whichever process or code path (a heartbeat, the
+meter's batch, an admin, a webhook) made the change: the story is written where the state
+changes, in the same transaction. Bodies are codes the client puts in words:
+``connected``, ``charged:<coins>``, ``low_balance``, ``ended:<end_reason>``. A charge's and
+a warning's time is the moment the call is billed through (``started_at`` plus
+``billed_seconds``), so the story keeps the server's clock.
+
+Revision ID: 0015
+Revises: 0014
+Create Date: 2026-11-24
+"""
+
+from collections.abc import Sequence
+
+from alembic import op
+
+revision: str = "0015"
+down_revision: str | None = "0014"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+POSTGRES_FUNCTION = """
+CREATE FUNCTION callmeter_call_story() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    billed_through timestamp := COALESCE(
+        NEW.started_at + make_interval(secs => NEW.billed_seconds), NEW.created_at
+    );
+BEGIN
+    IF NEW.status = 'active' AND OLD.status <> 'active' THEN
+        INSERT INTO call_messages (call_id, kind, body, created_at)
+        VALUES (NEW.id, 'system', 'connected', COALESCE(NEW.started_at, NEW.created_at));
+    END IF;
+    IF NEW.charged > OLD.charged THEN
+        INSERT INTO call_messages (call_id, kind, body, amount, created_at)
+        VALUES (NEW.id, 'system', 'charged:' || (NEW.charged - OLD.charged),
+                NEW.charged - OLD.charged, billed_through);
+    END IF;
+    IF NEW.warning IS NOT NULL AND NEW.warning IS DISTINCT FROM OLD.warning THEN
+        INSERT INTO call_messages (call_id, kind, body, created_at)
+        VALUES (NEW.id, 'system', NEW.warning, billed_through);
+    END IF;
+    IF NEW.status = 'ended' AND OLD.status <> 'ended' THEN
+        INSERT INTO call_messages (call_id, kind, body, created_at)
+        VALUES (NEW.id, 'system', 'ended:' || COALESCE(NEW.end_reason, ''),
+                COALESCE(NEW.ended_at, NEW.created_at));
+    END IF;
+    RETURN NULL;
+END
+$$
+"""
+
+POSTGRES_TRIGGER = """
+CREATE TRIGGER calls_story AFTER UPDATE ON calls FOR EACH ROW
+WHEN (OLD.status IS DISTINCT FROM NEW.status OR OLD.charged IS DISTINCT FROM NEW.charged
+      OR OLD.warning IS DISTINCT FROM NEW.warning)
+EXECUTE FUNCTION callmeter_call_story()
+"""
+
+# SQLite runs a trigger's statements in order: one trigger, one INSERT … WHERE per event.
+_BILLED_THROUGH = (
+    "COALESCE(strftime('%Y-%m-%d %H:%M:%f', NEW.started_at, "
+    "'+' || NEW.billed_seconds || ' seconds'), NEW.created_at)"
+)
+SQLITE_TRIGGER = f"""
+CREATE TRIGGER calls_story AFTER UPDATE ON calls FOR EACH ROW
+WHEN OLD.status IS NOT NEW.status OR OLD.charged IS NOT NEW.charged
+     OR OLD.warning IS NOT NEW.warning
+BEGIN
+    INSERT INTO call_messages (call_id, kind, body, created_at)
+    SELECT NEW.id, 'system', 'connected', COALESCE(NEW.started_at, NEW.created_at)
+    WHERE NEW.status = 'active' AND OLD.status <> 'active';
+    INSERT INTO call_messages (call_id, kind, body, amount, created_at)
+    SELECT NEW.id, 'system', 'charged:' || (NEW.charged - OLD.charged),
+           NEW.charged - OLD.charged, {_BILLED_THROUGH}
+    WHERE NEW.charged > OLD.charged;
+    INSERT INTO call_messages (call_id, kind, body, created_at)
+    SELECT NEW.id, 'system', NEW.warning, {_BILLED_THROUGH}
+    WHERE NEW.warning IS NOT NULL AND NEW.warning IS NOT OLD.warning;
+    INSERT INTO call_messages (call_id, kind, body, created_at)
+    SELECT NEW.id, 'system', 'ended:' || COALESCE(NEW.end_reason, ''),
+           COALESCE(NEW.ended_at, NEW.created_at)
+    WHERE NEW.status = 'ended' AND OLD.status <> 'ended';
+END
+"""
+
+
+def upgrade() -> None:
+    if op.get_context().dialect.name == "postgresql":
+        op.execute(POSTGRES_FUNCTION)
+        op.execute(POSTGRES_TRIGGER)
+    else:
+        op.execute(SQLITE_TRIGGER)
+
+
+def downgrade() -> None:
+    op.execute("DROP TRIGGER calls_story ON calls" if _postgres() else "DROP TRIGGER calls_story")
+    if _postgres():
+        op.execute("DROP FUNCTION callmeter_call_story()")
+
+
+def _postgres() -> bool:
+    return op.get_context().dialect.name == "postgresql"
