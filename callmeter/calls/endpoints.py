@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response, status
@@ -29,6 +30,9 @@ from callmeter.calls.schemas import (
     MessageIn,
     MessageOut,
     MessagesPage,
+    MoneyLineOut,
+    PartyOut,
+    ReceiptOut,
     RingCooldownOut,
     SignalAccepted,
     SignalIn,
@@ -364,6 +368,41 @@ async def list_messages(
         session, user=user, call_id=call_id, after=after, limit=limit
     )
     return MessagesPage(items=[MessageOut.of(m) for m in rows], next_after=next_after)
+
+
+@router.get("/{call_id}/receipt")
+async def call_receipt(
+    call_id: CallId,
+    user: CurrentUser,
+    runtime: RuntimeDep,
+    session: SessionDep,
+    transcript: bool = False,
+) -> ReceiptOut:
+    """A call's receipt (its parties and admins): the parties, talk time, rate and
+    interval, every charge, tip and refund with its time, and the chat when
+    `transcript=true`."""
+    call = await service.get_visible_call(session, user, call_id)
+    found = await queries.receipt(session, call, transcript=transcript)
+
+    def lines(moved: list[tuple[datetime, int]]) -> list[MoneyLineOut]:
+        return [MoneyLineOut(at=at, coins=coins) for at, coins in moved]
+
+    return ReceiptOut(
+        call=CallOut.of(call, runtime.clock.now(), runtime.settings),
+        client=PartyOut(id=call.client_id, display_name=found.names.get(call.client_id, "")),
+        host=PartyOut(id=call.host_id, display_name=found.names.get(call.host_id, "")),
+        talk_seconds=call.billed_seconds,
+        charges=lines(found.charges),
+        tips=lines(found.tips),
+        refunds=lines(found.refunds),
+        total_charged=call.charged,
+        total_tips=sum(coins for _, coins in found.tips),
+        total_refunded=call.refunded,
+        host_earned=call.host_earned,
+        transcript=None
+        if found.transcript is None
+        else [MessageOut.of(m) for m in found.transcript],
+    )
 
 
 @router.post("/{call_id}/tips", status_code=status.HTTP_201_CREATED, responses=_SENT_AGAIN)

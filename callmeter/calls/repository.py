@@ -27,7 +27,16 @@ from callmeter.billing.settlement import CALL_COLUMNS, ONGOING_COLUMNS, STATE_FI
 from callmeter.errors import ConcurrentUpdate
 from callmeter.kit.bulk import id_in, update_rows
 from callmeter.kit.lease import claim_due
-from callmeter.models import Account, AccountKind, Call, CallMessage, CallSignal, CallStatus, User
+from callmeter.models import (
+    Account,
+    AccountKind,
+    Call,
+    CallMessage,
+    CallSignal,
+    CallStatus,
+    Transfer,
+    User,
+)
 from callmeter.models.call import NEVER_CONNECTED
 from callmeter.models.call import NOT_ENDED as NOT_ENDED  # the meter's too
 
@@ -530,3 +539,17 @@ async def messages_after(
         .limit(limit)
     )
     return list(result.all())
+
+
+async def money_of_call(
+    session: AsyncSession, call_id: int, kinds: Sequence[str]
+) -> list[tuple[datetime, str, int]]:
+    """The call's transfers of ``kinds`` as (time, kind, coins), one per moment and kind (a
+    charge's two parts are one), oldest first."""
+    rows = await session.execute(
+        select(Transfer.created_at, Transfer.kind, func.sum(Transfer.amount))
+        .where(Transfer.call_id == call_id, Transfer.kind.in_(kinds))
+        .group_by(Transfer.created_at, Transfer.kind)
+        .order_by(Transfer.created_at, Transfer.kind)
+    )
+    return [(at, kind, int(coins)) for at, kind, coins in rows]

@@ -232,3 +232,32 @@ class MessagesPage(BaseModel):
     next_after: int | None = Field(
         description="pass as `after` for the next page; null when this is the last"
     )
+
+
+class MoneyLineOut(BaseModel):
+    at: datetime
+    coins: int
+
+
+class PartyOut(BaseModel):
+    id: int
+    display_name: str
+
+
+class ReceiptOut(BaseModel):
+    """A call's receipt: who, how long, at what rate, and every coin it moved."""
+
+    call: CallOut
+    client: PartyOut
+    host: PartyOut
+    talk_seconds: int = Field(description="the billed talk time")
+    charges: list[MoneyLineOut] = Field(description="each charge (both its parts), in order")
+    tips: list[MoneyLineOut] = Field(description="what the client tipped, in order")
+    refunds: list[MoneyLineOut]
+    total_charged: int
+    total_tips: int
+    total_refunded: int
+    host_earned: int = Field(description="the host's part of the charges (tips not included)")
+    transcript: list[MessageOut] | None = Field(
+        description="the chat, oldest first, when asked for (`?transcript=true`)"
+    )

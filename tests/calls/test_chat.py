@@ -435,3 +435,46 @@ class TestStory:
         caller, _host, call_id = await active(driver)  # "connected" is in the chat
         r = await driver.post(f"/v1/calls/{call_id}/messages", caller, say("one", "c1"))
         assert r.status_code == 201, r.text
+
+
+async def test_a_receipt_lists_every_coin_the_call_moved(driver: CallDriver) -> None:
+    interval = driver.runtime.settings.billing_interval_seconds
+    caller, host, call_id = await active(driver, coins=100)
+    await driver.post(f"/v1/calls/{call_id}/messages", caller, say("gracias", "c1"))
+    await driver.run(call_id, caller, host, until=2 * interval + 5)
+    await driver.post(f"/v1/calls/{call_id}/end", caller)
+    tip = await driver.post(
+        f"/v1/calls/{call_id}/tips", caller, {"amount": 15, "client_msg_id": "t"}
+    )
+    assert tip.status_code == 201, tip.text
+    admin = await driver.party(Role.admin)
+    r = await driver.client.post(
+        f"/v1/admin/calls/{call_id}/refund",
+        json={"amount": 5, "reason": "late start"},
+        headers={**admin.headers, "Idempotency-Key": "receipt-refund"},
+    )
+    assert r.status_code == 200, r.text
+    call = await driver.call(call_id, caller)
+    for who in (caller, host, admin):
+        r = await driver.client.get(f"/v1/calls/{call_id}/receipt", headers=who.headers)
+        assert r.status_code == 200, r.text
+        receipt = r.json()
+        assert (receipt["client"]["id"], receipt["host"]["id"]) == (caller.user.id, host.user.id)
+        assert receipt["client"]["display_name"] and receipt["host"]["display_name"]
+        # one line per minute completed (2 min 5 s), at the boundary it was charged
+        assert [c["coins"] for c in receipt["charges"]] == [10, 10], receipt["charges"]
+        assert sum(c["coins"] for c in receipt["charges"]) == receipt["total_charged"] == 20
+        assert [t["coins"] for t in receipt["tips"]] == [15] and receipt["total_tips"] == 15
+        assert [x["coins"] for x in receipt["refunds"]] == [5] and receipt["total_refunded"] == 5
+        assert receipt["talk_seconds"] == call["billed_seconds"]
+        assert receipt["host_earned"] == call["host_earned"]
+        assert receipt["transcript"] is None
+    r = await driver.client.get(
+        f"/v1/calls/{call_id}/receipt", params={"transcript": "true"}, headers=caller.headers
+    )
+    transcript = r.json()["transcript"]
+    assert [m["body"] for m in transcript if m["kind"] == "text"] == ["gracias"]
+    assert transcript[-1]["kind"] == "tip"
+    stranger = await driver.party(Role.client, 10)
+    r = await driver.client.get(f"/v1/calls/{call_id}/receipt", headers=stranger.headers)
+    assert r.status_code == 404

@@ -587,6 +587,28 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/calls/{call_id}/receipt": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Call Receipt
+         * @description A call's receipt (its parties and admins): the parties, talk time, rate and
+         *     interval, every charge, tip and refund with its time, and the chat when
+         *     `transcript=true`.
+         */
+        get: operations["call_receipt_v1_calls__call_id__receipt_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/calls/{call_id}/signal": {
         parameters: {
             query?: never;
@@ -1682,10 +1704,27 @@ export interface components {
              */
             next_after: number | null;
         };
+        /** MoneyLineOut */
+        MoneyLineOut: {
+            /**
+             * At
+             * Format: date-time
+             */
+            at: string;
+            /** Coins */
+            coins: number;
+        };
         /** OnboardingOut */
         OnboardingOut: {
             /** Url */
             url: string;
+        };
+        /** PartyOut */
+        PartyOut: {
+            /** Display Name */
+            display_name: string;
+            /** Id */
+            id: number;
         };
         /** PayoutIn */
         PayoutIn: {
@@ -1796,6 +1835,48 @@ export interface components {
             items: components["schemas"]["PurchaseOut"][];
             /** Next Before */
             next_before: number | null;
+        };
+        /**
+         * ReceiptOut
+         * @description A call's receipt: who, how long, at what rate, and every coin it moved.
+         */
+        ReceiptOut: {
+            call: components["schemas"]["CallOut"];
+            /**
+             * Charges
+             * @description each charge (both its parts), in order
+             */
+            charges: components["schemas"]["MoneyLineOut"][];
+            client: components["schemas"]["PartyOut"];
+            host: components["schemas"]["PartyOut"];
+            /**
+             * Host Earned
+             * @description the host's part of the charges (tips not included)
+             */
+            host_earned: number;
+            /** Refunds */
+            refunds: components["schemas"]["MoneyLineOut"][];
+            /**
+             * Talk Seconds
+             * @description the billed talk time
+             */
+            talk_seconds: number;
+            /**
+             * Tips
+             * @description what the client tipped, in order
+             */
+            tips: components["schemas"]["MoneyLineOut"][];
+            /** Total Charged */
+            total_charged: number;
+            /** Total Refunded */
+            total_refunded: number;
+            /** Total Tips */
+            total_tips: number;
+            /**
+             * Transcript
+             * @description the chat, oldest first, when asked for (`?transcript=true`)
+             */
+            transcript: components["schemas"]["MessageOut"][] | null;
         };
         /** RedirectOut */
         RedirectOut: {
@@ -5055,6 +5136,120 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["MessageOut"];
+                };
+            };
+            /** @description bad request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description not authenticated */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description insufficient funds */
+            402: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description validation error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description rate limited */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description a dependency (database, media server) is unavailable, or the request lost every attempt to concurrent ones (retry_later) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+        };
+    };
+    call_receipt_v1_calls__call_id__receipt_get: {
+        parameters: {
+            query?: {
+                transcript?: boolean;
+            };
+            header?: never;
+            path: {
+                call_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ReceiptOut"];
                 };
             };
             /** @description bad request */
