@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import re
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -148,8 +149,8 @@ async def test_a_video_call_billed_until_the_coins_run_out(
         banner = banner or await caller.get_by_test_id("low-balance").count() > 0
         if banner and SCREENSHOTS and not shot:
             shot = True
-            await host.screenshot(path=f"{SCREENSHOTS}/host.png")
-            await caller.screenshot(path=f"{SCREENSHOTS}/call.png")
+            await host.screenshot(path=f"{SCREENSHOTS}/host-en.png", full_page=True)
+            await caller.screenshot(path=f"{SCREENSHOTS}/call-en.png", full_page=True)
         await asyncio.sleep(0.1)
     assert seen[:3] == ["0 coins", "10 coins", "20 coins"], seen
     assert banner
@@ -218,7 +219,9 @@ async def test_a_video_call_billed_until_the_coins_run_out(
     if SCREENSHOTS:
         await admin.get_by_role("button", name="Run ledger check").click()
         await admin.get_by_test_id("ledger-ok").wait_for()
-        await admin.screenshot(path=f"{SCREENSHOTS}/admin.png", full_page=True)
+        row = admin.get_by_test_id("call-row").filter(has_text=f"#{call_id}")
+        await expect(row.get_by_role("cell").nth(6)).to_have_text("10 coins")  # the list polls
+        await admin.screenshot(path=f"{SCREENSHOTS}/admin-en.png", full_page=True)
 
 
 async def frames_flow(page: Page, timeout_ms: float = 30_000) -> None:
@@ -532,32 +535,210 @@ async def test_a_profile_clients_find_and_every_page_fits_a_phone(
     assert not wide, wide
 
 
-async def test_the_client_pages_in_spanish_and_the_choice_is_kept(
-    web_server: str, browser: Browser
-) -> None:
-    """Issue 16 (in part): a Spanish user picks Español on the login page; the frame, home,
-    hosts, statement and history read in Spanish, and the choice is kept on the user: the
-    next login, from a browser set to English, is in Spanish too."""
-    context = await browser.new_context(
-        base_url=web_server, viewport={"width": 1000, "height": 800}
-    )
+# English that must not show on a Spanish page (its text, and what a screen reader says:
+# aria-label, title, placeholder, alt). Whole words, any case; names ("Tutor", "Rich"),
+# codes ("EUR", "US$") and the language picker's "English" are no leak.
+ENGLISH = (
+    "coin", "coins", "balance", "held", "available", "hang up", "status", "call", "calls",
+    "call with", "loading", "buy", "grant", "granted", "refund", "refunded", "history",
+    "log out", "home", "host", "hosts", "client", "admin", "statement", "wallet", "summary",
+    "accept", "decline", "incoming", "duration", "charged", "earned", "earnings", "payout",
+    "payouts", "search", "find", "topic", "speaks", "online", "offline", "away", "busy",
+    "next charge", "rate", "mute", "camera", "microphone", "show older", "download", "users",
+    "amount", "reason", "ledger", "check", "paid", "pay", "cancel", "cancelled", "test payment",
+    "best value", "bonus", "price", "problems", "not found", "page", "minute", "minutes",
+    "seconds", "active", "ended", "ringing", "connecting", "hung up", "ran out", "accounts",
+    "transfers", "issued", "wallets", "revenue", "losses", "purchased", "shortfalls", "main",
+    "the", "and", "you", "your", "with", "for", "not", "was", "back", "more", "waiting",
+    "review", "added", "nothing", "please", "try again", "failed",
+)  # fmt: skip
+LEAK = re.compile(r"\b(?:" + "|".join(re.escape(w) for w in ENGLISH) + r")\b", re.IGNORECASE)
+READ = """() => [
+    document.title, document.body.innerText,
+    ...[...document.querySelectorAll('[aria-label],[title],[placeholder],[alt]')].flatMap(
+        e => ['aria-label', 'title', 'placeholder', 'alt'].map(a => e.getAttribute(a) ?? ''))
+].join('\\n')"""
+
+
+async def in_spanish(page: Page, where: str) -> None:
+    """The page is declared Spanish and no English shows on it."""
+    await expect(page.locator("html")).to_have_attribute("lang", "es")
+    text = await page.evaluate(READ)
+    leaks = sorted({m.group(0) for m in LEAK.finditer(text)}, key=str.lower)
+    assert not leaks, f"English on the Spanish {where} page: {leaks}\n{text}"
+
+
+async def logged_in_in_spanish(
+    browser: Browser, base: str, username: str
+) -> tuple[BrowserContext, Page]:
+    """A browser set to English (Playwright's default); the user picks Español on the
+    login page."""
+    context = await browser.new_context(base_url=base, viewport={"width": 1000, "height": 800})
+    await context.grant_permissions(["camera", "microphone"])
     page = await context.new_page()
     await page.goto("/")
     await page.get_by_label("Language").select_option("es")
     await expect(page.get_by_role("heading", name="Iniciar sesión")).to_be_visible()
-    await page.get_by_label("Usuario").fill("rich")
+    await in_spanish(page, "login")
+    await page.get_by_label("Usuario").fill(username)
     await page.get_by_label("Contraseña").fill(PASSWORD)
     await page.get_by_role("button", name="Entrar").click()
     await page.get_by_role("link", name="Inicio").wait_for()
-    await expect(page.get_by_role("region", name="Monedero")).to_contain_text("1000 monedas")
-    hosts = page.get_by_role("region", name="Anfitriones")
+    return context, page
+
+
+async def test_the_whole_client_flow_in_spanish_and_the_choice_is_kept(
+    web_server: str, browser: Browser, env: dict[str, str]
+) -> None:
+    """Issue 16, "Spanish and English": a host and a client pick Español on the login page;
+    the client calls, both see video, the call is billed, the client hangs up, reads the
+    summary, statement and history, buys coins; an admin grants, refunds and checks the
+    ledger: every page reads in Spanish, with no English left on it. The choice is kept on
+    the user: the next login, from a browser set to English, is in Spanish too."""
+    started = time.monotonic()
+    _, host = await logged_in_in_spanish(browser, web_server, "tutor")
+    await in_spanish(host, "host home")
+    _, client = await logged_in_in_spanish(browser, web_server, "rich")
+    await expect(client.get_by_role("region", name="Monedero")).to_contain_text("1000 monedas")
+    hosts = client.get_by_role("region", name="Anfitriones")
     await expect(hosts).to_contain_text("desconectado")  # Nobody never opened a page
-    await expect(page.get_by_role("region", name="Movimientos")).to_be_visible()
+    await expect(hosts.get_by_test_id("host").filter(has_text="Tutor")).to_contain_text("en línea")
+    await expect(client.get_by_role("region", name="Movimientos")).to_be_visible()
+    await in_spanish(client, "client home")
     if SCREENSHOTS:
-        await page.screenshot(path=f"{SCREENSHOTS}/client-home-es.png", full_page=True)
-    await page.get_by_role("link", name="Historial").click()
-    await expect(page.get_by_role("heading", name="Historial de llamadas")).to_be_visible()
-    await context.close()
+        await client.screenshot(path=f"{SCREENSHOTS}/client-home-es.png", full_page=True)
+
+    # The call: it rings in Spanish, both see video, the meter counts in monedas.
+    await client.get_by_role("button", name="Llamar a Tutor").click()
+    await client.wait_for_url("**/calls/*")
+    call_id = int(client.url.rsplit("/", 1)[1])
+    dialog = host.get_by_role("alertdialog", name="Llamada entrante")
+    await expect(dialog.get_by_test_id("caller")).to_have_text("Rich")
+    await expect(dialog.get_by_test_id("incoming-text")).to_contain_text("te llama: 10 monedas")
+    await in_spanish(host, "incoming call")
+    await dialog.get_by_role("button", name="Aceptar").click()
+    await host.wait_for_url(f"**/calls/{call_id}")
+    await asyncio.gather(remote_video_plays(client), remote_video_plays(host))
+    for page in (client, host):
+        await expect(page.get_by_test_id("status")).to_have_text("en curso")
+    await expect(client.get_by_role("button", name="Colgar")).to_be_visible()
+    await expect(client.get_by_test_id("cost")).to_have_text(
+        re.compile(r"^[1-9][0-9]* monedas$"), timeout=15_000
+    )  # a charge landed
+    await expect(host.get_by_test_id("cost")).to_have_text(re.compile(r"^[1-9][0-9]* monedas$"))
+    await in_spanish(client, "client's call")
+    await in_spanish(host, "host's call")
+    if SCREENSHOTS:
+        await host.screenshot(path=f"{SCREENSHOTS}/host-es.png", full_page=True)
+        await client.screenshot(path=f"{SCREENSHOTS}/call-es.png", full_page=True)
+    call_took = time.monotonic() - started
+
+    await client.get_by_role("button", name="Colgar").click()
+    summary = client.get_by_role("region", name="Resumen de la llamada")
+    await expect(summary.get_by_test_id("end-reason")).to_have_text(
+        "La llamada terminó porque el cliente colgó."
+    )
+    await expect(summary.get_by_test_id("charged")).to_have_text(
+        re.compile(r"^[1-9][0-9]* monedas$")
+    )
+    charged = int((await summary.get_by_test_id("charged").inner_text()).split()[0])
+    await expect(summary.get_by_test_id("balance")).to_have_text(f"{1000 - charged} monedas")
+    await in_spanish(client, "client's call summary")
+    host_summary = host.get_by_role("region", name="Resumen de la llamada")
+    await expect(host_summary.get_by_test_id("earned")).to_have_text(
+        re.compile(r"^[0-9]+ monedas$")
+    )
+    await in_spanish(host, "host's call summary")
+
+    # The statement and the history say what the call was, in Spanish.
+    await client.get_by_role("link", name="Volver al inicio").click()
+    statement = client.get_by_role("region", name="Movimientos")
+    await expect(statement.get_by_test_id("statement-line").first).to_contain_text(
+        re.compile(r"Llamada con Tutor, [0-9]+ s")
+    )
+    await in_spanish(client, "statement")
+    await client.get_by_role("navigation").get_by_role("link", name="Historial").click()
+    await expect(client.get_by_role("heading", name="Historial de llamadas")).to_be_visible()
+    await expect(client.get_by_role("row").filter(has_text=f"#{call_id}")).to_contain_text(
+        "el cliente colgó"
+    )
+    await in_spanish(client, "history")
+    await host.get_by_role("link", name="Volver al inicio").click()
+    await expect(host.get_by_role("region", name="Perfil")).to_be_visible()
+    await in_spanish(host, "host home after the call")
+    await host.get_by_role("navigation").get_by_role("link", name="Ganancias").click()
+    await expect(host.get_by_role("heading", name="Ganancias")).to_be_visible()
+    await in_spanish(host, "earnings")
+
+    # Buying coins: prices written the Spanish way, in dollars (this browser is English) or
+    # in euros; the test checkout and the way back in Spanish too.
+    await client.get_by_role("navigation").get_by_role("link", name="Comprar monedas").click()
+    await expect(client.get_by_role("heading", name="Comprar monedas")).to_be_visible()
+    await expect(client.get_by_test_id("test-mode")).to_contain_text("no se mueve dinero")
+    await expect(
+        client.get_by_role("button", name="Comprar 330 monedas por 12,99 US$")
+    ).to_be_enabled()
+    await client.get_by_role("button", name="EUR €").click()
+    await expect(
+        client.get_by_role("button", name="Comprar 330 monedas por 12,99 €")
+    ).to_be_enabled()
+    eur_330 = client.get_by_test_id("pack-eur-330")
+    await expect(eur_330).to_contain_text("12,99 €")
+    await expect(eur_330).to_contain_text("+30 de regalo")
+    await expect(eur_330).to_contain_text("0,039 € por moneda")
+    await expect(client.get_by_test_id("pack-eur-1800")).to_contain_text("Mejor precio")
+    await in_spanish(client, "buy coins")
+    await client.get_by_role("button", name="Comprar 100 monedas por 4,99 €").click()
+    await client.wait_for_url("**/test-checkout/*")
+    await expect(client.get_by_test_id("test-banner")).to_contain_text("PAGO DE PRUEBA")
+    await expect(client.get_by_test_id("amount")).to_have_text("4,99 €")
+    await in_spanish(client, "test checkout")
+    await client.get_by_role("button", name="Pagar 4,99 € (prueba)").click()
+    await client.wait_for_url("**/coins/return?*result=success")
+    await expect(client.get_by_test_id("return-state")).to_have_text("Monedas añadidas")
+    await expect(client.get_by_test_id("coins-added")).to_have_text(
+        "Se añadieron 100 monedas a tu monedero."
+    )
+    await expect(client.get_by_test_id("balance")).to_have_text(f"{1100 - charged} monedas")
+    await in_spanish(client, "checkout return")
+    await client.get_by_role("link", name="Comprar más monedas").click()
+    await expect(client.get_by_test_id("receipt").first).to_contain_text("Pagada")
+    await in_spanish(client, "buy coins, with a receipt")
+
+    # The admin, in Spanish: grants, refunds part of the call, checks the ledger.
+    rich = (await call_of(web_server, "rich", call_id))["client_id"]
+    _, admin = await logged_in_in_spanish(browser, web_server, "boss")
+    grant = admin.get_by_role("form", name="Otorgar monedas")
+    await grant.get_by_label("Id de usuario del cliente").fill(str(rich))
+    await grant.get_by_label("Cantidad").fill("7")
+    await grant.get_by_role("button", name="Otorgar", exact=True).click()
+    await expect(admin.get_by_role("status")).to_have_text(
+        f"Se otorgaron 7 monedas al usuario #{rich}."
+    )
+    refund = admin.get_by_role("form", name="Reembolsar una llamada")
+    await refund.get_by_label("Id de llamada").fill(str(call_id))
+    await refund.get_by_label("Cantidad").fill("10")
+    await refund.get_by_label("Motivo").fill("prueba")
+    await refund.get_by_role("button", name="Reembolsar", exact=True).click()
+    await expect(admin.get_by_role("status")).to_have_text(
+        f"Se reembolsaron 10 monedas de la llamada #{call_id}."
+    )
+    await admin.get_by_role("button", name="Comprobar el libro mayor").click()
+    await expect(admin.get_by_test_id("ledger-ok")).to_have_text(
+        "Se cumplen todos los invariantes."
+    )
+    row = admin.get_by_test_id("call-row").filter(has_text=f"#{call_id}")
+    await expect(row).to_contain_text("terminada (el cliente colgó)")
+    await expect(row.get_by_role("cell").nth(6)).to_have_text("10 monedas")  # the list polls
+    await in_spanish(admin, "admin")
+    if SCREENSHOTS:
+        await admin.screenshot(path=f"{SCREENSHOTS}/admin-es.png", full_page=True)
+    await admin.get_by_role("navigation").get_by_role("link", name="Pagos").click()
+    await expect(admin.get_by_role("heading", name="Pagos")).to_be_visible()
+    await in_spanish(admin, "payouts queue")
+    assert "ledger check passed" in run(env, "ledger", "check").stdout
+    spanish_took = time.monotonic() - started
+    print(f"call with a charge: {call_took:.1f} s, the Spanish flow: {spanish_took:.1f} s")
 
     # another browser, in English: the user's choice comes with the login
     english = await browser.new_context(
@@ -570,7 +751,12 @@ async def test_the_client_pages_in_spanish_and_the_choice_is_kept(
     await again.get_by_role("button", name="Log in").click()
     await expect(again.get_by_role("link", name="Inicio")).to_be_visible()
     await expect(again.get_by_label("Idioma")).to_have_value("es")
+    await in_spanish(again, "client home, in an English browser")
     await again.get_by_label("Idioma").select_option("en")
     await expect(again.get_by_role("link", name="Home")).to_be_visible()
+    await expect(again.locator("html")).to_have_attribute("lang", "en")
+    await expect(again.get_by_test_id("balance")).to_have_text(f"{1117 - charged:,} coins")
+    await expect(again.get_by_role("region", name="Statement")).to_contain_text("Call with Tutor")
+    await expect(again.get_by_role("region", name="Hosts")).to_contain_text("Nobody")
     if SCREENSHOTS:
         await again.screenshot(path=f"{SCREENSHOTS}/client-home-en.png", full_page=True)

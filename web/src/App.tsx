@@ -31,7 +31,7 @@ function Shell({ children }: { children: ReactNode }) {
     <>
       <header className="topbar">
         <Link to="/" className="brand">callmeter</Link>
-        <nav aria-label="main">
+        <nav aria-label={t("nav.main")}>
           <Link to="/">{t("nav.home")}</Link>
           {auth.user.role === "client" && <Link to="/coins">{t("nav.buyCoins")}</Link>}
           {auth.user.role === "host" && <Link to="/earnings">{t("nav.earnings")}</Link>}
@@ -59,6 +59,11 @@ function Shell({ children }: { children: ReactNode }) {
       <main>{children}</main>
     </>
   );
+}
+
+function NotFound() {
+  const t = useT();
+  return <p>{t("nav.notFound")} <Link to="/">{t("nav.home")}</Link></p>;
 }
 
 export function App() {
@@ -107,7 +112,7 @@ export function App() {
                 <Route path="/admin/payouts" element={<AdminPayoutsPage />} />
                 <Route path="/earnings" element={<EarningsPage />} />
                 <Route path="/login" element={<Navigate to="/" replace />} />
-                <Route path="*" element={<p>Page not found. <Link to="/">Home</Link></p>} />
+                <Route path="*" element={<NotFound />} />
               </Routes>
             </Shell>
           </AuthContext.Provider>

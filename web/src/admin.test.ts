@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
-import { callsQuery, resultKnown } from "./pages/Admin";
+import { callsQuery, resultKnown, totalName } from "./pages/Admin";
 import { ApiError } from "./api";
+import { speak } from "./i18n";
 
 describe("the admin's call filters", () => {
   it("asks for a status, one user's calls and whole local days", () => {
@@ -25,5 +26,21 @@ describe("the admin's call filters", () => {
 describe("a date no server time can hold", () => {
   it("filters nothing instead of breaking the page", () => {
     expect(callsQuery({ status: "", user_id: "", since: "20261-01-01", until: "" })).toBe("/v1/admin/calls?limit=50");
+  });
+});
+
+describe("the ledger check's totals", () => {
+  it("are named in the page's language", () => {
+    expect(totalName("paid_out")).toBe("Paid out");
+    speak("es");
+    try {
+      expect(totalName("paid_out")).toBe("Retiradas");
+      expect(totalName("absorbed_by_platform")).toBe("Asumidas por la plataforma");
+    } finally {
+      speak("en");
+    }
+  });
+  it("reads a name the page does not know as the server spells it", () => {
+    expect(totalName("new_total")).toBe("new total");
   });
 });

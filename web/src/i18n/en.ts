@@ -1,9 +1,11 @@
 /** The English catalogue: every message id the web client uses (ICU MessageFormat). The
  * Spanish one (es.ts) must have exactly these ids: a missing or extra key fails `tsc`. */
+import { enChat } from "./en-chat";
 import { enMoney } from "./en-money";
 
 export const en = {
   ...enMoney,
+  ...enChat,
   // the frame
   "nav.home": "Home",
   "nav.buyCoins": "Buy coins",
@@ -13,6 +15,8 @@ export const en = {
   "nav.payouts": "Payouts",
   "nav.logout": "Log out",
   "nav.language": "Language",
+  "nav.main": "Main",
+  "nav.notFound": "Page not found.",
   "role.client": "client",
   "role.host": "host",
   "role.admin": "admin",
@@ -54,6 +58,7 @@ export const en = {
   "wallet.loading": "Loading…",
   "hosts.title": "Hosts",
   "hosts.search": "Search",
+  "hosts.find": "Find a host",
   "hosts.language": "Speaks",
   "hosts.anyLanguage": "any",
   "hosts.topic": "Topic",
@@ -236,6 +241,23 @@ export const en = {
   "admin.problems": "Problems found:",
   "admin.waiting": "{count, plural, =0 {No payout requests are waiting.} one {# payout request is waiting for review.} other {# payout requests are waiting for review.}}",
   "admin.waitingMore": "{count}+ payout requests are waiting for review.",
+  // the ledger check's totals (`GET /v1/admin/ledger/check`), by the server's names
+  "admin.total.accounts": "Accounts",
+  "admin.total.transfers": "Transfers",
+  "admin.total.issued": "Coins issued",
+  "admin.total.wallets": "In wallets",
+  "admin.total.held": "Held",
+  "admin.total.earnings": "Host earnings",
+  "admin.total.revenue": "Platform revenue",
+  "admin.total.losses": "Losses",
+  "admin.total.granted": "Granted",
+  "admin.total.purchased": "Bought",
+  "admin.total.bonus": "Bonus",
+  "admin.total.refunded": "Refunded",
+  "admin.total.disputes_lost": "Disputes lost",
+  "admin.total.paid_out": "Paid out",
+  "admin.total.shortfalls": "Shortfalls",
+  "admin.total.absorbed_by_platform": "Absorbed by the platform",
   "error.offline": "The server could not be reached. Check your connection and try again.",
   "error.insufficientFundsNeeded": "Not enough coins, {needed, number} needed.",
   "error.insufficientFunds": "Not enough coins.",
@@ -284,6 +306,9 @@ export const en = {
   "error.tooManyPayoutsPending": "{count, plural, one {# payout request is} other {# payout requests are}} waiting for review. Wait until they are reviewed.",
   "error.tooManyStreams": "Too many pages of yours are open. Close one and try again.",
   "error.unsupportedType": "That type of file is not accepted.",
+  "error.messageLimit": "This call's chat is full: no more messages can be sent.",
+  "error.messageRate": "You are sending messages too fast. Wait a few seconds.",
+  "error.tipWindowClosed": "It is too late to tip for this call.",
   "error.failed": "Request failed ({status}).",
   "field.username": "A username is 3 to 32 letters, digits, dots, dashes or underscores.",
   "field.password": "The password must be 8 to 128 characters.",

@@ -7,7 +7,7 @@ const VALUES = {
   count: 2, coins: "2", minutes: 3, seconds: 4, name: "Ana", time: "1 min", kind: "x", caller: "Ana", rate: "10",
   reason: "r", quality: "q", n: 2, per: "p", needed: 3, status: 500,
   price: "€1.00", total: "3", bought: 2, bonus: 1, id: 9, money: "€1.00", minimum: "1", matured: "2", when: "soon",
-  reference: "R-1", what: "Payout #9", history: "h", date: "today", label: "L", host: "Ana", transfer: 4,
+  reference: "R-1", what: "Payout #9", history: "h", date: "today", label: "L", host: "Ana", transfer: 4, who: "Ana",
 };
 
 describe("the catalogues", () => {

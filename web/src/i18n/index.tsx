@@ -1,6 +1,6 @@
 /** The web client in English or Spanish (react-intl): the catalogues, the language in use,
  * and `translate` for code outside components (formatting helpers, error sentences). */
-import { createContext, useContext, useMemo, useState, type ReactNode } from "react";
+import { createContext, useContext, useEffect, useMemo, useState, type ReactNode } from "react";
 import { createIntl, createIntlCache, IntlProvider, useIntl, type IntlShape } from "react-intl";
 import { en, type MessageId } from "./en";
 import { es } from "./es";
@@ -57,6 +57,9 @@ const LanguageContext = createContext<{ language: Language; setLanguage: (l: Lan
 export function LanguageProvider({ children }: { children: ReactNode }) {
   const [language, choose] = useState<Language>(() => initialLanguage());
   speak(language); // before the children render: helpers translate in the same language
+  useEffect(() => {
+    document.documentElement.lang = language; // screen readers pronounce the page's language
+  }, [language]);
   const value = useMemo(
     () => ({
       language,

@@ -4,7 +4,7 @@ import { ApiError, friendlyMessage, request, type CallsPage } from "../api";
 import { IntentKeys } from "../coins";
 import { useAuth } from "../auth";
 import { describeEndReason, formatCoins, formatDuration } from "../format";
-import { currentLocale, translate, useT } from "../i18n";
+import { currentLocale, isMessageId, translate, useT } from "../i18n";
 import { useResource } from "../hooks";
 import type { ReviewPage } from "../payouts";
 
@@ -12,6 +12,13 @@ interface LedgerCheck {
   ok: boolean;
   problems: string[];
   totals: Record<string, number>;
+}
+
+/** A ledger check total in words ("paid_out" → "Paid out"); a name this page does not know
+ * yet reads as the server spells it. */
+export function totalName(key: string): string {
+  const id = `admin.total.${key}`;
+  return isMessageId(id) ? translate(id) : key.replace(/_/g, " ");
 }
 
 const EMPTY_GRANT = { user_id: "", amount: "", note: "" };
@@ -266,7 +273,7 @@ export function AdminPage() {
             <ul>{check.problems.map((p) => <li key={p}>{p}</li>)}</ul>
             <dl className="stats">
               {Object.entries(check.totals).map(([k, v]) => (
-                <div key={k}><dt>{k}</dt><dd>{v.toLocaleString(currentLocale())}</dd></div>
+                <div key={k}><dt>{totalName(k)}</dt><dd>{v.toLocaleString(currentLocale())}</dd></div>
               ))}
             </dl>
           </>

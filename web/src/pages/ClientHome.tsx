@@ -64,10 +64,10 @@ export function ClientHome() {
         {error && (
           <p role="alert" className="error">
             {error}
-            {needsCoins && <> <Link to="/coins">Buy coins</Link></>}
+            {needsCoins && <> <Link to="/coins">{t("nav.buyCoins")}</Link></>}
           </p>
         )}
-        <div className="row filters" role="search" aria-label="Find a host">
+        <div className="row filters" role="search" aria-label={t("hosts.find")}>
           <label>{t("hosts.search")}<input value={search.q} maxLength={64} onChange={(e) => setSearch({ ...search, q: e.target.value })} /></label>
           <label>{t("hosts.language")}
             <select value={search.language} onChange={(e) => setSearch({ ...search, language: e.target.value })}>

@@ -27,7 +27,7 @@ export function HistoryPage() {
               <td>{c.started_at ? new Date(c.started_at).toLocaleString(currentLocale()) : "—"}</td>
               <td>{formatDuration(c.billed_seconds)}</td>
               <td>{formatCoins(isHost ? c.host_earned : c.charged)}</td>
-              <td>{c.status === "ended" ? describeEndReason(c.end_reason) : c.status}</td>
+              <td>{c.status === "ended" ? describeEndReason(c.end_reason) : t(`status.${c.status}`)}</td>
             </tr>
           ))}
         </tbody>
