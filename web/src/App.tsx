@@ -17,6 +17,7 @@ import { CoinsReturnPage } from "./pages/CoinsReturn";
 import { TestCheckoutPage } from "./pages/TestCheckout";
 import { EarningsPage } from "./pages/Earnings";
 import { AdminPayoutsPage } from "./pages/AdminPayouts";
+import { ReceiptPage } from "./pages/Receipt";
 
 const ROLE = { client: "role.client", host: "role.host", admin: "role.admin" } as const;
 
@@ -105,6 +106,7 @@ export function App() {
               <Routes>
                 <Route path="/" element={home} />
                 <Route path="/calls/:callId" element={<CallScreen />} />
+                <Route path="/calls/:callId/receipt" element={<ReceiptPage />} />
                 <Route path="/history" element={<HistoryPage />} />
                 <Route path="/coins" element={<BuyCoinsPage />} />
                 <Route path="/coins/return" element={<CoinsReturnPage />} />

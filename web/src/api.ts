@@ -20,6 +20,10 @@ export type Entry = Schemas["EntryOut"];
 /** A line of your statement: one event (a call's charge is one line, both its parts). */
 export type StatementLine = Schemas["StatementLineOut"];
 export type StatementPage = Schemas["StatementOut"];
+/** A line of a call's chat: text, a tip or one of the call's own events. */
+export type Message = Schemas["MessageOut"];
+export type MessagesPage = Schemas["MessagesPage"];
+export type Receipt = Schemas["ReceiptOut"];
 
 /** Every `error` code the server answers with (its OpenAPI document lists them). */
 export type ErrorCode = Schemas["ErrorOut"]["error"];
@@ -47,6 +51,13 @@ export class ApiError extends Error {
   ) {
     super(detail);
   }
+}
+
+/** Whether a failed request has a known result: the server answered and refused (4xx), so
+ * nothing happened and the next submit is a new intent. A 5xx or no answer at all leaves
+ * the result unknown: a retry sends the same key (Idempotency-Key, client_msg_id). */
+export function resultKnown(error: unknown): boolean {
+  return error instanceof ApiError && error.status < 500;
 }
 
 /** What to fix, in a person's words, for the field the server refused (never its rule). */

@@ -48,5 +48,6 @@ export const enChat = {
   "receipt.transcript": "Chat transcript",
   "receipt.showTranscript": "Show the chat",
   "receipt.print": "Print",
+  "history.receiptFor": "Receipt of call {id}",
   "receipt.loading": "Loading…",
 } as const;

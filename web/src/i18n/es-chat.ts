@@ -50,5 +50,6 @@ export const esChat: Record<keyof typeof enChat, string> = {
   "receipt.transcript": "Transcripción del chat",
   "receipt.showTranscript": "Mostrar el chat",
   "receipt.print": "Imprimir",
+  "history.receiptFor": "Recibo de la llamada {id}",
   "receipt.loading": "Cargando…",
 };

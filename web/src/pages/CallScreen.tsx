@@ -1,6 +1,6 @@
 import { useCallback, useEffect, useRef, useState } from "react";
 import { Link, useParams } from "react-router-dom";
-import { ApiError, friendlyMessage, request, type Call, type Media, type Wallet } from "../api";
+import { ApiError, friendlyMessage, request, type Call, type Media, type Message, type Wallet } from "../api";
 import { useAuth } from "../auth";
 import { openEventStream } from "../events";
 import { describeEndReason, formatCoins, formatDuration, formatRate, secondsUntil } from "../format";
@@ -11,6 +11,7 @@ import { ServerClock } from "../clock";
 import { LiveKitMedia } from "../media/livekit";
 import { P2PMedia, type SignalMessage } from "../media/p2p";
 import { MediaControls, PeerBadges, usePeerState } from "../media/controls";
+import { ChatPanel, useChat } from "../call/ChatPanel";
 import { loadMedia, loadStreamPosition, markJoined, wasJoined, saveStreamPosition } from "../session";
 
 /** Seconds talked so far by the server's clock (`serverNowMs`), up to the paid time: a
@@ -73,6 +74,8 @@ export function CallScreen() {
   const clock = useRef(new ServerClock());
   const heard = useCallback((c: Call) => clock.current.observe(c.server_time), []);
   const isClient = user.role === "client";
+  const chat = useChat(callId, token);
+  const receiveMessages = chat.receive;
 
   const stopMedia = useCallback(() => {
     media.current?.close();
@@ -117,6 +120,8 @@ export function CallScreen() {
             void refreshWallet();
           }
           if (next.status === "ended") ended.current = true;
+        } else if (event.event === "message") {
+          receiveMessages([JSON.parse(event.data) as Message]);
         } else if (event.event === "signal") {
           const signal = JSON.parse(event.data) as SignalMessage;
           // the position moves past a signal only once a connection took it: one parked
@@ -129,7 +134,7 @@ export function CallScreen() {
       },
     });
     return () => events.close();
-  }, [callId, token, refreshWallet]);
+  }, [callId, token, refreshWallet, receiveMessages]);
 
   useEffect(() => {
     if (missing) return;
@@ -269,7 +274,12 @@ export function CallScreen() {
             <div><dt>{isClient ? t("call.balanceNow") : t("call.earningsNow")}</dt><dd data-testid="balance">{formatCoins(wallet.balance)}</dd></div>
           )}
         </dl>
-        <Link to="/">{t("call.backHome")}</Link>
+        <p className="actions">
+          <Link to="/">{t("call.backHome")}</Link>
+          <Link to={`/calls/${callId}/receipt`}>{t("receipt.link")}</Link>
+        </p>
+        <ChatPanel callId={callId} token={token} me={user.id} isClient={isClient} messages={chat.messages}
+          onSent={receiveMessages} writable={false} tippable={call.started_at !== null} />
       </section>
     );
   }
@@ -307,6 +317,10 @@ export function CallScreen() {
       {stream === "reconnecting" && <p className="muted">{t("call.reconnecting")}</p>}
       <MediaControls media={media} ready={mediaReady} />
       <button type="button" className="danger" onClick={() => void hangUp()}>{t("call.hangUp")}</button>
+      {call && (
+        <ChatPanel callId={callId} token={token} me={user.id} isClient={isClient} messages={chat.messages}
+          onSent={receiveMessages} writable tippable={call.started_at !== null} />
+      )}
     </section>
   );
 }

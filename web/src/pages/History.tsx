@@ -1,3 +1,4 @@
+import { Link } from "react-router-dom";
 import type { CallsPage } from "../api";
 import { useAuth } from "../auth";
 import { describeEndReason, formatCoins, formatDuration } from "../format";
@@ -17,7 +18,7 @@ export function HistoryPage() {
       <div className="table-scroll">
       <table>
         <thead>
-          <tr><th>{t("history.call")}</th><th>{t("history.with")}</th><th>{t("history.started")}</th><th>{t("history.duration")}</th><th>{isHost ? t("history.earned") : t("history.charged")}</th><th>{t("history.endedBecause")}</th></tr>
+          <tr><th>{t("history.call")}</th><th>{t("history.with")}</th><th>{t("history.started")}</th><th>{t("history.duration")}</th><th>{isHost ? t("history.earned") : t("history.charged")}</th><th>{t("history.endedBecause")}</th><th /></tr>
         </thead>
         <tbody>
           {data?.items.map((c) => (
@@ -28,6 +29,7 @@ export function HistoryPage() {
               <td>{formatDuration(c.billed_seconds)}</td>
               <td>{formatCoins(isHost ? c.host_earned : c.charged)}</td>
               <td>{c.status === "ended" ? describeEndReason(c.end_reason) : t(`status.${c.status}`)}</td>
+              <td><Link to={`/calls/${c.id}/receipt`} aria-label={t("history.receiptFor", { id: c.id })}>{t("receipt.link")}</Link></td>
             </tr>
           ))}
         </tbody>
