@@ -760,3 +760,92 @@ async def test_the_whole_client_flow_in_spanish_and_the_choice_is_kept(
     await expect(again.get_by_role("region", name="Hosts")).to_contain_text("Nobody")
     if SCREENSHOTS:
         await again.screenshot(path=f"{SCREENSHOTS}/client-home-en.png", full_page=True)
+
+
+HOSTILE = '<img src=x onerror="window.__owned=1"><script>window.__owned=2</script>'
+
+
+async def test_chat_and_a_tip_during_a_real_call_and_the_receipt(
+    web_server: str, browser: Browser, env: dict[str, str]
+) -> None:
+    """Issue 17: the two parties of a real call chat (each line reaches the other through
+    the server's stream), markup typed by one is inert text for the other, a phone's
+    closed chat counts what it missed, the client tips once however often Yes is clicked,
+    and the receipt lists the charges and the tip with the transcript."""
+    caller, host, call_id = await start_call(browser, web_server, "rich")
+    await asyncio.gather(remote_video_plays(caller), remote_video_plays(host))
+    caller_chat = caller.get_by_role("region", name="Chat")
+    host_chat = host.get_by_role("region", name="Chat")
+    await expect(caller_chat.get_by_test_id("chat-line").first).to_have_text(
+        re.compile("The call connected.")
+    )
+
+    await caller_chat.get_by_label("Write a message").fill("Hola, ¿me oyes?\nSegunda línea")
+    await caller_chat.get_by_label("Write a message").press("Enter")
+    await expect(host_chat.get_by_test_id("chat-line").filter(has_text="me oyes")).to_have_count(1)
+    await host_chat.get_by_label("Write a message").fill(HOSTILE + " https://example.com/x")
+    await host_chat.get_by_role("button", name="Send").click()
+    hostile = caller_chat.get_by_test_id("chat-line").filter(has_text="onerror")
+    await expect(hostile).to_contain_text(HOSTILE)  # shown as typed, as text
+    await expect(hostile.get_by_role("link")).to_have_attribute("href", "https://example.com/x")
+    for page in (caller, host):
+        assert await page.locator(".chat-log img, .chat-log script").count() == 0
+        assert await page.evaluate("window.__owned") is None
+
+    # a phone: the chat starts closed and counts what arrives meanwhile
+    await host.set_viewport_size({"width": 390, "height": 844})
+    await host.reload()
+    await host.get_by_role("button", name="Chat").wait_for()
+    await caller_chat.get_by_label("Write a message").fill("¿Sigues ahí?")
+    await caller_chat.get_by_label("Write a message").press("Enter")
+    await expect(host.get_by_test_id("unread")).to_have_text("1")
+    assert await host.evaluate("document.documentElement.scrollWidth") <= 390
+    await host.get_by_role("button", name="Chat").click()
+    await expect(host.get_by_test_id("unread")).to_have_count(0)
+    await expect(
+        host.get_by_role("region", name="Chat").get_by_text("¿Sigues ahí?")
+    ).to_be_visible()
+
+    # a tip: asked first, sent once however often Yes is clicked
+    await caller_chat.get_by_role("button", name="50 coins").click()
+    await caller_chat.get_by_role("button", name="Yes, tip").dblclick()
+    await expect(caller_chat.get_by_role("status")).to_have_text(
+        "Thank you: 50 coins sent to the host."
+    )
+    await expect(
+        host.get_by_role("region", name="Chat")
+        .get_by_test_id("chat-line")
+        .filter(has_text="Client tipped 50 coins.")
+    ).to_have_count(1)
+    await a_charge_lands(caller)  # the meter's charges are in the chat too
+    await expect(
+        caller_chat.get_by_test_id("chat-line").filter(has_text="Charged 10 coins.").first
+    ).to_be_visible()
+    if SCREENSHOTS:
+        await caller.screenshot(path=f"{SCREENSHOTS}/call-chat.png", full_page=True)
+
+    await caller.get_by_role("button", name="Hang up").click()
+    summary = caller.get_by_role("region", name="Call summary")
+    await expect(summary.get_by_role("region", name="Chat")).to_contain_text(
+        "The call ended: the client hung up."
+    )
+    await summary.get_by_role("link", name="Receipt").click()
+    receipt = caller.get_by_role("article", name="Receipt")
+    await expect(receipt.get_by_test_id("receipt-tipped")).to_have_text("50 coins")
+    await expect(receipt.get_by_test_id("receipt-host")).to_have_text("Tutor")
+    charged = await receipt.get_by_test_id("receipt-charged").inner_text()
+    await receipt.get_by_role("button", name="Show the chat").click()
+    transcript = receipt.get_by_test_id("transcript")
+    await expect(transcript).to_contain_text("Tutor: " + HOSTILE)
+    await expect(transcript).to_contain_text("You tipped 50 coins.")
+    assert await caller.locator(".receipt img, .receipt script").count() == 0
+
+    call = await call_of(web_server, "rich", call_id)
+    assert charged == f"{call['charged']} coins"
+    async with httpx.AsyncClient(base_url=web_server) as http:
+        auth = {"Authorization": f"Bearer {await api_token(caller)}"}
+        chat = (await http.get(f"/v1/calls/{call_id}/messages?limit=200", headers=auth)).json()
+    said = [m for m in chat["items"] if m["kind"] != "system"]
+    assert [m["kind"] for m in said] == ["text", "text", "text", "tip"], said
+    assert said[-1]["amount"] == 50
+    assert "ledger check passed" in run(env, "ledger", "check").stdout

@@ -19,7 +19,7 @@ function message(id: number, sender: number | null, body: string, kind: Message[
 function panel(messages: Message[], onSent = vi.fn()) {
   return render(
     <LanguageProvider>
-      <ChatPanel callId={5} token="t" me={1} isClient messages={messages} onSent={onSent} writable tippable />
+      <ChatPanel callId={5} token="t" me={1} isClient messages={messages} loaded onSent={onSent} writable tippable />
     </LanguageProvider>,
   );
 }

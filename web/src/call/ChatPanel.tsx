@@ -12,6 +12,7 @@ const MAX_LENGTH = 1000;
 /** The call's messages: every page of its history, then each one the stream brings. */
 export function useChat(callId: number, token: string | null) {
   const [messages, setMessages] = useState<Message[]>([]);
+  const [loaded, setLoaded] = useState(false);
   const receive = useCallback((more: Message[]) => setMessages((known) => merge(known, more)), []);
   useEffect(() => {
     let cancelled = false;
@@ -21,7 +22,10 @@ export function useChat(callId: number, token: string | null) {
         const page = await request<MessagesPage>(`/v1/calls/${callId}/messages?limit=200&after=${after}`, { token });
         if (cancelled) return;
         receive(page.items);
-        if (page.next_after === null) return;
+        if (page.next_after === null) {
+          setLoaded(true);
+          return;
+        }
         after = page.next_after;
       }
     };
@@ -30,7 +34,7 @@ export function useChat(callId: number, token: string | null) {
       cancelled = true;
     };
   }, [callId, token, receive]);
-  return { messages, receive };
+  return { messages, receive, loaded };
 }
 
 interface Pending {
@@ -45,25 +49,36 @@ export function ChatPanel(props: {
   me: number;
   isClient: boolean;
   messages: Message[];
+  /** The history has been read: what it holds was there before this page. */
+  loaded: boolean;
   onSent: (messages: Message[]) => void;
   writable: boolean;
   tippable: boolean;
 }) {
-  const { callId, token, me, isClient, messages, onSent, writable, tippable } = props;
+  const { callId, token, me, isClient, messages, loaded, onSent, writable, tippable } = props;
   const t = useT();
   const [open, setOpen] = useState(() => typeof window === "undefined" || window.innerWidth > 700);
   const [draft, setDraft] = useState("");
   const [pending, setPending] = useState<Pending[]>([]);
   const [error, setError] = useState("");
-  const [seen, setSeen] = useState(0);
+  // the newest message this tab has shown: kept across reloads, so a closed chat counts
+  // what arrived since, not the whole history
+  const seenKey = `callmeter.chat.seen.${callId}`;
+  const [seen, setSeen] = useState<number | null>(() => {
+    const stored = Number(sessionStorage.getItem(seenKey));
+    return Number.isInteger(stored) && stored > 0 ? stored : null;
+  });
   const log = useRef<HTMLOListElement>(null);
   const newest = messages.length ? messages[messages.length - 1].id : 0;
 
   useEffect(() => {
-    if (open) setSeen(newest);
+    if (open || (seen === null && loaded)) {
+      setSeen(newest);
+      sessionStorage.setItem(seenKey, String(newest));
+    }
     const list = log.current;
     if (open && list) list.scrollTop = list.scrollHeight;
-  }, [open, newest, pending.length]);
+  }, [open, newest, pending.length, loaded, seen, seenKey]);
 
   async function deliver(message: Pending) {
     try {
@@ -105,7 +120,7 @@ export function ChatPanel(props: {
     m.sender_id === me ? t("chat.you") : isClient ? t("chat.theHost") : t("chat.theClient");
   const time = (iso: string) =>
     new Date(iso).toLocaleTimeString(currentLocale(), { hour: "2-digit", minute: "2-digit" });
-  const count = open ? 0 : unread(messages, me, seen);
+  const count = open || seen === null ? 0 : unread(messages, me, seen);
 
   return (
     <section className="card chat" aria-label={t("chat.title")}>

@@ -47,10 +47,11 @@ describe("the messages a page holds", () => {
     ]);
     expect(merge(history, [])).toBe(history);
   });
-  it("count as unread when they come from someone else after the last one seen", () => {
-    const all = [line(1, 7), line(2, 8), line(3, null, "connected", "system"), line(4, 8)];
-    expect(unread(all, 7, 0)).toBe(3);
-    expect(unread(all, 7, 2)).toBe(2);
+  it("count as unread when the other party sent them after the last one seen", () => {
+    const all = [line(1, 7), line(2, 8), line(3, null, "charged:10", "system"), line(4, 8, "50", "tip")];
+    expect(unread(all, 7, 0)).toBe(2);
+    expect(unread(all, 7, 2)).toBe(1);
+    expect(unread(all, 8, 0)).toBe(1);
     expect(unread(all, 8, 4)).toBe(0);
   });
 });

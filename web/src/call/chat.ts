@@ -44,10 +44,10 @@ export function merge(known: readonly Message[], more: readonly Message[]): Mess
   return [...byId.values()].sort((a, b) => a.id - b.id);
 }
 
-/** How many lines from the other party (or the call) arrived after `seenId`: the unread
- * badge of a closed chat. */
+/** How many messages and tips from the other party arrived after `seenId`: the unread
+ * badge of a closed chat (the call's own lines, a charge every interval, do not count). */
 export function unread(messages: readonly Message[], me: number, seenId: number): number {
-  return messages.filter((m) => m.id > seenId && m.sender_id !== me).length;
+  return messages.filter((m) => m.id > seenId && m.kind !== "system" && m.sender_id !== me).length;
 }
 
 export const TIP_PRESETS = [10, 50, 100] as const;

@@ -278,7 +278,7 @@ export function CallScreen() {
           <Link to="/">{t("call.backHome")}</Link>
           <Link to={`/calls/${callId}/receipt`}>{t("receipt.link")}</Link>
         </p>
-        <ChatPanel callId={callId} token={token} me={user.id} isClient={isClient} messages={chat.messages}
+        <ChatPanel callId={callId} token={token} me={user.id} isClient={isClient} messages={chat.messages} loaded={chat.loaded}
           onSent={receiveMessages} writable={false} tippable={call.started_at !== null} />
       </section>
     );
@@ -318,7 +318,7 @@ export function CallScreen() {
       <MediaControls media={media} ready={mediaReady} />
       <button type="button" className="danger" onClick={() => void hangUp()}>{t("call.hangUp")}</button>
       {call && (
-        <ChatPanel callId={callId} token={token} me={user.id} isClient={isClient} messages={chat.messages}
+        <ChatPanel callId={callId} token={token} me={user.id} isClient={isClient} messages={chat.messages} loaded={chat.loaded}
           onSent={receiveMessages} writable tippable={call.started_at !== null} />
       )}
     </section>
