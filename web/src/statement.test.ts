@@ -14,6 +14,11 @@ describe("the statement in words", () => {
     expect(statementText(line({ kind: "refund", call }))).toBe("Call refund, call with Carol");
     expect(statementText(line({ kind: "grant" }))).toBe("Coins granted");
   });
+  it("says a tip's direction: to the host on the client's, from the client on the host's", () => {
+    const call = { id: 7, with_user_id: 3, with_name: "Carol", seconds: null };
+    expect(statementText(line({ kind: "tip", amount: -50, call }))).toBe("Tip to Carol");
+    expect(statementText(line({ kind: "tip", amount: 50, call: { ...call, with_name: "Ana" } }))).toBe("Tip from Ana");
+  });
   it("puts talk time in minutes and seconds", () => {
     expect([formatTalk(45), formatTalk(60), formatTalk(90), formatTalk(0)]).toEqual(["45 s", "1 min", "1 min 30 s", "0 s"]);
   });

@@ -35,6 +35,9 @@ export function statementText(line: StatementLine): string {
       ? translate("statement.callWithTime", { name: call.with_name, time: formatTalk(call.seconds) })
       : translate("statement.callWith", { name: call.with_name });
   }
+  if (call && line.kind === "tip") {
+    return translate(line.amount < 0 ? "statement.tipTo" : "statement.tipFrom", { name: call.with_name });
+  }
   if (call) return translate("statement.refundWith", { kind: entryKindLabel(line.kind), name: call.with_name });
   return entryKindLabel(line.kind);
 }
