@@ -62,3 +62,16 @@ describe("request", () => {
     });
   });
 });
+
+describe("the addresses the client may ask for", () => {
+  it("are the OpenAPI document's paths, checked by tsc", () => {
+    const typed = () => {
+      void request("/v1/calls/12/receipt?transcript=true");
+      // @ts-expect-error a path the server's document does not have
+      void request("/v1/call/12");
+      // @ts-expect-error a path outside the API
+      void request("https://evil.example/v1/me");
+    };
+    expect(typeof typed).toBe("function");
+  });
+});

@@ -1,12 +1,25 @@
 /** The HTTP API: JSON in and out, errors as {error, detail} (plus a few structured fields). */
 
-import type { components } from "./api.gen";
+import type { components, paths } from "./api.gen";
 import { formatCoins } from "./format";
 import { isMessageId, translate, type MessageId } from "./i18n";
 
 // The API's shapes come from its OpenAPI document (`make api` regenerates src/api.gen.ts;
 // `make test` fails when it is stale), so a field the server adds or renames breaks `tsc`.
 type Schemas = components["schemas"];
+
+/** A path of the server's document with its `{parameters}` filled in:
+ * "/v1/calls/{call_id}/end" is `/v1/calls/${string}/end`. */
+type Filled<P extends string> = P extends `${infer Head}{${string}}${infer Tail}` ? `${Head}${string}${Filled<Tail>}` : P;
+/** Every address the client may ask for: a path the OpenAPI document has (with a query
+ * string or not). A path the server renames or drops fails `tsc`, as a changed shape does. */
+export type ApiPath = Filled<keyof paths & string>;
+export type ApiUrl = ApiPath | `${ApiPath}?${string}`;
+
+/** `url` with more query parameters: still an address of the document. */
+export function withQuery(url: ApiUrl, query: string): ApiUrl {
+  return `${url}${url.includes("?") ? "&" : "?"}${query}` as ApiUrl;
+}
 
 export type Wallet = Schemas["WalletOut"];
 export type User = Schemas["UserOut"];
@@ -148,7 +161,7 @@ export function friendlyMessage(error: unknown): string {
 }
 
 export async function request<T>(
-  path: string,
+  path: ApiUrl,
   options: { method?: string; body?: unknown; token?: string | null; headers?: Record<string, string> } = {},
 ): Promise<T> {
   const headers: Record<string, string> = { ...(options.headers ?? {}) };

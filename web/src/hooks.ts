@@ -1,9 +1,9 @@
 import { useCallback, useEffect, useRef, useState } from "react";
-import { friendlyMessage, request } from "./api";
+import { friendlyMessage, request, withQuery, type ApiUrl } from "./api";
 import { useAuth } from "./auth";
 
 /** GET `path` now and whenever `refresh()` is called (or every `everyMs`). */
-export function useResource<T>(path: string | null, everyMs?: number) {
+export function useResource<T>(path: ApiUrl | null, everyMs?: number) {
   const { token } = useAuth();
   const [data, setData] = useState<T | null>(null);
   const [error, setError] = useState("");
@@ -40,7 +40,7 @@ export function useNow(everyMs = 500): number {
  * failure to load an older page. */
 export function useOlderPages<T extends { id: number }>(
   first: { data: { items: T[]; next_before: number | null } | null },
-  path: string,
+  path: ApiUrl,
   errorText: (e: unknown) => string = friendlyMessage,
 ) {
   const { token } = useAuth();
@@ -59,7 +59,7 @@ export function useOlderPages<T extends { id: number }>(
     let stale = false;
     const limit = Math.min(200, loaded.current);
     request<{ items: T[]; next_before: number | null }>(
-      `${path}${path.includes("?") ? "&" : "?"}limit=${limit}&before=${firstEnd}`, { token },
+      withQuery(path, `limit=${limit}&before=${firstEnd}`), { token },
     )
       .then((page) => {
         if (stale) return;
@@ -78,7 +78,7 @@ export function useOlderPages<T extends { id: number }>(
     if (next === null) return;
     try {
       const page = await request<{ items: T[]; next_before: number | null }>(
-        `${path}${path.includes("?") ? "&" : "?"}limit=10&before=${next}`, { token },
+        withQuery(path, `limit=10&before=${next}`), { token },
       );
       setOlder((o) => [...o, ...page.items]);
       setCursor(page.next_before);

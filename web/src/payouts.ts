@@ -3,7 +3,7 @@
  * actions a payout allows). Coins become money at the server's `rate` (minor units per
  * coin); the page only multiplies and formats, the server decides what is paid. */
 
-import { ApiError, friendlyMessage } from "./api";
+import { ApiError, friendlyMessage, type ApiUrl } from "./api";
 import { formatPrice } from "./coins";
 import { formatCoins } from "./format";
 import { translate, type MessageId } from "./i18n";
@@ -288,8 +288,8 @@ export const ACTION_INPUT: Partial<Record<ReviewAction, { field: "reason" | "ref
 };
 
 /** The request an action sends. */
-export function actionRequest(action: ReviewAction, payoutId: number, text: string): { path: string; body?: Record<string, string> } {
-  const base = `/v1/admin/payouts/${payoutId}`;
+export function actionRequest(action: ReviewAction, payoutId: number, text: string): { path: ApiUrl; body?: Record<string, string> } {
+  const base = `/v1/admin/payouts/${payoutId}` as const;
   switch (action) {
     case "approve":
     case "retry":

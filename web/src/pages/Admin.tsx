@@ -1,6 +1,6 @@
 import { useRef, useState, type FormEvent } from "react";
 import { Link } from "react-router-dom";
-import { ApiError, friendlyMessage, request, type CallsPage } from "../api";
+import { ApiError, friendlyMessage, request, type ApiUrl, type CallsPage } from "../api";
 import { IntentKeys } from "../coins";
 import { useAuth } from "../auth";
 import { describeEndReason, formatCoins, formatDuration } from "../format";
@@ -44,7 +44,7 @@ interface AdminUser {
 const STATUSES = ["", "ringing", "connecting", "active", "ended"] as const;
 
 /** The admin's call list query: status, one user's calls, a period (local dates). */
-export function callsQuery(filter: { status: string; user_id: string; since: string; until: string }): string {
+export function callsQuery(filter: { status: string; user_id: string; since: string; until: string }): ApiUrl {
   const params = new URLSearchParams({ limit: "50" });
   if (filter.status) params.set("status", filter.status);
   if (/^[1-9][0-9]*$/.test(filter.user_id)) params.set("user_id", filter.user_id);

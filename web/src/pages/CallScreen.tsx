@@ -1,18 +1,16 @@
 import { useCallback, useEffect, useRef, useState } from "react";
 import { Link, useParams } from "react-router-dom";
-import { ApiError, friendlyMessage, request, type Call, type Media, type Message, type Wallet } from "../api";
+import { ApiError, friendlyMessage, request, type Call, type Wallet } from "../api";
 import { useAuth } from "../auth";
-import { openEventStream } from "../events";
 import { describeEndReason, formatCoins, formatDuration, formatRate, secondsUntil } from "../format";
 import { translate, useT } from "../i18n";
 import { useHeartbeat } from "../call/useHeartbeat";
 import { useNow } from "../hooks";
 import { ServerClock } from "../clock";
-import { LiveKitMedia } from "../media/livekit";
-import { P2PMedia, type SignalMessage } from "../media/p2p";
 import { MediaControls, PeerBadges, usePeerState } from "../media/controls";
 import { ChatPanel, useChat } from "../call/ChatPanel";
-import { loadMedia, loadStreamPosition, markJoined, wasJoined, saveStreamPosition } from "../session";
+import { useCallMedia } from "../call/useCallMedia";
+import { useCallStream } from "../call/useCallStream";
 
 /** Seconds talked so far by the server's clock (`serverNowMs`), up to the paid time: a
  * smooth clock beside the billed time, which is the server's figure. */
@@ -51,23 +49,12 @@ export function CallScreen() {
   const [call, setCall] = useState<Call | null>(null);
   const [wallet, setWallet] = useState<Wallet | null>(null);
   const [error, setError] = useState("");
-  const [stream, setStream] = useState("connecting");
-  const localVideo = useRef<HTMLVideoElement>(null);
-  const remoteVideo = useRef<HTMLVideoElement>(null);
-  const media = useRef<P2PMedia | LiveKitMedia | null>(null);
-  const localStream = useRef<MediaStream | null>(null);
-  // Signals that arrive before the camera is open (and so before the peer connection
-  // exists) wait here instead of being lost: the caller's offer often comes first.
-  const earlySignals = useRef<SignalMessage[]>([]);
   const latestCall = useRef<Call | null>(null);
   const ended = useRef(false);
-  const [mediaReady, setMediaReady] = useState(false);
   // The call is read before the camera opens: an unknown call, or someone else's, says so
   // instead of filming the visitor and waiting forever.
   const [missing, setMissing] = useState(!Number.isInteger(callId) || callId <= 0);
   const known = call !== null && call.status !== "ended";
-  const joined = useRef(false); // this page has offered (client) or asked for an offer (host)
-  const peer = usePeerState(media, mediaReady);
   useNow(250); // re-render for the countdowns
   // Countdowns and talk time go by the server's clock, measured from its responses: a
   // local clock that is off would count down to a charge that is not due yet.
@@ -76,13 +63,8 @@ export function CallScreen() {
   const isClient = user.role === "client";
   const chat = useChat(callId, token);
   const receiveMessages = chat.receive;
-
-  const stopMedia = useCallback(() => {
-    media.current?.close();
-    media.current = null;
-    localStream.current?.getTracks().forEach((t) => t.stop());
-    for (const v of [localVideo.current, remoteVideo.current]) if (v) v.srcObject = null;
-  }, []);
+  const media = useCallMedia({ callId, token, isClient, known, status: call?.status, onError: setError });
+  const peer = usePeerState(media.media, media.ready);
 
   // Only the newest wallet read may land: an older one, still in flight when the call
   // ended, must not show the balance from before the final charge.
@@ -97,44 +79,23 @@ export function CallScreen() {
     }
   }, [token]);
 
-  // The server's word on the call: the events stream, reconnecting by itself.
-  useEffect(() => {
-    let lastCharged = -1;
-    const events = openEventStream({
-      url: `/v1/calls/${callId}/events`,
-      token,
-      // a page that read this call's stream before (a reload, a return) skips the signals
-      // meant for its earlier connection
-      lastEventId: loadStreamPosition(callId) ?? undefined,
-      isDone: () => ended.current,
-      onStatus: setStream,
-      onEvent: (event) => {
-        if (event.event === "call") {
-          const next = JSON.parse(event.data) as Call;
-          heard(next);
-          latestCall.current = next;
-          setCall(next);
-          if (next.status === "ended") setWallet(null); // the summary waits for the final balance
-          if (next.charged !== lastCharged || next.status === "ended") {
-            lastCharged = next.charged;
-            void refreshWallet();
-          }
-          if (next.status === "ended") ended.current = true;
-        } else if (event.event === "message") {
-          receiveMessages([JSON.parse(event.data) as Message]);
-        } else if (event.event === "signal") {
-          const signal = JSON.parse(event.data) as SignalMessage;
-          // the position moves past a signal only once a connection took it: one parked
-          // while the camera opens must come again if this page reloads first
-          if (media.current instanceof P2PMedia) {
-            void media.current.handle(signal);
-            if (event.id) saveStreamPosition(callId, event.id);
-          } else earlySignals.current.push(signal);
-        }
-      },
-    });
-    return () => events.close();
-  }, [callId, token, refreshWallet, receiveMessages]);
+  // The server's word on the call: its stream (call/useCallStream).
+  const lastCharged = useRef(-1);
+  const stream = useCallStream(callId, token, ended, {
+    onCall: (next) => {
+      heard(next);
+      latestCall.current = next;
+      setCall(next);
+      if (next.status === "ended") setWallet(null); // the summary waits for the final balance
+      if (next.charged !== lastCharged.current || next.status === "ended") {
+        lastCharged.current = next.charged;
+        void refreshWallet();
+      }
+      if (next.status === "ended") ended.current = true;
+    },
+    onSignal: media.handleSignal,
+    onMessage: (message) => receiveMessages([message]),
+  });
 
   useEffect(() => {
     if (missing) return;
@@ -150,61 +111,7 @@ export function CallScreen() {
       .catch((e) => {
         if (e instanceof ApiError && (e.status === 404 || e.status === 403 || e.status === 422)) setMissing(true);
       });
-  }, [callId, token, missing]);
-
-  // Media: LiveKit with the issued token, or peer-to-peer, once the call is known to be ours.
-  useEffect(() => {
-    if (!known) return;
-    const info = loadMedia<Media>(callId);
-    let cancelled = false;
-    const start = async () => {
-      try {
-        if (info?.provider === "livekit" && info.url && info.token) {
-          const lk = new LiveKitMedia(info.url, info.token, localVideo.current!, remoteVideo.current!, () => {});
-          media.current = lk;
-          await lk.start();
-          setMediaReady(true);
-          return;
-        }
-        const local = await navigator.mediaDevices.getUserMedia({ video: true, audio: true });
-        if (cancelled) {
-          local.getTracks().forEach((t) => t.stop());
-          return;
-        }
-        localStream.current = local;
-        if (localVideo.current) localVideo.current.srcObject = local;
-        const p2p = new P2PMedia(callId, token, local, isClient ? "client" : "host", (remote) => {
-          if (remoteVideo.current) remoteVideo.current.srcObject = remote;
-        });
-        media.current = p2p;
-        for (const signal of earlySignals.current.splice(0)) {
-          void p2p.handle(signal);
-          saveStreamPosition(callId, `s${signal.id}`);
-        }
-        setMediaReady(true);
-      } catch (e) {
-        setError(translate("call.cameraUnavailable", { reason: (e as Error).message }));
-      }
-    };
-    void start();
-    return () => {
-      cancelled = true;
-      stopMedia();
-    };
-  }, [callId, token, stopMedia, isClient, known]);
-
-  // Joining the media, once per page, once the host has picked up: the client offers; a
-  // host page that joins again (a reload, a return to the call) asks for a fresh offer.
-  const status = call?.status;
-  useEffect(() => {
-    const p2p = media.current;
-    if (joined.current || !mediaReady || !(p2p instanceof P2PMedia)) return;
-    if (!status || status === "ringing" || status === "ended") return;
-    joined.current = true;
-    if (isClient) void p2p.offer();
-    else if (status === "active" || wasJoined(callId)) void p2p.restart();
-    markJoined(callId);
-  }, [status, mediaReady, isClient, callId]);
+  }, [callId, token, missing, heard]);
 
   // Heartbeats: still here, and whether the other side's media plays (call/useHeartbeat).
   const lastFrame = useRef({ t: 0 });
@@ -215,7 +122,7 @@ export function CallScreen() {
     nextChargeAt: call?.next_charge_at,
     serverNow: () => clock.current.now(),
     ended,
-    mediaConnected: () => remotePlaying(remoteVideo.current, lastFrame.current),
+    mediaConnected: () => remotePlaying(media.remoteVideo.current, lastFrame.current),
     onCall: (answer) => {
       heard(answer);
       if (answer.status === "ended" && !ended.current) {
@@ -232,6 +139,7 @@ export function CallScreen() {
   // page has been seen for the heartbeat timeout, billed only to when this party was last
   // seen. Hanging up is the button.
 
+  const stopMedia = media.stop;
   useEffect(() => {
     if (call?.status === "ended") {
       ended.current = true;
@@ -300,9 +208,9 @@ export function CallScreen() {
       {error && <p role="alert" className="error">{error}</p>}
       <PeerBadges peer={peer} />
       <div className="videos">
-        <video ref={remoteVideo} autoPlay playsInline className="remote" data-testid="remote-video"
+        <video ref={media.remoteVideo} autoPlay playsInline className="remote" data-testid="remote-video"
           aria-label={t("call.remoteVideo")} />
-        <video ref={localVideo} autoPlay playsInline muted className="local" aria-label={t("call.localVideo")} />
+        <video ref={media.localVideo} autoPlay playsInline muted className="local" aria-label={t("call.localVideo")} />
       </div>
       <dl className="stats meter" aria-live="polite">
         <div><dt>{t("call.status")}</dt><dd data-testid="status" data-status={call?.status}>{call ? t(STATUS[call.status]) : "…"}</dd></div>
@@ -315,7 +223,7 @@ export function CallScreen() {
         <div><dt>{t("call.rate")}</dt><dd>{call ? formatRate(call.rate, call.interval_seconds) : "…"}</dd></div>
       </dl>
       {stream === "reconnecting" && <p className="muted">{t("call.reconnecting")}</p>}
-      <MediaControls media={media} ready={mediaReady} />
+      <MediaControls media={media.media} ready={media.ready} />
       <button type="button" className="danger" onClick={() => void hangUp()}>{t("call.hangUp")}</button>
       {call && (
         <ChatPanel callId={callId} token={token} me={user.id} isClient={isClient} messages={chat.messages} loaded={chat.loaded}

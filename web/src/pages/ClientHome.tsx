@@ -1,6 +1,6 @@
 import { useState } from "react";
 import { Link, useNavigate } from "react-router-dom";
-import { ApiError, friendlyMessage, request, type Call, type Host, type Media, type Wallet } from "../api";
+import { ApiError, friendlyMessage, request, type ApiUrl, type Call, type Host, type Media, type Wallet } from "../api";
 import { useAuth } from "../auth";
 import { formatRate } from "../format";
 import { useResource } from "../hooks";
@@ -11,7 +11,7 @@ import { Statement, WalletCard } from "./Wallet";
 const LANGUAGES: [string, string][] = [["es", "Español"], ["en", "English"], ["pt", "Português"], ["fr", "Français"], ["de", "Deutsch"], ["it", "Italiano"]];
 
 /** The host list, narrowed as the client asks (the server filters). */
-export function hostsQuery(search: { q: string; language: string; tag: string }): string {
+export function hostsQuery(search: { q: string; language: string; tag: string }): ApiUrl {
   const params = new URLSearchParams();
   if (search.q.trim()) params.set("q", search.q.trim());
   if (search.language) params.set("language", search.language);

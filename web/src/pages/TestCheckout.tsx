@@ -15,7 +15,7 @@ export function TestCheckoutPage({ token }: { token: string | null }) {
   const [busy, setBusy] = useState<Action | null>(null);
   const t = useT();
   const locale = currentLocale();
-  const path = `/v1/test-checkout/${encodeURIComponent(sessionId)}`;
+  const path = `/v1/test-checkout/${encodeURIComponent(sessionId)}` as const;
 
   useEffect(() => {
     let cancelled = false;
