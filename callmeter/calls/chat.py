@@ -49,6 +49,25 @@ async def _stored_limit(session: AsyncSession, call: Call, settings: Settings) -
         )
 
 
+async def _sent_before(
+    session: AsyncSession, call: Call, user: User, client_msg_id: str, *, kind: MessageKind,
+    body: str, amount: int | None,
+) -> CallMessage | None:  # fmt: skip
+    """What ``user`` already sent on the call with ``client_msg_id`` (a retry), or None;
+    409 when that id went with another message."""
+    sent = await repository.message_sent(
+        session, call_id=call.id, sender_id=user.id, client_msg_id=client_msg_id
+    )
+    if sent is not None and (sent.kind, sent.body, sent.amount) != (kind, body, amount):
+        raise IdempotencyConflict("this client_msg_id was already used for another message")
+    return sent
+
+
+async def _store(session: AsyncSession, message: CallMessage) -> tuple[CallMessage, bool]:
+    await repository.add_message(session, message)
+    return message, True
+
+
 async def send_message(
     session: AsyncSession,
     *,
@@ -65,12 +84,10 @@ async def send_message(
     past ``messages_per_window`` per ``message_window_seconds`` from one sender, 409
     ``message_limit_reached`` once the call stores ``max_messages_per_call``."""
     call, _ = await locked_party_call(session, user, call_id)
-    sent = await repository.message_sent(
-        session, call_id=call.id, sender_id=user.id, client_msg_id=client_msg_id
+    sent = await _sent_before(
+        session, call, user, client_msg_id, kind=MessageKind.text, body=body, amount=None
     )
     if sent is not None:
-        if sent.kind != MessageKind.text or sent.body != body:
-            raise IdempotencyConflict("this client_msg_id was already used for another message")
         return sent, False
     if call.status == CallStatus.ended:
         raise CallEnded("the call has ended: its chat is read-only")
@@ -82,16 +99,17 @@ async def send_message(
         free_at = (oldest or now) + window  # when the oldest leaves the window
         raise message_rate_limited(settings, (free_at - now).total_seconds())
     await _stored_limit(session, call, settings)
-    message = CallMessage(
-        call_id=call.id,
-        sender_id=user.id,
-        kind=MessageKind.text,
-        body=body,
-        client_msg_id=client_msg_id,
-        created_at=now,
+    return await _store(
+        session,
+        CallMessage(
+            call_id=call.id,
+            sender_id=user.id,
+            kind=MessageKind.text,
+            body=body,
+            client_msg_id=client_msg_id,
+            created_at=now,
+        ),
     )
-    await repository.add_message(session, message)
-    return message, True
 
 
 async def tip(
@@ -112,12 +130,10 @@ async def tip(
     call, party = await locked_party_call(session, user, call_id)
     if party != "client":
         raise Forbidden("only the call's client can tip its host")
-    sent = await repository.message_sent(
-        session, call_id=call.id, sender_id=user.id, client_msg_id=client_msg_id
+    sent = await _sent_before(
+        session, call, user, client_msg_id, kind=MessageKind.tip, body="", amount=amount
     )
     if sent is not None:
-        if sent.kind != MessageKind.tip or sent.amount != amount:
-            raise IdempotencyConflict("this client_msg_id was already used for another message")
         return sent, False
     if call.started_at is None:
         raise InvalidCallState("a call can be tipped once it has connected")
@@ -150,18 +166,19 @@ async def tip(
         if coins > 0
     ]
     [(transfer_id, _), *_] = await ledger.post(session, movements, now=now, locked=locked)
-    message = CallMessage(
-        call_id=call.id,
-        sender_id=user.id,
-        kind=MessageKind.tip,
-        body="",
-        client_msg_id=client_msg_id,
-        amount=amount,
-        transfer_id=transfer_id,
-        created_at=now,
+    return await _store(
+        session,
+        CallMessage(
+            call_id=call.id,
+            sender_id=user.id,
+            kind=MessageKind.tip,
+            body="",
+            client_msg_id=client_msg_id,
+            amount=amount,
+            transfer_id=transfer_id,
+            created_at=now,
+        ),
     )
-    await repository.add_message(session, message)
-    return message, True
 
 
 async def messages(
