@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -103,13 +103,19 @@ def _error(
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+def _field_names(loc: Sequence[object]) -> list[str]:
+    """A validation error's place as the client named it: without where it was ("body",
+    "query"), which a field may also be called."""
+    names = list(loc)
+    if names and names[0] in ("body", "query", "path", "header"):
+        names = names[1:]
+    return [str(p) for p in names]
+
+
 def _first_invalid_field(exc: RequestValidationError) -> str:
     """The first field that failed, as the client named it (``username``, ``amount``)."""
     for err in exc.errors():
-        loc = list(err.get("loc", ()))
-        if loc and loc[0] in ("body", "query", "path", "header"):
-            loc = loc[1:]  # where it was, not its name (a field may be called "body")
-        names = [str(p) for p in loc]
+        names = _field_names(err.get("loc", ()))
         if names:
             return ".".join(names)
     return "request"
@@ -118,7 +124,7 @@ def _first_invalid_field(exc: RequestValidationError) -> str:
 def _describe_validation(exc: RequestValidationError) -> str:
     parts = []
     for err in exc.errors()[:5]:
-        where = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "request"
+        where = ".".join(_field_names(err.get("loc", ()))) or "request"
         parts.append(f"{where}: {err.get('msg', 'invalid')}")
     return "; ".join(parts) or "the request is not valid"
 

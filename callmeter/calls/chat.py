@@ -21,6 +21,7 @@ from callmeter.calls import repository
 from callmeter.calls.service import get_visible_call, locked_party_call
 from callmeter.config import Settings
 from callmeter.errors import (
+    AccountFrozen,
     CallEnded,
     Forbidden,
     IdempotencyConflict,
@@ -39,6 +40,30 @@ def message_rate_limited(settings: Settings, retry_after: float) -> MessageRateL
         f"at most {settings.messages_per_window} messages per "
         f"{settings.message_window_seconds} s on a call",
         retry_after=retry_after,
+    )
+
+
+async def _within_pace(
+    session: AsyncSession, call: Call, user: User, settings: Settings, now: datetime
+) -> None:
+    """429 past ``messages_per_window`` messages and tips from ``user`` on the call in any
+    ``message_window_seconds`` (counted in the database: it holds across processes)."""
+    window = timedelta(seconds=settings.message_window_seconds)
+    recent, oldest = await repository.recent_messages(
+        session, call_id=call.id, sender_id=user.id, since=now - window
+    )
+    if recent >= settings.messages_per_window:
+        free_at = (oldest or now) + window  # when the oldest leaves the window
+        raise message_rate_limited(settings, (free_at - now).total_seconds())
+
+
+async def already_sent(
+    session: AsyncSession, *, user: User, call_id: int, client_msg_id: str
+) -> CallMessage | None:
+    """What ``user`` sent on the call with ``client_msg_id``, read without a lock: a retry
+    that the in-process flood gate stopped still gets its first answer."""
+    return await repository.message_sent(
+        session, call_id=call_id, sender_id=user.id, client_msg_id=client_msg_id
     )
 
 
@@ -91,13 +116,7 @@ async def send_message(
         return sent, False
     if call.status == CallStatus.ended:
         raise CallEnded("the call has ended: its chat is read-only")
-    window = timedelta(seconds=settings.message_window_seconds)
-    recent, oldest = await repository.recent_messages(
-        session, call_id=call.id, sender_id=user.id, since=now - window
-    )
-    if recent >= settings.messages_per_window:
-        free_at = (oldest or now) + window  # when the oldest leaves the window
-        raise message_rate_limited(settings, (free_at - now).total_seconds())
+    await _within_pace(session, call, user, settings, now)
     await _stored_limit(session, call, settings)
     return await _store(
         session,
@@ -126,7 +145,12 @@ async def tip(
     until ``tip_window_seconds`` after it ended. One post of the ledger moves the host's
     part (``tip_host_share_percent``) to its earnings and the rest to the platform, exactly
     once per ``client_msg_id``; 402 (writing nothing) when the client's available coins do
-    not cover it. Returns the tip's chat line and whether it is new."""
+    not cover it; 403 ``account_frozen`` while a payment dispute of the client is open (a
+    freeze stops coins leaving as it stops calls and purchases); 429 past the chat's pace
+    (tips count with messages). Returns the tip's chat line and whether it is new."""
+    # the user's row before the call's, as a freeze takes them (it waits for this tip)
+    if await repository.client_is_frozen(session, user.id):
+        raise AccountFrozen()
     call, party = await locked_party_call(session, user, call_id)
     if party != "client":
         raise Forbidden("only the call's client can tip its host")
@@ -143,7 +167,7 @@ async def tip(
         raise TipWindowClosed(
             f"a call can be tipped until {settings.tip_window_seconds} s after it ended"
         )
-    await _stored_limit(session, call, settings)
+    await _within_pace(session, call, user, settings, now)
     locked, wallet, earnings = await ledger.lock_call_accounts(
         session, client_id=call.client_id, host_id=call.host_id
     )

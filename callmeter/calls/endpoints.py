@@ -4,6 +4,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response, status
+from sqlalchemy.ext.asyncio import AsyncSession
 from sse_starlette import EventSourceResponse
 
 from callmeter.auth import service as auth_service
@@ -27,6 +28,7 @@ from callmeter.calls.schemas import (
     CallWithMedia,
     CreateCallIn,
     HeartbeatIn,
+    MediaOut,
     MessageIn,
     MessageOut,
     MessagesPage,
@@ -43,9 +45,11 @@ from callmeter.errors import InvalidWebhookEvent
 from callmeter.hosts.schemas import BlockIn, BlockOut
 from callmeter.kit.deps import RuntimeDep, SessionDep
 from callmeter.kit.pagination import DEFAULT_LIMIT, Before, Limit, PathId
+from callmeter.kit.runtime import Runtime
 from callmeter.kit.text import MAX_ID
 from callmeter.media import webhooks as media_webhooks
 from callmeter.media.livekit import client as livekit_client
+from callmeter.models import User
 
 router = APIRouter(prefix="/v1/calls", tags=["calls"])
 webhooks_router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
@@ -166,6 +170,18 @@ async def accept_call(
         call=CallOut.of(call, now, runtime.settings),
         media=media_for(call, user, livekit_client(runtime)),
     )
+
+
+@router.get("/{call_id}/media")
+async def call_media(
+    call_id: CallId, user: CurrentUser, runtime: RuntimeDep, session: SessionDep
+) -> MediaOut:
+    """Your credentials for the call's media again (a new tab, a page that lost them): a
+    fresh LiveKit token for this room and you, or the peer-to-peer marker. The call's
+    parties only (404 for anyone else), while it lasts (409 `call_ended`); the host once it
+    has picked up (409 `invalid_call_state` while it rings)."""
+    call = await service.media_call(session, user, call_id)
+    return media_for(call, user, livekit_client(runtime))
 
 
 @router.post("/{call_id}/decline")
@@ -309,6 +325,18 @@ async def events(
     )
 
 
+async def _sent_or_refused(
+    session: AsyncSession, user: User, call_id: int, client_msg_id: str, wait: float,
+    runtime: Runtime,
+) -> MessageOut:  # fmt: skip
+    """The in-process gate refused: a retry of what was stored still gets it (200), anything
+    else 429 before it queues for the call's row lock."""
+    sent = await chat.already_sent(session, user=user, call_id=call_id, client_msg_id=client_msg_id)
+    if sent is None:
+        raise chat.message_rate_limited(runtime.settings, wait)
+    return MessageOut.of(sent)
+
+
 _SENT_AGAIN: dict[int | str, dict[str, Any]] = {
     200: {"model": MessageOut, "description": "sent before with this client_msg_id"}
 }
@@ -339,7 +367,8 @@ async def send_message(
         settings.message_window_seconds,
     )
     if wait is not None:
-        raise chat.message_rate_limited(settings, wait)
+        response.status_code = status.HTTP_200_OK
+        return await _sent_or_refused(session, user, call_id, body.client_msg_id, wait, runtime)
     message, new = await chat.send_message(
         session,
         user=user,
@@ -418,7 +447,19 @@ async def send_tip(
     `TIP_WINDOW_SECONDS` after it ended, else 409 `tip_window_closed`). The host gets
     `TIP_HOST_SHARE_PERCENT` of it. 402 `insufficient_funds` (with `needed`) when your
     available coins do not cover it; a retry with the same `client_msg_id` tips once (200
-    with the first). Shown in the chat as a `tip` message and on both statements."""
+    with the first). 403 `account_frozen` during a payment dispute; 429 (Retry-After) past
+    `MESSAGES_PER_WINDOW` messages and tips per `MESSAGE_WINDOW_SECONDS`. Shown in the chat
+    as a `tip` message and on both statements."""
+    settings = runtime.settings
+    wait = runtime.recent_messages.admit(
+        (call_id, client.id),
+        runtime.clock.now().timestamp(),
+        settings.messages_per_window,
+        settings.message_window_seconds,
+    )
+    if wait is not None:
+        response.status_code = status.HTTP_200_OK
+        return await _sent_or_refused(session, client, call_id, body.client_msg_id, wait, runtime)
     message, new = await chat.tip(
         session,
         user=client,

@@ -504,13 +504,13 @@ async def message_sent(
 async def recent_messages(
     session: AsyncSession, *, call_id: int, sender_id: int, since: datetime
 ) -> tuple[int, datetime | None]:
-    """How many text messages ``sender_id`` sent on the call after ``since``, and the
-    oldest one's time (tips are not counted: the ledger bounds them)."""
+    """How many messages and tips ``sender_id`` sent on the call after ``since``, and the
+    oldest one's time."""
     result = await session.execute(
         select(func.count(), func.min(CallMessage.created_at)).where(
             CallMessage.call_id == call_id,
             CallMessage.sender_id == sender_id,
-            CallMessage.kind == "text",
+            CallMessage.kind.in_(("text", "tip")),
             CallMessage.created_at > since,
         )
     )
@@ -519,11 +519,12 @@ async def recent_messages(
 
 
 async def count_messages(session: AsyncSession, call_id: int) -> int:
-    """The call's messages from its parties (the call's own story is not theirs to fill)."""
+    """The call's text messages (tips are bounded by coins and the pace, the call's own
+    story is not the parties' to fill)."""
     result = await session.execute(
         select(func.count())
         .select_from(CallMessage)
-        .where(CallMessage.call_id == call_id, CallMessage.kind != "system")
+        .where(CallMessage.call_id == call_id, CallMessage.kind == "text")
     )
     return int(result.scalar_one())
 

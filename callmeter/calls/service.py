@@ -99,6 +99,17 @@ async def _locked(session: AsyncSession, call_id: int) -> Call | None:
     return await repository.lock_call(session, call_id)
 
 
+async def media_call(session: AsyncSession, user: User, call_id: int) -> Call:
+    """The call whose media ``user`` may join now: theirs, not ended, and for the host once
+    picked up."""
+    call, party = _require_party(await repository.get_call(session, call_id), user)
+    if call.status == CallStatus.ended:
+        raise CallEnded()
+    if party == "host" and call.status == CallStatus.ringing:
+        raise InvalidCallState("pick the call up first")
+    return call
+
+
 async def locked_party_call(session: AsyncSession, user: User, call_id: int) -> tuple[Call, Party]:
     """The call, locked for this transaction, and which party ``user`` is (404 for anyone
     else: ids reveal nothing)."""

@@ -52,8 +52,11 @@ def _normalize(value: str) -> str:
     return value
 
 
-# Chat text is the same, with line breaks ("\n") allowed.
-_CHAT_FORBIDDEN = _FORBIDDEN.replace("\\x00-\\x1f", "\\x00-\\x09\\x0b-\\x1f", 1)
+# Chat text is the same with line breaks ("\n") allowed, and the zero-width (non-)joiners
+# U+200C and U+200D that emoji sequences (👩‍💻) and Persian or Indic words need.
+_CHAT_FORBIDDEN = _FORBIDDEN.replace("\\x00-\\x1f", "\\x00-\\x09\\x0b-\\x1f", 1).replace(
+    "\\u200b-\\u200f", "\\u200b\\u200e\\u200f", 1
+)
 CHAT_TEXT_PATTERN = f"^[^{_CHAT_FORBIDDEN}]*$"
 MAX_CHAT_CHARACTERS = 1000
 
@@ -76,7 +79,8 @@ Note = Annotated[str, _PLAIN, Field(max_length=500), AfterValidator(_normalize)]
 # A chat message: 1 to 1,000 characters of text and line breaks, NFC, trimmed.
 ChatText = Annotated[
     str,
-    Field(min_length=1, max_length=MAX_CHAT_CHARACTERS, pattern=CHAT_TEXT_PATTERN),
+    # the bound is on the normalized text; what arrives may be longer before NFC
+    Field(min_length=1, max_length=4 * MAX_CHAT_CHARACTERS, pattern=CHAT_TEXT_PATTERN),
     AfterValidator(_normalize_chat),
 ]
 # The id a client gives what it sends, so that a retry is recognised.

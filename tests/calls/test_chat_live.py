@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from callmeter.kit.runtime import Runtime
 from callmeter.models import Role
 from tests.calls.driver import CallDriver
 from tests.calls.test_feed import DELIVERY_BOUND_SECONDS, _env, _headers
+from tests.conftest import postgres_only
 from tests.factories import make_user
 from tests.processes import served
 from tests.reliability.cluster import free_port
@@ -144,3 +146,53 @@ async def test_a_tip_and_the_charge_race_for_the_last_coins_and_one_gets_them(
         await driver.ledger_ok()
     print("tip race outcomes:", outcomes)
     assert set(outcomes) <= {201, 402}
+
+
+@postgres_only
+async def test_a_story_line_committed_after_a_newer_message_still_reaches_the_stream(
+    driver: CallDriver,
+) -> None:
+    """The review's race: a transaction ends call A (its trigger writes "ended:…" with id
+    n) and commits only after a message on call B (id n + 1) was read by the feed, whose
+    cursor then stands past n. The line is delivered by the feed's lookback, which works
+    because a story line's time is when it was written: dated back to the call's end (30 s
+    before, for a lost connection), it was never delivered and A's stream closed without
+    it. The test's clock is the database's here, as the servers' are in production."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import text
+
+    from callmeter.calls.feed import call_feed
+    from tests.calls.test_chat import active, say
+
+    driver.clock.set(datetime.now(UTC))
+    a_client, _a_host, a = await active(driver)
+    b_client, _b_host, b = await active(driver)
+    feed = call_feed(driver.runtime)
+    on_a, on_b = feed.watch(a, a_client.user.id), feed.watch(b, b_client.user.id)
+
+    async def bodies(watcher: Any, until: str) -> list[str]:
+        seen: list[str] = []
+        while until not in seen:
+            update = await asyncio.wait_for(watcher.next(), 5)
+            seen += [m.body for m in update.messages]
+        return seen
+
+    await bodies(on_a, "connected")
+    await bodies(on_b, "connected")
+    ended_at = datetime.now(UTC).replace(tzinfo=None) - timedelta(seconds=30)
+    async with driver.runtime.engine.connect() as slow:
+        await slow.execute(
+            text(
+                "UPDATE calls SET status = 'ended', end_reason = 'connection_lost', "
+                "ended_at = :at, held = 0, version = version + 1 WHERE id = :id"
+            ),
+            {"at": ended_at, "id": a},
+        )
+        r = await driver.post(f"/v1/calls/{b}/messages", b_client, say("on B", "b1"))
+        assert r.status_code == 201, r.text
+        assert "on B" in await bodies(on_b, "on B")  # read: the cursor is past A's line
+        await slow.commit()
+    assert "ended:connection_lost" in await bodies(on_a, "ended:connection_lost")
+    feed.unwatch(on_a)
+    feed.unwatch(on_b)

@@ -201,6 +201,26 @@ class TestUnbilledEndings:
         await self._assert_free(driver, caller, call["id"], "connect_failed")
 
 
+class TestMediaAgain:
+    async def test_a_page_asks_for_its_media_again_while_the_call_lasts(
+        self, driver: CallDriver
+    ) -> None:
+        caller, host = await driver.party(Role.client, 50), await driver.party(Role.host)
+        call = await driver.ring(caller, host)
+        url = f"/v1/calls/{call['id']}/media"
+        r = await driver.client.get(url, headers=caller.headers)
+        assert (r.json()["provider"], r.json()["token"]) == ("p2p", None)
+        r = await driver.client.get(url, headers=host.headers)
+        assert (r.status_code, r.json()["error"]) == (409, "invalid_call_state")  # ringing
+        await driver.post(f"/v1/calls/{call['id']}/accept", host)
+        assert (await driver.client.get(url, headers=host.headers)).status_code == 200
+        stranger = await driver.party(Role.client, 50)
+        assert (await driver.client.get(url, headers=stranger.headers)).status_code == 404
+        await driver.post(f"/v1/calls/{call['id']}/end", host)
+        r = await driver.client.get(url, headers=caller.headers)
+        assert (r.status_code, r.json()["error"]) == (409, "call_ended")
+
+
 class TestCreate:
     async def test_402_when_available_is_below_the_rate(self, driver: CallDriver) -> None:
         caller, host = await driver.party(Role.client, 9), await driver.party(Role.host)

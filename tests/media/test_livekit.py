@@ -123,6 +123,29 @@ class TestRoomsAndTokens:
             assert raw["exp"] - raw["nbf"] == 600
         assert identity(caller) != identity(host)
 
+    async def test_a_new_tab_gets_a_fresh_token_for_its_party_only(
+        self, driver: CallDriver
+    ) -> None:
+        """A page that lost its media credentials (a new tab, "Return to your call" in
+        another window) asks again: each party gets a token for this room and itself, an
+        admin none, and nobody once the call ended."""
+        caller, host, created, _accepted = await _ring_and_accept(driver)
+        call_id = created["call"]["id"]
+        verifier = api.TokenVerifier(KEY, SECRET)
+        for party in (caller, host):
+            r = await driver.client.get(f"/v1/calls/{call_id}/media", headers=party.headers)
+            assert r.status_code == 200, r.text
+            media = r.json()
+            assert (media["provider"], media["room"]) == ("livekit", f"call-{call_id}")
+            assert verifier.verify(media["token"]).identity == identity(party)
+        admin = await driver.party(Role.admin)
+        r = await driver.client.get(f"/v1/calls/{call_id}/media", headers=admin.headers)
+        assert r.status_code == 404
+        assert "token" not in r.text
+        await driver.post(f"/v1/calls/{call_id}/end", caller)
+        r = await driver.client.get(f"/v1/calls/{call_id}/media", headers=caller.headers)
+        assert (r.status_code, r.json()["error"]) == (409, "call_ended")
+
     async def test_no_token_for_an_ended_call(self, driver: CallDriver) -> None:
         caller, host = await driver.party(Role.client, 50), await driver.party(Role.host)
         call = await driver.ring(caller, host)

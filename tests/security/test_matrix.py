@@ -86,6 +86,8 @@ RULES: dict[tuple[str, str], dict[str, Expect]] = {
     ("POST", "/v1/calls/{call_id}/messages"): only(CALL_PARTIES, others=404),
     ("GET", "/v1/calls/{call_id}/messages"): only(CALL_PARTIES, others=404, admin=200),
     ("GET", "/v1/calls/{call_id}/receipt"): only(CALL_PARTIES, others=404, admin=200),
+    # media credentials: the parties only, never an admin (no one watches a call)
+    ("GET", "/v1/calls/{call_id}/media"): only(CALL_PARTIES, others=404),
     ("POST", "/v1/calls/{call_id}/tips"): only(("client_a",), others=403) | {"client_b": 404},
     # the token travels in the body (sendBeacon); the header is ignored
     ("POST", "/v1/calls/{call_id}/beacon-end"): only(CALL_PARTIES, others=404)

@@ -558,6 +558,29 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/calls/{call_id}/media": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Call Media
+         * @description Your credentials for the call's media again (a new tab, a page that lost them): a
+         *     fresh LiveKit token for this room and you, or the peer-to-peer marker. The call's
+         *     parties only (404 for anyone else), while it lasts (409 `call_ended`); the host once it
+         *     has picked up (409 `invalid_call_state` while it rings).
+         */
+        get: operations["call_media_v1_calls__call_id__media_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/calls/{call_id}/messages": {
         parameters: {
             query?: never;
@@ -647,7 +670,9 @@ export interface paths {
          *     `TIP_WINDOW_SECONDS` after it ended, else 409 `tip_window_closed`). The host gets
          *     `TIP_HOST_SHARE_PERCENT` of it. 402 `insufficient_funds` (with `needed`) when your
          *     available coins do not cover it; a retry with the same `client_msg_id` tips once (200
-         *     with the first). Shown in the chat as a `tip` message and on both statements.
+         *     with the first). 403 `account_frozen` during a payment dispute; 429 (Retry-After) past
+         *     `MESSAGES_PER_WINDOW` messages and tips per `MESSAGE_WINDOW_SECONDS`. Shown in the chat
+         *     as a `tip` message and on both statements.
          */
         post: operations["send_tip_v1_calls__call_id__tips_post"];
         delete?: never;
@@ -4894,6 +4919,118 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["CallEnvelope"];
+                };
+            };
+            /** @description bad request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description not authenticated */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description insufficient funds */
+            402: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description validation error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description rate limited */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description a dependency (database, media server) is unavailable, or the request lost every attempt to concurrent ones (retry_later) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+        };
+    };
+    call_media_v1_calls__call_id__media_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                call_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MediaOut"];
                 };
             };
             /** @description bad request */

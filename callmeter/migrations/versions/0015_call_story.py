@@ -4,9 +4,11 @@ A trigger on ``calls`` writes a ``system`` message whenever a call connects, is 
 gets its low-balance warning or ends, whichever process or code path (a heartbeat, the
 meter's batch, an admin, a webhook) made the change: the story is written where the state
 changes, in the same transaction. Bodies are codes the client puts in words:
-``connected``, ``charged:<coins>``, ``low_balance``, ``ended:<end_reason>``. A charge's and
-a warning's time is the moment the call is billed through (``started_at`` plus
-``billed_seconds``), so the story keeps the server's clock.
+``connected``, ``charged:<coins>``, ``low_balance``, ``ended:<end_reason>``. A line's
+``created_at`` is when it was written (the database's clock, UTC), like any message's: the
+call feed delivers messages by id and, for those committed late, by a short lookback on
+``created_at``, which a back-dated line would slip past. When the call itself says it
+happened (``started_at``, ``ended_at``, its billed time) is on the call.
 
 Revision ID: 0015
 Revises: 0014
@@ -25,27 +27,24 @@ depends_on: str | Sequence[str] | None = None
 POSTGRES_FUNCTION = """
 CREATE FUNCTION callmeter_call_story() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
-    billed_through timestamp := COALESCE(
-        NEW.started_at + make_interval(secs => NEW.billed_seconds), NEW.created_at
-    );
+    written timestamp := timezone('UTC', clock_timestamp());
 BEGIN
     IF NEW.status = 'active' AND OLD.status <> 'active' THEN
         INSERT INTO call_messages (call_id, kind, body, created_at)
-        VALUES (NEW.id, 'system', 'connected', COALESCE(NEW.started_at, NEW.created_at));
+        VALUES (NEW.id, 'system', 'connected', written);
     END IF;
     IF NEW.charged > OLD.charged THEN
         INSERT INTO call_messages (call_id, kind, body, amount, created_at)
         VALUES (NEW.id, 'system', 'charged:' || (NEW.charged - OLD.charged),
-                NEW.charged - OLD.charged, billed_through);
+                NEW.charged - OLD.charged, written);
     END IF;
     IF NEW.warning IS NOT NULL AND NEW.warning IS DISTINCT FROM OLD.warning THEN
         INSERT INTO call_messages (call_id, kind, body, created_at)
-        VALUES (NEW.id, 'system', NEW.warning, billed_through);
+        VALUES (NEW.id, 'system', NEW.warning, written);
     END IF;
     IF NEW.status = 'ended' AND OLD.status <> 'ended' THEN
         INSERT INTO call_messages (call_id, kind, body, created_at)
-        VALUES (NEW.id, 'system', 'ended:' || COALESCE(NEW.end_reason, ''),
-                COALESCE(NEW.ended_at, NEW.created_at));
+        VALUES (NEW.id, 'system', 'ended:' || COALESCE(NEW.end_reason, ''), written);
     END IF;
     RETURN NULL;
 END
@@ -60,28 +59,24 @@ EXECUTE FUNCTION callmeter_call_story()
 """
 
 # SQLite runs a trigger's statements in order: one trigger, one INSERT … WHERE per event.
-_BILLED_THROUGH = (
-    "COALESCE(strftime('%Y-%m-%d %H:%M:%f', NEW.started_at, "
-    "'+' || NEW.billed_seconds || ' seconds'), NEW.created_at)"
-)
+_WRITTEN = "strftime('%Y-%m-%d %H:%M:%f', 'now')"  # UTC
 SQLITE_TRIGGER = f"""
 CREATE TRIGGER calls_story AFTER UPDATE ON calls FOR EACH ROW
 WHEN OLD.status IS NOT NEW.status OR OLD.charged IS NOT NEW.charged
      OR OLD.warning IS NOT NEW.warning
 BEGIN
     INSERT INTO call_messages (call_id, kind, body, created_at)
-    SELECT NEW.id, 'system', 'connected', COALESCE(NEW.started_at, NEW.created_at)
+    SELECT NEW.id, 'system', 'connected', {_WRITTEN}
     WHERE NEW.status = 'active' AND OLD.status <> 'active';
     INSERT INTO call_messages (call_id, kind, body, amount, created_at)
     SELECT NEW.id, 'system', 'charged:' || (NEW.charged - OLD.charged),
-           NEW.charged - OLD.charged, {_BILLED_THROUGH}
+           NEW.charged - OLD.charged, {_WRITTEN}
     WHERE NEW.charged > OLD.charged;
     INSERT INTO call_messages (call_id, kind, body, created_at)
-    SELECT NEW.id, 'system', NEW.warning, {_BILLED_THROUGH}
+    SELECT NEW.id, 'system', NEW.warning, {_WRITTEN}
     WHERE NEW.warning IS NOT NULL AND NEW.warning IS NOT OLD.warning;
     INSERT INTO call_messages (call_id, kind, body, created_at)
-    SELECT NEW.id, 'system', 'ended:' || COALESCE(NEW.end_reason, ''),
-           COALESCE(NEW.ended_at, NEW.created_at)
+    SELECT NEW.id, 'system', 'ended:' || COALESCE(NEW.end_reason, ''), {_WRITTEN}
     WHERE NEW.status = 'ended' AND OLD.status <> 'ended';
 END
 """

@@ -2,7 +2,7 @@
  * (while the call rings or lasts), and, for the client, tips with a confirmation. Every
  * message is rendered as text: nothing a party typed ever becomes markup. */
 import { useCallback, useEffect, useRef, useState, type FormEvent, type KeyboardEvent } from "react";
-import { friendlyMessage, request, resultKnown, type Message, type MessagesPage } from "../api";
+import { ApiError, friendlyMessage, request, resultKnown, type Message, type MessagesPage } from "../api";
 import { formatCoins } from "../format";
 import { currentLocale, useT } from "../i18n";
 import { merge, pieces, systemText, TIP_PRESETS, unread } from "./chat";
@@ -90,8 +90,14 @@ export function ChatPanel(props: {
       setPending((all) => all.filter((p) => p.id !== message.id));
     } catch (e) {
       setError(friendlyMessage(e));
-      if (resultKnown(e)) setPending((all) => all.filter((p) => p.id !== message.id));
-      else setPending((all) => all.map((p) => (p.id === message.id ? { ...p, failed: true } : p)));
+      if (resultKnown(e) && !(e instanceof ApiError && e.status === 429)) {
+        // refused for good (409, 422): the text goes back to the box to be changed
+        setPending((all) => all.filter((p) => p.id !== message.id));
+        setDraft((current) => current || message.body);
+      } else {
+        // no answer, or "too fast": the same message, with its id, can be sent again
+        setPending((all) => all.map((p) => (p.id === message.id ? { ...p, failed: true } : p)));
+      }
     }
   }
 
@@ -197,6 +203,7 @@ function TipBox(props: {
   const [chosen, setChosen] = useState<number | null>(null);
   const [sending, setSending] = useState(false);
   const [thanks, setThanks] = useState("");
+  const [closed, setClosed] = useState(false); // the server said it is too late to tip
   const inFlight = useRef(false);
   const key = useRef<{ amount: number; id: string } | null>(null);
   const customAmount = /^[1-9][0-9]{0,8}$/.test(custom) ? Number(custom) : null;
@@ -219,6 +226,7 @@ function TipBox(props: {
       setCustom("");
     } catch (e) {
       if (resultKnown(e)) key.current = null;
+      if (e instanceof ApiError && e.code === "tip_window_closed") setClosed(true);
       onError(friendlyMessage(e));
     } finally {
       inFlight.current = false;
@@ -226,6 +234,7 @@ function TipBox(props: {
     }
   }
 
+  if (closed) return null;
   return (
     <div className="tips" role="group" aria-label={t("chat.tipTitle")}>
       {chosen === null ? (

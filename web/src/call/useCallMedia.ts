@@ -1,14 +1,15 @@
-/** A call page's media: LiveKit with the token the server issued, or a peer-to-peer
+/** A call page's media: LiveKit with the token the server issued (asked for again when this
+ * tab has none), or a peer-to-peer
  * connection signalled through the server, opened once the call is known to be this user's.
  * Signals that arrive before the camera is open wait instead of being lost (the caller's
  * offer often comes first). Joining happens once per page once the host picked up: the
  * client offers; a host page that joins again (a reload, a return) asks for a fresh offer. */
 import { useCallback, useEffect, useRef, useState } from "react";
-import type { Call, Media } from "../api";
+import { ApiError, friendlyMessage, request, type Call, type Media } from "../api";
 import { translate } from "../i18n";
 import { LiveKitMedia } from "../media/livekit";
 import { P2PMedia, type SignalMessage } from "../media/p2p";
-import { loadMedia, markJoined, saveStreamPosition, wasJoined } from "../session";
+import { loadMedia, markJoined, saveMedia, saveStreamPosition, wasJoined } from "../session";
 
 export interface CallMediaOptions {
   callId: number;
@@ -54,10 +55,16 @@ export function useCallMedia(options: CallMediaOptions) {
 
   useEffect(() => {
     if (!known) return;
-    const info = loadMedia<Media>(callId);
     let cancelled = false;
     const start = async () => {
       try {
+        // this tab's credentials, else new ones (a new tab, a page that lost them)
+        let info = loadMedia<Media>(callId);
+        if (!info) {
+          info = await request<Media>(`/v1/calls/${callId}/media`, { token });
+          if (cancelled) return;
+          saveMedia(callId, info);
+        }
         if (info?.provider === "livekit" && info.url && info.token) {
           const lk = new LiveKitMedia(info.url, info.token, localVideo.current!, remoteVideo.current!, () => {});
           media.current = lk;
@@ -82,7 +89,11 @@ export function useCallMedia(options: CallMediaOptions) {
         }
         setReady(true);
       } catch (e) {
-        onError.current(translate("call.cameraUnavailable", { reason: (e as Error).message }));
+        onError.current(
+          e instanceof ApiError
+            ? friendlyMessage(e)
+            : translate("call.cameraUnavailable", { reason: (e as Error).message }),
+        );
       }
     };
     void start();
