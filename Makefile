@@ -37,6 +37,10 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check callmeter tests bench
 	$(BIN)/mypy --strict callmeter
 	$(BIN)/lint-imports --no-logo
+	@# nothing a person typed may become markup: no HTML from a string in the web client
+	@! grep -rnE 'dangerouslySetInnerHTML|\.innerHTML *=|insertAdjacentHTML|document\.write' web/src \
+		--include='*.ts' --include='*.tsx' --exclude='safety.test.ts' \
+		|| (echo "web/src sets HTML from a string (see docs/chat.md)"; exit 1)
 
 web-test: $(WEB_STAMP)
 	cd web && npm run api:check --silent

@@ -839,6 +839,8 @@ async def test_chat_and_a_tip_during_a_real_call_and_the_receipt(
     await expect(transcript).to_contain_text("Tutor: " + HOSTILE)
     await expect(transcript).to_contain_text("You tipped 50 coins.")
     assert await caller.locator(".receipt img, .receipt script").count() == 0
+    await caller.set_viewport_size({"width": 390, "height": 844})  # a receipt on a phone
+    assert await caller.evaluate("document.documentElement.scrollWidth") <= 390
 
     call = await call_of(web_server, "rich", call_id)
     assert charged == f"{call['charged']} coins"
