@@ -68,6 +68,11 @@ _NEXT = {
     "Heartbeat": "heartbeat_v1_calls__call_id__heartbeat_post",
     "EndCall": "end_call_v1_calls__call_id__end_post",
     "Signal": "signal_v1_calls__call_id__signal_post",
+    "SendMessage": "send_message_v1_calls__call_id__messages_post",
+    "ListMessages": "list_messages_v1_calls__call_id__messages_get",
+    "Tip": "send_tip_v1_calls__call_id__tips_post",
+    "Receipt": "call_receipt_v1_calls__call_id__receipt_get",
+    "Media": "call_media_v1_calls__call_id__media_get",
 }
 CALL_LINKS = {
     name: {"operationId": operation, "parameters": {"call_id": "$response.body#/call/id"}}

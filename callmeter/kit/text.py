@@ -79,8 +79,9 @@ Note = Annotated[str, _PLAIN, Field(max_length=500), AfterValidator(_normalize)]
 # A chat message: 1 to 1,000 characters of text and line breaks, NFC, trimmed.
 ChatText = Annotated[
     str,
-    # the bound is on the normalized text; what arrives may be longer before NFC
-    Field(min_length=1, max_length=4 * MAX_CHAT_CHARACTERS, pattern=CHAT_TEXT_PATTERN),
+    # as typed and once normalized (NFC lengthens a few scripts' text): the schema states
+    # the first, so a request it allows is one the server takes
+    Field(min_length=1, max_length=MAX_CHAT_CHARACTERS, pattern=CHAT_TEXT_PATTERN),
     AfterValidator(_normalize_chat),
 ]
 # The id a client gives what it sends, so that a retry is recognised.

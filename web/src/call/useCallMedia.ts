@@ -1,5 +1,4 @@
-/** A call page's media: LiveKit with the token the server issued (asked for again when this
- * tab has none), or a peer-to-peer
+/** A call page's media: LiveKit with a token the server issues at each join, or a peer-to-peer
  * connection signalled through the server, opened once the call is known to be this user's.
  * Signals that arrive before the camera is open wait instead of being lost (the caller's
  * offer often comes first). Joining happens once per page once the host picked up: the
@@ -58,13 +57,18 @@ export function useCallMedia(options: CallMediaOptions) {
     let cancelled = false;
     const start = async () => {
       try {
-        // this tab's credentials, else new ones (a new tab, a page that lost them)
-        let info = loadMedia<Media>(callId);
-        if (!info) {
+        // fresh credentials at every join (a LiveKit token lasts 10 minutes: a reload later
+        // must not present an expired one; a new tab has none); this tab's last ones if the
+        // server cannot be asked right now
+        let info: Media | null;
+        try {
           info = await request<Media>(`/v1/calls/${callId}/media`, { token });
-          if (cancelled) return;
           saveMedia(callId, info);
+        } catch (e) {
+          info = loadMedia<Media>(callId);
+          if (!info) throw e;
         }
+        if (cancelled) return;
         if (info?.provider === "livekit" && info.url && info.token) {
           const lk = new LiveKitMedia(info.url, info.token, localVideo.current!, remoteVideo.current!, () => {});
           media.current = lk;
