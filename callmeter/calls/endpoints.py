@@ -330,15 +330,25 @@ async def events(
     )
 
 
-async def _sent_or_refused(
-    session: AsyncSession, user: User, call_id: int, client_msg_id: str, wait: float,
-    runtime: Runtime,
-) -> MessageOut:  # fmt: skip
-    """The in-process gate refused: a retry of what was stored still gets it (200), anything
-    else 429 before it queues for the call's row lock."""
+async def _flood_answer(
+    session: AsyncSession, user: User, call_id: int, client_msg_id: str, runtime: Runtime
+) -> MessageOut | None:
+    """The in-process gate in front of the chat's writes (messages and tips share its pace):
+    None when this request may go on to the call's row lock (the database count there is
+    what holds across processes); a retry of what was stored gets it back (200); anything
+    else 429 before it queues for the lock."""
+    settings = runtime.settings
+    wait = runtime.recent_messages.admit(
+        (call_id, user.id),
+        runtime.clock.now().timestamp(),
+        settings.messages_per_window,
+        settings.message_window_seconds,
+    )
+    if wait is None:
+        return None
     sent = await chat.already_sent(session, user=user, call_id=call_id, client_msg_id=client_msg_id)
     if sent is None:
-        raise chat.message_rate_limited(runtime.settings, wait)
+        raise chat.message_rate_limited(settings, wait)
     return MessageOut.of(sent)
 
 
@@ -361,27 +371,17 @@ async def send_message(
     the same `client_msg_id` stores nothing new (200 with the first). 429 (Retry-After) past
     `MESSAGES_PER_WINDOW` per `MESSAGE_WINDOW_SECONDS` from you on this call; 409
     `message_limit_reached` once the call stores `MAX_MESSAGES_PER_CALL`."""
-    now = runtime.clock.now()
-    settings = runtime.settings
-    # a flood is refused here, before it queues for the call's row lock (the database
-    # count in the service is what holds across processes)
-    wait = runtime.recent_messages.admit(
-        (call_id, user.id),
-        now.timestamp(),
-        settings.messages_per_window,
-        settings.message_window_seconds,
-    )
-    if wait is not None:
+    if again := await _flood_answer(session, user, call_id, body.client_msg_id, runtime):
         response.status_code = status.HTTP_200_OK
-        return await _sent_or_refused(session, user, call_id, body.client_msg_id, wait, runtime)
+        return again
     message, new = await chat.send_message(
         session,
         user=user,
         call_id=call_id,
         body=body.body,
         client_msg_id=body.client_msg_id,
-        settings=settings,
-        now=now,
+        settings=runtime.settings,
+        now=runtime.clock.now(),
     )
     if not new:
         response.status_code = status.HTTP_200_OK
@@ -455,16 +455,9 @@ async def send_tip(
     with the first). 403 `account_frozen` during a payment dispute; 429 (Retry-After) past
     `MESSAGES_PER_WINDOW` messages and tips per `MESSAGE_WINDOW_SECONDS`. Shown in the chat
     as a `tip` message and on both statements."""
-    settings = runtime.settings
-    wait = runtime.recent_messages.admit(
-        (call_id, client.id),
-        runtime.clock.now().timestamp(),
-        settings.messages_per_window,
-        settings.message_window_seconds,
-    )
-    if wait is not None:
+    if again := await _flood_answer(session, client, call_id, body.client_msg_id, runtime):
         response.status_code = status.HTTP_200_OK
-        return await _sent_or_refused(session, client, call_id, body.client_msg_id, wait, runtime)
+        return again
     message, new = await chat.tip(
         session,
         user=client,

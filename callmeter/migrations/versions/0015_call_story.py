@@ -52,16 +52,17 @@ $$
 """
 
 POSTGRES_TRIGGER = """
-CREATE TRIGGER calls_story AFTER UPDATE ON calls FOR EACH ROW
+CREATE TRIGGER calls_story AFTER UPDATE OF status, charged, warning ON calls FOR EACH ROW
 WHEN (OLD.status IS DISTINCT FROM NEW.status OR OLD.charged IS DISTINCT FROM NEW.charged
       OR OLD.warning IS DISTINCT FROM NEW.warning)
 EXECUTE FUNCTION callmeter_call_story()
 """
 
-# SQLite runs a trigger's statements in order: one trigger, one INSERT … WHERE per event.
+# Only an UPDATE that sets one of the watched columns fires it: a heartbeat's presence write
+# does not. SQLite runs a trigger's statements in order: one trigger, one INSERT … WHERE per event.
 _WRITTEN = "strftime('%Y-%m-%d %H:%M:%f', 'now')"  # UTC
 SQLITE_TRIGGER = f"""
-CREATE TRIGGER calls_story AFTER UPDATE ON calls FOR EACH ROW
+CREATE TRIGGER calls_story AFTER UPDATE OF status, charged, warning ON calls FOR EACH ROW
 WHEN OLD.status IS NOT NEW.status OR OLD.charged IS NOT NEW.charged
      OR OLD.warning IS NOT NEW.warning
 BEGIN
