@@ -6,13 +6,22 @@ rows that changed (or whose keepalive is due) in a second, new signals of every 
 call in a third — and hands each stream what is new for it. So the queries per second
 depend on how often something changes, not on how many streams are open.
 
-It reads when woken, and at least every ``events_poll_seconds`` (the catch-up):
+It reads when woken, and otherwise at the catch-up period:
 - on PostgreSQL, by a notification on ``CHANNEL``, sent by triggers on ``calls`` (a change
-  of ``version``, the state a party sees) and ``call_signals`` from any process;
-- by a commit in this process (SQLite has no notifications: another process's change — the
-  meter worker's — arrives with the catch-up).
+  of ``version``, the state a party sees), ``call_signals`` and ``call_messages`` from any
+  process, this one included. While the LISTEN connection is up nothing is missed, so the
+  catch-up runs every ``KEEPALIVE_SECONDS``; a commit that changes nothing a stream shows
+  (a heartbeat's presence) costs the feed nothing;
+- without notifications (SQLite, or PostgreSQL while the LISTEN connection is down), by a
+  commit in this process and at least every ``events_poll_seconds``: another process's
+  change (the meter worker's) arrives with that catch-up.
 A lost notification (the LISTEN connection dropped) costs at most one catch-up period.
 Reads are at least ``MIN_GAP_SECONDS`` apart, so a burst of changes costs one read.
+
+A round's queries do not depend on how many streams are open: one query each for the
+watched calls' versions, the calls that changed, new signals and new messages (a chunk of
+5,000 calls each). A call that did not change is not read again for its keepalive: the
+stream gets the row it has, with the server's time of now.
 
 Signals: ids are taken at INSERT and become visible at COMMIT, so a signal can appear after
 one with a higher id (two calls' transactions committing out of order). Each read therefore
@@ -42,7 +51,7 @@ from callmeter.models import Call, CallMessage, CallSignal
 log = logging.getLogger(__name__)
 
 CHANNEL = "callmeter_calls"  # the triggers of migration 0009 notify it
-KEEPALIVE_SECONDS = 5.0  # a watched call is read again (and sent) at least this often
+KEEPALIVE_SECONDS = 5.0  # a watched call is sent at least this often (and versions checked)
 MIN_GAP_SECONDS = 0.05  # between two reads: a burst of changes is read once
 SIGNAL_LOOKBACK = timedelta(seconds=10)  # a signal committing this late is still delivered
 NEWEST_FIRST_READ = 2**62  # "after no id": the first read takes only the lookback window
@@ -94,8 +103,9 @@ class Watcher:
 @dataclass(eq=False)
 class _Watched:
     watchers: set[Watcher] = field(default_factory=set)
+    call: Call | None = None  # as last read: a keepalive sends it again
     version: int | None = None
-    loaded_at: float = float("-inf")
+    loaded_at: float = float("-inf")  # when it was last sent (read, or kept alive)
     newcomers: list[Watcher] = field(default_factory=list)  # their backlog still to read
 
 
@@ -126,7 +136,7 @@ class CallFeed:
             self._task = asyncio.get_running_loop().create_task(self._run())
         watcher = Watcher(call_id, user_id, after_signal, after_message)
         watched = self._watched.setdefault(call_id, _Watched())
-        watched.loaded_at = float("-inf")  # read it again: the newcomer needs its state
+        watched.loaded_at = float("-inf")  # send it now: the newcomer needs its state
         watched.watchers.add(watcher)
         watched.newcomers.append(watcher)
         self._wake.set()
@@ -142,8 +152,13 @@ class CallFeed:
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
+            catch_up = (
+                KEEPALIVE_SECONDS
+                if self._wakeups.listening
+                else self.runtime.settings.events_poll_seconds
+            )
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.runtime.settings.events_poll_seconds)
+                await asyncio.wait_for(self._wake.wait(), catch_up)
             # let the commit that woke us finish, and gather a burst into one read
             await asyncio.sleep(MIN_GAP_SECONDS)
             self._wake.clear()
@@ -173,8 +188,7 @@ class CallFeed:
                     watched = self._watched.get(call_id)
                     if watched is None or call_id not in versions:
                         continue
-                    stale = now - watched.loaded_at >= KEEPALIVE_SECONDS
-                    if versions[call_id] != watched.version or stale:
+                    if versions[call_id] != watched.version or watched.call is None:
                         due.append(call_id)
                 calls = await repository.calls_by_id(session, due) if due else []
                 # the first read: only the window (a stream's older signals are its backlog)
@@ -236,7 +250,11 @@ class CallFeed:
                 continue
             call = loaded.get(call_id)
             if call is not None:
-                watched.version, watched.loaded_at = call.version, now
+                watched.call, watched.version = call, call.version
+            elif now - watched.loaded_at >= KEEPALIVE_SECONDS:
+                call = watched.call  # unchanged: its keepalive is the row already read
+            if call is not None:
+                watched.loaded_at = now
             for watcher in watched.watchers:
                 newcomer = watcher in newcomers
                 update = Update(call=call)

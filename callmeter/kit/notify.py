@@ -32,8 +32,9 @@ def asyncpg_dsn(database_url: str) -> str:
 
 
 class DatabaseWakeups:
-    """Calls ``wake`` after this process commits (any engine connection), and, on
-    PostgreSQL, whenever a notification arrives on ``channel`` from any process. Start with
+    """Calls ``wake`` whenever a notification arrives on ``channel`` from any process
+    (PostgreSQL), and after this process commits (any engine connection) while no LISTEN
+    connection is open (SQLite; PostgreSQL while it is away). Start with
     :meth:`start`, stop with :meth:`close`."""
 
     def __init__(self, engine: AsyncEngine, channel: str, wake: Callable[[], None]) -> None:
@@ -54,7 +55,11 @@ class DatabaseWakeups:
             self._task = asyncio.get_running_loop().create_task(self._listen())
 
     def _committed(self, _connection: Any) -> None:
-        self.wake()
+        # While LISTEN is up, every change that matters notifies (from this process too):
+        # a commit that changed nothing a listener reads (a heartbeat's presence) wakes
+        # nobody. Without it (SQLite, or the connection lost), every commit wakes.
+        if not self._listening:
+            self.wake()
 
     async def _listen(self) -> None:
         dsn = asyncpg_dsn(self.engine.url.render_as_string(hide_password=False))
