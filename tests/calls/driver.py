@@ -7,11 +7,12 @@ from typing import Any
 
 from httpx import AsyncClient, Response
 
+from callmeter.auth.tokens import issue_access_token
 from callmeter.kit.clock import ManualClock
 from callmeter.kit.runtime import Runtime
 from callmeter.meter.service import TickResult, tick
 from callmeter.models import Role, User
-from tests.factories import assert_ledger_ok, auth_headers, make_user, wallet_of
+from tests.factories import assert_ledger_ok, make_user, wallet_of
 
 
 @dataclass
@@ -27,8 +28,17 @@ class CallDriver:
     clock: ManualClock
 
     async def party(self, role: Role, coins: int = 0) -> Party:
+        """A new user with ``coins`` and an access token as ``POST /v1/auth/login`` issues
+        it (logging in is tests/auth's subject; here it would only cost time)."""
         user = await make_user(self.runtime, role, coins=coins)
-        return Party(user, await auth_headers(self.client, user.username))
+        token = issue_access_token(
+            user_id=user.id,
+            role=user.role,
+            secret=self.runtime.settings.secret_key,
+            now=self.clock.now(),
+            ttl_seconds=self.runtime.settings.access_token_ttl_seconds,
+        )
+        return Party(user, {"Authorization": f"Bearer {token}"})
 
     async def post(self, path: str, who: Party, body: Any = None) -> Response:
         return await self.client.post(path, json=body, headers=who.headers)
