@@ -83,6 +83,10 @@ class Settings(BaseSettings):
     free_seconds: int = Field(default=0, ge=0, le=3600)
     host_share_percent: int = Field(default=70, ge=0, le=100)
     heartbeat_timeout_seconds: int = Field(default=30, ge=1, le=3600)
+    # A quiet heartbeat's presence is kept in memory and written in one batch this often
+    # (PostgreSQL; calls.beats): a crash loses at most this much presence, in the client's
+    # favour. 0: every heartbeat writes its own.
+    presence_flush_seconds: float = Field(default=1.0, ge=0, le=5)
     ring_timeout_seconds: int = Field(default=45, ge=1, le=3600)
     # A host is online while one of its pages says so (POST /v1/hosts/me/presence) at least
     # this often; calls to an offline host are refused. 0: every host counts as online.

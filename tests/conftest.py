@@ -141,6 +141,10 @@ def make_settings(database_url: str, **overrides: object) -> Settings:
         # Host presence is its own subject (tests/hosts/test_presence.py and the browser
         # tests, which keep the default); elsewhere every host counts as online.
         "host_presence_timeout_seconds": 0,
+        # Heartbeats from memory flush on the real clock, which an injected clock outruns:
+        # in-process tests write every heartbeat (tests/calls/test_beats.py flushes by hand,
+        # and served processes keep the default).
+        "presence_flush_seconds": 0,
     }
     values.update(overrides)
     return Settings.model_validate(values)

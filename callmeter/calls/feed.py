@@ -131,9 +131,7 @@ class CallFeed:
     ) -> Watcher:
         """Start delivering call ``call_id`` (its current state first), the signals to
         ``user_id`` after ``after_signal`` and the call's messages after ``after_message``."""
-        if self._task is None:
-            self._wakeups.start()
-            self._task = asyncio.get_running_loop().create_task(self._run())
+        self.start()
         watcher = Watcher(call_id, user_id, after_signal, after_message)
         watched = self._watched.setdefault(call_id, _Watched())
         watched.loaded_at = float("-inf")  # send it now: the newcomer needs its state
@@ -141,6 +139,17 @@ class CallFeed:
         watched.newcomers.append(watcher)
         self._wake.set()
         return watcher
+
+    def start(self) -> None:
+        """Listen (on PostgreSQL) and read: on the first stream, or for whoever else uses
+        the feed's notifications (:attr:`wakeups`)."""
+        if self._task is None:
+            self._wakeups.start()
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    @property
+    def wakeups(self) -> DatabaseWakeups:
+        return self._wakeups
 
     def unwatch(self, watcher: Watcher) -> None:
         watched = self._watched.get(watcher.call_id)

@@ -144,6 +144,29 @@ async def record_presence(session: AsyncSession, check: PresenceCheck) -> Call |
     return result.one_or_none()
 
 
+# The same condition, for a batch of heartbeats' presence (``calls.beats``): each row's own
+# moment, written only forward, no rows returned.
+_WRITE_PRESENCE = {
+    party: update(Call.__table__)  # type: ignore[arg-type]
+    .where(
+        *_quietly_present(party),
+        getattr(Call, f"{party}_last_seen_at") < bindparam("now"),
+    )
+    .values({f"{party}_last_seen_at": bindparam("now")})
+    for party in ("client", "host")
+}
+
+
+async def record_presences(session: AsyncSession, checks: Sequence[PresenceCheck]) -> None:
+    """:func:`record_presence` for many heartbeats at once (one executemany per party kind),
+    each at its own moment."""
+    connection = await session.connection()
+    for party in ("client", "host"):
+        params = [_presence_params(check) for check in checks if check.party == party]
+        if params:
+            await connection.execute(_WRITE_PRESENCE[party], params)
+
+
 async def recently_present(session: AsyncSession, check: PresenceCheck) -> Call | None:
     """The call, read without a lock or a write, when ``party`` was seen within
     ``coalesce`` and a heartbeat would only record presence; else None."""

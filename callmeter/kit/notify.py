@@ -1,8 +1,10 @@
 """Wake-ups from the database: PostgreSQL LISTEN on one channel, and this process's commits.
 
-A notification carries no data: it says "something changed, look again". Whoever listens
-reads what it needs itself, so a lost notification (a dropped connection, a restart)
-costs at most the listener's own catch-up period, never a change.
+A notification says "something changed, look again"; its payload may say what (a call's
+id: migration 0016), for whoever keeps rows in memory. Whoever listens reads what it needs
+itself, so a lost notification (a dropped connection, a restart) costs at most the
+listener's own catch-up period, never a change; a memory of rows is dropped whenever a
+LISTEN connection (re)opens, since what was said before it was not heard.
 """
 
 from __future__ import annotations
@@ -43,11 +45,17 @@ class DatabaseWakeups:
         self.wake = wake
         self._task: asyncio.Task[None] | None = None
         self._listening = False
+        self.on_payload: list[Callable[[str], None]] = []  # each notification's payload
+        self.on_listening: list[Callable[[], None]] = []  # a LISTEN connection (re)opened
 
     @property
     def listening(self) -> bool:
         """Whether a LISTEN connection is open now (always False on SQLite)."""
         return self._listening
+
+    @property
+    def started(self) -> bool:
+        return event.contains(self.engine.sync_engine, "commit", self._committed)
 
     def start(self) -> None:
         event.listen(self.engine.sync_engine, "commit", self._committed)
@@ -71,6 +79,8 @@ class DatabaseWakeups:
                 lost = asyncio.Event()
                 connection.add_termination_listener(_setter(lost))
                 await connection.add_listener(self.channel, self._notified)
+                for began in self.on_listening:
+                    began()
                 self._listening, failures = True, 0
                 self.wake()  # whatever was said while nobody listened
                 await lost.wait()
@@ -85,7 +95,9 @@ class DatabaseWakeups:
             await asyncio.sleep(RECONNECT_SECONDS[min(failures, len(RECONNECT_SECONDS) - 1)])
             failures += 1
 
-    def _notified(self, *_args: object) -> None:
+    def _notified(self, _connection: object, _pid: int, _channel: str, payload: str) -> None:
+        for heard in self.on_payload:
+            heard(payload)
         self.wake()
 
     async def close(self) -> None:

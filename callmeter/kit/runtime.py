@@ -89,6 +89,7 @@ class Runtime:
     payouts: PaymentGateway | None = None  # payouts.provider.payout_provider(runtime), typed
     streams: Slots = field(default_factory=Slots)  # open event streams, this process only
     call_feed: Closeable | None = None  # calls.feed.call_feed(runtime) builds it, typed
+    quiet_beats: Closeable | None = None  # calls.beats.quiet_beats(runtime) builds it
     recent_signals: RecentEvents = field(default_factory=RecentEvents)  # per sender and call
     recent_messages: RecentEvents = field(default_factory=RecentEvents)  # per sender and call
     database_probe: DatabaseProbe = field(init=False)
@@ -139,6 +140,9 @@ class Runtime:
         return await loop.run_in_executor(self.hashing, functools.partial(work, *args))
 
     async def close(self) -> None:
+        if self.quiet_beats is not None:  # first: it writes what it holds
+            await self.quiet_beats.close()
+            self.quiet_beats = None
         if self.call_feed is not None:
             await self.call_feed.close()
             self.call_feed = None

@@ -1,0 +1,237 @@
+"""The heartbeat from memory: most heartbeats touch no database.
+
+A heartbeat on an active call with nothing due only says "still here". This process keeps
+the calls it answered such heartbeats for (their rows as last read) and the presence it was
+told of; it answers the next quiet heartbeat of such a call from memory and writes the
+presence of all of them in one batch every ``presence_flush_seconds``.
+
+Why memory is safe:
+- *Which rows are current.* On PostgreSQL every change of a call's version notifies its
+  id (migration 0016): the row is forgotten at once, and read again by the next heartbeat.
+  Memory is used only while the LISTEN connection is open; when it (re)opens, everything
+  is forgotten (what was said while nobody listened was not heard). A row is also read
+  again after ``MAX_AGE_SECONDS`` whatever was heard. SQLite has no notifications: there
+  every heartbeat goes to the database (``service.quick_heartbeat``).
+- *What is decided from memory.* Only that a heartbeat is quiet, by the same conditions
+  as the database's quick path (``repository._quietly_present``). A row in memory is never
+  newer than the database's, and what those conditions read only moves one way while a
+  call is active (``next_charge_at``, ``paid_until``, last-seen go forward), so an old row
+  says "something is due" sooner, never later: the heartbeat then takes the full path.
+- *What is written.* The batch writes each party's last-seen under the same conditions,
+  checked again by the database on the row as it is then (status, the heartbeat timeout,
+  LiveKit's word), and only forward. A presence the database would not have taken from the
+  heartbeat itself is not taken from the batch either.
+- *What a crash loses.* The presence told since the last batch: at most
+  ``presence_flush_seconds`` of it, plus the batch's own time. A party then counts as seen
+  that much earlier, so the call is billed (or ended for silence) no later than it would
+  have been: never more coins, only possibly fewer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from callmeter.billing.settlement import may_coalesce
+from callmeter.calls import repository
+from callmeter.calls.feed import call_feed
+from callmeter.kit.db import is_sqlite, is_unavailable
+from callmeter.kit.runtime import Runtime
+from callmeter.models import Call, CallStatus
+
+log = logging.getLogger(__name__)
+
+MAX_AGE_SECONDS = 10.0  # a row in memory is read again at least this often
+STALL_FLUSHES = 3  # periods without a written batch before memory is not used
+MAX_CALLS = 200_000  # rows kept at most (then the oldest are forgotten)
+COALESCE = timedelta(seconds=1)  # as the database's quick path
+
+
+@dataclass(eq=False)
+class _Known:
+    call: Call  # the row as read, with the presence told since
+    read_at: float  # loop time
+
+
+class QuietBeats:
+    """This process's memory of quiet calls (see the module). :func:`quiet_beats` builds it."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.answered = 0  # heartbeats answered from memory
+        self.flushes = 0  # batches written so far
+        self.written = 0  # presences in them
+        self._known: dict[int, _Known] = {}
+        self._pending: dict[tuple[int, str], tuple[int, datetime]] = {}  # -> user, seen
+        self._changes = 0  # notifications heard so far
+        self._changed_at: dict[int, int] = {}  # call id -> self._changes when it changed
+        self._all_changed_at = 0  # self._changes when everything was forgotten
+        self._task: asyncio.Task[None] | None = None
+        self._flushed_at = asyncio.get_running_loop().time()  # the last batch written
+        feed = call_feed(runtime)
+        self._wakeups = feed.wakeups
+        self._wakeups.on_payload.append(self._heard)
+        self._wakeups.on_listening.append(self._forget_all)
+        feed.start()
+
+    @property
+    def enabled(self) -> bool:
+        """Memory is used while notifications are heard and batches get written (a batch
+        that cannot be written for ``STALL_FLUSHES`` periods sends every heartbeat to the
+        database again, which answers or fails by itself)."""
+        period = self.runtime.settings.presence_flush_seconds
+        if period <= 0 or not self._wakeups.listening:
+            return False
+        stalled = asyncio.get_running_loop().time() - self._flushed_at
+        return stalled <= STALL_FLUSHES * max(period, 1.0)
+
+    def mark(self) -> int:
+        """Call before reading a row to :meth:`remember`: changes heard after it win."""
+        return self._changes
+
+    def remember(self, call: Call, mark: int) -> None:
+        """Keep ``call`` (just read, quiet) unless a change of it was heard since ``mark``."""
+        if not self.enabled or self._all_changed_at > mark:
+            return
+        if self._changed_at.get(call.id, -1) > mark:
+            return
+        if len(self._known) >= MAX_CALLS:
+            self._forget_all()
+        loop = asyncio.get_running_loop()
+        self._known[call.id] = _Known(call, loop.time())
+        if self._task is None:
+            self._task = loop.create_task(self._run())
+
+    def answer(self, call_id: int, party: str, user_id: int, now: datetime) -> Call | None:
+        """The call, when this heartbeat of ``party`` (``user_id``) is quiet by what this
+        process knows: its presence is then told to the next batch. None when it is not
+        known, or not quiet: the database decides."""
+        known = self._known.get(call_id)
+        if known is None or not self.enabled or party not in ("client", "host"):
+            return None
+        call = known.call
+        if asyncio.get_running_loop().time() - known.read_at > MAX_AGE_SECONDS:
+            del self._known[call_id]
+            return None
+        if getattr(call, f"{party}_id") != user_id or not _quiet(call, party, now, self):
+            return None
+        seen: datetime | None = getattr(call, f"{party}_last_seen_at")
+        if seen is not None and now - seen < COALESCE:
+            if not may_coalesce(call, seen, now):
+                return None  # this beat could change a charge: the full path records it
+        else:
+            setattr(call, f"{party}_last_seen_at", now)  # this process's copy only
+            self._pending[(call_id, party)] = (user_id, now)
+        self.answered += 1
+        return call
+
+    def _heard(self, payload: str) -> None:
+        if not payload.isdigit():
+            return  # a new call, a signal, a message: nothing this memory holds
+        call_id = int(payload)
+        self._changes += 1
+        self._changed_at[call_id] = self._changes
+        self._known.pop(call_id, None)
+        if len(self._changed_at) > MAX_CALLS:
+            self._forget_all()
+
+    def _forget_all(self) -> None:
+        self._known.clear()
+        self._changed_at.clear()
+        self._changes += 1
+        self._all_changed_at = self._changes
+
+    async def flush(self) -> int:
+        """Write the presence told since the last batch (one statement per party kind);
+        returns how many. What fails to be written is tried again with the next batch."""
+        pending, self._pending = self._pending, {}
+        if not pending:
+            self._flushed_at = asyncio.get_running_loop().time()
+            return 0
+        settings = self.runtime.settings
+        checks = [
+            repository.PresenceCheck(
+                call_id=call_id,
+                party=party,
+                user_id=user_id,
+                now=seen,
+                timeout=timedelta(seconds=settings.heartbeat_timeout_seconds),
+                look=timedelta(seconds=settings.livekit_reconcile_seconds),
+                coalesce=timedelta(0),
+            )
+            for (call_id, party), (user_id, seen) in sorted(pending.items())
+        ]
+        try:
+            async with self.runtime.sessionmaker() as session:
+                await repository.record_presences(session, checks)
+                await session.commit()
+        except BaseException:
+            for key, (user_id, seen) in pending.items():  # keep the later of the two
+                if key not in self._pending or self._pending[key][1] < seen:
+                    self._pending[key] = (user_id, seen)
+            raise
+        self._flushed_at = asyncio.get_running_loop().time()
+        self.flushes += 1
+        self.written += len(checks)
+        return len(checks)
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.runtime.settings.presence_flush_seconds or 1.0)
+            try:
+                await self.flush()
+            except Exception as exc:
+                if not is_unavailable(exc):
+                    log.exception("writing heartbeats' presence failed")
+
+    async def close(self) -> None:
+        """Stop, writing what is pending first."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        with contextlib.suppress(Exception):
+            await self.flush()
+
+
+def _quiet(call: Call, party: str, now: datetime, beats: QuietBeats) -> bool:
+    """``repository._quietly_present`` on the row in memory."""
+    settings = beats.runtime.settings
+    timeout = timedelta(seconds=settings.heartbeat_timeout_seconds)
+    seen_after = now - timeout
+    if call.status != CallStatus.active:
+        return False
+    if call.next_charge_at is None or call.next_charge_at <= now:
+        return False
+    if call.paid_until is None or call.paid_until <= now:
+        return False
+    for seen in (call.client_last_seen_at, call.host_last_seen_at):
+        if seen is None or seen <= seen_after:
+            return False
+    if call.media_provider == "livekit":
+        look = timedelta(seconds=settings.livekit_reconcile_seconds)
+        if getattr(call, f"{party}_lk_sid") is None:
+            return False
+        if call.client_left_at is not None or call.host_left_at is not None:
+            return False
+        if call.due_at is None or call.due_at > now + look:
+            return False
+    return True
+
+
+def remembers_beats(runtime: Runtime) -> bool:
+    """Whether this runtime answers quiet heartbeats from memory (PostgreSQL, with a flush
+    period set)."""
+    return runtime.settings.presence_flush_seconds > 0 and not is_sqlite(str(runtime.engine.url))
+
+
+def quiet_beats(runtime: Runtime) -> QuietBeats:
+    """This process's memory (one per runtime), built on first use; the runtime closes it."""
+    if runtime.quiet_beats is None:
+        runtime.quiet_beats = QuietBeats(runtime)
+    assert isinstance(runtime.quiet_beats, QuietBeats)
+    return runtime.quiet_beats

@@ -1,0 +1,145 @@
+"""Quiet heartbeats from memory (``calls.beats``, PostgreSQL): answered without the
+database, their presence written in a batch under the database's own conditions, a
+changed call forgotten as soon as its notification arrives, and a lost batch costing the
+client nothing. The batch is written by hand here (the injected clock outruns the real
+one the flusher runs on)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from datetime import datetime
+
+import pytest
+from sqlalchemy import select
+
+from callmeter.calls import beats as beats_module
+from callmeter.calls.beats import QuietBeats, quiet_beats
+from callmeter.config import Settings
+from callmeter.kit.runtime import Runtime
+from callmeter.models import Call, Role
+from tests.calls.driver import CallDriver, Party
+from tests.conftest import make_settings, postgres_only
+
+pytestmark = postgres_only
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return make_settings(database_url, presence_flush_seconds=5)
+
+
+@pytest.fixture(autouse=True)
+def no_flusher(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def never(self: QuietBeats) -> None:
+        await asyncio.Event().wait()
+
+    monkeypatch.setattr(QuietBeats, "_run", never)
+
+
+async def until(condition: Callable[[], bool], seconds: float = 5.0) -> None:
+    """Wait (on the real clock, for a notification) until ``condition`` holds."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.01)
+
+
+async def listening(runtime: Runtime) -> QuietBeats:
+    beats = quiet_beats(runtime)
+    await until(lambda: beats.enabled)
+    return beats
+
+
+async def seen(runtime: Runtime, call_id: int) -> tuple[datetime | None, datetime | None]:
+    async with runtime.sessionmaker() as session:
+        row = (
+            await session.execute(
+                select(Call.client_last_seen_at, Call.host_last_seen_at).where(Call.id == call_id)
+            )
+        ).one()
+    return row[0], row[1]
+
+
+async def remembered(driver: CallDriver) -> tuple[int, Party, Party, QuietBeats]:
+    """An active call whose parties' next quiet heartbeats come from memory."""
+    beats = await listening(driver.runtime)
+    caller, host = await driver.party(Role.client, 100), await driver.party(Role.host)
+    call_id = await driver.connect(caller, host)
+    deadline = time.monotonic() + 5
+    while call_id not in beats._known:  # kept once no notification of the connect is due
+        assert time.monotonic() < deadline, "never remembered"
+        await asyncio.sleep(0.05)
+        driver.clock.advance(1)
+        for who in (caller, host):
+            assert (await driver.heartbeat(call_id, who)).status_code == 200
+    await beats.flush()
+    beats.answered = 0
+    return call_id, caller, host, beats
+
+
+async def test_a_quiet_heartbeat_is_answered_from_memory_and_written_in_the_batch(
+    driver: CallDriver, runtime: Runtime
+) -> None:
+    call_id, caller, _host, beats = await remembered(driver)
+    written = await seen(runtime, call_id)
+    driver.clock.advance(5)
+    r = await driver.heartbeat(call_id, caller)
+    assert r.status_code == 200, r.text
+    assert r.json()["call"]["status"] == "active"
+    assert beats.answered == 1
+    assert await seen(runtime, call_id) == written  # nothing written yet
+    assert await beats.flush() == 1
+    assert await seen(runtime, call_id) == (driver.clock.now(), written[1])  # the client's
+
+
+async def test_another_user_is_not_answered_from_memory(
+    driver: CallDriver, runtime: Runtime
+) -> None:
+    call_id, _caller, _host, beats = await remembered(driver)
+    stranger = await driver.party(Role.client, 100)
+    r = await driver.heartbeat(call_id, stranger)
+    assert r.status_code == 404, r.text
+    assert beats.answered == 0
+
+
+async def test_a_change_is_heard_and_the_call_forgotten_and_its_presence_not_written(
+    driver: CallDriver, runtime: Runtime
+) -> None:
+    call_id, caller, host, beats = await remembered(driver)
+    driver.clock.advance(5)
+    assert (await driver.heartbeat(call_id, caller)).status_code == 200
+    assert beats.answered == 1
+    before = await seen(runtime, call_id)
+    r = await driver.post(f"/v1/calls/{call_id}/end", host)  # a new version: notified
+    assert r.json()["call"]["status"] == "ended"
+    await until(lambda: call_id not in beats._known)
+    await beats.flush()  # the ended call takes no presence
+    assert (await seen(runtime, call_id))[0] == before[0]
+    r = await driver.heartbeat(call_id, caller)
+    assert r.json()["call"]["status"] == "ended"
+    assert beats.answered == 1
+
+
+async def test_a_lost_batch_bills_no_more_than_what_was_written(
+    driver: CallDriver, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process that dies before its batch: the presence it held is lost, and the call is
+    billed to what the database had (never more), here ending for silence."""
+    call_id, caller, host, beats = await remembered(driver)
+    call = await driver.call(call_id, caller)
+    written = call["billed_seconds"]  # both last written now
+    for _ in range(3):  # 3 x 5 s: answered from memory, never written
+        driver.clock.advance(5)
+        for who in (caller, host):
+            assert (await driver.heartbeat(call_id, who)).status_code == 200
+    assert beats.answered == 6
+    beats._pending.clear()  # the process died
+    monkeypatch.setattr(beats_module, "remembers_beats", lambda _runtime: False)
+    driver.clock.advance(20)  # 35 s of silence since the last presence written
+    await driver.tick()
+    call = await driver.call(call_id, caller)
+    assert (call["status"], call["end_reason"]) == ("ended", "connection_lost")
+    assert call["billed_seconds"] == written
+    await driver.ledger_ok()
