@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from callmeter import __version__
 from callmeter.admin.endpoints import router as admin_router
 from callmeter.auth.endpoints import router as auth_router
+from callmeter.calls.beats import HeartbeatsFromMemory
 from callmeter.calls.endpoints import host_blocks_router, webhooks_router
 from callmeter.calls.endpoints import router as calls_router
 from callmeter.config import Settings, get_settings
@@ -353,7 +354,9 @@ def create_app(
     if assets.is_dir():
         app.mount("/assets", StaticFiles(directory=assets), name="web-assets")
 
-    # innermost: a request whose transaction lost a race runs again (kit/retry.py)
+    # innermost: a quiet heartbeat answered from memory (calls/beats.py), then a request
+    # whose transaction lost a race runs again (kit/retry.py)
+    app.add_middleware(HeartbeatsFromMemory)
     app.add_middleware(RetryLostRaces)
     app.add_middleware(
         CORSMiddleware,

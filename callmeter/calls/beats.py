@@ -32,15 +32,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from pydantic import ValidationError
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from callmeter.auth.tokens import read_access_token
 from callmeter.billing.settlement import may_coalesce
 from callmeter.calls import repository
 from callmeter.calls.feed import call_feed
-from callmeter.kit.db import is_sqlite, is_unavailable
+from callmeter.calls.schemas import CallEnvelope, CallOut, HeartbeatIn
+from callmeter.errors import NotAuthenticated
+from callmeter.kit.db import is_unavailable
 from callmeter.kit.runtime import Runtime
 from callmeter.models import Call, CallStatus
+from callmeter.ops import metrics
 
 log = logging.getLogger(__name__)
 
@@ -176,6 +184,7 @@ class QuietBeats:
         self._flushed_at = asyncio.get_running_loop().time()
         self.flushes += 1
         self.written += len(checks)
+        metrics.PRESENCE_WRITTEN.inc(len(checks))
         return len(checks)
 
     async def _run(self) -> None:
@@ -226,7 +235,7 @@ def _quiet(call: Call, party: str, now: datetime, beats: QuietBeats) -> bool:
 def remembers_beats(runtime: Runtime) -> bool:
     """Whether this runtime answers quiet heartbeats from memory (PostgreSQL, with a flush
     period set)."""
-    return runtime.settings.presence_flush_seconds > 0 and not is_sqlite(str(runtime.engine.url))
+    return runtime.settings.presence_flush_seconds > 0 and runtime.engine.dialect.name != "sqlite"
 
 
 def quiet_beats(runtime: Runtime) -> QuietBeats:
@@ -235,3 +244,98 @@ def quiet_beats(runtime: Runtime) -> QuietBeats:
         runtime.quiet_beats = QuietBeats(runtime)
     assert isinstance(runtime.quiet_beats, QuietBeats)
     return runtime.quiet_beats
+
+
+_HEARTBEAT = re.compile(r"/v1/calls/([0-9]{1,18})/heartbeat")
+
+
+class HeartbeatsFromMemory:
+    """ASGI middleware, the innermost: answers ``POST /v1/calls/{id}/heartbeat`` when
+    :meth:`QuietBeats.answer` can (a valid token of a party, a valid body, a quiet call
+    this process holds), before routing, dependencies and the database session that the
+    endpoint would cost; anything else — no token, a bad body, a call not held — goes on to
+    the endpoint with its body, which answers it (errors included) as always. The answer is
+    the endpoint's: the same ``CallEnvelope``."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self._route: object = None  # the endpoint's route, for the metrics' label
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        match = _HEARTBEAT.fullmatch(scope.get("path", "")) if scope["type"] == "http" else None
+        if match is None or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        runtime: Runtime = scope["app"].state.runtime
+        token = _bearer(scope)
+        if token is None or not remembers_beats(runtime):
+            await self.app(scope, receive, send)
+            return
+        body, replay = await _read_body(receive)
+        answer = self._answer(runtime, int(match[1]), token, body)
+        if answer is None:
+            await self.app(scope, replay, send)
+            return
+        scope["route"] = self._route or self._find_route(scope)
+        metrics.HEARTBEATS.labels("memory").inc()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(answer)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": answer})
+
+    def _answer(self, runtime: Runtime, call_id: int, token: str, body: bytes) -> bytes | None:
+        now = runtime.clock.now()
+        try:
+            claims = read_access_token(token, secret=runtime.settings.secret_key, now=now)
+            HeartbeatIn.model_validate_json(body)
+        except (NotAuthenticated, ValidationError):
+            return None  # the endpoint says why
+        call = quiet_beats(runtime).answer(call_id, claims.role, claims.user_id, now)
+        if call is None:
+            return None
+        return CallEnvelope(call=CallOut.of(call, now, runtime.settings)).model_dump_json().encode()
+
+    def _find_route(self, scope: Scope) -> object:
+        for route in scope["app"].routes:
+            if getattr(route, "path", None) == "/v1/calls/{call_id}/heartbeat":
+                self._route = route
+        return self._route
+
+
+def _bearer(scope: Scope) -> str | None:
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+    return None
+
+
+async def _read_body(receive: Receive) -> tuple[bytes, Receive]:
+    """The whole body (bounded by the body-size middleware outside), and a ``receive``
+    that gives it once more, then what the client sends next (a disconnect)."""
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    body = b"".join(chunks)
+    given = False
+
+    async def replay() -> Message:
+        nonlocal given
+        if not given:
+            given = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return body, replay

@@ -51,6 +51,7 @@ from callmeter.kit.text import MAX_ID
 from callmeter.media import webhooks as media_webhooks
 from callmeter.media.livekit import client as livekit_client
 from callmeter.models import User
+from callmeter.ops import metrics
 
 router = APIRouter(prefix="/v1/calls", tags=["calls"])
 webhooks_router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
@@ -215,21 +216,22 @@ async def heartbeat(
     """Either party, every `heartbeat_seconds` of the call: still here, and whether remote
     media plays."""
     now = runtime.clock.now()
+    # (a quiet call this process holds was answered before routing: calls.beats)
     beats = quiet_beats(runtime) if remembers_beats(runtime) else None
-    call = beats.answer(call_id, claims.role, claims.user_id, now) if beats else None
-    if call is None:  # not from memory: the database's quick path
-        mark = beats.mark() if beats else 0
-        call = await service.quick_heartbeat(
-            session,
-            user_id=claims.user_id,
-            role=claims.role,
-            call_id=call_id,
-            settings=runtime.settings,
-            now=now,
-        )
-        if call is not None and beats is not None:
-            beats.remember(call, mark)
+    mark = beats.mark() if beats else 0
+    call = await service.quick_heartbeat(
+        session,
+        user_id=claims.user_id,
+        role=claims.role,
+        call_id=call_id,
+        settings=runtime.settings,
+        now=now,
+    )
+    path = "database"
+    if call is not None and beats is not None:
+        beats.remember(call, mark)
     if call is None:
+        path = "full"
         call = await service.heartbeat(
             session,
             user=await user_of(session, claims),
@@ -238,6 +240,7 @@ async def heartbeat(
             settings=runtime.settings,
             now=now,
         )
+    metrics.HEARTBEATS.labels(path).inc()
     return CallEnvelope(call=CallOut.of(call, now, runtime.settings))
 
 

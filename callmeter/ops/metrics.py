@@ -30,6 +30,16 @@ METER_LAG = Histogram(
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
 )
 
+HEARTBEATS = Counter(
+    "callmeter_heartbeats_total",
+    "Heartbeats by how they were answered: memory (a quiet call this process holds), "
+    "database (one statement) or full (locked, perhaps settled)",
+    ["path"],
+)
+PRESENCE_WRITTEN = Counter(
+    "callmeter_presence_batched_total", "Heartbeats' presence written in batches"
+)
+
 _PENDING = "callmeter_pending_transfer_kinds"
 
 

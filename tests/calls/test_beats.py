@@ -89,6 +89,12 @@ async def test_a_quiet_heartbeat_is_answered_from_memory_and_written_in_the_batc
     assert r.status_code == 200, r.text
     assert r.json()["call"]["status"] == "active"
     assert beats.answered == 1
+    # the endpoint's answer: the call as the database has it, but for the presence just told
+    read = await driver.call(call_id, caller)
+    unlike = {"server_time", "billed_seconds"}
+    assert {k: v for k, v in r.json()["call"].items() if k not in unlike} == {
+        k: v for k, v in read.items() if k not in unlike
+    }
     assert await seen(runtime, call_id) == written  # nothing written yet
     assert await beats.flush() == 1
     assert await seen(runtime, call_id) == (driver.clock.now(), written[1])  # the client's
@@ -97,11 +103,19 @@ async def test_a_quiet_heartbeat_is_answered_from_memory_and_written_in_the_batc
 async def test_another_user_is_not_answered_from_memory(
     driver: CallDriver, runtime: Runtime
 ) -> None:
-    call_id, _caller, _host, beats = await remembered(driver)
+    call_id, _caller, host, beats = await remembered(driver)
     stranger = await driver.party(Role.client, 100)
     r = await driver.heartbeat(call_id, stranger)
     assert r.status_code == 404, r.text
-    assert beats.answered == 0
+    # what memory does not answer, the endpoint does, body and all
+    url = f"/v1/calls/{call_id}/heartbeat"
+    r = await driver.client.post(url, json={"media_connected": "yes"}, headers=host.headers)
+    assert (r.status_code, r.json()["error"]) == (422, "validation_error"), r.text
+    r = await driver.client.post(url, json={}, headers={"Authorization": "Bearer x.y.z"})
+    assert r.status_code == 401, r.text
+    r = await driver.client.post(url, json={"media_connected": True}, headers=host.headers)
+    assert r.status_code == 200, r.text
+    assert beats.answered == 1  # that last one only
 
 
 async def test_a_change_is_heard_and_the_call_forgotten_and_its_presence_not_written(
