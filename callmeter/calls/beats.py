@@ -40,10 +40,11 @@ from pydantic import ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from callmeter.auth.tokens import read_access_token
-from callmeter.billing.settlement import may_coalesce
+from callmeter.billing.settlement import charge_pending, may_coalesce
 from callmeter.calls import repository
 from callmeter.calls.feed import call_feed
 from callmeter.calls.schemas import CallEnvelope, CallOut, HeartbeatIn
+from callmeter.calls.service import passed_deadline
 from callmeter.errors import NotAuthenticated
 from callmeter.kit.db import is_unavailable
 from callmeter.kit.runtime import Runtime
@@ -126,12 +127,19 @@ class QuietBeats:
             return None
         if getattr(call, f"{party}_id") != user_id or not _quiet(call, party, now, self):
             return None
-        seen: datetime | None = getattr(call, f"{party}_last_seen_at")
-        if seen is not None and now - seen < COALESCE:
-            if not may_coalesce(call, seen, now):
-                return None  # this beat could change a charge: the full path records it
-        else:
-            setattr(call, f"{party}_last_seen_at", now)  # this process's copy only
+        field = f"{party}_last_seen_at"
+        seen: datetime | None = getattr(call, field)
+        coalesced = seen is not None and now - seen < COALESCE
+        if coalesced and not may_coalesce(call, seen, now):
+            return None  # this beat could change a charge: the full path records it
+        if not coalesced:
+            setattr(call, field, now)  # this process's copy only
+        # As the database's quick path checks the row it wrote: with this presence, is a
+        # charge (both now seen past a boundary) or a deadline due? Then the full path.
+        if charge_pending(call, now) or passed_deadline(call, now, self.runtime.settings):
+            setattr(call, field, seen)
+            return None
+        if not coalesced:
             self._pending[(call_id, party)] = (user_id, now)
         self.answered += 1
         return call

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import select
@@ -156,4 +156,32 @@ async def test_a_lost_batch_bills_no_more_than_what_was_written(
     call = await driver.call(call_id, caller)
     assert (call["status"], call["end_reason"]) == ("ended", "connection_lost")
     assert call["billed_seconds"] == written
+    await driver.ledger_ok()
+
+
+async def test_a_beat_that_completes_presence_past_a_boundary_charges(
+    driver: CallDriver, runtime: Runtime
+) -> None:
+    """The meter looked at the boundary before either party was seen past it: no charge,
+    and its next boundary moved on. The client's beat after it (the database's quick path)
+    is quiet; the host's, from memory, would make both seen past the boundary: it must
+    charge, not be answered as quiet."""
+    call_id, caller, host, beats = await remembered(driver)
+    start = datetime.fromisoformat((await driver.call(call_id, caller))["started_at"])
+    for at in (20, 40, 55):  # from memory, each batch written (as a second passes)
+        driver.clock.set(start + timedelta(seconds=at))
+        for who in (caller, host):
+            assert (await driver.heartbeat(call_id, who)).status_code == 200
+        assert await beats.flush() == 2
+    driver.clock.set(start + timedelta(seconds=61))
+    await driver.tick()  # both last seen at 55: nothing to charge yet
+    call = await driver.call(call_id, caller)
+    assert (call["charged"], call["status"]) == (0, "active")  # the first minute: not yet
+    await until(lambda: call_id not in beats._known)  # its next boundary moved: notified
+    r = await driver.heartbeat(call_id, caller)  # the database's quick path: remembered
+    assert r.json()["call"]["charged"] == 0
+    await until(lambda: call_id in beats._known)
+    r = await driver.heartbeat(call_id, host)
+    assert r.json()["call"]["charged"] == 10, r.text  # both seen past 60 s: charged
+    await beats.flush()
     await driver.ledger_ok()
