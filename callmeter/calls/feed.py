@@ -55,6 +55,7 @@ KEEPALIVE_SECONDS = 5.0  # a watched call is sent at least this often (and versi
 MIN_GAP_SECONDS = 0.05  # between two reads: a burst of changes is read once
 SIGNAL_LOOKBACK = timedelta(seconds=10)  # a signal committing this late is still delivered
 NEWEST_FIRST_READ = 2**62  # "after no id": the first read takes only the lookback window
+MAX_NOTED = 100_000  # ids named by notifications kept for one round (more: a catch-up)
 
 
 @dataclass(eq=False)
@@ -121,6 +122,12 @@ class CallFeed:
         self._wake = asyncio.Event()
         self._wakeups = DatabaseWakeups(runtime.engine, CHANNEL, self._wake.set)
         self._task: asyncio.Task[None] | None = None
+        # what notifications named since the last round (PostgreSQL, migration 0016)
+        self._changed: set[int] = set()  # calls whose version changed
+        self._new_rows: set[tuple[str, int]] = set()  # ("s", signal id), ("m", message id)
+        self._catch_up_due = True  # the next round reads everything watched
+        self._wakeups.on_payload.append(self._heard)
+        self._wakeups.on_listening.append(self._lost_track)
 
     @property
     def watching(self) -> int:
@@ -158,6 +165,23 @@ class CallFeed:
             if not watched.watchers:
                 del self._watched[watcher.call_id]
 
+    def _heard(self, payload: str) -> None:
+        """A notification that says what changed (migration 0016): the next round reads
+        just that. Anything else — or too much to keep — makes it a catch-up."""
+        if not payload:
+            return  # a new call: no stream watches it yet
+        kind, number = (payload[:1], payload[1:]) if payload[:1] in ("s", "m") else ("", payload)
+        if not number.isdigit() or len(self._changed) + len(self._new_rows) > MAX_NOTED:
+            self._catch_up_due = True
+            return
+        if kind:
+            self._new_rows.add((kind, int(number)))
+        else:
+            self._changed.add(int(number))
+
+    def _lost_track(self) -> None:
+        self._catch_up_due = True  # what was said while nobody listened was not heard
+
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
@@ -166,45 +190,76 @@ class CallFeed:
                 if self._wakeups.listening
                 else self.runtime.settings.events_poll_seconds
             )
-            with contextlib.suppress(TimeoutError):
+            try:
                 await asyncio.wait_for(self._wake.wait(), catch_up)
+            except TimeoutError:
+                self._catch_up_due = True
             # let the commit that woke us finish, and gather a burst into one read
             await asyncio.sleep(MIN_GAP_SECONDS)
             self._wake.clear()
+            if not self._wakeups.listening:
+                self._catch_up_due = True  # a wake-up says nothing about what changed
             if not self._watched:
+                self._changed.clear()
+                self._new_rows.clear()
                 continue
+            full, self._catch_up_due = self._catch_up_due, False
             try:
-                await self._read(loop.time())
+                await self._read(loop.time(), full)
             except Exception as exc:
+                self._catch_up_due = True
                 if not is_unavailable(exc):
                     log.exception("the call feed failed to read")
                 self._tell_all(Update(unavailable=True))
 
-    async def _read(self, now: float) -> None:
+    async def _read(self, now: float, full: bool = True) -> None:
+        """One round. A catch-up (``full``) reads the versions of every watched call, and
+        the signals and messages after the newest ids read so far or within the lookback;
+        otherwise only what notifications named: those calls, those signals and messages."""
         self.reads += 1
         # what to read is decided now: streams come and go while the queries run
         ids = list(self._watched)
         newcomers = [w for call_id in ids for w in self._watched[call_id].newcomers]
         for call_id in ids:
             self._watched[call_id].newcomers = []
+        changed, self._changed = self._changed, set()
+        new_rows, self._new_rows = self._new_rows, set()
         cursor, since = self._cursor, self.runtime.clock.now() - SIGNAL_LOOKBACK
         message_cursor = self._message_cursor
+        gone: list[int] = []
         try:
             async with self.runtime.read_sessionmaker() as session:
-                versions = await repository.versions_of(session, ids)
-                due = []
-                for call_id in ids:
-                    watched = self._watched.get(call_id)
-                    if watched is None or call_id not in versions:
-                        continue
-                    if versions[call_id] != watched.version or watched.call is None:
-                        due.append(call_id)
+                if full:
+                    versions = await repository.versions_of(session, ids)
+                    gone = [call_id for call_id in ids if call_id not in versions]
+                    due = [
+                        call_id
+                        for call_id in ids
+                        if call_id in versions
+                        and (watched := self._watched.get(call_id)) is not None
+                        and (versions[call_id] != watched.version or watched.call is None)
+                    ]
+                    # the first read: only the window (a stream's older ones are its backlog)
+                    after = NEWEST_FIRST_READ if cursor is None else cursor
+                    recent = await repository.to_deliver(session, CallSignal, ids, after, since)
+                    after = NEWEST_FIRST_READ if message_cursor is None else message_cursor
+                    messages = await repository.to_deliver(session, CallMessage, ids, after, since)
+                else:
+                    due = [
+                        call_id
+                        for call_id in ids
+                        if call_id in changed
+                        or ((watched := self._watched.get(call_id)) and watched.call is None)
+                    ]
+                    watching = set(ids)
+                    recent, messages = [], []
+                    if signal_ids := sorted(n for kind, n in new_rows if kind == "s"):
+                        recent = await repository.by_ids(session, CallSignal, signal_ids)
+                        recent = [s for s in recent if s.call_id in watching]
+                    if message_ids := sorted(n for kind, n in new_rows if kind == "m"):
+                        messages = await repository.by_ids(session, CallMessage, message_ids)
+                        messages = [m for m in messages if m.call_id in watching]
                 calls = await repository.calls_by_id(session, due) if due else []
-                # the first read: only the window (a stream's older signals are its backlog)
-                after = NEWEST_FIRST_READ if cursor is None else cursor
-                recent = await repository.to_deliver(session, CallSignal, ids, after, since)
-                after = NEWEST_FIRST_READ if message_cursor is None else message_cursor
-                messages = await repository.to_deliver(session, CallMessage, ids, after, since)
                 backlog: list[CallSignal] = []
                 older_messages: list[CallMessage] = []
                 if newcomers:
@@ -227,9 +282,8 @@ class CallFeed:
             self._cursor = max(cursor or 0, recent[-1].id)
         if messages:
             self._message_cursor = max(message_cursor or 0, messages[-1].id)
-        for call_id in ids:
-            if call_id not in versions:
-                self._tell(call_id, Update(gone=True))
+        for call_id in gone:
+            self._tell(call_id, Update(gone=True))
         self._deliver(
             ids, set(newcomers), calls, (recent, backlog), (messages, older_messages), since, now
         )
@@ -253,10 +307,20 @@ class CallFeed:
         recent_signals, older_signals = _by_call(signals[0]), _by_call(signals[1])
         recent_messages, older_messages = _by_call(messages[0]), _by_call(messages[1])
         loaded = {call.id: call for call in calls}
+        touched = {
+            *loaded,
+            *recent_signals,
+            *older_signals,
+            *recent_messages,
+            *older_messages,
+            *(w.call_id for w in newcomers),
+        }
         for call_id in ids:
             watched = self._watched.get(call_id)
             if watched is None:  # nobody watches it any more
                 continue
+            if call_id not in touched and now - watched.loaded_at < KEEPALIVE_SECONDS:
+                continue  # nothing for its streams this round
             call = loaded.get(call_id)
             if call is not None:
                 watched.call, watched.version = call, call.version

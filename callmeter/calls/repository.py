@@ -366,6 +366,18 @@ async def to_deliver(
     return rows
 
 
+async def by_ids(
+    session: AsyncSession, model: type[Delivered], ids: Sequence[int]
+) -> list[Delivered]:
+    """The signals or messages with these ids (those that exist), in id order."""
+    rows: list[Delivered] = []
+    for chunk in _chunks(ids):
+        result = await session.scalars(select(model).where(id_in(session, model.id, chunk)))
+        rows.extend(result)
+    rows.sort(key=lambda row: row.id)
+    return rows
+
+
 async def of_calls_after(
     session: AsyncSession, model: type[Delivered], call_ids: Sequence[int], after_id: int
 ) -> list[Delivered]:

@@ -264,16 +264,20 @@ async def test_a_stream_opening_during_a_read_gets_every_older_signal_in_order(
     got: list[CallSignal] = []
     while len(got) < 2:
         got += await _signals(first)
-    read = repository.to_deliver
     newcomer: list[Watcher] = []
 
-    async def read_then_open(*args: Any) -> list[Any]:
-        found = await read(*args)
-        if found and args[1] is CallSignal and not newcomer:
-            newcomer.append(feed.watch(call_id, host.user.id, after_signal=0))
-        return found
+    def then_open(read: Any) -> Any:
+        async def read_then_open(*args: Any) -> list[Any]:
+            found: list[Any] = await read(*args)
+            if found and args[1] is CallSignal and not newcomer:
+                newcomer.append(feed.watch(call_id, host.user.id, after_signal=0))
+            return found
 
-    monkeypatch.setattr(repository, "to_deliver", read_then_open)
+        return read_then_open
+
+    # a catch-up reads new signals by position, a notified round by id: both are hooked
+    monkeypatch.setattr(repository, "to_deliver", then_open(repository.to_deliver))
+    monkeypatch.setattr(repository, "by_ids", then_open(repository.by_ids))
     await _ice(driver, call_id, caller, "3")
     assert [s.payload["c"] for s in await _signals(first)] == ["3"]  # type: ignore[index]
     received: list[str] = []
