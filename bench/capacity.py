@@ -104,6 +104,7 @@ class Load:
     """What the load generator saw."""
 
     beats: list[float] = field(default_factory=list)  # seconds per heartbeat
+    beat_log: list[tuple[float, float, bool]] = field(default_factory=list)  # sent, s, boundary
     beat_errors: int = 0
     stream_errors: int = 0
     # (call id, charged) -> when each stream first showed it
@@ -180,6 +181,7 @@ async def heartbeats(
                 status = 0
                 connection.writer = None
             load.beats.append(time.perf_counter() - started)
+            load.beat_log.append((sent, load.beats[-1], at_boundary))
             if at_boundary:
                 start = answer.find(b'"charged":')
                 charged = int(answer[start + 10 : answer.index(b",", start)]) if start >= 0 else -1
@@ -406,6 +408,17 @@ async def run_once(
         )
         if lag > LAG_P99_S
     )
+    if load.beat_log:  # where the slowest heartbeats were: per 10 s of the window
+        t0w = load.beat_log[0][0]
+        buckets: dict[int, list[float]] = {}
+        for sent, took, _ in load.beat_log:
+            buckets.setdefault(int((sent - t0w) // 10), []).append(took * 1000)
+        say("    heartbeat p99 per 10 s: " + " ".join(
+            f"{percentile(v, 0.99):.0f}" for _, v in sorted(buckets.items())))  # fmt: skip
+        boundary = [took * 1000 for _, took, b in load.beat_log if b]
+        periodic = [took * 1000 for _, took, b in load.beat_log if not b]
+        say(f"    p99 boundary beats {percentile(boundary, 0.99):.0f} ms, "
+            f"periodic {percentile(periodic, 0.99):.0f} ms")  # fmt: skip
     for lag, call_id in slow[:3]:  # why a charge came late: that call's boundary beats
         beats = [b for b in load.boundary_beats if b[1] == call_id]
         say(f"    late charge: call {call_id} +{lag:.2f} s; boundary beats {beats}")

@@ -36,7 +36,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -53,6 +55,7 @@ log = logging.getLogger(__name__)
 CHANNEL = "callmeter_calls"  # the triggers of migration 0009 notify it
 KEEPALIVE_SECONDS = 5.0  # a watched call is sent at least this often (and versions checked)
 MIN_GAP_SECONDS = 0.05  # between two reads: a burst of changes is read once
+KEEPALIVE_TICK_SECONDS = 0.5  # how often keepalives due are sent between reads
 SIGNAL_LOOKBACK = timedelta(seconds=10)  # a signal committing this late is still delivered
 NEWEST_FIRST_READ = 2**62  # "after no id": the first read takes only the lookback window
 MAX_NOTED = 100_000  # ids named by notifications kept for one round (more: a catch-up)
@@ -184,16 +187,24 @@ class CallFeed:
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
+        caught_up = float("-inf")
         while True:
             catch_up = (
                 KEEPALIVE_SECONDS
                 if self._wakeups.listening
                 else self.runtime.settings.events_poll_seconds
             )
+            wait = min(KEEPALIVE_TICK_SECONDS, max(0.0, caught_up + catch_up - loop.time()))
             try:
-                await asyncio.wait_for(self._wake.wait(), catch_up)
+                await asyncio.wait_for(self._wake.wait(), wait)
+                woken = True
             except TimeoutError:
+                woken = False
+            if loop.time() - caught_up >= catch_up:
                 self._catch_up_due = True
+            if not woken and not self._catch_up_due:
+                self._keep_alive(loop.time())  # between reads: no database
+                continue
             # let the commit that woke us finish, and gather a burst into one read
             await asyncio.sleep(MIN_GAP_SECONDS)
             self._wake.clear()
@@ -204,6 +215,8 @@ class CallFeed:
                 self._new_rows.clear()
                 continue
             full, self._catch_up_due = self._catch_up_due, False
+            if full:
+                caught_up = loop.time()
             try:
                 await self._read(loop.time(), full)
             except Exception as exc:
@@ -211,6 +224,25 @@ class CallFeed:
                 if not is_unavailable(exc):
                     log.exception("the call feed failed to read")
                 self._tell_all(Update(unavailable=True))
+
+    def _keep_alive(self, now: float) -> None:
+        """Send each unchanged call whose keepalive is due the row already read (checked
+        every ``KEEPALIVE_TICK_SECONDS`` and after every read)."""
+        due = [
+            watched
+            for watched in self._watched.values()
+            if watched.call is not None and now - watched.loaded_at >= KEEPALIVE_SECONDS
+        ]
+        # at most twice the average share per tick, oldest first: streams that opened
+        # together spread out over a few ticks instead of sending in one burst for ever
+        share = KEEPALIVE_TICK_SECONDS / KEEPALIVE_SECONDS
+        most = max(16, math.ceil(2 * share * len(self._watched)))
+        if len(due) > most:
+            due = heapq.nsmallest(most, due, key=lambda watched: watched.loaded_at)
+        for watched in due:
+            watched.loaded_at = now
+            for watcher in watched.watchers:
+                watcher._give(Update(call=watched.call))
 
     async def _read(self, now: float, full: bool = True) -> None:
         """One round. A catch-up (``full``) reads the versions of every watched call, and
@@ -287,6 +319,7 @@ class CallFeed:
         self._deliver(
             ids, set(newcomers), calls, (recent, backlog), (messages, older_messages), since, now
         )
+        self._keep_alive(now)
 
     def _deliver(
         self,
@@ -319,8 +352,8 @@ class CallFeed:
             watched = self._watched.get(call_id)
             if watched is None:  # nobody watches it any more
                 continue
-            if call_id not in touched and now - watched.loaded_at < KEEPALIVE_SECONDS:
-                continue  # nothing for its streams this round
+            if call_id not in touched:
+                continue  # nothing for its streams this round (keepalives: _keep_alive)
             call = loaded.get(call_id)
             if call is not None:
                 watched.call, watched.version = call, call.version
