@@ -65,7 +65,8 @@ fuzz: setup
 
 # Not part of CI: rewrites docs/benchmarks.md, docs/benchmarks.png and docs/benchmarks.json.
 # Needs the PostgreSQL on 127.0.0.1:5432 (uses a scratch database callmeter_bench);
-# BENCH_ARGS passes options, e.g. BENCH_ARGS="--sizes 1000,10000 --skip-steady".
+# BENCH_ARGS passes options, e.g. BENCH_ARGS="--sizes 1000,10000 --skip-steady" or
+# BENCH_ARGS="--only api,capacity" (re-measure those sections, keep the rest).
 bench: setup
 	scripts/ensure-bench-tools.sh
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-bench.lock

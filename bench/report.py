@@ -75,6 +75,7 @@ def write_report(results: dict[str, Any], out: Path) -> None:
         f"Machine: {m['cpu']}, {m['memory']} RAM; Python {m['python']}, PostgreSQL "
         f"{m['postgresql']} (stock Debian settings, fsync on), SQLite {m['sqlite']} (WAL). "
         f"Run {m['date']}. The database, the worker and (for the API) wrk share the two cores.",
+        *_measured(results),
         "",
         "![throughput, lag and memory](benchmarks.png)",
         "",
@@ -187,6 +188,20 @@ LIMITS = """\
   processes per node (`serve --workers N`) multiply both figures while cores remain. On
   SQLite every write still queues on the single write lock, hence its p99.
 """
+
+
+def _measured(results: dict[str, Any]) -> list[str]:
+    """When each section was measured, for a report merged from runs of some sections
+    (``bench.run --only``)."""
+    measured = results.get("measured")
+    if not measured:
+        return []
+    names = {"settlement": "1", "steady": "2", "api": "3", "capacity": "4"}
+    return [
+        "Sections measured at different times (`bench.run --only`): "
+        + "; ".join(f"{names[k]}. {k} {v}" for k, v in measured.items() if v)
+        + "."
+    ]
 
 
 def _capacity(results: dict[str, Any]) -> list[str]:

@@ -49,6 +49,7 @@ from callmeter.payments.check import check_everything
 ROOT = Path(__file__).resolve().parent.parent
 PG_DEFAULT = "postgresql+asyncpg://postgres@127.0.0.1:5432/callmeter_bench"
 HASHER = password_hasher(PasswordHashProfile.cheapest)
+SECTIONS = ("settlement", "steady", "api", "capacity")
 
 
 def say(message: str) -> None:
@@ -362,37 +363,56 @@ async def main() -> None:
     parser.add_argument("--capacity-seconds", type=float, default=120)
     parser.add_argument("--capacity-workers", type=int, default=2)
     parser.add_argument("--out", default=str(ROOT / "docs"))
+    parser.add_argument(
+        "--only", default="",
+        help=f"re-measure only these sections ({','.join(SECTIONS)}, comma-separated) and keep "
+        "the others from the previous OUT/benchmarks.json; the report dates each section",
+    )  # fmt: skip
     args = parser.parse_args()
+    only = {name for name in args.only.split(",") if name}
+    if unknown := only - set(SECTIONS):
+        sys.exit(f"--only: unknown section(s) {', '.join(sorted(unknown))}; know {SECTIONS}")
     for tool in ("pgbench", "wrk", "createdb"):
         if shutil.which(tool) is None:
             sys.exit(f"{tool} is missing: run scripts/ensure-bench-tools.sh (or `make bench`)")
     sizes = [int(s) for s in args.sizes.split(",")]
     results: dict[str, Any] = {"machine": machine(), "sizes": sizes}
+    previous = Path(args.out) / "benchmarks.json"
+    if only:
+        kept = json.loads(previous.read_text())
+        when = kept.get("measured") or dict.fromkeys(SECTIONS, kept["machine"]["date"])
+        results = {**kept, "machine": {**kept["machine"], "date": results["machine"]["date"]}}
+        results["measured"] = {
+            name: results["machine"]["date"] if name in only else when.get(name, "")
+            for name in SECTIONS
+        }
+    run = (lambda name: name in only) if only else (lambda name: True)
     with tempfile.TemporaryDirectory() as tmp:
         targets = {"PostgreSQL": args.postgres,
                    "SQLite": f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}"}  # fmt: skip
-        say("1. settlement: N active calls cross one boundary at once, one worker process")
-        results["pgbench"] = pgbench(args.postgres, args.pgbench_seconds)
-        results["burst"] = [
-            await burst(url, n, label) for n in sizes for label, url in targets.items()
-        ]
-        results["per_call"] = [
-            await burst(url, min(sizes[0], 1000), label, per_call=True)
-            for label, url in targets.items()
-        ]
-        if not args.skip_steady:
+        if run("settlement"):
+            say("1. settlement: N active calls cross one boundary at once, one worker process")
+            results["pgbench"] = pgbench(args.postgres, args.pgbench_seconds)
+            results["burst"] = [
+                await burst(url, n, label) for n in sizes for label, url in targets.items()
+            ]
+            results["per_call"] = [
+                await burst(url, min(sizes[0], 1000), label, per_call=True)
+                for label, url in targets.items()
+            ]
+        if run("steady") and not args.skip_steady:
             say(f"2. steady state: {sizes[-1]:,} calls, boundaries spread over 60 s")
             results["steady"] = [
                 await steady(url, sizes[-1], label, args.tick_seconds)
                 for label, url in targets.items()
             ]
-        if not args.skip_api:
+        if run("api") and not args.skip_api:
             say("3. API: heartbeats vs the bare /healthz, wrk on loopback")
             results["api"] = [
                 await api(url, label, 256, args.api_connections, args.api_seconds)
                 for label, url in targets.items()
             ]
-        if not args.skip_capacity:
+        if run("capacity") and not args.skip_capacity:
             from bench.capacity import capacity
 
             say(
