@@ -10,21 +10,31 @@ Why memory is safe:
   id (migration 0016): the row is forgotten at once, and read again by the next heartbeat.
   Memory is used only while the LISTEN connection is open; when it (re)opens, everything
   is forgotten (what was said while nobody listened was not heard). A row is also read
-  again after ``MAX_AGE_SECONDS`` whatever was heard. SQLite has no notifications: there
-  every heartbeat goes to the database (``service.quick_heartbeat``).
-- *What is decided from memory.* Only that a heartbeat is quiet, by the same conditions
-  as the database's quick path (``repository._quietly_present``). A row in memory is never
-  newer than the database's, and what those conditions read only moves one way while a
-  call is active (``next_charge_at``, ``paid_until``, last-seen go forward), so an old row
-  says "something is due" sooner, never later: the heartbeat then takes the full path.
+  again after ``MAX_AGE_SECONDS`` whatever was heard: some columns change without a new
+  version (LiveKit's ``left_at``, the meter's ``due_at``), and a connection may die
+  without saying so. SQLite has no notifications: there every heartbeat goes to the
+  database (``service.quick_heartbeat``).
+- *What is decided from memory.* That a heartbeat is quiet, by the same conditions as the
+  database's quick path (``repository._quietly_present``) and the same check of the row
+  afterwards (a charge or a deadline due, with this presence: then the full path). A row
+  in memory may be older than the database's. Its ``next_charge_at``, ``paid_until`` and
+  last-seen only move forward while a call is active, so for those an old row says
+  "something is due" sooner, never later. For the columns that move without a version (a
+  LiveKit departure, the meter's next look), memory may answer "quiet" for up to
+  ``MAX_AGE_SECONDS`` where the database would not: the answer is then late, the money is
+  not, because of what is written.
 - *What is written.* The batch writes each party's last-seen under the same conditions,
   checked again by the database on the row as it is then (status, the heartbeat timeout,
-  LiveKit's word), and only forward. A presence the database would not have taken from the
-  heartbeat itself is not taken from the batch either.
-- *What a crash loses.* The presence told since the last batch: at most
-  ``presence_flush_seconds`` of it, plus the batch's own time. A party then counts as seen
-  that much earlier, so the call is billed (or ended for silence) no later than it would
-  have been: never more coins, only possibly fewer.
+  LiveKit's word), and only forward, each at its own heartbeat's moment. A presence the
+  database would not have taken from the heartbeat itself is not taken from the batch
+  either. The rows are locked in id order first. A batch that completes both parties'
+  presence past a boundary (their heartbeats went through different processes, neither of
+  which held both) brings that call due for the meter at once.
+- *What a crash loses.* The presence told since the last batch written: at most
+  ``presence_flush_seconds`` of it while batches are written (plus the batch's own time),
+  and while they fail, up to ``STALL_FLUSHES`` periods before memory stops answering. A
+  party then counts as seen that much earlier, so the call is billed (or ended for
+  silence) no later than it would have been: never more coins, only possibly fewer.
 """
 
 from __future__ import annotations
@@ -37,6 +47,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from pydantic import ValidationError
+from sqlalchemy.orm import object_session
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from callmeter.auth.tokens import read_access_token
@@ -53,7 +64,7 @@ from callmeter.ops import metrics
 
 log = logging.getLogger(__name__)
 
-MAX_AGE_SECONDS = 10.0  # a row in memory is read again at least this often
+MAX_AGE_SECONDS = 20.0  # a row in memory is read again at least this often
 STALL_FLUSHES = 3  # periods without a written batch before memory is not used
 MAX_CALLS = 200_000  # rows kept at most (then the oldest are forgotten)
 COALESCE = timedelta(seconds=1)  # as the database's quick path
@@ -78,8 +89,9 @@ class QuietBeats:
         self._changes = 0  # notifications heard so far
         self._changed_at: dict[int, int] = {}  # call id -> self._changes when it changed
         self._all_changed_at = 0  # self._changes when everything was forgotten
-        self._task: asyncio.Task[None] | None = None
-        self._flushed_at = asyncio.get_running_loop().time()  # the last batch written
+        loop = asyncio.get_running_loop()
+        self._flushed_at = loop.time()  # the last batch written
+        self._task: asyncio.Task[None] | None = loop.create_task(self._run())
         feed = call_feed(runtime)
         self._wakeups = feed.wakeups
         self._wakeups.on_payload.append(self._heard)
@@ -102,17 +114,23 @@ class QuietBeats:
         return self._changes
 
     def remember(self, call: Call, mark: int) -> None:
-        """Keep ``call`` (just read, quiet) unless a change of it was heard since ``mark``."""
+        """Keep ``call`` (just read, quiet) unless a change of it was heard since ``mark``:
+        a copy detached from its session, with the presence this process still holds for
+        it laid over what the database had."""
         if not self.enabled or self._all_changed_at > mark:
             return
         if self._changed_at.get(call.id, -1) > mark:
             return
         if len(self._known) >= MAX_CALLS:
             self._forget_all()
-        loop = asyncio.get_running_loop()
-        self._known[call.id] = _Known(call, loop.time())
-        if self._task is None:
-            self._task = loop.create_task(self._run())
+        if (session := object_session(call)) is not None:
+            session.expunge(call)  # no commit of that request may write what memory adds
+        for party in ("client", "host"):
+            if (told := self._pending.get((call.id, party))) is not None:
+                seen = getattr(call, f"{party}_last_seen_at")
+                if seen is None or seen < told[1]:
+                    setattr(call, f"{party}_last_seen_at", told[1])
+        self._known[call.id] = _Known(call, asyncio.get_running_loop().time())
 
     def answer(self, call_id: int, party: str, user_id: int, now: datetime) -> Call | None:
         """The call, when this heartbeat of ``party`` (``user_id``) is quiet by what this
@@ -183,7 +201,18 @@ class QuietBeats:
         try:
             async with self.runtime.sessionmaker() as session:
                 await repository.record_presences(session, checks)
+                # Presence written here may complete both parties' presence past a boundary
+                # (one party's beat went through another process): nobody is settling those
+                # calls, so they are brought due for the meter now, and forgotten here so
+                # that their next heartbeat takes the full path.
+                now = self.runtime.clock.now()
+                calls = await repository.calls_by_id(session, sorted({c.call_id for c in checks}))
+                owed = [c.id for c in calls if charge_pending(c, now)]
+                if owed:
+                    await repository.bring_due(session, owed, now)
                 await session.commit()
+            for call_id in owed:
+                self._known.pop(call_id, None)
         except BaseException:
             for key, (user_id, seen) in pending.items():  # keep the later of the two
                 if key not in self._pending or self._pending[key][1] < seen:
@@ -196,8 +225,12 @@ class QuietBeats:
         return len(checks)
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(self.runtime.settings.presence_flush_seconds or 1.0)
+            old = loop.time() - MAX_AGE_SECONDS
+            for call_id in [i for i, known in self._known.items() if known.read_at < old]:
+                del self._known[call_id]  # read again if it is still beating
             try:
                 await self.flush()
             except Exception as exc:
@@ -211,8 +244,10 @@ class QuietBeats:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        with contextlib.suppress(Exception):
+        try:
             await self.flush()
+        except Exception:
+            log.exception("writing heartbeats' presence at shutdown failed")
 
 
 def _quiet(call: Call, party: str, now: datetime, beats: QuietBeats) -> bool:
@@ -276,7 +311,7 @@ class HeartbeatsFromMemory:
             return
         runtime: Runtime = scope["app"].state.runtime
         token = _bearer(scope)
-        if token is None or not remembers_beats(runtime):
+        if token is None or not _json(scope) or not remembers_beats(runtime):
             await self.app(scope, receive, send)
             return
         body, replay = await _read_body(receive)
@@ -315,6 +350,13 @@ class HeartbeatsFromMemory:
             if getattr(route, "path", None) == "/v1/calls/{call_id}/heartbeat":
                 self._route = route
         return self._route
+
+
+def _json(scope: Scope) -> bool:
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            return bool(value.split(b";")[0].strip().lower() == b"application/json")
+    return False
 
 
 def _bearer(scope: Scope) -> str | None:

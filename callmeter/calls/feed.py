@@ -210,9 +210,10 @@ class CallFeed:
             self._wake.clear()
             if not self._wakeups.listening:
                 self._catch_up_due = True  # a wake-up says nothing about what changed
-            if not self._watched:
+            if not self._watched:  # nothing to read: the first stream starts afresh
                 self._changed.clear()
                 self._new_rows.clear()
+                self._catch_up_due, caught_up = True, loop.time()
                 continue
             full, self._catch_up_due = self._catch_up_due, False
             if full:

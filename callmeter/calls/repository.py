@@ -160,11 +160,29 @@ _WRITE_PRESENCE = {
 async def record_presences(session: AsyncSession, checks: Sequence[PresenceCheck]) -> None:
     """:func:`record_presence` for many heartbeats at once (one executemany per party kind),
     each at its own moment."""
+    # the rows locked first, in id order (as every path that locks several calls does),
+    # so two processes' batches never wait for each other in a cycle
+    await session.execute(
+        select(Call.id)
+        .where(Call.id.in_(sorted({check.call_id for check in checks})))
+        .order_by(Call.id)
+        .with_for_update()
+    )
     connection = await session.connection()
     for party in ("client", "host"):
         params = [_presence_params(check) for check in checks if check.party == party]
         if params:
             await connection.execute(_WRITE_PRESENCE[party], params)
+
+
+async def bring_due(session: AsyncSession, call_ids: Sequence[int], now: datetime) -> None:
+    """The meter looks at these active calls at ``now`` (sooner than it planned to)."""
+    await session.execute(
+        update(Call)
+        .where(Call.id.in_(call_ids), Call.status == CallStatus.active, Call.due_at > now)
+        .values(due_at=now)
+        .execution_options(synchronize_session=False)
+    )
 
 
 async def recently_present(session: AsyncSession, check: PresenceCheck) -> Call | None:

@@ -12,9 +12,10 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
-from callmeter.calls import beats as beats_module
+from callmeter.auth.tokens import issue_access_token
+from callmeter.calls import repository
 from callmeter.calls.beats import QuietBeats, quiet_beats
 from callmeter.config import Settings
 from callmeter.kit.runtime import Runtime
@@ -137,7 +138,7 @@ async def test_a_change_is_heard_and_the_call_forgotten_and_its_presence_not_wri
 
 
 async def test_a_lost_batch_bills_no_more_than_what_was_written(
-    driver: CallDriver, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+    driver: CallDriver, runtime: Runtime
 ) -> None:
     """A process that dies before its batch: the presence it held is lost, and the call is
     billed to what the database had (never more), here ending for silence."""
@@ -150,7 +151,6 @@ async def test_a_lost_batch_bills_no_more_than_what_was_written(
             assert (await driver.heartbeat(call_id, who)).status_code == 200
     assert beats.answered == 6
     beats._pending.clear()  # the process died
-    monkeypatch.setattr(beats_module, "remembers_beats", lambda _runtime: False)
     driver.clock.advance(20)  # 35 s of silence since the last presence written
     await driver.tick()
     call = await driver.call(call_id, caller)
@@ -185,3 +185,85 @@ async def test_a_beat_that_completes_presence_past_a_boundary_charges(
     assert r.json()["call"]["charged"] == 10, r.text  # both seen past 60 s: charged
     await beats.flush()
     await driver.ledger_ok()
+
+
+async def test_a_batch_that_completes_presence_past_a_boundary_brings_the_call_due(
+    driver: CallDriver, runtime: Runtime
+) -> None:
+    """Each party's presence past the boundary reached the database through a different
+    process (here: the client's written directly, as another process's batch would), and
+    neither process's row in memory had both. The batch that completes it brings the call
+    due, so the meter charges now rather than at its next planned look."""
+    call_id, caller, host, beats = await remembered(driver)
+    start = datetime.fromisoformat((await driver.call(call_id, caller))["started_at"])
+    for at in (20, 40, 55):
+        driver.clock.set(start + timedelta(seconds=at))
+        for who in (caller, host):
+            assert (await driver.heartbeat(call_id, who)).status_code == 200
+        await beats.flush()
+    driver.clock.set(start + timedelta(seconds=61))
+    await driver.tick()  # both last seen at 55: nothing charged, its next look planned later
+    await until(lambda: call_id not in beats._known)
+    async with runtime.sessionmaker() as session:  # as a heartbeat read it: both at 55
+        row = await repository.get_call(session, call_id)
+    assert row is not None
+    beats.remember(row, beats.mark())
+    answered = beats.answered
+    driver.clock.set(start + timedelta(seconds=62))
+    r = await driver.heartbeat(call_id, host)  # from memory: the host past 60, the client not
+    assert (r.json()["call"]["charged"], beats.answered) == (0, answered + 1)
+    async with runtime.sessionmaker() as session:  # the client's, by another process
+        await session.execute(
+            update(Call).where(Call.id == call_id).values(client_last_seen_at=driver.clock.now())
+        )
+        await session.commit()
+    assert await beats.flush() == 1
+    await driver.tick()
+    call = await driver.call(call_id, caller)
+    assert (call["charged"], call["status"]) == (10, "active")
+    await driver.ledger_ok()
+
+
+async def test_who_may_beat_a_call_held_in_memory(driver: CallDriver, runtime: Runtime) -> None:
+    """Memory answers only a party of the call with a valid token and a JSON body; every
+    other request reaches the endpoint, which answers as always."""
+    call_id, caller, _host, beats = await remembered(driver)
+    other_id, other_caller, other_host, _ = await remembered(driver)
+    admin = await driver.party(Role.admin)
+    url = f"/v1/calls/{call_id}/heartbeat"
+    expired = issue_access_token(
+        user_id=caller.user.id,
+        role="client",
+        secret=runtime.settings.secret_key,
+        now=driver.clock.now() - timedelta(days=2),
+        ttl_seconds=60,
+    )
+    as_host = issue_access_token(  # the client's id with the host's role
+        user_id=caller.user.id,
+        role="host",
+        secret=runtime.settings.secret_key,
+        now=driver.clock.now(),
+        ttl_seconds=600,
+    )
+    body = {"media_connected": True}
+    for headers, status in [
+        (other_caller.headers, 404),  # a party of another call this process holds
+        (other_host.headers, 404),
+        (admin.headers, 404),
+        ({"Authorization": f"Bearer {expired}"}, 401),
+        # not answered from memory (not the call's host); the endpoint goes by the user's
+        # row, which says client
+        ({"Authorization": f"Bearer {as_host}"}, 200),
+    ]:
+        r = await driver.client.post(url, json=body, headers=headers)
+        assert r.status_code == status, (headers, r.text)
+    r = await driver.client.post(
+        url,
+        content=b'{"media_connected": true}',
+        headers={**caller.headers, "Content-Type": "text/plain"},
+    )
+    assert r.status_code == 422, r.text  # not JSON: the endpoint says so
+    assert beats.answered == 0
+    assert (await driver.heartbeat(call_id, caller)).status_code == 200
+    assert (await driver.heartbeat(other_id, other_caller)).status_code == 200
+    assert beats.answered == 2
