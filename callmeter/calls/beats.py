@@ -187,15 +187,7 @@ class QuietBeats:
             return 0
         settings = self.runtime.settings
         checks = [
-            repository.PresenceCheck(
-                call_id=call_id,
-                party=party,
-                user_id=user_id,
-                now=seen,
-                timeout=timedelta(seconds=settings.heartbeat_timeout_seconds),
-                look=timedelta(seconds=settings.livekit_reconcile_seconds),
-                coalesce=timedelta(0),
-            )
+            repository.PresenceCheck.of(settings, call_id, party, user_id, seen, timedelta(0))
             for (call_id, party), (user_id, seen) in sorted(pending.items())
         ]
         try:

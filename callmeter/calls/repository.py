@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from callmeter.billing.settlement import CALL_COLUMNS, ONGOING_COLUMNS, STATE_FIELDS, Outcome
+from callmeter.config import Settings
 from callmeter.errors import ConcurrentUpdate
 from callmeter.kit.bulk import id_in, update_rows
 from callmeter.kit.lease import claim_due
@@ -71,6 +72,21 @@ class PresenceCheck:
     timeout: timedelta  # the heartbeat timeout
     look: timedelta  # how far ahead a LiveKit call's next look may be
     coalesce: timedelta  # a last-seen more recent than this is not written again
+
+    @classmethod
+    def of(
+        cls, settings: Settings, call_id: int, party: str, user_id: int, now: datetime,
+        coalesce: timedelta,
+    ) -> PresenceCheck:  # fmt: skip
+        return cls(
+            call_id=call_id,
+            party=party,
+            user_id=user_id,
+            now=now,
+            timeout=timedelta(seconds=settings.heartbeat_timeout_seconds),
+            look=timedelta(seconds=settings.livekit_reconcile_seconds),
+            coalesce=coalesce,
+        )
 
 
 def _quietly_present(party: str) -> list[ColumnElement[bool]]:

@@ -326,15 +326,7 @@ async def quick_heartbeat(
     would do nothing but :func:`presence.saw`, checked again on the row it returns."""
     if role not in ("client", "host"):
         return None
-    check = repository.PresenceCheck(
-        call_id=call_id,
-        party=role,
-        user_id=user_id,
-        now=now,
-        timeout=timedelta(seconds=settings.heartbeat_timeout_seconds),
-        look=timedelta(seconds=settings.livekit_reconcile_seconds),
-        coalesce=PRESENCE_COALESCE,
-    )
+    check = repository.PresenceCheck.of(settings, call_id, role, user_id, now, PRESENCE_COALESCE)
     call = await repository.record_presence(session, check)
     if call is None:
         call = await repository.recently_present(session, check)
