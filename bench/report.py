@@ -151,7 +151,7 @@ def write_report(results: dict[str, Any], out: Path) -> None:
         "server, same connections and duration. Most heartbeats here are the quiet kind. On",
         "PostgreSQL they are answered from the process's memory of the call (after its first",
         "heartbeat there): the token checked, the call's quiet conditions checked on the row in",
-        "memory, the presence written with everyone's in one batch a second (docs/billing.md,",
+        "memory, the presence written with everyone's in one batch every 0.25 s (docs/billing.md,",
         "*Heartbeats from memory*). On SQLite each is one `UPDATE … RETURNING` of the party's",
         "last-seen and a commit (or, when the same party beat less than 1 s before, one read).",
         "",

@@ -86,7 +86,7 @@ class Settings(BaseSettings):
     # A quiet heartbeat's presence is kept in memory and written in one batch this often
     # (PostgreSQL; calls.beats): a crash loses at most this much presence, in the client's
     # favour. 0: every heartbeat writes its own.
-    presence_flush_seconds: float = Field(default=1.0, ge=0, le=5)
+    presence_flush_seconds: float = Field(default=0.25, ge=0, le=5)
     ring_timeout_seconds: int = Field(default=45, ge=1, le=3600)
     # A host is online while one of its pages says so (POST /v1/hosts/me/presence) at least
     # this often; calls to an offline host are refused. 0: every host counts as online.

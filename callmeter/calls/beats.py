@@ -65,7 +65,7 @@ from callmeter.ops import metrics
 log = logging.getLogger(__name__)
 
 MAX_AGE_SECONDS = 20.0  # a row in memory is read again at least this often
-STALL_FLUSHES = 3  # periods without a written batch before memory is not used
+STALL_FLUSHES = 2  # periods without a written batch before memory is not used
 MAX_CALLS = 200_000  # rows kept at most (then the oldest are forgotten)
 COALESCE = timedelta(seconds=1)  # as the database's quick path
 
@@ -100,14 +100,15 @@ class QuietBeats:
 
     @property
     def enabled(self) -> bool:
-        """Memory is used while notifications are heard and batches get written (a batch
-        that cannot be written for ``STALL_FLUSHES`` periods sends every heartbeat to the
-        database again, which answers or fails by itself)."""
+        """Memory is used while notifications are heard and batches get written: a batch
+        that cannot be written for ``STALL_FLUSHES`` periods (half a second by default: a
+        database that stopped answering) sends every heartbeat to the database again,
+        which answers or fails (503) by itself."""
         period = self.runtime.settings.presence_flush_seconds
         if period <= 0 or not self._wakeups.listening:
             return False
         stalled = asyncio.get_running_loop().time() - self._flushed_at
-        return stalled <= STALL_FLUSHES * max(period, 1.0)
+        return stalled <= STALL_FLUSHES * period
 
     def mark(self) -> int:
         """Call before reading a row to :meth:`remember`: changes heard after it win."""
@@ -219,7 +220,7 @@ class QuietBeats:
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            await asyncio.sleep(self.runtime.settings.presence_flush_seconds or 1.0)
+            await asyncio.sleep(self.runtime.settings.presence_flush_seconds or 0.25)
             old = loop.time() - MAX_AGE_SECONDS
             for call_id in [i for i, known in self._known.items() if known.read_at < old]:
                 del self._known[call_id]  # read again if it is still beating

@@ -10,7 +10,8 @@ It reads when woken, and otherwise at the catch-up period:
 - on PostgreSQL, by a notification on ``CHANNEL``, sent by triggers on ``calls`` (a change
   of ``version``, the state a party sees), ``call_signals`` and ``call_messages`` from any
   process, this one included. While the LISTEN connection is up nothing is missed, so the
-  catch-up runs every ``KEEPALIVE_SECONDS``; a commit that changes nothing a stream shows
+  catch-up runs every ``LISTENING_CATCH_UP_SECONDS`` (it also notices a database that
+  stopped answering, and tells the streams); a commit that changes nothing a stream shows
   (a heartbeat's presence) costs the feed nothing;
 - without notifications (SQLite, or PostgreSQL while the LISTEN connection is down), by a
   commit in this process and at least every ``events_poll_seconds``: another process's
@@ -56,6 +57,10 @@ CHANNEL = "callmeter_calls"  # the triggers of migration 0009 notify it
 KEEPALIVE_SECONDS = 5.0  # a watched call is sent at least this often (and versions checked)
 MIN_GAP_SECONDS = 0.05  # between two reads: a burst of changes is read once
 KEEPALIVE_TICK_SECONDS = 0.5  # how often keepalives due are sent between reads
+# the catch-up while notifications are heard: one round of four queries, however many
+# streams; it is also how a stream learns, within a statement timeout, that the database
+# stopped answering (a hung server keeps the LISTEN connection open and silent)
+LISTENING_CATCH_UP_SECONDS = 1.0
 SIGNAL_LOOKBACK = timedelta(seconds=10)  # a signal committing this late is still delivered
 NEWEST_FIRST_READ = 2**62  # "after no id": the first read takes only the lookback window
 MAX_NOTED = 100_000  # ids named by notifications kept for one round (more: a catch-up)
@@ -190,7 +195,7 @@ class CallFeed:
         caught_up = float("-inf")
         while True:
             catch_up = (
-                KEEPALIVE_SECONDS
+                LISTENING_CATCH_UP_SECONDS
                 if self._wakeups.listening
                 else self.runtime.settings.events_poll_seconds
             )
