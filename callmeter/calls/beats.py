@@ -7,13 +7,14 @@ presence of all of them in one batch every ``presence_flush_seconds``.
 
 Why memory is safe:
 - *Which rows are current.* On PostgreSQL every change of a call's version notifies its
-  id (migration 0016): the row is forgotten at once, and read again by the next heartbeat.
-  Memory is used only while the LISTEN connection is open; when it (re)opens, everything
-  is forgotten (what was said while nobody listened was not heard). A row is also read
-  again after ``MAX_AGE_SECONDS`` whatever was heard: some columns change without a new
-  version (LiveKit's ``left_at``, the meter's ``due_at``), and a connection may die
-  without saying so. SQLite has no notifications: there every heartbeat goes to the
-  database (``service.quick_heartbeat``).
+  id (migration 0016): the row is forgotten at once, and read again — by the next batch,
+  in one query with the others that changed, while its heartbeats keep coming. Memory is
+  used only while the LISTEN connection is open; when it (re)opens, everything is
+  forgotten (what was said while nobody listened was not heard). A row in use is also read
+  again by the batch after ``REFRESH_SECONDS``, and never used after ``MAX_AGE_SECONDS``,
+  whatever was heard: some columns change without a new version (LiveKit's ``left_at``,
+  the meter's ``due_at``), and a connection may die without saying so. SQLite has no
+  notifications: there every heartbeat goes to the database (``service.quick_heartbeat``).
 - *What is decided from memory.* That a heartbeat is quiet, by the same conditions as the
   database's quick path (``repository._quietly_present``) and the same check of the row
   afterwards (a charge or a deadline due, with this presence: then the full path). A row
@@ -64,7 +65,8 @@ from callmeter.ops import metrics
 
 log = logging.getLogger(__name__)
 
-MAX_AGE_SECONDS = 20.0  # a row in memory is read again at least this often
+MAX_AGE_SECONDS = 20.0  # a row in memory older than this is not used
+REFRESH_SECONDS = 10.0  # a row in use is read again by the batch at this age
 STALL_FLUSHES = 2  # periods without a written batch before memory is not used
 MAX_CALLS = 200_000  # rows kept at most (then the oldest are forgotten)
 COALESCE = timedelta(seconds=1)  # as the database's quick path
@@ -74,6 +76,7 @@ COALESCE = timedelta(seconds=1)  # as the database's quick path
 class _Known:
     call: Call  # the row as read, with the presence told since
     read_at: float  # loop time
+    used_at: float  # loop time of the last heartbeat answered with it (or of the read)
 
 
 class QuietBeats:
@@ -84,11 +87,13 @@ class QuietBeats:
         self.answered = 0  # heartbeats answered from memory
         self.flushes = 0  # batches written so far
         self.written = 0  # presences in them
+        self.refreshed = 0  # rows read again by the batch
         self._known: dict[int, _Known] = {}
         self._pending: dict[tuple[int, str], tuple[int, datetime]] = {}  # -> user, seen
         self._changes = 0  # notifications heard so far
         self._changed_at: dict[int, int] = {}  # call id -> self._changes when it changed
         self._all_changed_at = 0  # self._changes when everything was forgotten
+        self._stale: dict[int, float] = {}  # call id -> used_at, of rows changed since read
         loop = asyncio.get_running_loop()
         self._flushed_at = loop.time()  # the last batch written
         self._task: asyncio.Task[None] | None = loop.create_task(self._run())
@@ -114,10 +119,10 @@ class QuietBeats:
         """Call before reading a row to :meth:`remember`: changes heard after it win."""
         return self._changes
 
-    def remember(self, call: Call, mark: int) -> None:
-        """Keep ``call`` (just read, quiet) unless a change of it was heard since ``mark``:
-        a copy detached from its session, with the presence this process still holds for
-        it laid over what the database had."""
+    def remember(self, call: Call, mark: int, used_at: float | None = None) -> None:
+        """Keep ``call`` (just read) unless a change of it was heard since ``mark``: a copy
+        detached from its session, with the presence this process still holds for it laid
+        over what the database had."""
         if not self.enabled or self._all_changed_at > mark:
             return
         if self._changed_at.get(call.id, -1) > mark:
@@ -131,7 +136,8 @@ class QuietBeats:
                 seen = getattr(call, f"{party}_last_seen_at")
                 if seen is None or seen < told[1]:
                     setattr(call, f"{party}_last_seen_at", told[1])
-        self._known[call.id] = _Known(call, asyncio.get_running_loop().time())
+        now = asyncio.get_running_loop().time()
+        self._known[call.id] = _Known(call, now, now if used_at is None else used_at)
 
     def answer(self, call_id: int, party: str, user_id: int, now: datetime) -> Call | None:
         """The call, when this heartbeat of ``party`` (``user_id``) is quiet by what this
@@ -160,6 +166,7 @@ class QuietBeats:
             return None
         if not coalesced:
             self._pending[(call_id, party)] = (user_id, now)
+        known.used_at = asyncio.get_running_loop().time()
         self.answered += 1
         return call
 
@@ -169,12 +176,14 @@ class QuietBeats:
         call_id = int(payload)
         self._changes += 1
         self._changed_at[call_id] = self._changes
-        self._known.pop(call_id, None)
+        if (known := self._known.pop(call_id, None)) is not None:
+            self._stale[call_id] = known.used_at  # the next batch reads it again
         if len(self._changed_at) > MAX_CALLS:
             self._forget_all()
 
     def _forget_all(self) -> None:
         self._known.clear()
+        self._stale.clear()
         self._changed_at.clear()
         self._changes += 1
         self._all_changed_at = self._changes
@@ -217,18 +226,39 @@ class QuietBeats:
         metrics.PRESENCE_WRITTEN.inc(len(checks))
         return len(checks)
 
+    async def refresh(self) -> int:
+        """Read again, in one query, the rows still in use that changed (a notification
+        was heard) or are ``REFRESH_SECONDS`` old, so that their next heartbeats are
+        answered from memory too; forget those not used for ``MAX_AGE_SECONDS``. Returns
+        how many rows were read."""
+        now = asyncio.get_running_loop().time()
+        used: dict[int, float] = {}
+        for call_id, known in list(self._known.items()):
+            if known.used_at < now - MAX_AGE_SECONDS or known.read_at < now - MAX_AGE_SECONDS:
+                del self._known[call_id]
+            elif known.read_at < now - REFRESH_SECONDS:
+                used[call_id] = known.used_at
+        stale, self._stale = self._stale, {}
+        used.update((i, t) for i, t in stale.items() if t >= now - MAX_AGE_SECONDS)
+        if not used or not self.enabled:
+            return 0
+        mark = self.mark()
+        async with self.runtime.sessionmaker() as session:
+            calls = await repository.calls_by_id(session, sorted(used))
+            for call in calls:
+                self.remember(call, mark, used[call.id])
+        self.refreshed += len(calls)
+        return len(calls)
+
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(self.runtime.settings.presence_flush_seconds or 0.25)
-            old = loop.time() - MAX_AGE_SECONDS
-            for call_id in [i for i, known in self._known.items() if known.read_at < old]:
-                del self._known[call_id]  # read again if it is still beating
             try:
                 await self.flush()
+                await self.refresh()
             except Exception as exc:
                 if not is_unavailable(exc):
-                    log.exception("writing heartbeats' presence failed")
+                    log.exception("writing or reading heartbeats' presence failed")
 
     async def close(self) -> None:
         """Stop, writing what is pending first."""

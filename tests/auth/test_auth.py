@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import jwt
 import pytest
 from httpx import AsyncClient
 
-from callmeter.auth.tokens import issue_access_token
+from callmeter.auth.tokens import issue_access_token, read_access_token
+from callmeter.errors import NotAuthenticated
 from callmeter.kit.clock import ManualClock
 from callmeter.kit.runtime import Runtime
 from callmeter.models import Role
@@ -253,3 +254,18 @@ class TestTokenClaims:
         )
         r = await client.get("/v1/me", headers={"Authorization": f"Bearer {token}"})
         assert r.status_code == 401
+
+    def test_a_remembered_token_is_still_checked_against_the_clock_and_the_secret(self) -> None:
+        # Reading a token remembers its verified claims; its times and its key are not.
+        secret = "a secret for this test that is long enough for hs256"
+        start = datetime(2026, 1, 1, tzinfo=UTC)
+        token = issue_access_token(user_id=7, role="host", secret=secret, now=start, ttl_seconds=60)
+        assert read_access_token(token, secret=secret, now=start).user_id == 7
+        assert read_access_token(token, secret=secret, now=start).role == "host"
+        with pytest.raises(NotAuthenticated, match="expired"):
+            read_access_token(token, secret=secret, now=start + timedelta(seconds=60))
+        with pytest.raises(NotAuthenticated, match="not valid"):  # issued in its future
+            read_access_token(token, secret=secret, now=start - timedelta(minutes=6))
+        with pytest.raises(NotAuthenticated, match="not valid"):
+            read_access_token(token, secret=secret + "!", now=start)
+        assert read_access_token(token, secret=secret, now=start).user_id == 7

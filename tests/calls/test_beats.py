@@ -16,7 +16,7 @@ from sqlalchemy import select, update
 
 from callmeter.auth.tokens import issue_access_token
 from callmeter.calls import repository
-from callmeter.calls.beats import QuietBeats, quiet_beats
+from callmeter.calls.beats import MAX_AGE_SECONDS, REFRESH_SECONDS, QuietBeats, quiet_beats
 from callmeter.config import Settings
 from callmeter.kit.runtime import Runtime
 from callmeter.models import Call, Role
@@ -267,3 +267,58 @@ async def test_who_may_beat_a_call_held_in_memory(driver: CallDriver, runtime: R
     assert (await driver.heartbeat(call_id, caller)).status_code == 200
     assert (await driver.heartbeat(other_id, other_caller)).status_code == 200
     assert beats.answered == 2
+
+
+async def test_a_changed_call_still_in_use_is_read_again_by_the_batch(
+    driver: CallDriver, runtime: Runtime
+) -> None:
+    """A change of the call (here its paid time, with a new version: notified) makes this
+    process forget its row; the next batch reads it again, so the next quiet heartbeat is
+    still answered from memory, with the row as changed."""
+    call_id, caller, _host, beats = await remembered(driver)
+    driver.clock.advance(5)
+    assert (await driver.heartbeat(call_id, caller)).status_code == 200
+    assert beats.answered == 1
+    async with runtime.sessionmaker() as session:
+        paid_until = (
+            await session.scalars(select(Call.paid_until).where(Call.id == call_id))
+        ).one()
+        assert paid_until is not None
+        later = paid_until + timedelta(minutes=1)
+        await session.execute(
+            update(Call)
+            .where(Call.id == call_id)
+            .values(paid_until=later, version=Call.version + 1)
+        )
+        await session.commit()
+    await until(lambda: call_id not in beats._known)
+    assert await beats.refresh() == 1
+    assert beats._known[call_id].call.paid_until == later
+    driver.clock.advance(5)
+    r = await driver.heartbeat(call_id, caller)
+    assert (r.status_code, beats.answered) == (200, 2), r.text
+    assert await beats.flush() == 1
+
+
+async def test_an_old_row_is_read_again_while_in_use_and_forgotten_when_not(
+    driver: CallDriver, runtime: Runtime
+) -> None:
+    """Columns that move without a new version (the meter's next look) reach memory by the
+    batch's reading of rows ``REFRESH_SECONDS`` old; a row nobody used for
+    ``MAX_AGE_SECONDS`` is forgotten instead."""
+    call_id, caller, _host, beats = await remembered(driver)
+    other_id, _other_caller, _other_host, _ = await remembered(driver)
+    assert await beats.refresh() == 0  # both just read
+    async with runtime.sessionmaker() as session:
+        await session.execute(
+            update(Call).where(Call.id == call_id).values(due_at=driver.clock.now())
+        )
+        await session.commit()
+    beats._known[call_id].read_at -= REFRESH_SECONDS + 1
+    beats._known[other_id].read_at -= MAX_AGE_SECONDS + 1
+    beats._known[other_id].used_at -= MAX_AGE_SECONDS + 1
+    assert await beats.refresh() == 1
+    assert beats._known[call_id].call.due_at == driver.clock.now()
+    assert other_id not in beats._known
+    r = await driver.heartbeat(call_id, caller)
+    assert (r.status_code, beats.answered) == (200, 1), r.text
