@@ -67,6 +67,7 @@ log = logging.getLogger(__name__)
 
 MAX_AGE_SECONDS = 20.0  # a row in memory older than this is not used
 REFRESH_SECONDS = 10.0  # a row in use is read again by the batch at this age
+REFRESH_BATCH = 1_000  # rows read again at most per batch (the oldest wait for the next)
 STALL_FLUSHES = 2  # periods without a written batch before memory is not used
 MAX_CALLS = 200_000  # rows kept at most (then the oldest are forgotten)
 COALESCE = timedelta(seconds=1)  # as the database's quick path
@@ -203,18 +204,7 @@ class QuietBeats:
         try:
             async with self.runtime.sessionmaker() as session:
                 await repository.record_presences(session, checks)
-                # Presence written here may complete both parties' presence past a boundary
-                # (one party's beat went through another process): nobody is settling those
-                # calls, so they are brought due for the meter now, and forgotten here so
-                # that their next heartbeat takes the full path.
-                now = self.runtime.clock.now()
-                calls = await repository.calls_by_id(session, sorted({c.call_id for c in checks}))
-                owed = [c.id for c in calls if charge_pending(c, now)]
-                if owed:
-                    await repository.bring_due(session, owed, now)
                 await session.commit()
-            for call_id in owed:
-                self._known.pop(call_id, None)
         except BaseException:
             for key, (user_id, seen) in pending.items():  # keep the later of the two
                 if key not in self._pending or self._pending[key][1] < seen:
@@ -224,7 +214,31 @@ class QuietBeats:
         self.flushes += 1
         self.written += len(checks)
         metrics.PRESENCE_WRITTEN.inc(len(checks))
+        await self._read_back(sorted({check.call_id for check in checks}))
         return len(checks)
+
+    async def _read_back(self, call_ids: list[int]) -> None:
+        """After a batch (its rows' locks released): presence written there may complete
+        both parties' presence past a boundary (one party's beat went through another
+        process), and nobody is settling those calls: they are brought due for the meter
+        now, and forgotten here so that their next heartbeat takes the full path. The other
+        rows read are fresh: those this process holds replace what it had."""
+        mark = self.mark()
+        async with self.runtime.sessionmaker() as session:
+            now = self.runtime.clock.now()
+            calls = await repository.calls_by_id(session, call_ids)
+            owed = {call.id for call in calls if charge_pending(call, now)}
+            for call in calls:
+                known = self._known.get(call.id)
+                used = known.used_at if known is not None else self._stale.get(call.id)
+                if call.id not in owed and used is not None:
+                    self._stale.pop(call.id, None)
+                    self.remember(call, mark, used)
+            if owed:
+                await repository.bring_due(session, sorted(owed), now)
+                await session.commit()
+        for call_id in owed:
+            self._known.pop(call_id, None)
 
     async def refresh(self) -> int:
         """Read again, in one query, the rows still in use that changed (a notification
@@ -232,14 +246,21 @@ class QuietBeats:
         answered from memory too; forget those not used for ``MAX_AGE_SECONDS``. Returns
         how many rows were read."""
         now = asyncio.get_running_loop().time()
-        used: dict[int, float] = {}
+        aged: list[tuple[float, int, float]] = []  # read at, call id, used at
         for call_id, known in list(self._known.items()):
             if known.used_at < now - MAX_AGE_SECONDS or known.read_at < now - MAX_AGE_SECONDS:
                 del self._known[call_id]
             elif known.read_at < now - REFRESH_SECONDS:
-                used[call_id] = known.used_at
-        stale, self._stale = self._stale, {}
-        used.update((i, t) for i, t in stale.items() if t >= now - MAX_AGE_SECONDS)
+                aged.append((known.read_at, call_id, known.used_at))
+        used = {i: t for i, t in self._stale.items() if t >= now - MAX_AGE_SECONDS}
+        self._stale.clear()
+        for _read_at, call_id, used_at in sorted(aged):  # the oldest first
+            used.setdefault(call_id, used_at)
+        if len(used) > REFRESH_BATCH:  # the rest waits for the next batches
+            for call_id in list(used)[REFRESH_BATCH:]:
+                used_at = used.pop(call_id)
+                if call_id not in self._known:  # changed: kept for the next batch
+                    self._stale[call_id] = used_at
         if not used or not self.enabled:
             return 0
         mark = self.mark()

@@ -322,3 +322,30 @@ async def test_an_old_row_is_read_again_while_in_use_and_forgotten_when_not(
     assert other_id not in beats._known
     r = await driver.heartbeat(call_id, caller)
     assert (r.status_code, beats.answered) == (200, 1), r.text
+
+
+async def test_the_batch_reads_back_the_rows_it_wrote_and_keeps_them_fresh(
+    driver: CallDriver, runtime: Runtime
+) -> None:
+    """A batch reads its calls again once written (to bring owing ones due): a row this
+    process holds, or forgot on a change, is replaced by what was read."""
+    call_id, caller, _host, beats = await remembered(driver)
+    driver.clock.advance(5)
+    assert (await driver.heartbeat(call_id, caller)).status_code == 200
+    async with runtime.sessionmaker() as session:
+        paid_until = (
+            await session.scalars(select(Call.paid_until).where(Call.id == call_id))
+        ).one()
+        assert paid_until is not None
+        later = paid_until + timedelta(minutes=1)
+        await session.execute(
+            update(Call)
+            .where(Call.id == call_id)
+            .values(paid_until=later, version=Call.version + 1)
+        )
+        await session.commit()
+    await until(lambda: call_id not in beats._known)
+    assert await beats.flush() == 1
+    row = beats._known[call_id].call
+    assert (row.client_last_seen_at, row.paid_until) == (driver.clock.now(), later)
+    assert await beats.refresh() == 0  # nothing left to read
