@@ -191,14 +191,21 @@ async def record_presences(session: AsyncSession, checks: Sequence[PresenceCheck
             await connection.execute(_WRITE_PRESENCE[party], params)
 
 
+# the meter listens here (PostgreSQL) and ticks at once when calls are brought due
+DUE_CHANNEL = "callmeter_due"
+
+
 async def bring_due(session: AsyncSession, call_ids: Sequence[int], now: datetime) -> None:
-    """The meter looks at these active calls at ``now`` (sooner than it planned to)."""
+    """The meter looks at these active calls at ``now`` (sooner than it planned to): on
+    PostgreSQL it is told so when this transaction commits, rather than at its next tick."""
     await session.execute(
         update(Call)
         .where(Call.id.in_(call_ids), Call.status == CallStatus.active, Call.due_at > now)
         .values(due_at=now)
         .execution_options(synchronize_session=False)
     )
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(select(func.pg_notify(DUE_CHANNEL, "")))
 
 
 async def recently_present(session: AsyncSession, check: PresenceCheck) -> Call | None:

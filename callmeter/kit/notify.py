@@ -35,14 +35,22 @@ def asyncpg_dsn(database_url: str) -> str:
 
 class DatabaseWakeups:
     """Calls ``wake`` whenever a notification arrives on ``channel`` from any process
-    (PostgreSQL), and after this process commits (any engine connection) while no LISTEN
-    connection is open (SQLite; PostgreSQL while it is away). Start with
-    :meth:`start`, stop with :meth:`close`."""
+    (PostgreSQL), and — unless ``on_commit`` is False — after this process commits (any
+    engine connection) while no LISTEN connection is open (SQLite; PostgreSQL while it is
+    away). Start with :meth:`start`, stop with :meth:`close`."""
 
-    def __init__(self, engine: AsyncEngine, channel: str, wake: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        channel: str,
+        wake: Callable[[], None],
+        *,
+        on_commit: bool = True,
+    ) -> None:
         self.engine = engine
         self.channel = channel
         self.wake = wake
+        self.on_commit = on_commit
         self._task: asyncio.Task[None] | None = None
         self._listening = False
         self.on_payload: list[Callable[[str], None]] = []  # each notification's payload
@@ -55,10 +63,13 @@ class DatabaseWakeups:
 
     @property
     def started(self) -> bool:
-        return event.contains(self.engine.sync_engine, "commit", self._committed)
+        return self._task is not None or event.contains(
+            self.engine.sync_engine, "commit", self._committed
+        )
 
     def start(self) -> None:
-        event.listen(self.engine.sync_engine, "commit", self._committed)
+        if self.on_commit:
+            event.listen(self.engine.sync_engine, "commit", self._committed)
         if not is_sqlite(str(self.engine.url)):
             self._task = asyncio.get_running_loop().create_task(self._listen())
 

@@ -6,32 +6,64 @@ import asyncio
 import contextlib
 import logging
 
-from callmeter.kit.db import is_unavailable
+from callmeter.calls.repository import DUE_CHANNEL
+from callmeter.kit.db import is_sqlite, is_unavailable
+from callmeter.kit.notify import DatabaseWakeups
 from callmeter.kit.runtime import Runtime
 from callmeter.meter.service import tick
 
 log = logging.getLogger(__name__)
 
+WOKEN_GAP_SECONDS = (
+    0.05  # a tick asked for by a notification starts at least this long after the last
+)
+
 
 async def run_meter(runtime: Runtime, stop: asyncio.Event | None = None) -> None:
-    """Tick every ``METER_TICK_SECONDS`` until ``stop`` is set (or the task is cancelled).
+    """Tick every ``METER_TICK_SECONDS`` until ``stop`` is set (or the task is cancelled),
+    and at once (PostgreSQL) when a process brings calls due and says so on
+    ``callmeter_due`` (``calls.repository.bring_due``): a notification lost costs at most
+    one tick period.
 
     A failed tick (the database down, hung or busy) is logged and the next one runs on
     schedule: the loop never dies of an error."""
     stop = stop or asyncio.Event()
     interval = runtime.settings.meter_tick_seconds
     loop = asyncio.get_running_loop()
-    while not stop.is_set():
-        started = loop.time()
-        try:
-            result = await tick(runtime)
-            if result.ended or result.failed:
-                log.info("meter: %s", result)
-        except Exception as exc:
-            if is_unavailable(exc):  # expected during an outage: one line, not a traceback
-                log.warning("meter tick failed, database unavailable: %r", exc)
-            else:
-                log.exception("meter tick failed")
-        # a steady cadence: the next tick starts one interval after this one started
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=max(0.0, started + interval - loop.time()))
+    woken = asyncio.Event()  # calls brought due, or stop: tick (or stop) now
+    wakeups = None
+    if not is_sqlite(str(runtime.engine.url)):
+        wakeups = DatabaseWakeups(runtime.engine, DUE_CHANNEL, woken.set, on_commit=False)
+        wakeups.on_listening.append(lambda: log.info("meter: listening on %s", DUE_CHANNEL))
+        wakeups.start()
+    relay = asyncio.create_task(_set_when(stop, woken))
+    try:
+        while not stop.is_set():
+            started = loop.time()
+            woken.clear()
+            try:
+                result = await tick(runtime)
+                if result.ended or result.failed:
+                    log.info("meter: %s", result)
+            except Exception as exc:
+                if is_unavailable(exc):  # expected during an outage: one line, no traceback
+                    log.warning("meter tick failed, database unavailable: %r", exc)
+                else:
+                    log.exception("meter tick failed")
+            # a steady cadence: the next tick starts one interval after this one started,
+            # or sooner when woken
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(woken.wait(), max(0.0, started + interval - loop.time()))
+            if woken.is_set() and not stop.is_set():
+                await asyncio.sleep(max(0.0, started + WOKEN_GAP_SECONDS - loop.time()))
+    finally:
+        relay.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await relay
+        if wakeups is not None:
+            await wakeups.close()
+
+
+async def _set_when(stop: asyncio.Event, woken: asyncio.Event) -> None:
+    await stop.wait()
+    woken.set()

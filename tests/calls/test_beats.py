@@ -7,6 +7,7 @@ one the flusher runs on)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -19,6 +20,8 @@ from callmeter.calls import repository
 from callmeter.calls.beats import MAX_AGE_SECONDS, REFRESH_SECONDS, QuietBeats, quiet_beats
 from callmeter.config import Settings
 from callmeter.kit.runtime import Runtime
+from callmeter.meter.loop import run_meter
+from callmeter.meter.service import TickResult, tick
 from callmeter.models import Call, Role
 from tests.calls.driver import CallDriver, Party
 from tests.conftest import make_settings, postgres_only
@@ -349,3 +352,63 @@ async def test_the_batch_reads_back_the_rows_it_wrote_and_keeps_them_fresh(
     row = beats._known[call_id].call
     assert (row.client_last_seen_at, row.paid_until) == (driver.clock.now(), later)
     assert await beats.refresh() == 0  # nothing left to read
+
+
+async def test_calls_brought_due_wake_the_meter(
+    driver: CallDriver,
+    runtime: Runtime,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A batch that brings a call due says so on ``callmeter_due``: the meter settles it at
+    once, not at its next tick (a minute away here)."""
+    monkeypatch.setattr(
+        runtime, "settings", runtime.settings.model_copy(update={"meter_tick_seconds": 60})
+    )
+    caller, host = await driver.party(Role.client, 100), await driver.party(Role.host)
+    call_id = await driver.connect(caller, host)
+    start = datetime.fromisoformat((await driver.call(call_id, caller))["started_at"])
+    driver.clock.set(start + timedelta(seconds=61))
+    now = driver.clock.now()
+    async with runtime.sessionmaker() as session:  # both seen past 60 s, the meter not due
+        await session.execute(
+            update(Call)
+            .where(Call.id == call_id)
+            .values(client_last_seen_at=now, host_last_seen_at=now, due_at=now + timedelta(hours=1))
+        )
+        await session.commit()
+    ticks = {"started": 0, "finished": 0}
+
+    async def counted(runtime: Runtime) -> TickResult:
+        ticks["started"] += 1
+        try:
+            return await tick(runtime)
+        finally:
+            ticks["finished"] += 1
+
+    monkeypatch.setattr("callmeter.meter.loop.tick", counted)
+    caplog.set_level(logging.INFO, logger="callmeter.meter.loop")
+    stop = asyncio.Event()
+    meter = asyncio.create_task(run_meter(runtime, stop))
+    try:
+        # once it listens, the tick that opening LISTEN asks for runs (nothing is due);
+        # the next planned one is a minute away
+        await until(lambda: any("listening" in r.message for r in caplog.records))
+        after = ticks["started"] + 1
+        await until(lambda: ticks["finished"] >= after)
+        assert (await driver.call(call_id, caller))["charged"] == 0
+        woken = ticks["started"]
+        async with runtime.sessionmaker() as session:
+            await repository.bring_due(session, [call_id], now)
+            await session.commit()
+        deadline = time.monotonic() + 5
+        while (await driver.call(call_id, caller))["charged"] == 0:
+            assert time.monotonic() < deadline, "the meter was not woken"
+            assert not meter.done(), meter
+            await asyncio.sleep(0.05)
+        assert ticks["started"] > woken
+    finally:
+        stop.set()
+        await meter
+    assert (await driver.call(call_id, caller))["charged"] == 10
+    await driver.ledger_ok()
