@@ -66,6 +66,23 @@ async def seen(runtime: Runtime, call_id: int) -> tuple[datetime | None, datetim
     return row[0], row[1]
 
 
+async def extend_paid_time(runtime: Runtime, call_id: int) -> datetime:
+    """A minute more of paid time, with a new version (as a charge does): returns it."""
+    async with runtime.sessionmaker() as session:
+        paid_until = (
+            await session.scalars(select(Call.paid_until).where(Call.id == call_id))
+        ).one()
+        assert paid_until is not None
+        later = paid_until + timedelta(minutes=1)
+        await session.execute(
+            update(Call)
+            .where(Call.id == call_id)
+            .values(paid_until=later, version=Call.version + 1)
+        )
+        await session.commit()
+    return later
+
+
 async def remembered(driver: CallDriver) -> tuple[int, Party, Party, QuietBeats]:
     """An active call whose parties' next quiet heartbeats come from memory."""
     beats = await listening(driver.runtime)
@@ -282,18 +299,7 @@ async def test_a_changed_call_still_in_use_is_read_again_by_the_batch(
     driver.clock.advance(5)
     assert (await driver.heartbeat(call_id, caller)).status_code == 200
     assert beats.answered == 1
-    async with runtime.sessionmaker() as session:
-        paid_until = (
-            await session.scalars(select(Call.paid_until).where(Call.id == call_id))
-        ).one()
-        assert paid_until is not None
-        later = paid_until + timedelta(minutes=1)
-        await session.execute(
-            update(Call)
-            .where(Call.id == call_id)
-            .values(paid_until=later, version=Call.version + 1)
-        )
-        await session.commit()
+    later = await extend_paid_time(runtime, call_id)  # a new version: notified
     await until(lambda: call_id not in beats._known)
     assert await beats.refresh() == 1
     assert beats._known[call_id].call.paid_until == later
@@ -335,18 +341,7 @@ async def test_the_batch_reads_back_the_rows_it_wrote_and_keeps_them_fresh(
     call_id, caller, _host, beats = await remembered(driver)
     driver.clock.advance(5)
     assert (await driver.heartbeat(call_id, caller)).status_code == 200
-    async with runtime.sessionmaker() as session:
-        paid_until = (
-            await session.scalars(select(Call.paid_until).where(Call.id == call_id))
-        ).one()
-        assert paid_until is not None
-        later = paid_until + timedelta(minutes=1)
-        await session.execute(
-            update(Call)
-            .where(Call.id == call_id)
-            .values(paid_until=later, version=Call.version + 1)
-        )
-        await session.commit()
+    later = await extend_paid_time(runtime, call_id)  # a new version: notified
     await until(lambda: call_id not in beats._known)
     assert await beats.flush() == 1
     row = beats._known[call_id].call
