@@ -18,9 +18,13 @@ Why memory is safe:
 - *What is decided from memory.* That a heartbeat is quiet, by the same conditions as the
   database's quick path (``repository._quietly_present``) and the same check of the row
   afterwards (a charge or a deadline due, with this presence: then the full path). A row
-  in memory may be older than the database's. Its ``next_charge_at``, ``paid_until`` and
-  last-seen only move forward while a call is active, so for those an old row says
-  "something is due" sooner, never later. For the columns that move without a version (a
+  in memory may be older than the database's. Its ``next_charge_at`` and ``paid_until``
+  only move forward while a call is active, so for those an old row says "something is
+  due" sooner, never later. Last-seen only moves forward too, and memory keeps the latest
+  this process knows of (a re-read never takes it back); a party's presence written
+  through another process may be missing, which can only hide a charge that presence
+  completes — the batch that writes it reads its calls back and brings such a call due
+  (below). For the columns that move without a version (a
   LiveKit departure, the meter's next look), memory may answer "quiet" for up to
   ``MAX_AGE_SECONDS`` where the database would not: the answer is then late, the money is
   not, because of what is written.
@@ -95,6 +99,7 @@ class QuietBeats:
         self._changed_at: dict[int, int] = {}  # call id -> self._changes when it changed
         self._all_changed_at = 0  # self._changes when everything was forgotten
         self._stale: dict[int, float] = {}  # call id -> used_at, of rows changed since read
+        self._unread: set[int] = set()  # calls written whose read-back failed
         loop = asyncio.get_running_loop()
         self._flushed_at = loop.time()  # the last batch written
         self._task: asyncio.Task[None] | None = loop.create_task(self._run())
@@ -120,25 +125,39 @@ class QuietBeats:
         """Call before reading a row to :meth:`remember`: changes heard after it win."""
         return self._changes
 
-    def remember(self, call: Call, mark: int, used_at: float | None = None) -> None:
+    def remember(self, call: Call, mark: int, used_at: float | None = None) -> bool:
         """Keep ``call`` (just read) unless a change of it was heard since ``mark``: a copy
-        detached from its session, with the presence this process still holds for it laid
-        over what the database had."""
+        detached from its session, with each party's latest presence this process knows
+        laid over what the database had — the presence it still holds for the next batch,
+        and the last-seen of the row it held before (a heartbeat's own write may be newer
+        than a batch's read that finishes after it; last-seen only moves forward). Returns
+        whether it was kept."""
         if not self.enabled or self._all_changed_at > mark:
-            return
+            return False
         if self._changed_at.get(call.id, -1) > mark:
-            return
+            return False
         if len(self._known) >= MAX_CALLS:
             self._forget_all()
         if (session := object_session(call)) is not None:
             session.expunge(call)  # no commit of that request may write what memory adds
+        held = self._known.get(call.id)
         for party in ("client", "host"):
-            if (told := self._pending.get((call.id, party))) is not None:
-                seen = getattr(call, f"{party}_last_seen_at")
-                if seen is None or seen < told[1]:
-                    setattr(call, f"{party}_last_seen_at", told[1])
+            field = f"{party}_last_seen_at"
+            told = self._pending.get((call.id, party))
+            known = [
+                seen
+                for seen in (
+                    getattr(call, field),
+                    None if told is None else told[1],
+                    None if held is None else getattr(held.call, field),
+                )
+                if seen is not None
+            ]
+            if known:
+                setattr(call, field, max(known))
         now = asyncio.get_running_loop().time()
         self._known[call.id] = _Known(call, now, now if used_at is None else used_at)
+        return True
 
     def answer(self, call_id: int, party: str, user_id: int, now: datetime) -> Call | None:
         """The call, when this heartbeat of ``party`` (``user_id``) is quiet by what this
@@ -195,6 +214,7 @@ class QuietBeats:
         pending, self._pending = self._pending, {}
         if not pending:
             self._flushed_at = asyncio.get_running_loop().time()
+            await self._read_back_retried(set())
             return 0
         settings = self.runtime.settings
         checks = [
@@ -214,8 +234,20 @@ class QuietBeats:
         self.flushes += 1
         self.written += len(checks)
         metrics.PRESENCE_WRITTEN.inc(len(checks))
-        await self._read_back(sorted({check.call_id for check in checks}))
+        await self._read_back_retried({check.call_id for check in checks})
         return len(checks)
+
+    async def _read_back_retried(self, call_ids: set[int]) -> None:
+        """:meth:`_read_back` of these calls and of those whose read-back failed before
+        (the presence is written: only the reading is tried again)."""
+        unread, self._unread = self._unread | call_ids, set()
+        if not unread:
+            return
+        try:
+            await self._read_back(sorted(unread))
+        except BaseException:
+            self._unread |= unread
+            raise
 
     async def _read_back(self, call_ids: list[int]) -> None:
         """After a batch (its rows' locks released): presence written there may complete
@@ -231,9 +263,8 @@ class QuietBeats:
             for call in calls:
                 known = self._known.get(call.id)
                 used = known.used_at if known is not None else self._stale.get(call.id)
-                if call.id not in owed and used is not None:
+                if call.id not in owed and used is not None and self.remember(call, mark, used):
                     self._stale.pop(call.id, None)
-                    self.remember(call, mark, used)
             if owed:
                 await repository.bring_due(session, sorted(owed), now)
                 await session.commit()
@@ -291,7 +322,7 @@ class QuietBeats:
         try:
             await self.flush()
         except Exception:
-            log.exception("writing heartbeats' presence at shutdown failed")
+            log.exception("writing (or reading back) heartbeats' presence at shutdown failed")
 
 
 def _quiet(call: Call, party: str, now: datetime, beats: QuietBeats) -> bool:

@@ -197,14 +197,23 @@ DUE_CHANNEL = "callmeter_due"
 
 async def bring_due(session: AsyncSession, call_ids: Sequence[int], now: datetime) -> None:
     """The meter looks at these active calls at ``now`` (sooner than it planned to): on
-    PostgreSQL it is told so when this transaction commits, rather than at its next tick."""
-    await session.execute(
+    PostgreSQL it is told so when this transaction commits, rather than at its next tick.
+    The rows are locked in id order first, as every path that locks several calls does."""
+    locked = (
+        select(Call.id)
+        .where(id_in(session, Call.id, call_ids), Call.status == CallStatus.active)
+        .where(Call.due_at > now)
+        .order_by(Call.id)
+        .with_for_update()
+    )
+    brought = await session.scalars(
         update(Call)
-        .where(Call.id.in_(call_ids), Call.status == CallStatus.active, Call.due_at > now)
+        .where(Call.id.in_(locked.scalar_subquery()), Call.due_at > now)
         .values(due_at=now)
+        .returning(Call.id)
         .execution_options(synchronize_session=False)
     )
-    if session.get_bind().dialect.name == "postgresql":
+    if brought.first() is not None and session.get_bind().dialect.name == "postgresql":
         await session.execute(select(func.pg_notify(DUE_CHANNEL, "")))
 
 

@@ -407,3 +407,28 @@ async def test_calls_brought_due_wake_the_meter(
         await meter
     assert (await driver.call(call_id, caller))["charged"] == 10
     await driver.ledger_ok()
+
+
+async def test_a_read_that_finishes_late_does_not_take_back_a_newer_presence(
+    driver: CallDriver, runtime: Runtime
+) -> None:
+    """A batch's read of a row may finish after a heartbeat of the same call wrote and
+    kept a newer row (the database's quick path: no new version, so nothing is heard). The
+    late read must not take back that party's last-seen: memory would then miss the
+    presence that completes a charge, and answer a beat past the boundary as quiet."""
+    call_id, caller, _host, beats = await remembered(driver)
+    mark = beats.mark()
+    async with runtime.sessionmaker() as session:  # the batch's read, not yet kept
+        old = await repository.get_call(session, call_id)
+        assert old is not None
+        session.expunge(old)
+    old_seen = old.client_last_seen_at
+    del beats._known[call_id]  # as after a change: the next heartbeat takes the database
+    driver.clock.advance(5)
+    assert (await driver.heartbeat(call_id, caller)).status_code == 200
+    assert beats.answered == 0
+    assert beats._known[call_id].call.client_last_seen_at == driver.clock.now()
+    assert beats.remember(old, mark)  # the read finishes now
+    assert old_seen is not None
+    assert old_seen < driver.clock.now()
+    assert beats._known[call_id].call.client_last_seen_at == driver.clock.now()
