@@ -35,6 +35,16 @@ Why memory is safe:
   either. The rows are locked in id order first. A batch that completes both parties'
   presence past a boundary (their heartbeats went through different processes, neither of
   which held both) brings that call due for the meter at once.
+- *A charge due, while the meter ticks.* A heartbeat that makes a charge due (both
+  parties seen past a boundary), or comes while one is due, is answered from memory too
+  when this process heard the meter say it ticks within ``METER_HEARD_SECONDS`` and the
+  charge has been due for less than ``LEFT_TO_METER_SECONDS``: its presence goes into a
+  batch written within ``SOON_SECONDS``, which reads the call back and brings it due, and
+  the meter, woken on ``callmeter_due``, settles it with the others in one batch. The
+  amount cannot differ: billable time is the same function of presence and paid time
+  whoever settles, and ``paid_until`` caps it meanwhile. Without a meter heard, or past
+  that delay (a beat lost, a meter that ticks but does not settle this call), the
+  heartbeat settles as before, so no charge waits for the meter (design rule 6).
 - *What a crash loses.* The presence told since the last batch written: at most
   ``presence_flush_seconds`` of it while batches are written (plus the batch's own time),
   and while they fail, up to ``STALL_FLUSHES`` periods before memory stops answering. A
@@ -59,6 +69,7 @@ from callmeter.auth.tokens import read_access_token
 from callmeter.billing.settlement import charge_pending, may_coalesce
 from callmeter.calls import repository
 from callmeter.calls.feed import call_feed
+from callmeter.calls.repository import METER_CHANNEL
 from callmeter.calls.schemas import CallEnvelope, CallOut, HeartbeatIn
 from callmeter.calls.service import passed_deadline
 from callmeter.errors import NotAuthenticated
@@ -75,6 +86,9 @@ REFRESH_BATCH = 1_000  # rows read again at most per batch (the oldest wait for 
 STALL_FLUSHES = 2  # periods without a written batch before memory is not used
 MAX_CALLS = 200_000  # rows kept at most (then the oldest are forgotten)
 COALESCE = timedelta(seconds=1)  # as the database's quick path
+METER_HEARD_SECONDS = 3.0  # the meter said it ticks within this: a charge due is left to it
+LEFT_TO_METER_SECONDS = 3.0  # a charge due longer than this is settled by the heartbeat
+SOON_SECONDS = 0.05  # a batch that brings a charge due is written this soon after the beat
 
 
 @dataclass(eq=False)
@@ -100,6 +114,9 @@ class QuietBeats:
         self._all_changed_at = 0  # self._changes when everything was forgotten
         self._stale: dict[int, float] = {}  # call id -> used_at, of rows changed since read
         self._unread: set[int] = set()  # calls written whose read-back failed
+        self._owed: set[int] = set()  # calls with a charge due left to the meter
+        self._soon = asyncio.Event()  # write the next batch soon: a charge is due
+        self.left_to_meter = 0  # heartbeats answered with a charge due left to the meter
         loop = asyncio.get_running_loop()
         self._flushed_at = loop.time()  # the last batch written
         self._task: asyncio.Task[None] | None = loop.create_task(self._run())
@@ -120,6 +137,12 @@ class QuietBeats:
             return False
         stalled = asyncio.get_running_loop().time() - self._flushed_at
         return stalled <= STALL_FLUSHES * period
+
+    @property
+    def meter_ticks(self) -> bool:
+        """Whether the meter said lately that it ticks (``callmeter_meter``), heard on the
+        connection memory relies on."""
+        return self._wakeups.heard_since(METER_CHANNEL, METER_HEARD_SECONDS)
 
     def mark(self) -> int:
         """Call before reading a row to :meth:`remember`: changes heard after it win."""
@@ -170,22 +193,30 @@ class QuietBeats:
         if asyncio.get_running_loop().time() - known.read_at > MAX_AGE_SECONDS:
             del self._known[call_id]
             return None
-        if getattr(call, f"{party}_id") != user_id or not _quiet(call, party, now, self):
+        to_meter = self.meter_ticks
+        if getattr(call, f"{party}_id") != user_id or not _quiet(call, party, now, self, to_meter):
             return None
         field = f"{party}_last_seen_at"
         seen: datetime | None = getattr(call, field)
-        coalesced = seen is not None and now - seen < COALESCE
-        if coalesced and not may_coalesce(call, seen, now):
-            return None  # this beat could change a charge: the full path records it
+        # within a second of the last one recorded, and no boundary between: not recorded
+        coalesced = seen is not None and now - seen < COALESCE and may_coalesce(call, seen, now)
         if not coalesced:
             setattr(call, field, now)  # this process's copy only
         # As the database's quick path checks the row it wrote: with this presence, is a
-        # charge (both now seen past a boundary) or a deadline due? Then the full path.
-        if charge_pending(call, now) or passed_deadline(call, now, self.runtime.settings):
+        # deadline due, or a charge (both now seen past a boundary) that the meter is not
+        # to settle? Then the full path.
+        owed = charge_pending(call, now)
+        if passed_deadline(call, now, self.runtime.settings) or (
+            owed and not (to_meter and _lately_due(call, now))
+        ):
             setattr(call, field, seen)
             return None
         if not coalesced:
             self._pending[(call_id, party)] = (user_id, now)
+        if owed:
+            self._owed.add(call_id)
+            self._soon.set()
+            self.left_to_meter += 1
         known.used_at = asyncio.get_running_loop().time()
         self.answered += 1
         return call
@@ -212,9 +243,10 @@ class QuietBeats:
         """Write the presence told since the last batch (one statement per party kind);
         returns how many. What fails to be written is tried again with the next batch."""
         pending, self._pending = self._pending, {}
+        owed, self._owed = self._owed, set()
         if not pending:
             self._flushed_at = asyncio.get_running_loop().time()
-            await self._read_back_retried(set())
+            await self._read_back_retried(owed)
             return 0
         settings = self.runtime.settings
         checks = [
@@ -229,12 +261,13 @@ class QuietBeats:
             for key, (user_id, seen) in pending.items():  # keep the later of the two
                 if key not in self._pending or self._pending[key][1] < seen:
                     self._pending[key] = (user_id, seen)
+            self._owed |= owed
             raise
         self._flushed_at = asyncio.get_running_loop().time()
         self.flushes += 1
         self.written += len(checks)
         metrics.PRESENCE_WRITTEN.inc(len(checks))
-        await self._read_back_retried({check.call_id for check in checks})
+        await self._read_back_retried({check.call_id for check in checks} | owed)
         return len(checks)
 
     async def _read_back_retried(self, call_ids: set[int]) -> None:
@@ -252,10 +285,13 @@ class QuietBeats:
     async def _read_back(self, call_ids: list[int]) -> None:
         """After a batch (its rows' locks released): presence written there may complete
         both parties' presence past a boundary (one party's beat went through another
-        process), and nobody is settling those calls: they are brought due for the meter
-        now, and forgotten here so that their next heartbeat takes the full path. The other
-        rows read are fresh: those this process holds replace what it had."""
+        process, or memory left the charge to the meter), and nobody is settling those
+        calls: they are brought due for the meter now. While the meter ticks they stay in
+        memory (its charge is heard as a change); otherwise they are forgotten here, so
+        that their next heartbeat takes the full path. The other rows read are fresh:
+        those this process holds replace what it had."""
         mark = self.mark()
+        to_meter = self.meter_ticks
         async with self.runtime.sessionmaker() as session:
             now = self.runtime.clock.now()
             calls = await repository.calls_by_id(session, call_ids)
@@ -263,13 +299,15 @@ class QuietBeats:
             for call in calls:
                 known = self._known.get(call.id)
                 used = known.used_at if known is not None else self._stale.get(call.id)
-                if call.id not in owed and used is not None and self.remember(call, mark, used):
+                keep = to_meter or call.id not in owed
+                if keep and used is not None and self.remember(call, mark, used):
                     self._stale.pop(call.id, None)
             if owed:
                 await repository.bring_due(session, sorted(owed), now)
                 await session.commit()
-        for call_id in owed:
-            self._known.pop(call_id, None)
+        if not to_meter:
+            for call_id in owed:
+                self._known.pop(call_id, None)
 
     async def refresh(self) -> int:
         """Read again, in one query, the rows still in use that changed (a notification
@@ -304,7 +342,11 @@ class QuietBeats:
 
     async def _run(self) -> None:
         while True:
-            await asyncio.sleep(self.runtime.settings.presence_flush_seconds or 0.25)
+            period = self.runtime.settings.presence_flush_seconds or 0.25
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._soon.wait(), period)
+                await asyncio.sleep(SOON_SECONDS)  # gather the beats around it
+            self._soon.clear()
             try:
                 await self.flush()
                 await self.refresh()
@@ -325,16 +367,17 @@ class QuietBeats:
             log.exception("writing (or reading back) heartbeats' presence at shutdown failed")
 
 
-def _quiet(call: Call, party: str, now: datetime, beats: QuietBeats) -> bool:
-    """``repository._quietly_present`` on the row in memory."""
+def _quiet(call: Call, party: str, now: datetime, beats: QuietBeats, due_ok: bool) -> bool:
+    """``repository._quietly_present`` on the row in memory; with ``due_ok``, a charge or
+    the end of paid time due does not count (:meth:`QuietBeats.answer` decides)."""
     settings = beats.runtime.settings
     timeout = timedelta(seconds=settings.heartbeat_timeout_seconds)
     seen_after = now - timeout
     if call.status != CallStatus.active:
         return False
-    if call.next_charge_at is None or call.next_charge_at <= now:
+    if call.next_charge_at is None or (call.next_charge_at <= now and not due_ok):
         return False
-    if call.paid_until is None or call.paid_until <= now:
+    if call.paid_until is None or (call.paid_until <= now and not due_ok):
         return False
     for seen in (call.client_last_seen_at, call.host_last_seen_at):
         if seen is None or seen <= seen_after:
@@ -348,6 +391,15 @@ def _quiet(call: Call, party: str, now: datetime, beats: QuietBeats) -> bool:
         if call.due_at is None or call.due_at > now + look:
             return False
     return True
+
+
+def _lately_due(call: Call, now: datetime) -> bool:
+    """Whether the call's charge or end of paid time came due less than
+    ``LEFT_TO_METER_SECONDS`` ago (or is not due yet: a charge owed by presence alone)."""
+    assert call.next_charge_at is not None
+    assert call.paid_until is not None
+    due = min(call.next_charge_at, call.paid_until)
+    return now - due < timedelta(seconds=LEFT_TO_METER_SECONDS)
 
 
 def remembers_beats(runtime: Runtime) -> bool:

@@ -128,7 +128,9 @@ class CallFeed:
         self._cursor: int | None = None  # the newest signal id read so far
         self._message_cursor: int | None = None  # the newest message id read so far
         self._wake = asyncio.Event()
-        self._wakeups = DatabaseWakeups(runtime.engine, CHANNEL, self._wake.set)
+        self._wakeups = DatabaseWakeups(
+            runtime.engine, CHANNEL, self._wake.set, beacons=(repository.METER_CHANNEL,)
+        )
         self._task: asyncio.Task[None] | None = None
         # what notifications named since the last round (PostgreSQL, migration 0016)
         self._changed: set[int] = set()  # calls whose version changed

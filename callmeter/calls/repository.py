@@ -89,19 +89,25 @@ class PresenceCheck:
         )
 
 
-def _quietly_present(party: str) -> list[ColumnElement[bool]]:
+def _quietly_present(party: str, *, due_ok: bool = False) -> list[ColumnElement[bool]]:
     """The rows where a heartbeat only records presence (see ``service.quick_heartbeat``):
     ``party`` of this active call, both parties seen within the timeout, no charge, paid
     time or (LiveKit) departure due, the party in the room and the next look close enough.
-    Bound parameters (:func:`_presence_params`) carry the call, the user and the times."""
+    With ``due_ok``, a charge or the end of paid time may be due (someone else settles it:
+    ``calls.beats``). Bound parameters (:func:`_presence_params`) carry the call, the user
+    and the times."""
     now: BindParameter[datetime] = bindparam("now")
     own_lk_sid = getattr(Call, f"{party}_lk_sid")
+    due: list[ColumnElement[bool]] = (
+        [Call.next_charge_at.is_not(None), Call.paid_until.is_not(None)]
+        if due_ok
+        else [Call.next_charge_at > now, Call.paid_until > now]
+    )
     return [
         Call.id == bindparam("call_id"),
         getattr(Call, f"{party}_id") == bindparam("user_id"),
         Call.status == CallStatus.active,
-        Call.next_charge_at > now,
-        Call.paid_until > now,
+        *due,
         Call.client_last_seen_at > bindparam("seen_after"),
         Call.host_last_seen_at > bindparam("seen_after"),
         or_(
@@ -161,11 +167,13 @@ async def record_presence(session: AsyncSession, check: PresenceCheck) -> Call |
 
 
 # The same condition, for a batch of heartbeats' presence (``calls.beats``): each row's own
-# moment, written only forward, no rows returned.
+# moment, written only forward, no rows returned. A charge or the end of paid time may be
+# due: the batch holds quiet beats (for which those hold anyway: both only move forward)
+# and beats whose charge was left to the meter, which the batch's read-back brings due.
 _WRITE_PRESENCE = {
     party: update(Call.__table__)  # type: ignore[arg-type]
     .where(
-        *_quietly_present(party),
+        *_quietly_present(party, due_ok=True),
         getattr(Call, f"{party}_last_seen_at") < bindparam("now"),
     )
     .values({f"{party}_last_seen_at": bindparam("now")})
@@ -193,6 +201,15 @@ async def record_presences(session: AsyncSession, checks: Sequence[PresenceCheck
 
 # the meter listens here (PostgreSQL) and ticks at once when calls are brought due
 DUE_CHANNEL = "callmeter_due"
+# The meter says it is ticking here (at most once a second, after a tick that worked): API
+# processes that heard it recently leave a charge that is due to it (calls.beats).
+METER_CHANNEL = "callmeter_meter"
+
+
+async def say_meter_ticks(session: AsyncSession) -> None:
+    """The meter's beacon on ``METER_CHANNEL`` (PostgreSQL; sent when the transaction
+    commits)."""
+    await session.execute(select(func.pg_notify(METER_CHANNEL, "")))
 
 
 async def bring_due(session: AsyncSession, call_ids: Sequence[int], now: datetime) -> None:

@@ -1,4 +1,6 @@
 """Wake-ups from the database: PostgreSQL LISTEN on one channel, and this process's commits.
+The same connection may also listen on other channels that wake nobody: it only notes when
+each was last heard (a beacon, such as the meter's "still ticking").
 
 A notification says "something changed, look again"; its payload may say what (a call's
 id: migration 0016), for whoever keeps rows in memory. Whoever listens reads what it needs
@@ -46,11 +48,14 @@ class DatabaseWakeups:
         wake: Callable[[], None],
         *,
         on_commit: bool = True,
+        beacons: tuple[str, ...] = (),
     ) -> None:
         self.engine = engine
         self.channel = channel
         self.wake = wake
         self.on_commit = on_commit
+        self.beacons = beacons
+        self._beacon_heard: dict[str, float] = {}  # channel -> loop time last heard
         self._task: asyncio.Task[None] | None = None
         self._listening = False
         self.on_payload: list[Callable[[str], None]] = []  # each notification's payload
@@ -60,6 +65,12 @@ class DatabaseWakeups:
     def listening(self) -> bool:
         """Whether a LISTEN connection is open now (always False on SQLite)."""
         return self._listening
+
+    def heard_since(self, beacon: str, seconds: float) -> bool:
+        """Whether a notification on ``beacon`` (one of :attr:`beacons`) arrived within the
+        last ``seconds``, while this connection listened."""
+        heard = self._beacon_heard.get(beacon)
+        return heard is not None and asyncio.get_running_loop().time() - heard <= seconds
 
     @property
     def started(self) -> bool:
@@ -90,6 +101,8 @@ class DatabaseWakeups:
                 lost = asyncio.Event()
                 connection.add_termination_listener(_setter(lost))
                 await connection.add_listener(self.channel, self._notified)
+                for beacon in self.beacons:
+                    await connection.add_listener(beacon, self._beacon)
                 for began in self.on_listening:
                     began()
                 self._listening, failures = True, 0
@@ -101,6 +114,7 @@ class DatabaseWakeups:
                 log.warning("LISTEN %s failed: %s", self.channel, exc)
             finally:
                 self._listening = False
+                self._beacon_heard.clear()  # what was heard before says nothing of now
                 if connection is not None and not connection.is_closed():
                     await _close_quietly(connection)
             await asyncio.sleep(RECONNECT_SECONDS[min(failures, len(RECONNECT_SECONDS) - 1)])
@@ -110,6 +124,9 @@ class DatabaseWakeups:
         for heard in self.on_payload:
             heard(payload)
         self.wake()
+
+    def _beacon(self, _connection: object, _pid: int, channel: str, _payload: str) -> None:
+        self._beacon_heard[channel] = asyncio.get_running_loop().time()
 
     async def close(self) -> None:
         if event.contains(self.engine.sync_engine, "commit", self._committed):

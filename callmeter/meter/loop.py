@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 
-from callmeter.calls.repository import DUE_CHANNEL
+from callmeter.calls.repository import DUE_CHANNEL, say_meter_ticks
 from callmeter.kit.db import is_sqlite, is_unavailable
 from callmeter.kit.notify import DatabaseWakeups
 from callmeter.kit.runtime import Runtime
@@ -17,6 +17,7 @@ log = logging.getLogger(__name__)
 WOKEN_GAP_SECONDS = (
     0.05  # a tick asked for by a notification starts at least this long after the last
 )
+BEACON_SECONDS = 1.0  # the meter says it ticks at most this often (calls.beats listens)
 
 
 async def run_meter(runtime: Runtime, stop: asyncio.Event | None = None) -> None:
@@ -26,7 +27,11 @@ async def run_meter(runtime: Runtime, stop: asyncio.Event | None = None) -> None
     one tick period.
 
     A failed tick (the database down, hung or busy) is logged and the next one runs on
-    schedule: the loop never dies of an error."""
+    schedule: the loop never dies of an error.
+
+    On PostgreSQL, while it listens, a tick that worked is followed (at most once every
+    ``BEACON_SECONDS``) by a word on ``callmeter_meter``: API processes that heard it lately
+    bring a charge due for the meter instead of settling it themselves (``calls.beats``)."""
     stop = stop or asyncio.Event()
     interval = runtime.settings.meter_tick_seconds
     loop = asyncio.get_running_loop()
@@ -37,6 +42,7 @@ async def run_meter(runtime: Runtime, stop: asyncio.Event | None = None) -> None
         wakeups.on_listening.append(lambda: log.info("meter: listening on %s", DUE_CHANNEL))
         wakeups.start()
     relay = asyncio.create_task(_set_when(stop, woken))
+    said = float("-inf")  # when the meter last said it ticks
     try:
         while not stop.is_set():
             started = loop.time()
@@ -45,6 +51,11 @@ async def run_meter(runtime: Runtime, stop: asyncio.Event | None = None) -> None
                 result = await tick(runtime)
                 if result.ended or result.failed:
                     log.info("meter: %s", result)
+                if wakeups is not None and wakeups.listening and started - said >= BEACON_SECONDS:
+                    said = started
+                    async with runtime.sessionmaker() as session:
+                        await say_meter_ticks(session)
+                        await session.commit()
             except Exception as exc:
                 if is_unavailable(exc):  # expected during an outage: one line, no traceback
                     log.warning("meter tick failed, database unavailable: %r", exc)

@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import select, update
 
 from callmeter.auth.tokens import issue_access_token
+from callmeter.calls import beats as beats_module
 from callmeter.calls import repository
 from callmeter.calls.beats import MAX_AGE_SECONDS, REFRESH_SECONDS, QuietBeats, quiet_beats
 from callmeter.config import Settings
@@ -432,3 +433,105 @@ async def test_a_read_that_finishes_late_does_not_take_back_a_newer_presence(
     assert old_seen is not None
     assert old_seen < driver.clock.now()
     assert beats._known[call_id].call.client_last_seen_at == driver.clock.now()
+
+
+async def meter_heard(runtime: Runtime, beats: QuietBeats, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The meter's word that it ticks, as ``run_meter`` says it, heard by this process (and
+    remembered for the length of the test)."""
+    monkeypatch.setattr(beats_module, "METER_HEARD_SECONDS", 600.0)
+    async with runtime.sessionmaker() as session:
+        await repository.say_meter_ticks(session)
+        await session.commit()
+    await until(lambda: beats.meter_ticks)
+
+
+async def seen_until_55(driver: CallDriver, beats: QuietBeats) -> tuple[int, Party, Party]:
+    """A call remembered, both parties last written at 55 s into its first minute."""
+    call_id, caller, host, _ = await remembered(driver)
+    start = datetime.fromisoformat((await driver.call(call_id, caller))["started_at"])
+    for at in (20, 40, 55):
+        driver.clock.set(start + timedelta(seconds=at))
+        for who in (caller, host):
+            assert (await driver.heartbeat(call_id, who)).status_code == 200
+        assert await beats.flush() == 2
+    driver.clock.set(start)
+    beats.answered = 0
+    return call_id, caller, host
+
+
+async def test_a_charge_due_is_left_to_the_meter_that_ticks(
+    driver: CallDriver, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While the meter says it ticks, both parties' beats just past a boundary are answered
+    from memory; their batch brings the call due and the meter charges it, once."""
+    beats = await listening(runtime)
+    call_id, caller, host = await seen_until_55(driver, beats)
+    await meter_heard(runtime, beats, monkeypatch)
+    driver.clock.advance(61)
+    for who in (caller, host):
+        r = await driver.heartbeat(call_id, who)
+        assert r.json()["call"]["charged"] == 0, r.text  # not settled by the heartbeat
+    assert (beats.answered, beats.left_to_meter) == (2, 2)
+    assert await beats.flush() == 2
+    async with runtime.sessionmaker() as session:
+        row = await repository.get_call(session, call_id)
+    assert row is not None
+    assert row.due_at is not None
+    assert row.due_at <= driver.clock.now()  # due for the meter
+    assert row.client_last_seen_at == row.host_last_seen_at == driver.clock.now()
+    await driver.tick()
+    call = await driver.call(call_id, caller)
+    assert (call["charged"], call["status"]) == (10, "active")
+    driver.clock.advance(1)
+    for who in (caller, host):  # nothing more is due: quiet again, nothing charged twice
+        assert (await driver.heartbeat(call_id, who)).status_code == 200
+    await beats.flush()
+    await driver.tick()
+    assert (await driver.call(call_id, caller))["charged"] == 10
+    await driver.ledger_ok()
+
+
+async def test_a_charge_due_too_long_is_settled_by_the_heartbeat(
+    driver: CallDriver, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past ``LEFT_TO_METER_SECONDS`` after the boundary (a meter that says it ticks but has
+    not charged), the heartbeat settles the call itself, as it does without a meter."""
+    beats = await listening(runtime)
+    call_id, caller, host = await seen_until_55(driver, beats)
+    await meter_heard(runtime, beats, monkeypatch)
+    driver.clock.advance(60 + beats_module.LEFT_TO_METER_SECONDS + 1)
+    assert (await driver.heartbeat(call_id, caller)).json()["call"]["charged"] == 0
+    r = await driver.heartbeat(call_id, host)
+    assert r.json()["call"]["charged"] == 10, r.text  # both seen: the full path charged
+    assert beats.left_to_meter == 0
+    await beats.flush()
+    await driver.ledger_ok()
+
+
+async def test_without_the_meter_a_charge_due_is_settled_by_the_heartbeat(
+    driver: CallDriver, runtime: Runtime
+) -> None:
+    beats = await listening(runtime)
+    call_id, caller, host = await seen_until_55(driver, beats)
+    assert not beats.meter_ticks
+    driver.clock.advance(61)
+    assert (await driver.heartbeat(call_id, caller)).json()["call"]["charged"] == 0
+    assert (await driver.heartbeat(call_id, host)).json()["call"]["charged"] == 10
+    assert beats.left_to_meter == 0
+    await driver.ledger_ok()
+
+
+async def test_the_meter_says_it_ticks_while_it_runs(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    beats = await listening(runtime)
+    assert not beats.meter_ticks
+    stop = asyncio.Event()
+    meter = asyncio.create_task(run_meter(runtime, stop))
+    try:
+        await until(lambda: beats.meter_ticks)
+    finally:
+        stop.set()
+        await meter
+    monkeypatch.setattr(beats_module, "METER_HEARD_SECONDS", 0.2)
+    await until(lambda: not beats.meter_ticks)  # a meter stopped is not relied on
