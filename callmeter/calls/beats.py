@@ -17,7 +17,8 @@ Why memory is safe:
   notifications: there every heartbeat goes to the database (``service.quick_heartbeat``).
 - *What is decided from memory.* That a heartbeat is quiet, by the same conditions as the
   database's quick path (``repository._quietly_present``) and the same check of the row
-  afterwards (a charge or a deadline due, with this presence: then the full path). A row
+  afterwards (a deadline due, or a charge not left to the meter, with this presence: then
+  the full path). A row
   in memory may be older than the database's. Its ``next_charge_at`` and ``paid_until``
   only move forward while a call is active, so for those an old row says "something is
   due" sooner, never later. Last-seen only moves forward too, and memory keeps the latest
@@ -37,14 +38,16 @@ Why memory is safe:
   which held both) brings that call due for the meter at once.
 - *A charge due, while the meter ticks.* A heartbeat that makes a charge due (both
   parties seen past a boundary), or comes while one is due, is answered from memory too
-  when this process heard the meter say it ticks within ``METER_HEARD_SECONDS`` and the
-  charge has been due for less than ``LEFT_TO_METER_SECONDS``: its presence goes into a
-  batch written within ``SOON_SECONDS``, which reads the call back and brings it due, and
-  the meter, woken on ``callmeter_due``, settles it with the others in one batch. The
-  amount cannot differ: billable time is the same function of presence and paid time
-  whoever settles, and ``paid_until`` caps it meanwhile. Without a meter heard, or past
-  that delay (a beat lost, a meter that ticks but does not settle this call), the
-  heartbeat settles as before, so no charge waits for the meter (design rule 6).
+  when this process heard the meter say it ticks within ``METER_HEARD_SECONDS``, the charge
+  (or the end of paid time) came due less than ``LEFT_TO_METER_SECONDS`` ago and this
+  process first saw the call owing less than that ago (counted again after each change of
+  the call heard): its presence goes into a batch written within ``SOON_SECONDS``, which
+  reads the call back and brings it due, and the meter, woken on ``callmeter_due``,
+  settles it with the others. The amount cannot differ: billable time is the same function
+  of presence and paid time whoever settles, and ``paid_until`` caps it meanwhile. Without
+  a meter heard, or past that delay (a beat lost, a meter that says it ticks but does not
+  settle this call), the heartbeat settles as before, so no charge waits for the meter
+  (design rule 6).
 - *What a crash loses.* The presence told since the last batch written: at most
   ``presence_flush_seconds`` of it while batches are written (plus the batch's own time),
   and while they fail, up to ``STALL_FLUSHES`` periods before memory stops answering. A
@@ -115,6 +118,7 @@ class QuietBeats:
         self._stale: dict[int, float] = {}  # call id -> used_at, of rows changed since read
         self._unread: set[int] = set()  # calls written whose read-back failed
         self._owed: set[int] = set()  # calls with a charge due left to the meter
+        self._owed_since: dict[int, datetime] = {}  # call id -> first seen owing, while it does
         self._soon = asyncio.Event()  # write the next batch soon: a charge is due
         self.left_to_meter = 0  # heartbeats answered with a charge due left to the meter
         loop = asyncio.get_running_loop()
@@ -206,9 +210,11 @@ class QuietBeats:
         # deadline due, or a charge (both now seen past a boundary) that the meter is not
         # to settle? Then the full path.
         owed = charge_pending(call, now)
-        if passed_deadline(call, now, self.runtime.settings) or (
-            owed and not (to_meter and _lately_due(call, now))
-        ):
+        if not owed:
+            self._owed_since.pop(call_id, None)
+        elif to_meter:
+            to_meter = self._lately_owed(call, now)
+        if passed_deadline(call, now, self.runtime.settings) or (owed and not to_meter):
             setattr(call, field, seen)
             return None
         if not coalesced:
@@ -221,12 +227,24 @@ class QuietBeats:
         self.answered += 1
         return call
 
+    def _lately_owed(self, call: Call, now: datetime) -> bool:
+        """Whether this call's charge (or the end of its paid time) came due, and this
+        process first saw it owing since the call last changed, less than
+        ``LEFT_TO_METER_SECONDS`` ago: a meter that says it ticks but has not settled it by
+        then is not waited for."""
+        assert call.next_charge_at is not None
+        assert call.paid_until is not None
+        since = self._owed_since.setdefault(call.id, now)
+        left = timedelta(seconds=LEFT_TO_METER_SECONDS)
+        return now - since < left and now - min(call.next_charge_at, call.paid_until) < left
+
     def _heard(self, payload: str) -> None:
         if not payload.isdigit():
             return  # a new call, a signal, a message: nothing this memory holds
         call_id = int(payload)
         self._changes += 1
         self._changed_at[call_id] = self._changes
+        self._owed_since.pop(call_id, None)  # settled (or looked at): the count starts again
         if (known := self._known.pop(call_id, None)) is not None:
             self._stale[call_id] = known.used_at  # the next batch reads it again
         if len(self._changed_at) > MAX_CALLS:
@@ -234,6 +252,7 @@ class QuietBeats:
 
     def _forget_all(self) -> None:
         self._known.clear()
+        self._owed_since.clear()
         self._stale.clear()
         self._changed_at.clear()
         self._changes += 1
@@ -297,6 +316,9 @@ class QuietBeats:
             calls = await repository.calls_by_id(session, call_ids)
             owed = {call.id for call in calls if charge_pending(call, now)}
             for call in calls:
+                if call.id not in owed:
+                    self._owed_since.pop(call.id, None)
+            for call in calls:
                 known = self._known.get(call.id)
                 used = known.used_at if known is not None else self._stale.get(call.id)
                 keep = to_meter or call.id not in owed
@@ -322,6 +344,8 @@ class QuietBeats:
             elif known.read_at < now - REFRESH_SECONDS:
                 aged.append((known.read_at, call_id, known.used_at))
         used = {i: t for i, t in self._stale.items() if t >= now - MAX_AGE_SECONDS}
+        for call_id in [i for i in self._owed_since if i not in self._known and i not in used]:
+            del self._owed_since[call_id]  # no longer beating here
         self._stale.clear()
         for _read_at, call_id, used_at in sorted(aged):  # the oldest first
             used.setdefault(call_id, used_at)
@@ -391,15 +415,6 @@ def _quiet(call: Call, party: str, now: datetime, beats: QuietBeats, due_ok: boo
         if call.due_at is None or call.due_at > now + look:
             return False
     return True
-
-
-def _lately_due(call: Call, now: datetime) -> bool:
-    """Whether the call's charge or end of paid time came due less than
-    ``LEFT_TO_METER_SECONDS`` ago (or is not due yet: a charge owed by presence alone)."""
-    assert call.next_charge_at is not None
-    assert call.paid_until is not None
-    due = min(call.next_charge_at, call.paid_until)
-    return now - due < timedelta(seconds=LEFT_TO_METER_SECONDS)
 
 
 def remembers_beats(runtime: Runtime) -> bool:

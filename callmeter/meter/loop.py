@@ -51,11 +51,9 @@ async def run_meter(runtime: Runtime, stop: asyncio.Event | None = None) -> None
                 result = await tick(runtime)
                 if result.ended or result.failed:
                     log.info("meter: %s", result)
-                if wakeups is not None and wakeups.listening and started - said >= BEACON_SECONDS:
-                    said = started
-                    async with runtime.sessionmaker() as session:
-                        await say_meter_ticks(session)
-                        await session.commit()
+                settles = not result.failed  # every call it took was settled or advanced
+                if settles and wakeups is not None and wakeups.listening:
+                    said = await _say_it_ticks(runtime, said, started)
             except Exception as exc:
                 if is_unavailable(exc):  # expected during an outage: one line, no traceback
                     log.warning("meter tick failed, database unavailable: %r", exc)
@@ -73,6 +71,21 @@ async def run_meter(runtime: Runtime, stop: asyncio.Event | None = None) -> None
             await relay
         if wakeups is not None:
             await wakeups.close()
+
+
+async def _say_it_ticks(runtime: Runtime, said: float, now: float) -> float:
+    """The meter's word on ``callmeter_meter`` after a tick that worked, at most once every
+    ``BEACON_SECONDS``; returns when it was last said."""
+    if now - said < BEACON_SECONDS:
+        return said
+    try:
+        async with runtime.sessionmaker() as session:
+            await say_meter_ticks(session)
+            await session.commit()
+    except Exception as exc:  # not said: API processes settle charges themselves meanwhile
+        log.warning("meter: could not say it ticks: %r", exc)
+        return said
+    return now
 
 
 async def _set_when(stop: asyncio.Event, woken: asyncio.Event) -> None:

@@ -535,3 +535,140 @@ async def test_the_meter_says_it_ticks_while_it_runs(
         await meter
     monkeypatch.setattr(beats_module, "METER_HEARD_SECONDS", 0.2)
     await until(lambda: not beats.meter_ticks)  # a meter stopped is not relied on
+
+
+async def back_in_memory(beats: QuietBeats, call_id: int) -> None:
+    """After a change heard: the next batch reads the row again."""
+    await until(lambda: call_id not in beats._known)
+    await beats.flush()
+    await beats.refresh()
+    assert call_id in beats._known
+
+
+async def test_a_charge_owed_by_presence_is_not_left_for_long_to_a_meter_that_does_not_settle(
+    driver: CallDriver, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The meter looked at the boundary before both parties were seen past it (nothing
+    charged, its next boundary a minute on): the charge is then owed by presence alone.
+    A meter that says it ticks but does not settle it is waited for 3 s from when this
+    process first saw it owing, then the heartbeat settles (found by review: it waited for
+    the next boundary)."""
+    beats = await listening(runtime)
+    call_id, caller, host = await seen_until_55(driver, beats)
+    start = driver.clock.now()
+    await meter_heard(runtime, beats, monkeypatch)
+    driver.clock.set(start + timedelta(seconds=60))
+    await driver.tick()  # the meter's look at the boundary: presence still at 55 s
+    await back_in_memory(beats, call_id)
+    driver.clock.set(start + timedelta(seconds=61))
+    for who in (caller, host):  # owed from here (both seen past 60 s); left to the meter
+        assert (await driver.heartbeat(call_id, who)).json()["call"]["charged"] == 0
+    assert beats.left_to_meter == 1
+    await beats.flush()  # brought due; this meter does not settle it
+    driver.clock.set(start + timedelta(seconds=61 + beats_module.LEFT_TO_METER_SECONDS))
+    r = await driver.heartbeat(call_id, caller)
+    assert r.json()["call"]["charged"] == 10, r.text  # the heartbeat settled it
+    await driver.ledger_ok()
+
+
+async def test_a_meter_that_settles_nothing_does_not_say_it_ticks(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tick whose calls failed is no tick that worked: the meter says nothing, so API
+    processes settle charges themselves (found by review: it said it ticked after any
+    tick that returned)."""
+    beats = await listening(runtime)
+    monkeypatch.setattr(
+        runtime, "settings", runtime.settings.model_copy(update={"meter_tick_seconds": 0.02})
+    )
+    ticks = 0
+
+    async def failing(runtime: Runtime) -> TickResult:
+        nonlocal ticks
+        ticks += 1
+        return TickResult(claimed=1, failed=1)  # the call it took could not be settled
+
+    monkeypatch.setattr("callmeter.meter.loop.tick", failing)
+    stop = asyncio.Event()
+    meter = asyncio.create_task(run_meter(runtime, stop))
+    try:
+        await until(lambda: ticks >= 50)  # ~1 s of ticks, each followed by a look at a word
+        assert not beats.meter_ticks
+    finally:
+        stop.set()
+        await meter
+
+
+async def test_a_batch_past_a_boundary_still_refuses_a_party_silent_past_the_timeout(
+    driver: CallDriver, runtime: Runtime
+) -> None:
+    """The batch may write presence past a boundary (a charge left to the meter), but a
+    party silent past the timeout at the beat's moment still blocks it: no revival."""
+    beats = await listening(runtime)
+    call_id, caller, host = await seen_until_55(driver, beats)
+    start = driver.clock.now()
+    late = start + timedelta(seconds=55 + runtime.settings.heartbeat_timeout_seconds)
+
+    def check(party: Party, role: str, at: datetime) -> repository.PresenceCheck:
+        return repository.PresenceCheck.of(
+            runtime.settings, call_id, role, party.user.id, at, timedelta(0)
+        )
+
+    async with runtime.sessionmaker() as session:  # both timed out: nothing written
+        await repository.record_presences(
+            session, [check(caller, "client", late), check(host, "host", late)]
+        )
+        await session.commit()
+    assert await seen(runtime, call_id) == (start + timedelta(seconds=55),) * 2
+    just = late - timedelta(seconds=1)
+    async with runtime.sessionmaker() as session:  # within the timeout: past the boundary
+        await repository.record_presences(session, [check(caller, "client", just)])
+        await session.commit()
+    assert await seen(runtime, call_id) == (just, start + timedelta(seconds=55))
+    driver.clock.set(late)  # the host silent past the timeout: ended at the 55 s horizon
+    r = await driver.heartbeat(call_id, caller)
+    assert (r.json()["call"]["status"], r.json()["call"]["charged"]) == ("ended", 0)
+    await driver.ledger_ok()
+
+
+@pytest.mark.parametrize("meter_works", [True, False])
+async def test_paid_time_ends_by_the_meter_or_by_the_heartbeat(
+    driver: CallDriver, runtime: Runtime, monkeypatch: pytest.MonkeyPatch, meter_works: bool
+) -> None:
+    """20 coins: the call ends insufficient_funds at 120 s, billed 120 s and charged 20,
+    whether the meter settles what is left to it or (a meter that says it ticks and does
+    not) the heartbeat does, 3 s later."""
+    beats = await listening(runtime)
+    caller, host = await driver.party(Role.client, 20), await driver.party(Role.host)
+    call_id = await driver.connect(caller, host)
+    deadline = time.monotonic() + 5
+    while call_id not in beats._known:
+        assert time.monotonic() < deadline, "never remembered"
+        await asyncio.sleep(0.05)
+        driver.clock.advance(1)
+        for who in (caller, host):
+            assert (await driver.heartbeat(call_id, who)).status_code == 200
+    await beats.flush()
+    start = datetime.fromisoformat((await driver.call(call_id, caller))["started_at"])
+    await meter_heard(runtime, beats, monkeypatch)
+    for at in range(10, 120, 9):
+        driver.clock.set(start + timedelta(seconds=at))
+        for who in (caller, host):
+            assert (await driver.heartbeat(call_id, who)).status_code == 200
+        await beats.flush()
+        if meter_works:
+            await driver.tick()
+    driver.clock.set(start + timedelta(seconds=121))
+    for who in (caller, host):
+        r = await driver.heartbeat(call_id, who)
+        assert r.json()["call"]["status"] == "active", r.text  # left to the meter
+    await beats.flush()
+    if meter_works:
+        await driver.tick()
+        call = await driver.call(call_id, caller)
+    else:
+        driver.clock.set(start + timedelta(seconds=121 + beats_module.LEFT_TO_METER_SECONDS))
+        call = (await driver.heartbeat(call_id, caller)).json()["call"]
+    assert (call["status"], call["end_reason"]) == ("ended", "insufficient_funds")
+    assert (call["charged"], call["billed_seconds"]) == (20, 120)
+    await driver.ledger_ok()
