@@ -48,9 +48,14 @@ Why memory is safe:
   a meter heard, or past that delay (a beat lost, a meter that says it ticks but does not
   settle this call), the heartbeat settles as before, so no charge waits for the meter
   (design rule 6).
+- *When the database does not answer.* Memory stops answering as soon as a batch fails
+  (until the database answers a statement again), and when a batch has been waiting for
+  ``STALL_FLUSHES`` periods while the database answered no statement of this process (a
+  hung server). A batch that is merely slow, on a busy machine, does not switch memory off:
+  that would send every heartbeat to the database when it is least able to take them.
 - *What a crash loses.* The presence told since the last batch written: at most
   ``presence_flush_seconds`` of it while batches are written (plus the batch's own time),
-  and while they fail, up to ``STALL_FLUSHES`` periods before memory stops answering. A
+  and while one hangs, up to ``STALL_FLUSHES`` periods before memory stops answering. A
   party then counts as seen that much earlier, so the call is billed (or ended for
   silence) no later than it would have been: never more coins, only possibly fewer.
 """
@@ -61,10 +66,12 @@ import asyncio
 import contextlib
 import logging
 import re
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from pydantic import ValidationError
+from sqlalchemy import event
 from sqlalchemy.orm import object_session
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -86,7 +93,7 @@ log = logging.getLogger(__name__)
 MAX_AGE_SECONDS = 20.0  # a row in memory older than this is not used
 REFRESH_SECONDS = 10.0  # a row in use is read again by the batch at this age
 REFRESH_BATCH = 1_000  # rows read again at most per batch (the oldest wait for the next)
-STALL_FLUSHES = 2  # periods without a written batch before memory is not used
+STALL_FLUSHES = 2  # periods a batch may hang, with no statement answered, while memory is used
 MAX_CALLS = 200_000  # rows kept at most (then the oldest are forgotten)
 COALESCE = timedelta(seconds=1)  # as the database's quick path
 METER_HEARD_SECONDS = 3.0  # the meter said it ticks within this: a charge due is left to it
@@ -122,7 +129,11 @@ class QuietBeats:
         self._soon = asyncio.Event()  # write the next batch soon: a charge is due
         self.left_to_meter = 0  # heartbeats answered with a charge due left to the meter
         loop = asyncio.get_running_loop()
-        self._flushed_at = loop.time()  # the last batch written
+        # the database's health, as this process sees it (time.monotonic(), loop time)
+        self._writing_since: float | None = None  # a batch's write began and has not ended
+        self._failed_at: float | None = None  # the last batch's write failed (then)
+        self._answered_at = time.monotonic()  # the database last answered a statement
+        event.listen(runtime.engine.sync_engine, "after_cursor_execute", self._answered)
         self._task: asyncio.Task[None] | None = loop.create_task(self._run())
         feed = call_feed(runtime)
         self._wakeups = feed.wakeups
@@ -132,15 +143,23 @@ class QuietBeats:
 
     @property
     def enabled(self) -> bool:
-        """Memory is used while notifications are heard and batches get written: a batch
-        that cannot be written for ``STALL_FLUSHES`` periods (half a second by default: a
-        database that stopped answering) sends every heartbeat to the database again,
-        which answers or fails (503) by itself."""
+        """Memory is used while notifications are heard and the database answers: after a
+        batch that failed, until the database answers a statement of this process again;
+        while a batch has waited ``STALL_FLUSHES`` periods (half a second by default) with
+        no statement answered meanwhile (a hung database), every heartbeat goes to the
+        database again, which answers or fails (503) by itself."""
         period = self.runtime.settings.presence_flush_seconds
         if period <= 0 or not self._wakeups.listening:
             return False
-        stalled = asyncio.get_running_loop().time() - self._flushed_at
-        return stalled <= STALL_FLUSHES * period
+        if self._failed_at is not None and self._answered_at <= self._failed_at:
+            return False
+        if self._writing_since is None:
+            return True
+        now, stall = time.monotonic(), STALL_FLUSHES * period
+        return now - self._writing_since <= stall or now - self._answered_at <= stall
+
+    def _answered(self, *_args: object) -> None:
+        self._answered_at = time.monotonic()
 
     @property
     def meter_ticks(self) -> bool:
@@ -264,7 +283,6 @@ class QuietBeats:
         pending, self._pending = self._pending, {}
         owed, self._owed = self._owed, set()
         if not pending:
-            self._flushed_at = asyncio.get_running_loop().time()
             await self._read_back_retried(owed)
             return 0
         settings = self.runtime.settings
@@ -272,6 +290,7 @@ class QuietBeats:
             repository.PresenceCheck.of(settings, call_id, party, user_id, seen, timedelta(0))
             for (call_id, party), (user_id, seen) in sorted(pending.items())
         ]
+        self._writing_since = time.monotonic()
         try:
             async with self.runtime.sessionmaker() as session:
                 await repository.record_presences(session, checks)
@@ -281,8 +300,11 @@ class QuietBeats:
                 if key not in self._pending or self._pending[key][1] < seen:
                     self._pending[key] = (user_id, seen)
             self._owed |= owed
+            self._failed_at = time.monotonic()
             raise
-        self._flushed_at = asyncio.get_running_loop().time()
+        finally:
+            self._writing_since = None
+        self._failed_at = None
         self.flushes += 1
         self.written += len(checks)
         metrics.PRESENCE_WRITTEN.inc(len(checks))
@@ -380,6 +402,9 @@ class QuietBeats:
 
     async def close(self) -> None:
         """Stop, writing what is pending first."""
+        engine = self.runtime.engine.sync_engine
+        if event.contains(engine, "after_cursor_execute", self._answered):
+            event.remove(engine, "after_cursor_execute", self._answered)
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -672,3 +672,56 @@ async def test_paid_time_ends_by_the_meter_or_by_the_heartbeat(
     assert (call["status"], call["end_reason"]) == ("ended", "insufficient_funds")
     assert (call["charged"], call["billed_seconds"]) == (20, 120)
     await driver.ledger_ok()
+
+
+async def test_a_slow_batch_keeps_memory_and_a_hung_or_failed_one_stops_it(
+    driver: CallDriver, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch that waits while the database answers this process's other statements (a
+    busy machine) leaves memory on: switching it off would send every heartbeat to the
+    database when it is least able to take them (the capacity benchmark's collapse at 2,000
+    calls). One that waits while nothing is answered (a hung database), or fails, stops it
+    until the database answers again."""
+    call_id, caller, _host, beats = await remembered(driver)
+    period = 0.05  # memory stops after 0.1 s of a hung batch
+    monkeypatch.setattr(
+        runtime,
+        "settings",
+        runtime.settings.model_copy(update={"presence_flush_seconds": period}),
+    )
+    release = asyncio.Event()
+
+    async def waiting(session: object, checks: object) -> None:
+        await release.wait()
+
+    monkeypatch.setattr(repository, "record_presences", waiting)
+    driver.clock.advance(5)
+    assert (await driver.heartbeat(call_id, caller)).status_code == 200  # pending
+    batch = asyncio.create_task(beats.flush())
+    try:
+        started = time.monotonic()
+        while time.monotonic() - started < 5 * period:  # the database answers others
+            async with runtime.engine.connect() as conn:
+                await conn.execute(select(1))
+            assert beats.enabled
+            await asyncio.sleep(period / 5)
+        await until(lambda: not beats.enabled)  # nothing answered for two periods
+        async with runtime.engine.connect() as conn:
+            await conn.execute(select(1))
+        assert beats.enabled  # the database answers again
+    finally:
+        release.set()
+        await batch
+
+    async def failing(session: object, checks: object) -> None:
+        raise ConnectionRefusedError("the database is away")
+
+    monkeypatch.setattr(repository, "record_presences", failing)
+    driver.clock.advance(5)
+    assert (await driver.heartbeat(call_id, caller)).status_code == 200  # pending again
+    with pytest.raises(ConnectionRefusedError):
+        await beats.flush()
+    assert not beats.enabled  # until the database answers a statement
+    async with runtime.engine.connect() as conn:
+        await conn.execute(select(1))
+    assert beats.enabled
