@@ -253,6 +253,23 @@ def charge_pending(call: Any, now: datetime) -> bool:
     return cost(tariff_of(call), billable_seconds(call, now)) > charged
 
 
+def pending_since(call: Any, now: datetime) -> datetime:
+    """Since when what :func:`charge_pending` finds at ``now`` has been due: the next
+    charge or the end of paid time, when that moment has come; otherwise (a charge owed
+    because both parties are now seen past a settlement point) the last settlement point
+    at or before ``now``. For an active call (``started_at``, ``next_charge_at`` and
+    ``paid_until`` set)."""
+    assert call.started_at is not None
+    assert call.next_charge_at is not None
+    assert call.paid_until is not None
+    moment: datetime = min(call.next_charge_at, call.paid_until)
+    if moment <= now:
+        return moment
+    tariff = tariff_of(call)
+    point = next_boundary(tariff, seconds_between(call.started_at, now)) - tariff.interval_seconds
+    return call.started_at + timedelta(seconds=max(tariff.free_seconds, point))  # type: ignore[no-any-return]
+
+
 def due_at(
     next_charge_at: datetime,
     paid_until: datetime,

@@ -38,16 +38,16 @@ Why memory is safe:
   which held both) brings that call due for the meter at once.
 - *A charge due, while the meter ticks.* A heartbeat that makes a charge due (both
   parties seen past a boundary), or comes while one is due, is answered from memory too
-  when this process heard the meter say it ticks within ``METER_HEARD_SECONDS``, the charge
-  (or the end of paid time) came due less than ``LEFT_TO_METER_SECONDS`` ago and this
-  process first saw the call owing less than that ago (counted again after each change of
-  the call heard): its presence goes into a batch written within ``SOON_SECONDS``, which
-  reads the call back and brings it due, and the meter, woken on ``callmeter_due``,
-  settles it with the others. The amount cannot differ: billable time is the same function
-  of presence and paid time whoever settles, and ``paid_until`` caps it meanwhile. Without
-  a meter heard, or past that delay (a beat lost, a meter that says it ticks but does not
-  settle this call), the heartbeat settles as before, so no charge waits for the meter
-  (design rule 6).
+  when this process heard the meter say it ticks within ``METER_HEARD_SECONDS`` and what
+  is due came due less than ``LEFT_TO_METER_SECONDS`` ago (``settlement.pending_since``):
+  its presence goes into a batch written within ``SOON_SECONDS``, which reads the call
+  back and brings it due, and the meter, woken on ``callmeter_due``, settles it with the
+  others (the database's quick path does the same for a call memory does not hold:
+  :meth:`QuietBeats.leaves_to_meter`). The amount cannot differ: billable time is the same
+  function of presence and paid time whoever settles, and ``paid_until`` caps it
+  meanwhile. Without a meter heard, or past that delay (a beat lost, a meter that says it
+  ticks but does not settle this call), the heartbeat settles as before, so no charge
+  waits for the meter (design rule 6).
 - *When the database does not answer.* Memory stops answering as soon as a batch fails
   (until the database answers a statement again), and when a batch has been waiting for
   ``STALL_FLUSHES`` periods while the database answered no statement of this process (a
@@ -76,7 +76,7 @@ from sqlalchemy.orm import object_session
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from callmeter.auth.tokens import read_access_token
-from callmeter.billing.settlement import charge_pending, may_coalesce
+from callmeter.billing.settlement import charge_pending, may_coalesce, pending_since
 from callmeter.calls import repository
 from callmeter.calls.feed import call_feed
 from callmeter.calls.repository import METER_CHANNEL
@@ -125,7 +125,6 @@ class QuietBeats:
         self._stale: dict[int, float] = {}  # call id -> used_at, of rows changed since read
         self._unread: set[int] = set()  # calls written whose read-back failed
         self._owed: set[int] = set()  # calls with a charge due left to the meter
-        self._owed_since: dict[int, datetime] = {}  # call id -> first seen owing, while it does
         self._soon = asyncio.Event()  # write the next batch soon: a charge is due
         self.left_to_meter = 0  # heartbeats answered with a charge due left to the meter
         loop = asyncio.get_running_loop()
@@ -229,10 +228,7 @@ class QuietBeats:
         # deadline due, or a charge (both now seen past a boundary) that the meter is not
         # to settle? Then the full path.
         owed = charge_pending(call, now)
-        if not owed:
-            self._owed_since.pop(call_id, None)
-        elif to_meter:
-            to_meter = self._lately_owed(call, now)
+        to_meter = to_meter and owed and _lately_owed(call, now)
         if passed_deadline(call, now, self.runtime.settings) or (owed and not to_meter):
             setattr(call, field, seen)
             return None
@@ -246,16 +242,10 @@ class QuietBeats:
         self.answered += 1
         return call
 
-    def _lately_owed(self, call: Call, now: datetime) -> bool:
-        """Whether this call's charge (or the end of its paid time) came due, and this
-        process first saw it owing since the call last changed, less than
-        ``LEFT_TO_METER_SECONDS`` ago: a meter that says it ticks but has not settled it by
-        then is not waited for."""
-        assert call.next_charge_at is not None
-        assert call.paid_until is not None
-        since = self._owed_since.setdefault(call.id, now)
-        left = timedelta(seconds=LEFT_TO_METER_SECONDS)
-        return now - since < left and now - min(call.next_charge_at, call.paid_until) < left
+    def leaves_to_meter(self, call: Call, now: datetime) -> bool:
+        """Whether a charge (or the end of paid time) due on ``call``, as just read, is left
+        to the meter rather than settled by the heartbeat (the database's quick path)."""
+        return self.meter_ticks and _lately_owed(call, now)
 
     def _heard(self, payload: str) -> None:
         if not payload.isdigit():
@@ -263,7 +253,6 @@ class QuietBeats:
         call_id = int(payload)
         self._changes += 1
         self._changed_at[call_id] = self._changes
-        self._owed_since.pop(call_id, None)  # settled (or looked at): the count starts again
         if (known := self._known.pop(call_id, None)) is not None:
             self._stale[call_id] = known.used_at  # the next batch reads it again
         if len(self._changed_at) > MAX_CALLS:
@@ -271,7 +260,6 @@ class QuietBeats:
 
     def _forget_all(self) -> None:
         self._known.clear()
-        self._owed_since.clear()
         self._stale.clear()
         self._changed_at.clear()
         self._changes += 1
@@ -338,9 +326,6 @@ class QuietBeats:
             calls = await repository.calls_by_id(session, call_ids)
             owed = {call.id for call in calls if charge_pending(call, now)}
             for call in calls:
-                if call.id not in owed:
-                    self._owed_since.pop(call.id, None)
-            for call in calls:
                 known = self._known.get(call.id)
                 used = known.used_at if known is not None else self._stale.get(call.id)
                 keep = to_meter or call.id not in owed
@@ -366,8 +351,6 @@ class QuietBeats:
             elif known.read_at < now - REFRESH_SECONDS:
                 aged.append((known.read_at, call_id, known.used_at))
         used = {i: t for i, t in self._stale.items() if t >= now - MAX_AGE_SECONDS}
-        for call_id in [i for i in self._owed_since if i not in self._known and i not in used]:
-            del self._owed_since[call_id]  # no longer beating here
         self._stale.clear()
         for _read_at, call_id, used_at in sorted(aged):  # the oldest first
             used.setdefault(call_id, used_at)
@@ -440,6 +423,13 @@ def _quiet(call: Call, party: str, now: datetime, beats: QuietBeats, due_ok: boo
         if call.due_at is None or call.due_at > now + look:
             return False
     return True
+
+
+def _lately_owed(call: Call, now: datetime) -> bool:
+    """Whether what a heartbeat finds due on ``call`` came due less than
+    ``LEFT_TO_METER_SECONDS`` ago (``settlement.pending_since``): a meter that says it ticks
+    but has not settled it by then is not waited for."""
+    return now - pending_since(call, now) < timedelta(seconds=LEFT_TO_METER_SECONDS)
 
 
 def remembers_beats(runtime: Runtime) -> bool:

@@ -226,6 +226,7 @@ async def heartbeat(
         call_id=call_id,
         settings=runtime.settings,
         now=now,
+        left_to_meter=beats.leaves_to_meter if beats and beats.meter_ticks else None,
     )
     path = "database"
     if call is not None and beats is not None:

@@ -136,33 +136,40 @@ def _presence_params(check: PresenceCheck) -> dict[str, Any]:
 # Built once per party: a heartbeat is the hottest request there is, and building the
 # statement cost more than the rest of its Python work (SQLAlchemy caches the compiled
 # SQL, not the expression objects).
+# Keyed by (party, due_ok): see _quietly_present.
 _RECORD_PRESENCE = {
-    party: update(Call)
+    (party, due_ok): update(Call)
     .where(
-        *_quietly_present(party),
+        *_quietly_present(party, due_ok=due_ok),
         getattr(Call, f"{party}_last_seen_at") < bindparam("coalesce_from"),
     )
     .values({getattr(Call, f"{party}_last_seen_at"): bindparam("now")})
     .returning(Call)
     .execution_options(synchronize_session=False, populate_existing=True)
     for party in ("client", "host")
+    for due_ok in (False, True)
 }
 _RECENTLY_PRESENT = {
-    party: select(Call)
+    (party, due_ok): select(Call)
     .where(
-        *_quietly_present(party),
+        *_quietly_present(party, due_ok=due_ok),
         getattr(Call, f"{party}_last_seen_at") >= bindparam("coalesce_from"),
     )
     .execution_options(populate_existing=True)
     for party in ("client", "host")
+    for due_ok in (False, True)
 }
 
 
-async def record_presence(session: AsyncSession, check: PresenceCheck) -> Call | None:
+async def record_presence(
+    session: AsyncSession, check: PresenceCheck, *, due_ok: bool = False
+) -> Call | None:
     """One ``UPDATE … RETURNING``: ``party`` was there at ``now``, on a call where that is
-    all a heartbeat does (:func:`_quietly_present`) and the party was last seen more than
+    all a heartbeat does (:func:`_quietly_present`; with ``due_ok``, a charge or the end of
+    paid time may be due, for someone else to settle) and the party was last seen more than
     ``coalesce`` ago. None when any of it does not hold."""
-    result = await session.scalars(_RECORD_PRESENCE[check.party], _presence_params(check))
+    statement = _RECORD_PRESENCE[(check.party, due_ok)]
+    result = await session.scalars(statement, _presence_params(check))
     return result.one_or_none()
 
 
@@ -234,10 +241,14 @@ async def bring_due(session: AsyncSession, call_ids: Sequence[int], now: datetim
         await session.execute(select(func.pg_notify(DUE_CHANNEL, "")))
 
 
-async def recently_present(session: AsyncSession, check: PresenceCheck) -> Call | None:
+async def recently_present(
+    session: AsyncSession, check: PresenceCheck, *, due_ok: bool = False
+) -> Call | None:
     """The call, read without a lock or a write, when ``party`` was seen within
-    ``coalesce`` and a heartbeat would only record presence; else None."""
-    result = await session.scalars(_RECENTLY_PRESENT[check.party], _presence_params(check))
+    ``coalesce`` and a heartbeat would only record presence (``due_ok``: as in
+    :func:`record_presence`); else None."""
+    statement = _RECENTLY_PRESENT[(check.party, due_ok)]
+    result = await session.scalars(statement, _presence_params(check))
     return result.one_or_none()
 
 

@@ -8,7 +8,7 @@ Each function locks the call row first, changes it, and flushes (the ORM's UPDAT
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
@@ -314,7 +314,7 @@ PRESENCE_COALESCE = timedelta(seconds=1)  # a party's last-seen moves at most on
 
 async def quick_heartbeat(
     session: AsyncSession, *, user_id: int, role: str, call_id: int, settings: Settings,
-    now: datetime,
+    now: datetime, left_to_meter: Callable[[Call, datetime], bool] | None = None,
 ) -> Call | None:  # fmt: skip
     """Most heartbeats only say "still here" on an active call with nothing due: that is one
     ``UPDATE … RETURNING`` of the party's last-seen (or, when it was recorded less than
@@ -323,18 +323,26 @@ async def quick_heartbeat(
     :func:`heartbeat` — a call being set up, a charge, paid time or a deadline due, a
     LiveKit party not in the room, not a party, no such call.
     The same rules decide either way: the conditions are those under which :func:`heartbeat`
-    would do nothing but :func:`presence.saw`, checked again on the row it returns."""
+    would do nothing but :func:`presence.saw`, checked again on the row it returns.
+    With ``left_to_meter`` (while the meter says it ticks: ``calls.beats``), a charge or the
+    end of paid time due is no reason for :func:`heartbeat` when it says so of the row: the
+    presence is recorded and the call brought due for the meter, in the same transaction."""
     if role not in ("client", "host"):
         return None
     check = repository.PresenceCheck.of(settings, call_id, role, user_id, now, PRESENCE_COALESCE)
-    call = await repository.record_presence(session, check)
+    due_ok = left_to_meter is not None
+    call = await repository.record_presence(session, check, due_ok=due_ok)
     if call is None:
-        call = await repository.recently_present(session, check)
+        call = await repository.recently_present(session, check, due_ok=due_ok)
         seen = None if call is None else getattr(call, f"{role}_last_seen_at")
         if call is not None and not may_coalesce(call, seen, now):
             return None  # recording this beat could change a charge: the full path does
-    if call is None or charge_pending(call, now) or passed_deadline(call, now, settings):
+    if call is None or passed_deadline(call, now, settings):
         return None
+    if charge_pending(call, now):
+        if left_to_meter is None or not left_to_meter(call, now):
+            return None  # the full path settles, with this presence (same transaction)
+        await repository.bring_due(session, [call.id], now)
     return call
 
 

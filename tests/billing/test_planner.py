@@ -36,7 +36,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from callmeter.billing import settlement
@@ -577,3 +577,43 @@ def test_a_late_settlement_charges_what_its_extension_pays_for() -> None:
     assert not charge_pending(after(state, first), at(65_000))
     again = plan(after(state, first), 100 - first.extension, at(65_000), 30)
     assert not again.changed
+
+
+@given(
+    tariffs(st.just(0)),
+    st.integers(0, 400_000),  # ms of the call when it was last settled, both present
+    st.integers(0, 200_000),  # ms from then to a heartbeat
+    st.integers(0, 200_000),  # ms the other party was last seen before that heartbeat
+    st.integers(0, 10_000),  # coins available
+)
+def test_what_is_pending_came_due_at_a_deadline_or_the_last_settlement_point(
+    tariff: Tariff, settled_ms: int, later_ms: int, other_ms: int, available: int
+) -> None:
+    """``pending_since``: when what a heartbeat finds due (``charge_pending``) came due —
+    the next charge or the end of paid time once that moment has come, otherwise the last
+    settlement point (a charge owed because both are now seen past it). It is never after
+    now, and never more than one interval before it in the second case: what decides how
+    long a charge may be left to the meter (``calls.beats``)."""
+    state = active_call(tariff, 0)
+    settled = at(settled_ms)
+    present = saw(saw(state, "client", settled), "host", settled)
+    state = after(state, plan(present, available, settled, 10**6))
+    assume(state.status == CallStatus.active)  # not ended for want of coins
+    now = settled + timedelta(milliseconds=later_ms)
+    state = saw(
+        saw(state, "client", now), "host", max(settled, now - timedelta(milliseconds=other_ms))
+    )
+    if not charge_pending(state, now):
+        return
+    since = settlement.pending_since(state, now)
+    assert since <= now
+    assert state.next_charge_at is not None
+    assert state.paid_until is not None
+    deadline = min(state.next_charge_at, state.paid_until)
+    if deadline <= now:
+        assert since == deadline
+    else:
+        offset = (since - START).total_seconds()
+        assert offset >= tariff.free_seconds
+        assert (offset - tariff.free_seconds) % tariff.interval_seconds == 0
+        assert now - since < timedelta(seconds=tariff.interval_seconds + 1)

@@ -24,6 +24,7 @@ from callmeter.kit.runtime import Runtime
 from callmeter.meter.loop import run_meter
 from callmeter.meter.service import TickResult, tick
 from callmeter.models import Call, Role
+from callmeter.ops import metrics
 from tests.calls.driver import CallDriver, Party
 from tests.conftest import make_settings, postgres_only
 
@@ -550,9 +551,9 @@ async def test_a_charge_owed_by_presence_is_not_left_for_long_to_a_meter_that_do
 ) -> None:
     """The meter looked at the boundary before both parties were seen past it (nothing
     charged, its next boundary a minute on): the charge is then owed by presence alone.
-    A meter that says it ticks but does not settle it is waited for 3 s from when this
-    process first saw it owing, then the heartbeat settles (found by review: it waited for
-    the next boundary)."""
+    A meter that says it ticks but does not settle it is waited for until 3 s after the
+    boundary, then the heartbeat settles (found by review: it waited for the next
+    boundary)."""
     beats = await listening(runtime)
     call_id, caller, host = await seen_until_55(driver, beats)
     start = driver.clock.now()
@@ -725,3 +726,50 @@ async def test_a_slow_batch_keeps_memory_and_a_hung_or_failed_one_stops_it(
     async with runtime.engine.connect() as conn:
         await conn.execute(select(1))
     assert beats.enabled
+
+
+def counted(path: str) -> float:
+    return float(metrics.HEARTBEATS.labels(path)._value.get())
+
+
+async def test_a_charge_due_is_left_to_the_meter_by_the_database_path_too(
+    driver: CallDriver, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A call this process does not hold (a change was just heard, or its first heartbeat
+    here): the database's quick path records the presence past the boundary and brings the
+    call due in its own transaction, instead of settling it (capacity benchmark: the
+    meter's look at a boundary made every call's boundary beats take the full path)."""
+    beats = await listening(runtime)
+    call_id, caller, host = await seen_until_55(driver, beats)
+    await meter_heard(runtime, beats, monkeypatch)
+    driver.clock.advance(61)
+    full = counted("full")
+    for who in (caller, host):
+        beats._known.pop(call_id, None)  # not held: the database's path
+        r = await driver.heartbeat(call_id, who)
+        assert r.json()["call"]["charged"] == 0, r.text  # not settled by the heartbeat
+    assert (counted("full"), beats.answered) == (full, 0)
+    async with runtime.sessionmaker() as session:
+        row = await repository.get_call(session, call_id)
+    assert row is not None
+    assert row.client_last_seen_at == row.host_last_seen_at == driver.clock.now()
+    assert row.due_at is not None
+    assert row.due_at <= driver.clock.now()
+    await driver.tick()
+    assert (await driver.call(call_id, caller))["charged"] == 10
+    await driver.ledger_ok()
+
+
+async def test_without_the_meter_the_database_path_settles_a_charge_due(
+    driver: CallDriver, runtime: Runtime
+) -> None:
+    beats = await listening(runtime)
+    call_id, caller, host = await seen_until_55(driver, beats)
+    driver.clock.advance(61)
+    full = counted("full")
+    for who in (caller, host):
+        beats._known.pop(call_id, None)
+        r = await driver.heartbeat(call_id, who)
+    assert r.json()["call"]["charged"] == 10, r.text
+    assert counted("full") == full + 2
+    await driver.ledger_ok()
