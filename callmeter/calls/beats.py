@@ -72,6 +72,7 @@ from datetime import datetime, timedelta
 
 from pydantic import ValidationError
 from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import object_session
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -99,6 +100,8 @@ COALESCE = timedelta(seconds=1)  # as the database's quick path
 METER_HEARD_SECONDS = 3.0  # the meter said it ticks within this: a charge due is left to it
 LEFT_TO_METER_SECONDS = 3.0  # a charge due longer than this is settled by the heartbeat
 SOON_SECONDS = 0.05  # a batch that brings a charge due is written this soon after the beat
+FETCH_GATHER_SECONDS = 0.01  # calls not held are read together, after waiting this long
+FETCH_MAX = 1_000  # calls waiting to be read at most (past that, the endpoint answers)
 
 
 @dataclass(eq=False)
@@ -127,6 +130,9 @@ class QuietBeats:
         self._owed: set[int] = set()  # calls with a charge due left to the meter
         self._soon = asyncio.Event()  # write the next batch soon: a charge is due
         self.left_to_meter = 0  # heartbeats answered with a charge due left to the meter
+        self.fetched = 0  # rows read for heartbeats of calls not held
+        self._wanted: dict[int, asyncio.Future[None]] = {}  # calls to read, not held
+        self._fetcher: asyncio.Task[None] | None = None
         loop = asyncio.get_running_loop()
         # the database's health, as this process sees it (time.monotonic(), loop time)
         self._writing_since: float | None = None  # a batch's write began and has not ended
@@ -165,6 +171,43 @@ class QuietBeats:
         """Whether the meter said lately that it ticks (``callmeter_meter``), heard on the
         connection memory relies on."""
         return self._wakeups.heard_since(METER_CHANNEL, METER_HEARD_SECONDS)
+
+    def holds(self, call_id: int) -> bool:
+        return call_id in self._known
+
+    async def fetch(self, call_id: int) -> None:
+        """Read the row of a call not held, in one query with the others asked for within
+        ``FETCH_GATHER_SECONDS`` (a cold start, a restart of this process, a change just
+        heard: thousands of calls' first heartbeats here), and keep it; returns once read,
+        or at once when memory is off or too many wait. Whatever is not read is answered
+        by the endpoint as always."""
+        if not self.enabled or (call_id not in self._wanted and len(self._wanted) >= FETCH_MAX):
+            return
+        future = self._wanted.get(call_id)
+        if future is None:
+            future = self._wanted[call_id] = asyncio.get_running_loop().create_future()
+        if self._fetcher is None or self._fetcher.done():
+            self._fetcher = asyncio.get_running_loop().create_task(self._fetch())
+        await asyncio.shield(future)  # a request that goes away cancels nobody else's wait
+
+    async def _fetch(self) -> None:
+        while self._wanted:
+            await asyncio.sleep(FETCH_GATHER_SECONDS)
+            wanted, self._wanted = self._wanted, {}
+            try:
+                mark = self.mark()
+                async with self.runtime.read_sessionmaker() as session:
+                    calls = await repository.calls_by_id(session, sorted(wanted))
+                    for call in calls:
+                        self.remember(call, mark)
+                self.fetched += len(calls)
+            except Exception as exc:  # those heartbeats go to the endpoint, which says why
+                if not is_unavailable(exc):
+                    log.exception("reading calls for heartbeats failed")
+            finally:
+                for future in wanted.values():
+                    if not future.done():
+                        future.set_result(None)
 
     def mark(self) -> int:
         """Call before reading a row to :meth:`remember`: changes heard after it win."""
@@ -264,6 +307,26 @@ class QuietBeats:
         self._changed_at.clear()
         self._changes += 1
         self._all_changed_at = self._changes
+
+    async def write_pending(self, session: AsyncSession, call_id: int, user_id: int) -> None:
+        """Write the presence this process holds for ``call_id`` in ``session``'s
+        transaction, under the batch's conditions, when ``user_id`` is a party of that call
+        as held: a heartbeat that memory did not answer (a charge or a deadline due) is
+        settled by the database's paths, which must see everything this process was told
+        (the other party's beat, answered a moment ago, may be what makes the charge due).
+        The presence stays pending for the next batch too (writing it twice changes
+        nothing: last-seen only moves forward), so a transaction that fails loses none."""
+        known = self._known.get(call_id)
+        if known is None or user_id not in (known.call.client_id, known.call.host_id):
+            return
+        settings = self.runtime.settings
+        checks = [
+            repository.PresenceCheck.of(settings, call_id, party, *told, timedelta(0))
+            for party in ("client", "host")
+            if (told := self._pending.get((call_id, party))) is not None
+        ]
+        if checks:
+            await repository.record_presences(session, checks)
 
     async def flush(self) -> int:
         """Write the presence told since the last batch (one statement per party kind);
@@ -385,6 +448,13 @@ class QuietBeats:
 
     async def close(self) -> None:
         """Stop, writing what is pending first."""
+        if self._fetcher is not None:
+            self._fetcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._fetcher
+            self._fetcher = None
+        for future in self._wanted.values():
+            future.cancel()
         engine = self.runtime.engine.sync_engine
         if event.contains(engine, "after_cursor_execute", self._answered):
             event.remove(engine, "after_cursor_execute", self._answered)
@@ -472,7 +542,7 @@ class HeartbeatsFromMemory:
             await self.app(scope, receive, send)
             return
         body, replay = await _read_body(receive)
-        answer = self._answer(runtime, int(match[1]), token, body)
+        answer = await self._answer(runtime, int(match[1]), token, body)
         if answer is None:
             await self.app(scope, replay, send)
             return
@@ -490,14 +560,20 @@ class HeartbeatsFromMemory:
         )
         await send({"type": "http.response.body", "body": answer})
 
-    def _answer(self, runtime: Runtime, call_id: int, token: str, body: bytes) -> bytes | None:
+    async def _answer(
+        self, runtime: Runtime, call_id: int, token: str, body: bytes
+    ) -> bytes | None:
         now = runtime.clock.now()
         try:
             claims = read_access_token(token, secret=runtime.settings.secret_key, now=now)
             HeartbeatIn.model_validate_json(body)
         except (NotAuthenticated, ValidationError):
             return None  # the endpoint says why
-        call = quiet_beats(runtime).answer(call_id, claims.role, claims.user_id, now)
+        beats = quiet_beats(runtime)
+        if not beats.holds(call_id):
+            await beats.fetch(call_id)
+            now = runtime.clock.now()
+        call = beats.answer(call_id, claims.role, claims.user_id, now)
         if call is None:
             return None
         return CallEnvelope(call=CallOut.of(call, now, runtime.settings)).model_dump_json().encode()

@@ -219,6 +219,8 @@ async def heartbeat(
     # (a quiet call this process holds was answered before routing: calls.beats)
     beats = quiet_beats(runtime) if remembers_beats(runtime) else None
     mark = beats.mark() if beats else 0
+    if beats is not None:
+        await beats.write_pending(session, call_id, claims.user_id)  # what memory was told
     call = await service.quick_heartbeat(
         session,
         user_id=claims.user_id,

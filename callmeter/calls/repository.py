@@ -208,7 +208,7 @@ async def record_presences(session: AsyncSession, checks: Sequence[PresenceCheck
 
 # the meter listens here (PostgreSQL) and ticks at once when calls are brought due
 DUE_CHANNEL = "callmeter_due"
-# The meter says it is ticking here (at most once a second, after a tick that worked): API
+# The meter says it is ticking here (at most once a second, after a tick that settled): API
 # processes that heard it recently leave a charge that is due to it (calls.beats).
 METER_CHANNEL = "callmeter_meter"
 

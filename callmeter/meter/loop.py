@@ -29,9 +29,10 @@ async def run_meter(runtime: Runtime, stop: asyncio.Event | None = None) -> None
     A failed tick (the database down, hung or busy) is logged and the next one runs on
     schedule: the loop never dies of an error.
 
-    On PostgreSQL, while it listens, a tick that worked is followed (at most once every
-    ``BEACON_SECONDS``) by a word on ``callmeter_meter``: API processes that heard it lately
-    bring a charge due for the meter instead of settling it themselves (``calls.beats``)."""
+    On PostgreSQL, while it listens, a tick that settled what it took (or some of it) is
+    followed (at most once every ``BEACON_SECONDS``) by a word on ``callmeter_meter``: API
+    processes that heard it lately bring a charge due for the meter instead of settling it
+    themselves (``calls.beats``)."""
     stop = stop or asyncio.Event()
     interval = runtime.settings.meter_tick_seconds
     loop = asyncio.get_running_loop()
@@ -51,7 +52,9 @@ async def run_meter(runtime: Runtime, stop: asyncio.Event | None = None) -> None
                 result = await tick(runtime)
                 if result.ended or result.failed:
                     log.info("meter: %s", result)
-                settles = not result.failed  # every call it took was settled or advanced
+                # it settles: nothing failed, or some calls went through (a few lost to a
+                # busy database are taken again; a meter that fails every call is silent)
+                settles = not result.failed or result.advanced > 0
                 if settles and wakeups is not None and wakeups.listening:
                     said = await _say_it_ticks(runtime, said, started)
             except Exception as exc:

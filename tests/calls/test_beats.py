@@ -44,6 +44,16 @@ def no_flusher(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(QuietBeats, "_run", never)
 
 
+def database_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Calls memory does not hold go to the endpoint (the database's paths), as they do
+    when the fetch is off or full, instead of being read into memory first."""
+
+    async def no_fetch(self: QuietBeats, call_id: int) -> None:
+        return None
+
+    monkeypatch.setattr(QuietBeats, "fetch", no_fetch)
+
+
 async def until(condition: Callable[[], bool], seconds: float = 5.0) -> None:
     """Wait (on the real clock, for a notification) until ``condition`` holds."""
     deadline = time.monotonic() + seconds
@@ -200,11 +210,13 @@ async def test_a_beat_that_completes_presence_past_a_boundary_charges(
     call = await driver.call(call_id, caller)
     assert (call["charged"], call["status"]) == (0, "active")  # the first minute: not yet
     await until(lambda: call_id not in beats._known)  # its next boundary moved: notified
-    r = await driver.heartbeat(call_id, caller)  # the database's quick path: remembered
+    r = await driver.heartbeat(call_id, caller)  # read into memory again, answered there
     assert r.json()["call"]["charged"] == 0
-    await until(lambda: call_id in beats._known)
+    assert call_id in beats._known
+    # the host's, from memory, makes both seen past 60 s: not quiet; the endpoint writes
+    # the client's presence that memory still holds, and charges
     r = await driver.heartbeat(call_id, host)
-    assert r.json()["call"]["charged"] == 10, r.text  # both seen past 60 s: charged
+    assert r.json()["call"]["charged"] == 10, r.text
     await beats.flush()
     await driver.ledger_ok()
 
@@ -412,13 +424,14 @@ async def test_calls_brought_due_wake_the_meter(
 
 
 async def test_a_read_that_finishes_late_does_not_take_back_a_newer_presence(
-    driver: CallDriver, runtime: Runtime
+    driver: CallDriver, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A batch's read of a row may finish after a heartbeat of the same call wrote and
     kept a newer row (the database's quick path: no new version, so nothing is heard). The
     late read must not take back that party's last-seen: memory would then miss the
     presence that completes a charge, and answer a beat past the boundary as quiet."""
     call_id, caller, _host, beats = await remembered(driver)
+    database_path(monkeypatch)
     mark = beats.mark()
     async with runtime.sessionmaker() as session:  # the batch's read, not yet kept
         old = await repository.get_call(session, call_id)
@@ -742,6 +755,7 @@ async def test_a_charge_due_is_left_to_the_meter_by_the_database_path_too(
     beats = await listening(runtime)
     call_id, caller, host = await seen_until_55(driver, beats)
     await meter_heard(runtime, beats, monkeypatch)
+    database_path(monkeypatch)
     driver.clock.advance(61)
     full = counted("full")
     for who in (caller, host):
@@ -761,10 +775,11 @@ async def test_a_charge_due_is_left_to_the_meter_by_the_database_path_too(
 
 
 async def test_without_the_meter_the_database_path_settles_a_charge_due(
-    driver: CallDriver, runtime: Runtime
+    driver: CallDriver, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     beats = await listening(runtime)
     call_id, caller, host = await seen_until_55(driver, beats)
+    database_path(monkeypatch)
     driver.clock.advance(61)
     full = counted("full")
     for who in (caller, host):
@@ -773,3 +788,41 @@ async def test_without_the_meter_the_database_path_settles_a_charge_due(
     assert r.json()["call"]["charged"] == 10, r.text
     assert counted("full") == full + 2
     await driver.ledger_ok()
+
+
+async def test_calls_not_held_are_read_together_and_answered_from_memory(
+    driver: CallDriver, runtime: Runtime
+) -> None:
+    """A cold start (a process just started, thousands of calls' first heartbeats there):
+    the calls are read together, a few queries for all of them, and each heartbeat
+    answered from memory instead of one write per heartbeat."""
+    beats = await listening(runtime)
+    calls = []
+    for _ in range(12):
+        caller, host = await driver.party(Role.client, 100), await driver.party(Role.host)
+        calls.append((await driver.connect(caller, host), caller, host))
+    driver.clock.advance(5)
+    for who in ("client", "host"):  # the first heartbeat of each (the database's path)
+        await asyncio.gather(
+            *(driver.heartbeat(call_id, c if who == "client" else h) for call_id, c, h in calls)
+        )
+    await beats.flush()
+    beats._known.clear()  # as in a process just started
+    fetched, answered = beats.fetched, beats.answered
+    driver.clock.advance(5)
+    answers = await asyncio.gather(
+        *(driver.heartbeat(call_id, who) for call_id, c, h in calls for who in (c, h))
+    )
+    assert {r.status_code for r in answers} == {200}
+    assert beats.answered - answered == 24
+    assert beats.fetched - fetched == 12  # each call read once
+    stranger = await driver.party(Role.client, 100)
+    r = await driver.heartbeat(calls[0][0], stranger)  # not a party: the endpoint's 404,
+    assert r.status_code == 404, r.text  # and the parties' presence held is not lost
+    beats._known.clear()
+    r = await driver.heartbeat(calls[0][0], stranger)  # read, and not answered
+    assert r.status_code == 404, r.text
+    r = await driver.heartbeat(10**9, calls[0][1])  # no such call: the endpoint says so
+    assert r.status_code == 404, r.text
+    await beats.flush()
+    assert await seen(runtime, calls[0][0]) == (driver.clock.now(), driver.clock.now())
