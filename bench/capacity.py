@@ -225,11 +225,66 @@ def _periodic(start: float, every: float, until: float) -> list[float]:
     return out
 
 
+# --- where the machine's time goes --------------------------------------------------------
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
+PARTS = ("api", "meter", "postgres", "load")
+
+
+def usage(server_pid: int) -> dict[str, tuple[float, float]]:
+    """Per part on this machine — the API processes and the meter worker (the server's
+    descendants, told apart by their command line), PostgreSQL (every ``postgres``
+    process) and this load generator — the CPU seconds used so far (user + system) and the
+    resident memory now (MB)."""
+    stats: dict[int, tuple[int, str, float, float]] = {}  # pid -> parent, name, cpu, rss
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                raw = f.read()
+        except OSError:
+            continue  # gone meanwhile
+        name = raw[raw.index("(") + 1 : raw.rindex(")")]
+        fields = raw[raw.rindex(")") + 2 :].split()
+        used = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
+        rss = int(fields[21]) * PAGE_BYTES / 1e6
+        stats[int(entry)] = (int(fields[1]), name, used, rss)
+    parts = {part: (0.0, 0.0) for part in PARTS}
+
+    def add(part: str, cpu: float, rss: float) -> None:
+        parts[part] = (parts[part][0] + cpu, parts[part][1] + rss)
+
+    for pid, (_parent, name, used, rss) in stats.items():
+        if pid == os.getpid():
+            add("load", used, rss)
+        elif name == "postgres":
+            add("postgres", used, rss)
+        elif _descends(pid, server_pid, stats):
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    words = f.read().split(b"\0")
+            except OSError:
+                continue
+            if b"serve" in words or b"worker" in words:  # not the supervisor
+                add("meter" if b"worker" in words else "api", used, rss)
+    return parts
+
+
+def _descends(pid: int, ancestor: int, stats: dict[int, tuple[int, str, float, float]]) -> bool:
+    while pid in stats and pid > 1:
+        if pid == ancestor:
+            return True
+        pid = stats[pid][0]
+    return False
+
+
 # --- the server -----------------------------------------------------------------------
 
 
 @contextlib.asynccontextmanager
-async def server(url: str, workers: int, log: Path) -> AsyncIterator[int]:
+async def server(url: str, workers: int, log: Path) -> AsyncIterator[tuple[int, int]]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CALLMETER_")}
     env.update(
@@ -256,7 +311,7 @@ async def server(url: str, workers: int, log: Path) -> AsyncIterator[int]:
                 raise RuntimeError(f"the server did not start: {tail}")
             await asyncio.sleep(0.2)
         await asyncio.sleep(1)  # every API process listening
-        yield port
+        yield port, process.pid
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -322,7 +377,7 @@ async def run_once(
     load = Load()
     stop = asyncio.Event()
     result: dict[str, Any] = {"n": n, "workers": workers, "seconds": seconds, "period": period}
-    async with server(url, workers, log) as port:
+    async with server(url, workers, log) as (port, server_pid):
         idle_seconds = 5.0
         before = await transactions(url)
         await asyncio.sleep(idle_seconds)
@@ -347,7 +402,13 @@ async def run_once(
         await asyncio.sleep(max(0.0, t0.timestamp() - time.time()))
         window_start = time.time()
         until = window_start + seconds
+        before_window = usage(server_pid)
         await heartbeats(port, parties, interval, period, load, until)
+        spent = time.time() - window_start
+        after_window = usage(server_pid)
+        # cores each part kept busy over the window, and its memory at the end
+        result["cores"] = {k: (after_window[k][0] - before_window[k][0]) / spent for k in PARTS}
+        result["rss_mb"] = {k: after_window[k][1] for k in PARTS}
         stop.set()
         await asyncio.sleep(0.5)
         for task in streams:
@@ -453,7 +514,11 @@ async def run_once(
         f"{result['delivery_p99']:.2f} s (missing {missing})  streams "
         f"{result['streams_open']:,}/{len(parties):,}  errors {result['errors']}  idle "
         f"{result['idle_tps_without_streams']:.1f} tx/s, with the streams open "
-        f"{result['idle_tps_with_streams']:.1f}  ledger "
+        f"{result['idle_tps_with_streams']:.1f}  cores: "
+        + " ".join(f"{k} {v:.2f}" for k, v in result["cores"].items())
+        + "  RSS MB: "
+        + " ".join(f"{k} {v:.0f}" for k, v in result["rss_mb"].items())
+        + "  ledger "
         f"{'ok' if result['ledger_ok'] else 'FAILED'}  "
         f"{'PASS' if result['passed'] else 'FAIL'}"
     )

@@ -224,13 +224,17 @@ def _capacity(results: dict[str, Any]) -> list[str]:
         "lag p99 ≤ 1 s, the ledger check and every call charged once per boundary. Sizes run in",
         "turn until one fails. *Idle tx/s*: the database's transactions per second before any",
         "stream is open, and then with every stream open and nobody heartbeating (what the",
-        "streams themselves cost the database).",
+        "streams themselves cost the database). *Cores*: CPU seconds per second over the",
+        "window (user + system, from /proc) of the API processes, the meter worker, PostgreSQL",
+        "and the load generator, out of the machine's cores (above); *API RSS*: the API",
+        "processes' resident memory at the window's end, together.",
         "",
         f"**Capacity: {_fmt(found['capacity'])} concurrent calls.**",
         "",
         "| N | streams | heartbeats/s | p50 | p99 | charges | lag p99 | delivery p50 | "
-        "delivery p99 | idle tx/s: no streams, all open | errors | ledger | |",
-        "|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|---|",
+        "delivery p99 | idle tx/s: no streams, all open | cores: API, meter, PostgreSQL, load "
+        "| API RSS | errors | ledger | |",
+        "|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|---|",
     ]
     for r in found["runs"]:
         lines.append(
@@ -238,10 +242,22 @@ def _capacity(results: dict[str, Any]) -> list[str]:
             f"| {r['heartbeat_p50_ms']:.1f} ms | {r['heartbeat_p99_ms']:.1f} ms "
             f"| {_fmt(r['charges'])} | {r['lag_p99']:.2f} s | {r['delivery_p50']:.2f} s "
             f"| {r['delivery_p99']:.2f} s | {r['idle_tps_without_streams']:.1f}, "
-            f"{r['idle_tps_with_streams']:.1f} | {r['errors']} "
+            f"{r['idle_tps_with_streams']:.1f} | {_cores(r)} | {_rss(r)} | {r['errors']} "
             f"| {'ok' if r['ledger_ok'] else 'FAILED'} | {'pass' if r['passed'] else 'fail'} |"
         )
     return lines
+
+
+def _cores(run: dict[str, Any]) -> str:
+    cores = run.get("cores")
+    if not cores:
+        return "—"  # measured before the benchmark counted them
+    return ", ".join(f"{cores[k]:.2f}" for k in ("api", "meter", "postgres", "load"))
+
+
+def _rss(run: dict[str, Any]) -> str:
+    rss = run.get("rss_mb")
+    return f"{rss['api']:,.0f} MB" if rss else "—"
 
 
 def _targets(results: dict[str, Any]) -> str:

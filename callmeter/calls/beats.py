@@ -1,9 +1,11 @@
 """The heartbeat from memory: most heartbeats touch no database.
 
 A heartbeat on an active call with nothing due only says "still here". This process keeps
-the calls it answered such heartbeats for (their rows as last read) and the presence it was
-told of; it answers the next quiet heartbeat of such a call from memory and writes the
-presence of all of them in one batch every ``presence_flush_seconds``.
+the calls whose heartbeats it answers (their rows as last read) and the presence it was
+told of; it answers a quiet heartbeat of such a call from memory and writes the presence of
+all of them in one batch every ``presence_flush_seconds``. A heartbeat of a call it does not
+hold waits for that row, read with all the others asked for within
+``FETCH_GATHER_SECONDS`` in one query (:meth:`QuietBeats.fetch`).
 
 Why memory is safe:
 - *Which rows are current.* On PostgreSQL every change of a call's version notifies its
