@@ -280,6 +280,36 @@ def _descends(pid: int, ancestor: int, stats: dict[int, tuple[int, str, float, f
     return False
 
 
+async def heartbeat_paths(port: int, tries: int = 16) -> dict[str, float]:
+    """How the API processes answered heartbeats so far (``callmeter_heartbeats_total`` by
+    path, summed over the processes; ``/metrics`` asked on fresh connections until each
+    process answered, told apart by ``process_start_time_seconds``)."""
+    seen: dict[str, dict[str, float]] = {}
+    for _ in range(tries):
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+            body = (await reader.read()).decode(errors="replace")
+            writer.close()
+        except OSError:
+            continue
+        counts: dict[str, float] = {}
+        started = ""
+        for line in body.splitlines():
+            if line.startswith("process_start_time_seconds "):
+                started = line.split()[1]
+            elif line.startswith('callmeter_heartbeats_total{path="'):
+                name = line.split('"')[1]
+                counts[name] = float(line.split()[-1])
+        if started:
+            seen[started] = counts
+    total: dict[str, float] = {}
+    for counts in seen.values():
+        for name, value in counts.items():
+            total[name] = total.get(name, 0.0) + value
+    return total
+
+
 # --- the server -----------------------------------------------------------------------
 
 
@@ -403,12 +433,17 @@ async def run_once(
         window_start = time.time()
         until = window_start + seconds
         before_window = usage(server_pid)
+        paths_before = await heartbeat_paths(port)
         await heartbeats(port, parties, interval, period, load, until)
         spent = time.time() - window_start
         after_window = usage(server_pid)
         # cores each part kept busy over the window, and its memory at the end
         result["cores"] = {k: (after_window[k][0] - before_window[k][0]) / spent for k in PARTS}
         result["rss_mb"] = {k: after_window[k][1] for k in PARTS}
+        paths_after = await heartbeat_paths(port)
+        result["heartbeat_paths"] = {
+            k: v - paths_before.get(k, 0.0) for k, v in sorted(paths_after.items())
+        }
         stop.set()
         await asyncio.sleep(0.5)
         for task in streams:
@@ -516,6 +551,8 @@ async def run_once(
         f"{result['idle_tps_without_streams']:.1f} tx/s, with the streams open "
         f"{result['idle_tps_with_streams']:.1f}  cores: "
         + " ".join(f"{k} {v:.2f}" for k, v in result["cores"].items())
+        + "  paths: "
+        + " ".join(f"{k} {v:,.0f}" for k, v in result["heartbeat_paths"].items())
         + "  RSS MB: "
         + " ".join(f"{k} {v:.0f}" for k, v in result["rss_mb"].items())
         + "  ledger "

@@ -51,10 +51,13 @@ Why memory is safe:
   ticks but does not settle this call), the heartbeat settles as before, so no charge
   waits for the meter (design rule 6).
 - *When the database does not answer.* Memory stops answering as soon as a batch fails
-  (until the database answers a statement again), and when a batch has been waiting for
-  ``STALL_FLUSHES`` periods while the database answered no statement of this process (a
-  hung server). A batch that is merely slow, on a busy machine, does not switch memory off:
-  that would send every heartbeat to the database when it is least able to take them.
+  (until a batch is written: the presence it held is tried again every period), and when
+  its own database work (a batch, a read) has waited ``STALL_FLUSHES`` periods while the
+  database answered no statement of this process (a hung server). Work that is merely
+  slow, on a busy machine, does not switch memory off: that would send every heartbeat to
+  the database when it is least able to take them. A batch passes by call rows another
+  transaction holds (their presence waits for the next batch), so one locked row holds up
+  nobody else's.
 - *What a crash loses.* The presence told since the last batch written: at most
   ``presence_flush_seconds`` of it while batches are written (plus the batch's own time),
   and while one hangs, up to ``STALL_FLUSHES`` periods before memory stops answering. A
@@ -66,9 +69,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import re
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -133,11 +138,14 @@ class QuietBeats:
         self._soon = asyncio.Event()  # write the next batch soon: a charge is due
         self.left_to_meter = 0  # heartbeats answered with a charge due left to the meter
         self.fetched = 0  # rows read for heartbeats of calls not held
-        self._wanted: dict[int, asyncio.Future[None]] = {}  # calls to read, not held
+        # calls to read, not held: the future their heartbeats wait on, and who asked
+        self._wanted: dict[int, tuple[asyncio.Future[None], set[int]]] = {}
         self._fetcher: asyncio.Task[None] | None = None
+        self._closed = False
         loop = asyncio.get_running_loop()
         # the database's health, as this process sees it (time.monotonic(), loop time)
-        self._writing_since: float | None = None  # a batch's write began and has not ended
+        self._steps: dict[int, float] = {}  # memory's own database work under way: start
+        self._step_ids = itertools.count()
         self._failed_at: float | None = None  # the last batch's write failed (then)
         self._answered_at = time.monotonic()  # the database last answered a statement
         event.listen(runtime.engine.sync_engine, "after_cursor_execute", self._answered)
@@ -150,20 +158,33 @@ class QuietBeats:
 
     @property
     def enabled(self) -> bool:
-        """Memory is used while notifications are heard and the database answers: after a
-        batch that failed, until the database answers a statement of this process again;
-        while a batch has waited ``STALL_FLUSHES`` periods (half a second by default) with
-        no statement answered meanwhile (a hung database), every heartbeat goes to the
-        database again, which answers or fails (503) by itself."""
+        """Memory is used while notifications are heard and its batches get written: after
+        a batch that failed, until one is written (the presence it held is tried again
+        every period); while its own database work (a batch, a read) has waited
+        ``STALL_FLUSHES`` periods (half a second by default) with no statement of this
+        process answered meanwhile (a hung database), every heartbeat goes to the database
+        again, which answers or fails (503) by itself. Work that is only slow, while the
+        database answers, leaves it on (a busy machine; the database's statement timeout
+        ends a wait that lasts)."""
         period = self.runtime.settings.presence_flush_seconds
-        if period <= 0 or not self._wakeups.listening:
+        if period <= 0 or not self._wakeups.listening or self._closed:
             return False
-        if self._failed_at is not None and self._answered_at <= self._failed_at:
+        if self._failed_at is not None:
             return False
-        if self._writing_since is None:
+        if not self._steps:
             return True
         now, stall = time.monotonic(), STALL_FLUSHES * period
-        return now - self._writing_since <= stall or now - self._answered_at <= stall
+        return now - min(self._steps.values()) <= stall or now - self._answered_at <= stall
+
+    @contextlib.contextmanager
+    def _step(self) -> Iterator[None]:
+        """Memory's own database work, watched by :attr:`enabled`."""
+        key = next(self._step_ids)
+        self._steps[key] = time.monotonic()
+        try:
+            yield
+        finally:
+            del self._steps[key]
 
     def _answered(self, *_args: object) -> None:
         self._answered_at = time.monotonic()
@@ -177,39 +198,53 @@ class QuietBeats:
     def holds(self, call_id: int) -> bool:
         return call_id in self._known
 
-    async def fetch(self, call_id: int) -> None:
+    async def fetch(self, call_id: int, user_id: int) -> None:
         """Read the row of a call not held, in one query with the others asked for within
         ``FETCH_GATHER_SECONDS`` (a cold start, a restart of this process, a change just
-        heard: thousands of calls' first heartbeats here), and keep it; returns once read,
-        or at once when memory is off or too many wait. Whatever is not read is answered
-        by the endpoint as always."""
+        heard: thousands of calls' first heartbeats here), and keep it when it is active
+        and ``user_id`` (or another who asked) is a party of it; returns once read, at
+        once when memory is off or too many wait, and after ``STALL_FLUSHES`` periods in
+        any case. Whatever is not read is answered by the endpoint as always."""
         if not self.enabled or (call_id not in self._wanted and len(self._wanted) >= FETCH_MAX):
             return
-        future = self._wanted.get(call_id)
+        future, asking = self._wanted.get(call_id) or (None, set[int]())
         if future is None:
-            future = self._wanted[call_id] = asyncio.get_running_loop().create_future()
+            future = asyncio.get_running_loop().create_future()
+            self._wanted[call_id] = (future, asking)
+        asking.add(user_id)
         if self._fetcher is None or self._fetcher.done():
             self._fetcher = asyncio.get_running_loop().create_task(self._fetch())
-        await asyncio.shield(future)  # a request that goes away cancels nobody else's wait
+        wait = STALL_FLUSHES * self.runtime.settings.presence_flush_seconds
+        with contextlib.suppress(TimeoutError):  # a request that goes away cancels nobody
+            await asyncio.wait_for(asyncio.shield(future), wait)
 
     async def _fetch(self) -> None:
         while self._wanted:
             await asyncio.sleep(FETCH_GATHER_SECONDS)
             wanted, self._wanted = self._wanted, {}
             try:
-                mark = self.mark()
-                async with self.runtime.read_sessionmaker() as session:
-                    calls = await repository.calls_by_id(session, sorted(wanted))
-                    for call in calls:
-                        self.remember(call, mark)
-                self.fetched += len(calls)
+                if self.enabled:
+                    await self._read_wanted(wanted)
             except Exception as exc:  # those heartbeats go to the endpoint, which says why
                 if not is_unavailable(exc):
                     log.exception("reading calls for heartbeats failed")
             finally:
-                for future in wanted.values():
+                for future, _asking in wanted.values():
                     if not future.done():
                         future.set_result(None)
+
+    async def _read_wanted(self, wanted: dict[int, tuple[asyncio.Future[None], set[int]]]) -> None:
+        mark = self.mark()
+        with self._step():
+            async with self.runtime.read_sessionmaker() as session:
+                calls = await repository.calls_by_id(session, sorted(wanted))
+                for call in calls:
+                    asking = wanted[call.id][1]
+                    if call.status == CallStatus.active and (
+                        call.client_id in asking or call.host_id in asking
+                    ):
+                        self.remember(call, mark)
+        self.fetched += len(calls)
 
     def mark(self) -> int:
         """Call before reading a row to :meth:`remember`: changes heard after it win."""
@@ -343,26 +378,32 @@ class QuietBeats:
             repository.PresenceCheck.of(settings, call_id, party, user_id, seen, timedelta(0))
             for (call_id, party), (user_id, seen) in sorted(pending.items())
         ]
-        self._writing_since = time.monotonic()
         try:
-            async with self.runtime.sessionmaker() as session:
-                await repository.record_presences(session, checks)
-                await session.commit()
+            with self._step():
+                async with self.runtime.sessionmaker() as session:
+                    passed = await repository.record_presences(session, checks, skip_locked=True)
+                    await session.commit()
         except BaseException:
             for key, (user_id, seen) in pending.items():  # keep the later of the two
-                if key not in self._pending or self._pending[key][1] < seen:
-                    self._pending[key] = (user_id, seen)
+                self._keep_pending(key, user_id, seen)
             self._owed |= owed
             self._failed_at = time.monotonic()
             raise
-        finally:
-            self._writing_since = None
         self._failed_at = None
+        for check in passed:  # rows another transaction held: the next batch writes them
+            self._keep_pending((check.call_id, check.party), check.user_id, check.now)
+        checks = [check for check in checks if check not in passed]
         self.flushes += 1
         self.written += len(checks)
         metrics.PRESENCE_WRITTEN.inc(len(checks))
         await self._read_back_retried({check.call_id for check in checks} | owed)
         return len(checks)
+
+    def _keep_pending(self, key: tuple[int, str], user_id: int, seen: datetime) -> None:
+        """Put presence back for the next batch (the later of the two, if it was told again
+        meanwhile)."""
+        if key not in self._pending or self._pending[key][1] < seen:
+            self._pending[key] = (user_id, seen)
 
     async def _read_back_retried(self, call_ids: set[int]) -> None:
         """:meth:`_read_back` of these calls and of those whose read-back failed before
@@ -386,6 +427,10 @@ class QuietBeats:
         those this process holds replace what it had."""
         mark = self.mark()
         to_meter = self.meter_ticks
+        with self._step():
+            await self._read_back_in(call_ids, mark, to_meter)
+
+    async def _read_back_in(self, call_ids: list[int], mark: int, to_meter: bool) -> None:
         async with self.runtime.sessionmaker() as session:
             now = self.runtime.clock.now()
             calls = await repository.calls_by_id(session, call_ids)
@@ -427,10 +472,11 @@ class QuietBeats:
         if not used or not self.enabled:
             return 0
         mark = self.mark()
-        async with self.runtime.sessionmaker() as session:
-            calls = await repository.calls_by_id(session, sorted(used))
-            for call in calls:
-                self.remember(call, mark, used[call.id])
+        with self._step():
+            async with self.runtime.sessionmaker() as session:
+                calls = await repository.calls_by_id(session, sorted(used))
+                for call in calls:
+                    self.remember(call, mark, used[call.id])
         self.refreshed += len(calls)
         return len(calls)
 
@@ -450,13 +496,16 @@ class QuietBeats:
 
     async def close(self) -> None:
         """Stop, writing what is pending first."""
+        self._closed = True  # no more answers nor reads: heartbeats go to the endpoint
         if self._fetcher is not None:
             self._fetcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._fetcher
             self._fetcher = None
-        for future in self._wanted.values():
-            future.cancel()
+        for future, _asking in self._wanted.values():
+            if not future.done():
+                future.set_result(None)
+        self._wanted.clear()
         engine = self.runtime.engine.sync_engine
         if event.contains(engine, "after_cursor_execute", self._answered):
             event.remove(engine, "after_cursor_execute", self._answered)
@@ -524,9 +573,10 @@ _HEARTBEAT = re.compile(r"/v1/calls/([0-9]{1,18})/heartbeat")
 class HeartbeatsFromMemory:
     """ASGI middleware, the innermost: answers ``POST /v1/calls/{id}/heartbeat`` when
     :meth:`QuietBeats.answer` can (a valid token of a party, a valid body, a quiet call
-    this process holds), before routing, dependencies and the database session that the
-    endpoint would cost; anything else — no token, a bad body, a call not held — goes on to
-    the endpoint with its body, which answers it (errors included) as always. The answer is
+    this process holds, or reads with others' for it: :meth:`QuietBeats.fetch`), before
+    routing, dependencies and the database session that the endpoint would cost; anything
+    else — no token, a bad body, a call not active or not the caller's — goes on to the
+    endpoint with its body, which answers it (errors included) as always. The answer is
     the endpoint's: the same ``CallEnvelope``."""
 
     def __init__(self, app: ASGIApp) -> None:
@@ -573,7 +623,7 @@ class HeartbeatsFromMemory:
             return None  # the endpoint says why
         beats = quiet_beats(runtime)
         if not beats.holds(call_id):
-            await beats.fetch(call_id)
+            await beats.fetch(call_id, claims.user_id)
             now = runtime.clock.now()
         call = beats.answer(call_id, claims.role, claims.user_id, now)
         if call is None:

@@ -4,7 +4,8 @@ A stream watches its call through this process's change feed (``calls.feed``): o
 queries per change serves every open stream, and a change made by any process — another
 API process, the meter worker — reaches the browser within a notification's round trip
 on PostgreSQL, within ``events_poll_seconds`` at worst. A ``call`` event goes out whenever
-the call's version changes and at least every 5 seconds; ``signal`` events (id ``s<n>``)
+the call's version changes and at least every 15 seconds (the stream's keepalive: no other
+ping is sent); ``signal`` events (id ``s<n>``)
 carry peer-to-peer signaling and ``message`` events the call's chat (ids ``s<n>m<k>``: the
 last signal and message sent), and a reconnect with ``Last-Event-ID`` resumes after signal n
 and message k. The stream closes after the final ``call`` event of an ended call. When the

@@ -54,7 +54,10 @@ from callmeter.models import Call, CallMessage, CallSignal
 log = logging.getLogger(__name__)
 
 CHANNEL = "callmeter_calls"  # the triggers of migration 0009 notify it
-KEEPALIVE_SECONDS = 5.0  # a watched call is sent at least this often (and versions checked)
+# A watched call is sent at least this often: the stream's keepalive (no other ping is
+# sent), which proxies see as traffic; the web client's clock and countdowns run on their
+# own between events (each carries server_time), and heartbeat answers carry the call too.
+KEEPALIVE_SECONDS = 15.0
 MIN_GAP_SECONDS = 0.05  # between two reads: a burst of changes is read once
 KEEPALIVE_TICK_SECONDS = 0.5  # how often keepalives due are sent between reads
 # the catch-up while notifications are heard: one round of four queries, however many

@@ -188,22 +188,33 @@ _WRITE_PRESENCE = {
 }
 
 
-async def record_presences(session: AsyncSession, checks: Sequence[PresenceCheck]) -> None:
+async def record_presences(
+    session: AsyncSession, checks: Sequence[PresenceCheck], *, skip_locked: bool = False
+) -> list[PresenceCheck]:
     """:func:`record_presence` for many heartbeats at once (one executemany per party kind),
-    each at its own moment."""
+    each at its own moment. With ``skip_locked``, rows another transaction holds are
+    passed by (nothing waits on a lock): returns the checks not written for that."""
     # the rows locked first, in id order (as every path that locks several calls does),
     # so two processes' batches never wait for each other in a cycle
-    await session.execute(
-        select(Call.id)
-        .where(Call.id.in_(sorted({check.call_id for check in checks})))
-        .order_by(Call.id)
-        .with_for_update()
+    locked = set(
+        await session.scalars(
+            select(Call.id)
+            .where(Call.id.in_(sorted({check.call_id for check in checks})))
+            .order_by(Call.id)
+            .with_for_update(skip_locked=skip_locked)
+        )
     )
+    passed = [check for check in checks if skip_locked and check.call_id not in locked]
     connection = await session.connection()
     for party in ("client", "host"):
-        params = [_presence_params(check) for check in checks if check.party == party]
+        params = [
+            _presence_params(check)
+            for check in checks
+            if check.party == party and (check.call_id in locked or not skip_locked)
+        ]
         if params:
             await connection.execute(_WRITE_PRESENCE[party], params)
+    return passed
 
 
 # the meter listens here (PostgreSQL) and ticks at once when calls are brought due

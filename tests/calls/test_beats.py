@@ -48,7 +48,7 @@ def database_path(monkeypatch: pytest.MonkeyPatch) -> None:
     """Calls memory does not hold go to the endpoint (the database's paths), as they do
     when the fetch is off or full, instead of being read into memory first."""
 
-    async def no_fetch(self: QuietBeats, call_id: int) -> None:
+    async def no_fetch(self: QuietBeats, call_id: int, user_id: int) -> None:
         return None
 
     monkeypatch.setattr(QuietBeats, "fetch", no_fetch)
@@ -704,9 +704,11 @@ async def test_a_slow_batch_keeps_memory_and_a_hung_or_failed_one_stops_it(
         runtime.settings.model_copy(update={"presence_flush_seconds": period}),
     )
     release = asyncio.Event()
+    written = repository.record_presences
 
-    async def waiting(session: object, checks: object) -> None:
+    async def waiting(session: object, checks: object, **kwargs: object) -> list[object]:
         await release.wait()
+        return []
 
     monkeypatch.setattr(repository, "record_presences", waiting)
     driver.clock.advance(5)
@@ -727,7 +729,7 @@ async def test_a_slow_batch_keeps_memory_and_a_hung_or_failed_one_stops_it(
         release.set()
         await batch
 
-    async def failing(session: object, checks: object) -> None:
+    async def failing(session: object, checks: object, **kwargs: object) -> list[object]:
         raise ConnectionRefusedError("the database is away")
 
     monkeypatch.setattr(repository, "record_presences", failing)
@@ -735,10 +737,14 @@ async def test_a_slow_batch_keeps_memory_and_a_hung_or_failed_one_stops_it(
     assert (await driver.heartbeat(call_id, caller)).status_code == 200  # pending again
     with pytest.raises(ConnectionRefusedError):
         await beats.flush()
-    assert not beats.enabled  # until the database answers a statement
-    async with runtime.engine.connect() as conn:
+    assert not beats.enabled  # until a batch is written: other statements do not count
+    async with runtime.engine.connect() as conn:  # (a row locked, a read-only database)
         await conn.execute(select(1))
+    assert not beats.enabled
+    monkeypatch.setattr(repository, "record_presences", written)
+    assert await beats.flush() == 1  # the presence held was kept, and is written now
     assert beats.enabled
+    assert (await seen(runtime, call_id))[0] == driver.clock.now()
 
 
 def counted(path: str) -> float:
@@ -826,3 +832,24 @@ async def test_calls_not_held_are_read_together_and_answered_from_memory(
     assert r.status_code == 404, r.text
     await beats.flush()
     assert await seen(runtime, calls[0][0]) == (driver.clock.now(), driver.clock.now())
+
+
+async def test_a_batch_passes_by_a_row_another_transaction_holds(
+    driver: CallDriver, runtime: Runtime
+) -> None:
+    """A call row locked elsewhere (a settlement under way, an operator's session) does not
+    hold up the batch, and so every other call's presence: that row's presence waits for
+    the next batch."""
+    call_id, caller, _host, beats = await remembered(driver)
+    other_id, other_caller, _other_host, _ = await remembered(driver)
+    driver.clock.advance(5)
+    for call, who in ((call_id, caller), (other_id, other_caller)):
+        assert (await driver.heartbeat(call, who)).status_code == 200
+    async with runtime.sessionmaker() as holder:
+        await holder.execute(select(Call.id).where(Call.id == call_id).with_for_update())
+        assert await asyncio.wait_for(beats.flush(), 5) == 1  # the other call's only
+        assert beats.enabled
+    assert (await seen(runtime, other_id))[0] == driver.clock.now()
+    assert (await seen(runtime, call_id))[0] != driver.clock.now()
+    assert await beats.flush() == 1  # the lock released: written now
+    assert (await seen(runtime, call_id))[0] == driver.clock.now()
