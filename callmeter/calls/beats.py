@@ -13,7 +13,7 @@ Why memory is safe:
   in one query with the others that changed, while its heartbeats keep coming. Memory is
   used only while the LISTEN connection is open; when it (re)opens, everything is
   forgotten (what was said while nobody listened was not heard). A row in use is also read
-  again by the batch after ``REFRESH_SECONDS``, and never used after ``MAX_AGE_SECONDS``,
+  again by the batch within ``REFRESH_SECONDS``, and never used after ``MAX_AGE_SECONDS``,
   whatever was heard: some columns change without a new version (LiveKit's ``left_at``,
   the meter's ``due_at``), and a connection may die without saying so. SQLite has no
   notifications: there every heartbeat goes to the database (``service.quick_heartbeat``).
@@ -99,8 +99,8 @@ from callmeter.ops import metrics
 log = logging.getLogger(__name__)
 
 MAX_AGE_SECONDS = 20.0  # a row in memory older than this is not used
-REFRESH_SECONDS = 10.0  # a row in use is read again by the batch at this age
-REFRESH_BATCH = 1_000  # rows read again at most per batch (the oldest wait for the next)
+REFRESH_SECONDS = 10.0  # a row in use is read again by the batch by this age (from half of it)
+REFRESH_BATCH = 250  # rows read again at most per batch (the oldest wait for the next)
 STALL_FLUSHES = 2  # periods a batch may hang, with no statement answered, while memory is used
 MAX_CALLS = 200_000  # rows kept at most (then the oldest are forgotten)
 COALESCE = timedelta(seconds=1)  # as the database's quick path
@@ -458,7 +458,7 @@ class QuietBeats:
         for call_id, known in list(self._known.items()):
             if known.used_at < now - MAX_AGE_SECONDS or known.read_at < now - MAX_AGE_SECONDS:
                 del self._known[call_id]
-            elif known.read_at < now - REFRESH_SECONDS:
+            elif known.read_at < now - _refresh_age(call_id):
                 aged.append((known.read_at, call_id, known.used_at))
         used = {i: t for i, t in self._stale.items() if t >= now - MAX_AGE_SECONDS}
         self._stale.clear()
@@ -544,6 +544,13 @@ def _quiet(call: Call, party: str, now: datetime, beats: QuietBeats, due_ok: boo
         if call.due_at is None or call.due_at > now + look:
             return False
     return True
+
+
+def _refresh_age(call_id: int) -> float:
+    """The age at which a row in use is read again: from half ``REFRESH_SECONDS`` to all of
+    it, spread by call, so that rows read together (a cold start) are not all read again
+    in the same batch, a pause of the event loop for each."""
+    return REFRESH_SECONDS * (0.5 + (call_id * 2_654_435_761 % 1_000) / 2_000)
 
 
 def _lately_owed(call: Call, now: datetime) -> bool:
