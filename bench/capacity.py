@@ -4,8 +4,10 @@ For N calls, replays what the web client does during a call — per call, two pa
 heartbeating at the period the server asks for (``heartbeat_seconds``) and once just after
 each billing boundary, and two open event streams — against `callmeter serve --workers W`
 (W API processes and one meter worker) on PostgreSQL, all on this machine, for a window of
-S seconds. The calls' boundaries are spread over the first minute, so the meter charges
-about N calls a minute. Passes when, over the window:
+S seconds, after ``WARMUP_SECONDS`` of the same heartbeats that are not counted (each
+process has then read every call once; a cold start is a restart, not the steady state
+measured here). The calls' boundaries are spread over the first minute of the window, so
+the meter charges about N calls a minute. Passes when, over the window:
 
 * heartbeat p99 ≤ 100 ms and no errors (every heartbeat 200, no stream lost);
 * every charge reached both of its call's streams within 1 s of its commit (p99);
@@ -57,6 +59,8 @@ DELIVERY_P99_S = 1.0
 LAG_P99_S = 1.0
 BOUNDARY_BEAT_LAG_S = 0.4  # as the web client: a beat just after each boundary
 CONNECTIONS = 64  # keep-alive connections the heartbeats share
+WARMUP_SECONDS = 15.0  # the same heartbeats before the window, not counted: every process
+# has read every call once (a cold start is its own scenario: a restart, not steady state)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -106,6 +110,8 @@ class Load:
     beats: list[float] = field(default_factory=list)  # seconds per heartbeat
     beat_log: list[tuple[float, float, bool]] = field(default_factory=list)  # sent, s, boundary
     beat_errors: int = 0
+    counted_from: float = 0.0  # wall time: heartbeats sent before it are the warm-up
+    warmup_errors: int = 0
     stream_errors: int = 0
     # (call id, charged) -> when each stream first showed it
     seen_charged: dict[tuple[int, int], list[float]] = field(default_factory=dict)
@@ -180,6 +186,10 @@ async def heartbeats(
             except (OSError, ConnectionError, asyncio.IncompleteReadError):
                 status = 0
                 connection.writer = None
+            if sent < load.counted_from:  # the warm-up
+                load.warmup_errors += status != 200
+                queue.task_done()
+                continue
             load.beats.append(time.perf_counter() - started)
             load.beat_log.append((sent, load.beats[-1], at_boundary))
             if at_boundary:
@@ -376,7 +386,7 @@ async def run_once(
     settings = Settings(database_url=url, password_hash_profile=PasswordHashProfile.cheapest)
     interval, rate = settings.billing_interval_seconds, settings.default_rate
     await fresh_database(url)
-    t0 = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=20)
+    t0 = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=20 + WARMUP_SECONDS)
     engine = create_engine(url)
     try:
         seeded = await seed_calls(
@@ -429,12 +439,16 @@ async def run_once(
         before = await transactions(url)
         await asyncio.sleep(idle_seconds)
         result["idle_tps_with_streams"] = (await transactions(url) - before - 1) / idle_seconds
-        await asyncio.sleep(max(0.0, t0.timestamp() - time.time()))
-        window_start = time.time()
+        # the warm-up: the same traffic, not counted, until the window opens at t0
+        await asyncio.sleep(max(0.0, t0.timestamp() - WARMUP_SECONDS - time.time()))
+        result["warmup_seconds"] = max(0.0, t0.timestamp() - time.time())
+        load.counted_from = window_start = t0.timestamp()
         until = window_start + seconds
+        beating = asyncio.create_task(heartbeats(port, parties, interval, period, load, until))
+        await asyncio.sleep(max(0.0, window_start - time.time()))
         before_window = usage(server_pid)
         paths_before = await heartbeat_paths(port)
-        await heartbeats(port, parties, interval, period, load, until)
+        await beating
         spent = time.time() - window_start
         after_window = usage(server_pid)
         # cores each part kept busy over the window, and its memory at the end
@@ -525,6 +539,7 @@ async def run_once(
         heartbeat_p99_ms=percentile(load.beats, 0.99) * 1000,
         heartbeat_max_ms=max(load.beats, default=float("nan")) * 1000,
         errors=load.beat_errors + load.stream_errors,
+        warmup_errors=load.warmup_errors,
         charges=len(rows),
         lag_p99=percentile(lags, 0.99),
         delivery_p50=percentile(deliveries, 0.5),
@@ -547,7 +562,8 @@ async def run_once(
         f"p50 {result['heartbeat_p50_ms']:.1f} ms p99 {result['heartbeat_p99_ms']:.1f} ms  "
         f"charges {len(rows):,} lag p99 {result['lag_p99']:.2f} s  delivery p99 "
         f"{result['delivery_p99']:.2f} s (missing {missing})  streams "
-        f"{result['streams_open']:,}/{len(parties):,}  errors {result['errors']}  idle "
+        f"{result['streams_open']:,}/{len(parties):,}  errors {result['errors']} (warm-up "
+        f"{result['warmup_seconds']:.0f} s: {result['warmup_errors']})  idle "
         f"{result['idle_tps_without_streams']:.1f} tx/s, with the streams open "
         f"{result['idle_tps_with_streams']:.1f}  cores: "
         + " ".join(f"{k} {v:.2f}" for k, v in result["cores"].items())

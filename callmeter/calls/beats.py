@@ -105,7 +105,7 @@ STALL_FLUSHES = 2  # periods a batch may hang, with no statement answered, while
 MAX_CALLS = 200_000  # rows kept at most (then the oldest are forgotten)
 COALESCE = timedelta(seconds=1)  # as the database's quick path
 METER_HEARD_SECONDS = 3.0  # the meter said it ticks within this: a charge due is left to it
-LEFT_TO_METER_SECONDS = 3.0  # a charge due longer than this is settled by the heartbeat
+LEFT_TO_METER_SECONDS = 10.0  # a charge due longer than this is settled by the heartbeat
 SOON_SECONDS = 0.05  # a batch that brings a charge due is written this soon after the beat
 FETCH_GATHER_SECONDS = 0.01  # calls not held are read together, after waiting this long
 FETCH_MAX = 1_000  # calls waiting to be read at most (past that, the endpoint answers)
