@@ -564,9 +564,9 @@ async def test_a_charge_owed_by_presence_is_not_left_for_long_to_a_meter_that_do
 ) -> None:
     """The meter looked at the boundary before both parties were seen past it (nothing
     charged, its next boundary a minute on): the charge is then owed by presence alone.
-    A meter that says it ticks but does not settle it is waited for until 3 s after the
-    boundary, then the heartbeat settles (found by review: it waited for the next
-    boundary)."""
+    A meter that says it ticks but does not settle it is waited for until
+    ``LEFT_TO_METER_SECONDS`` after the boundary, then the heartbeat settles (found by
+    review: it waited for the next boundary)."""
     beats = await listening(runtime)
     call_id, caller, host = await seen_until_55(driver, beats)
     start = driver.clock.now()
@@ -651,7 +651,7 @@ async def test_paid_time_ends_by_the_meter_or_by_the_heartbeat(
 ) -> None:
     """20 coins: the call ends insufficient_funds at 120 s, billed 120 s and charged 20,
     whether the meter settles what is left to it or (a meter that says it ticks and does
-    not) the heartbeat does, 3 s later."""
+    not) the heartbeat does, ``LEFT_TO_METER_SECONDS`` later."""
     beats = await listening(runtime)
     caller, host = await driver.party(Role.client, 20), await driver.party(Role.host)
     call_id = await driver.connect(caller, host)
