@@ -112,6 +112,7 @@ class Load:
     beat_errors: int = 0
     counted_from: float = 0.0  # wall time: heartbeats sent before it are the warm-up
     warmup_errors: int = 0
+    stream_retries: int = 0  # opens refused and tried again (not errors)
     stream_errors: int = 0
     # (call id, charged) -> when each stream first showed it
     seen_charged: dict[tuple[int, int], list[float]] = field(default_factory=dict)
@@ -121,23 +122,37 @@ class Load:
     boundary_beats: list[tuple[float, int, int, int]] = field(default_factory=list)
 
 
+OPEN_ATTEMPTS = 10  # a stream that cannot open is tried again, as a browser's EventSource does
+
+
 async def stream(port: int, call_id: int, token: str, load: Load, stop: asyncio.Event) -> None:
     """Hold one event stream open until ``stop``, noting when each ``charged`` value of the
-    call first arrives."""
-    try:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    except OSError:
-        load.stream_errors += 1
-        return
-    try:
+    call first arrives. Opening is tried again after a refusal (a 503 while thousands open
+    at once: the pool's checkout timeout), 1-3 s later, as the browser does; an error is a
+    stream that never opened, or one that broke once open."""
+    for attempt in range(OPEN_ATTEMPTS):
+        if attempt:
+            load.stream_retries += 1
+            await asyncio.sleep(random.uniform(1, 3))
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            continue
         writer.write(
             f"GET /v1/calls/{call_id}/events HTTP/1.1\r\nHost: bench\r\n"
             f"Authorization: Bearer {token}\r\nAccept: text/event-stream\r\n\r\n".encode()
         )
-        status = await reader.readline()
-        if b" 200 " not in status:
-            load.stream_errors += 1
-            return
+        try:
+            status = await reader.readline()
+        except (OSError, asyncio.IncompleteReadError):
+            status = b""
+        if b" 200 " in status:
+            break
+        writer.close()
+    else:
+        load.stream_errors += 1
+        return
+    try:
         load.streams_open += 1
         last = -1
         while not stop.is_set():
@@ -386,7 +401,7 @@ async def run_once(
     settings = Settings(database_url=url, password_hash_profile=PasswordHashProfile.cheapest)
     interval, rate = settings.billing_interval_seconds, settings.default_rate
     await fresh_database(url)
-    t0 = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=20 + WARMUP_SECONDS)
+    t0 = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=45 + WARMUP_SECONDS)
     engine = create_engine(url)
     try:
         seeded = await seed_calls(
@@ -429,7 +444,7 @@ async def run_once(
             streams.append(asyncio.create_task(stream(port, call_id, party_token, load, stop)))
             if len(streams) % 200 == 0:
                 await asyncio.sleep(0.05)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while load.streams_open + load.stream_errors < len(parties):
             if time.monotonic() > deadline:
                 break
@@ -540,6 +555,7 @@ async def run_once(
         heartbeat_max_ms=max(load.beats, default=float("nan")) * 1000,
         errors=load.beat_errors + load.stream_errors,
         warmup_errors=load.warmup_errors,
+        stream_retries=load.stream_retries,
         charges=len(rows),
         lag_p99=percentile(lags, 0.99),
         delivery_p50=percentile(deliveries, 0.5),
@@ -563,7 +579,8 @@ async def run_once(
         f"charges {len(rows):,} lag p99 {result['lag_p99']:.2f} s  delivery p99 "
         f"{result['delivery_p99']:.2f} s (missing {missing})  streams "
         f"{result['streams_open']:,}/{len(parties):,}  errors {result['errors']} (warm-up "
-        f"{result['warmup_seconds']:.0f} s: {result['warmup_errors']})  idle "
+        f"{result['warmup_seconds']:.0f} s: {result['warmup_errors']}; streams opened again "
+        f"{result['stream_retries']})  idle "
         f"{result['idle_tps_without_streams']:.1f} tx/s, with the streams open "
         f"{result['idle_tps_with_streams']:.1f}  cores: "
         + " ".join(f"{k} {v:.2f}" for k, v in result["cores"].items())
