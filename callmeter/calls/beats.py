@@ -428,22 +428,19 @@ class QuietBeats:
         mark = self.mark()
         to_meter = self.meter_ticks
         with self._step():
-            await self._read_back_in(call_ids, mark, to_meter)
-
-    async def _read_back_in(self, call_ids: list[int], mark: int, to_meter: bool) -> None:
-        async with self.runtime.sessionmaker() as session:
-            now = self.runtime.clock.now()
-            calls = await repository.calls_by_id(session, call_ids)
-            owed = {call.id for call in calls if charge_pending(call, now)}
-            for call in calls:
-                known = self._known.get(call.id)
-                used = known.used_at if known is not None else self._stale.get(call.id)
-                keep = to_meter or call.id not in owed
-                if keep and used is not None and self.remember(call, mark, used):
-                    self._stale.pop(call.id, None)
-            if owed:
-                await repository.bring_due(session, sorted(owed), now)
-                await session.commit()
+            async with self.runtime.sessionmaker() as session:
+                now = self.runtime.clock.now()
+                calls = await repository.calls_by_id(session, call_ids)
+                owed = {call.id for call in calls if charge_pending(call, now)}
+                for call in calls:
+                    known = self._known.get(call.id)
+                    used = known.used_at if known is not None else self._stale.get(call.id)
+                    keep = to_meter or call.id not in owed
+                    if keep and used is not None and self.remember(call, mark, used):
+                        self._stale.pop(call.id, None)
+                if owed:
+                    await repository.bring_due(session, sorted(owed), now)
+                    await session.commit()
         if not to_meter:
             for call_id in owed:
                 self._known.pop(call_id, None)

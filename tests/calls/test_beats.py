@@ -473,6 +473,21 @@ async def seen_until_55(driver: CallDriver, beats: QuietBeats) -> tuple[int, Par
     return call_id, caller, host
 
 
+async def charged_by_the_meter(
+    driver: CallDriver, runtime: Runtime, call_id: int, caller: Party
+) -> None:
+    """Both parties' presence now is written and the call is due for the meter, which
+    charges the minute at its tick."""
+    async with runtime.sessionmaker() as session:
+        row = await repository.get_call(session, call_id)
+    assert row is not None
+    assert row.due_at is not None
+    assert row.due_at <= driver.clock.now()  # due for the meter
+    assert row.client_last_seen_at == row.host_last_seen_at == driver.clock.now()
+    await driver.tick()
+    assert (await driver.call(call_id, caller))["charged"] == 10
+
+
 async def test_a_charge_due_is_left_to_the_meter_that_ticks(
     driver: CallDriver, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -487,15 +502,8 @@ async def test_a_charge_due_is_left_to_the_meter_that_ticks(
         assert r.json()["call"]["charged"] == 0, r.text  # not settled by the heartbeat
     assert (beats.answered, beats.left_to_meter) == (2, 2)
     assert await beats.flush() == 2
-    async with runtime.sessionmaker() as session:
-        row = await repository.get_call(session, call_id)
-    assert row is not None
-    assert row.due_at is not None
-    assert row.due_at <= driver.clock.now()  # due for the meter
-    assert row.client_last_seen_at == row.host_last_seen_at == driver.clock.now()
-    await driver.tick()
-    call = await driver.call(call_id, caller)
-    assert (call["charged"], call["status"]) == (10, "active")
+    await charged_by_the_meter(driver, runtime, call_id, caller)
+    assert (await driver.call(call_id, caller))["status"] == "active"
     driver.clock.advance(1)
     for who in (caller, host):  # nothing more is due: quiet again, nothing charged twice
         assert (await driver.heartbeat(call_id, who)).status_code == 200
@@ -769,14 +777,7 @@ async def test_a_charge_due_is_left_to_the_meter_by_the_database_path_too(
         r = await driver.heartbeat(call_id, who)
         assert r.json()["call"]["charged"] == 0, r.text  # not settled by the heartbeat
     assert (counted("full"), beats.answered) == (full, 0)
-    async with runtime.sessionmaker() as session:
-        row = await repository.get_call(session, call_id)
-    assert row is not None
-    assert row.client_last_seen_at == row.host_last_seen_at == driver.clock.now()
-    assert row.due_at is not None
-    assert row.due_at <= driver.clock.now()
-    await driver.tick()
-    assert (await driver.call(call_id, caller))["charged"] == 10
+    await charged_by_the_meter(driver, runtime, call_id, caller)
     await driver.ledger_ok()
 
 
