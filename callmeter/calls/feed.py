@@ -118,7 +118,6 @@ class _Watched:
     call: Call | None = None  # as last read: a keepalive sends it again
     version: int | None = None
     loaded_at: float = float("-inf")  # when it was last sent (read, or kept alive)
-    newcomers: list[Watcher] = field(default_factory=list)  # their backlog still to read
 
 
 class CallFeed:
@@ -128,6 +127,10 @@ class CallFeed:
         self.runtime = runtime
         self.reads = 0  # read rounds so far (each a handful of queries): for benchmarks
         self._watched: dict[int, _Watched] = {}
+        self._newcomers: list[Watcher] = []  # streams whose backlog is still to read
+        # (loaded_at, call id) of each time a call was sent: the keepalives due, oldest
+        # first (an entry whose call was sent again since is passed over)
+        self._keepalives: list[tuple[float, int]] = []
         self._cursor: int | None = None  # the newest signal id read so far
         self._message_cursor: int | None = None  # the newest message id read so far
         self._wake = asyncio.Event()
@@ -154,9 +157,9 @@ class CallFeed:
         self.start()
         watcher = Watcher(call_id, user_id, after_signal, after_message)
         watched = self._watched.setdefault(call_id, _Watched())
-        watched.loaded_at = float("-inf")  # send it now: the newcomer needs its state
+        self._sent(call_id, watched, float("-inf"))  # send it now: the newcomer needs it
         watched.watchers.add(watcher)
-        watched.newcomers.append(watcher)
+        self._newcomers.append(watcher)
         self._wake.set()
         return watcher
 
@@ -236,22 +239,28 @@ class CallFeed:
                     log.exception("the call feed failed to read")
                 self._tell_all(Update(unavailable=True))
 
+    def _sent(self, call_id: int, watched: _Watched, at: float) -> None:
+        """Note that ``call_id`` was sent to its streams ``at`` (its keepalive is due
+        ``KEEPALIVE_SECONDS`` later)."""
+        watched.loaded_at = at
+        heapq.heappush(self._keepalives, (at, call_id))
+
     def _keep_alive(self, now: float) -> None:
         """Send each unchanged call whose keepalive is due the row already read (checked
-        every ``KEEPALIVE_TICK_SECONDS`` and after every read)."""
-        due = [
-            watched
-            for watched in self._watched.values()
-            if watched.call is not None and now - watched.loaded_at >= KEEPALIVE_SECONDS
-        ]
-        # at most twice the average share per tick, oldest first: streams that opened
-        # together spread out over a few ticks instead of sending in one burst for ever
+        every ``KEEPALIVE_TICK_SECONDS`` and after every read), oldest first; what is not
+        due is not looked at."""
+        # at most twice the average share per tick: streams that opened together spread
+        # out over a few ticks instead of sending in one burst for ever
         share = KEEPALIVE_TICK_SECONDS / KEEPALIVE_SECONDS
         most = max(16, math.ceil(2 * share * len(self._watched)))
-        if len(due) > most:
-            due = heapq.nsmallest(most, due, key=lambda watched: watched.loaded_at)
-        for watched in due:
-            watched.loaded_at = now
+        heap = self._keepalives
+        while most > 0 and heap and now - heap[0][0] >= KEEPALIVE_SECONDS:
+            loaded_at, call_id = heapq.heappop(heap)
+            watched = self._watched.get(call_id)
+            if watched is None or watched.loaded_at != loaded_at or watched.call is None:
+                continue  # no longer watched, sent again since, or not read yet
+            self._sent(call_id, watched, now)
+            most -= 1
             for watcher in watched.watchers:
                 watcher._give(Update(call=watched.call))
 
@@ -260,11 +269,11 @@ class CallFeed:
         the signals and messages after the newest ids read so far or within the lookback;
         otherwise only what notifications named: those calls, those signals and messages."""
         self.reads += 1
-        # what to read is decided now: streams come and go while the queries run
-        ids = list(self._watched)
-        newcomers = [w for call_id in ids for w in self._watched[call_id].newcomers]
-        for call_id in ids:
-            self._watched[call_id].newcomers = []
+        # what to read is decided now: streams come and go while the queries run. A round
+        # that is not a catch-up looks only at what was named and at new streams.
+        ids = list(self._watched) if full else []
+        newcomers, self._newcomers = self._newcomers, []
+        newcomers = [w for w in newcomers if w in self._watched.get(w.call_id, _NOBODY).watchers]
         changed, self._changed = self._changed, set()
         new_rows, self._new_rows = self._new_rows, set()
         cursor, since = self._cursor, self.runtime.clock.now() - SIGNAL_LOOKBACK
@@ -288,13 +297,9 @@ class CallFeed:
                     after = NEWEST_FIRST_READ if message_cursor is None else message_cursor
                     messages = await repository.to_deliver(session, CallMessage, ids, after, since)
                 else:
-                    due = [
-                        call_id
-                        for call_id in ids
-                        if call_id in changed
-                        or ((watched := self._watched.get(call_id)) and watched.call is None)
-                    ]
-                    watching = set(ids)
+                    unread = {w.call_id for w in newcomers if self._unread(w.call_id)}
+                    due = sorted({i for i in changed if i in self._watched} | unread)
+                    watching = self._watched
                     recent, messages = [], []
                     if signal_ids := sorted(n for kind, n in new_rows if kind == "s"):
                         recent = await repository.by_ids(session, CallSignal, signal_ids)
@@ -317,9 +322,7 @@ class CallFeed:
                         min(w.resume_message_after for w in newcomers),
                     )
         except BaseException:
-            for watcher in newcomers:  # their backlog is read next time
-                if (watched := self._watched.get(watcher.call_id)) is not None:
-                    watched.newcomers.append(watcher)
+            self._newcomers[:0] = newcomers  # their backlog is read next time
             raise
         if recent:
             self._cursor = max(cursor or 0, recent[-1].id)
@@ -328,13 +331,16 @@ class CallFeed:
         for call_id in gone:
             self._tell(call_id, Update(gone=True))
         self._deliver(
-            ids, set(newcomers), calls, (recent, backlog), (messages, older_messages), since, now
+            set(newcomers), calls, (recent, backlog), (messages, older_messages), since, now
         )
         self._keep_alive(now)
 
+    def _unread(self, call_id: int) -> bool:
+        watched = self._watched.get(call_id)
+        return watched is not None and watched.call is None
+
     def _deliver(
         self,
-        ids: Sequence[int],
         newcomers: set[Watcher],
         calls: Sequence[Call],
         signals: tuple[Sequence[CallSignal], Sequence[CallSignal]],
@@ -342,7 +348,7 @@ class CallFeed:
         since: datetime,
         now: float,
     ) -> None:
-        """Hand out what one read of calls ``ids`` found: each stream the call if it was
+        """Hand out what one read found: each stream the call if it was
         read, the signals addressed to it and the call's messages that it does not have yet
         — ``newcomers`` (whose backlog this read fetched) from the backlog (the second of
         each pair) and the recent ones (the first), the others from the recent ones. A
@@ -359,19 +365,18 @@ class CallFeed:
             *older_messages,
             *(w.call_id for w in newcomers),
         }
-        for call_id in ids:
+        # only the calls with something for their streams (keepalives: _keep_alive)
+        for call_id in touched:
             watched = self._watched.get(call_id)
             if watched is None:  # nobody watches it any more
                 continue
-            if call_id not in touched:
-                continue  # nothing for its streams this round (keepalives: _keep_alive)
             call = loaded.get(call_id)
             if call is not None:
                 watched.call, watched.version = call, call.version
             elif now - watched.loaded_at >= KEEPALIVE_SECONDS:
                 call = watched.call  # unchanged: its keepalive is the row already read
             if call is not None:
-                watched.loaded_at = now
+                self._sent(call_id, watched, now)
             for watcher in watched.watchers:
                 newcomer = watcher in newcomers
                 update = Update(call=call)
@@ -415,6 +420,9 @@ class CallFeed:
                 await self._task
             self._task = None
         await self._wakeups.close()
+
+
+_NOBODY = _Watched()  # what an unwatched call's watchers are
 
 
 def _by_call(rows: Sequence[Delivered]) -> dict[int, list[Delivered]]:
