@@ -69,6 +69,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import itertools
 import logging
 import re
@@ -128,6 +129,9 @@ class QuietBeats:
         self.written = 0  # presences in them
         self.refreshed = 0  # rows read again by the batch
         self._known: dict[int, _Known] = {}
+        # (when due, call id, read at) of every row read: the refreshes due, soonest first
+        # (an entry whose row was read again since is passed over)
+        self._refresh_due: list[tuple[float, int, float]] = []
         self._pending: dict[tuple[int, str], tuple[int, datetime]] = {}  # -> user, seen
         self._changes = 0  # notifications heard so far
         self._changed_at: dict[int, int] = {}  # call id -> self._changes when it changed
@@ -282,6 +286,7 @@ class QuietBeats:
                 setattr(call, field, max(known))
         now = asyncio.get_running_loop().time()
         self._known[call.id] = _Known(call, now, now if used_at is None else used_at)
+        heapq.heappush(self._refresh_due, (now + _refresh_age(call.id), call.id, now))
         return True
 
     def answer(self, call_id: int, party: str, user_id: int, now: datetime) -> Call | None:
@@ -340,6 +345,7 @@ class QuietBeats:
 
     def _forget_all(self) -> None:
         self._known.clear()
+        self._refresh_due.clear()
         self._stale.clear()
         self._changed_at.clear()
         self._changes += 1
@@ -451,29 +457,41 @@ class QuietBeats:
         answered from memory too; forget those not used for ``MAX_AGE_SECONDS``. Returns
         how many rows were read."""
         now = asyncio.get_running_loop().time()
-        aged: list[tuple[float, int, float]] = []  # read at, call id, used at
-        for call_id, known in list(self._known.items()):
-            if known.used_at < now - MAX_AGE_SECONDS or known.read_at < now - MAX_AGE_SECONDS:
-                del self._known[call_id]
-            elif known.read_at < now - _refresh_age(call_id):
-                aged.append((known.read_at, call_id, known.used_at))
         used = {i: t for i, t in self._stale.items() if t >= now - MAX_AGE_SECONDS}
         self._stale.clear()
-        for _read_at, call_id, used_at in sorted(aged):  # the oldest first
-            used.setdefault(call_id, used_at)
         if len(used) > REFRESH_BATCH:  # the rest waits for the next batches
             for call_id in list(used)[REFRESH_BATCH:]:
                 used_at = used.pop(call_id)
                 if call_id not in self._known:  # changed: kept for the next batch
                     self._stale[call_id] = used_at
-        if not used or not self.enabled:
+        if not self.enabled:
+            return 0
+        # the rows due, soonest first, as many as the batch has room for (the others wait)
+        aged: list[tuple[float, int, float]] = []
+        heap = self._refresh_due
+        while heap and heap[0][0] <= now and len(used) < REFRESH_BATCH:
+            entry = heapq.heappop(heap)
+            known = self._known.get(call_id := entry[1])
+            if known is None or known.read_at != entry[2]:
+                continue  # forgotten, or read again since
+            if known.used_at < now - MAX_AGE_SECONDS or known.read_at < now - MAX_AGE_SECONDS:
+                del self._known[call_id]
+                continue
+            aged.append(entry)
+            used.setdefault(call_id, known.used_at)
+        if not used:
             return 0
         mark = self.mark()
-        with self._step():
-            async with self.runtime.sessionmaker() as session:
-                calls = await repository.calls_by_id(session, sorted(used))
-                for call in calls:
-                    self.remember(call, mark, used[call.id])
+        try:
+            with self._step():
+                async with self.runtime.sessionmaker() as session:
+                    calls = await repository.calls_by_id(session, sorted(used))
+                    for call in calls:
+                        self.remember(call, mark, used[call.id])
+        except BaseException:
+            for entry in aged:  # read again with the next batch
+                heapq.heappush(heap, entry)
+            raise
         self.refreshed += len(calls)
         return len(calls)
 

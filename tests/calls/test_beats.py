@@ -7,6 +7,7 @@ one the flusher runs on)."""
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 import time
 from collections.abc import Callable
@@ -323,6 +324,15 @@ async def test_a_changed_call_still_in_use_is_read_again_by_the_batch(
     assert await beats.flush() == 1
 
 
+def aged(beats: QuietBeats, call_id: int, *, read: float = 0.0, used: float = 0.0) -> None:
+    """Make the row memory holds for ``call_id`` as if read ``read`` seconds earlier and
+    last used ``used`` seconds earlier (its refresh falls due accordingly)."""
+    known = beats._known[call_id]
+    known.read_at -= read
+    known.used_at -= used
+    heapq.heappush(beats._refresh_due, (known.read_at + REFRESH_SECONDS, call_id, known.read_at))
+
+
 async def test_an_old_row_is_read_again_while_in_use_and_forgotten_when_not(
     driver: CallDriver, runtime: Runtime
 ) -> None:
@@ -337,9 +347,8 @@ async def test_an_old_row_is_read_again_while_in_use_and_forgotten_when_not(
             update(Call).where(Call.id == call_id).values(due_at=driver.clock.now())
         )
         await session.commit()
-    beats._known[call_id].read_at -= REFRESH_SECONDS + 1
-    beats._known[other_id].read_at -= MAX_AGE_SECONDS + 1
-    beats._known[other_id].used_at -= MAX_AGE_SECONDS + 1
+    aged(beats, call_id, read=REFRESH_SECONDS + 1)
+    aged(beats, other_id, read=MAX_AGE_SECONDS + 1, used=MAX_AGE_SECONDS + 1)
     assert await beats.refresh() == 1
     assert beats._known[call_id].call.due_at == driver.clock.now()
     assert other_id not in beats._known
