@@ -236,6 +236,42 @@ def test_serve_with_workers_runs_api_processes_and_one_meter(
     assert _gone(children)
 
 
+def _sockets(pid: int) -> int:
+    """How many sockets process ``pid`` holds open."""
+    fds = Path(f"/proc/{pid}/fd")
+    return sum(os.readlink(fd).startswith("socket:") for fd in fds.iterdir())
+
+
+@pytest.mark.slow
+def test_connections_are_spread_over_the_api_processes(env: dict[str, str], tmp_path: Path) -> None:
+    """Each API process listens on a socket of its own (SO_REUSEPORT), so the kernel
+    spreads connections evenly; on one shared socket the busiest process took most."""
+    with _supervisor(env, tmp_path) as (proc, base):
+        commands = {pid: Path(f"/proc/{pid}/cmdline").read_bytes() for pid in _children(proc.pid)}
+        apis = [pid for pid, command in commands.items() if b"--fd" in command]
+        listening = set()  # the socket each was handed (serve --fd N)
+        for pid in apis:
+            words = commands[pid].split(b"\0")
+            fd = int(words[words.index(b"--fd") + 1])
+            listening.add(os.readlink(f"/proc/{pid}/fd/{fd}"))
+        assert len(listening) == len(apis) == 2, listening
+        before = {pid: _sockets(pid) for pid in apis}
+        port = int(base.rsplit(":", 1)[1])
+        connections = []
+        try:
+            for _ in range(64):
+                conn = socket.create_connection(("127.0.0.1", port), timeout=10)
+                connections.append(conn)
+                conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n")
+                assert conn.recv(4096).startswith(b"HTTP/1.1 200")  # accepted, kept open
+            gained = [_sockets(pid) - before[pid] for pid in apis]
+        finally:
+            for conn in connections:
+                conn.close()
+    assert sum(gained) >= 64, gained
+    assert min(gained) >= 12, gained  # of 64 over 2: fewer than 12 is a 1-in-10^7 draw
+
+
 @pytest.mark.slow
 def test_the_workers_do_not_outlive_a_killed_supervisor(
     env: dict[str, str], tmp_path: Path

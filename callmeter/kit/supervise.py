@@ -1,9 +1,15 @@
 """`callmeter serve --workers N`: N API processes on one listening socket, and the meter.
 
-The parent binds the port once and hands the socket to N children, each a plain
+The parent binds the port N times, each a listening socket of its own with
+``SO_REUSEPORT`` (Linux), and hands one to each of N children, a plain
 `callmeter serve --fd … --no-meter` (so every API process runs exactly the code a single
-one does, request limits included); the kernel spreads connections among them. Unless told
-otherwise it also starts one `callmeter worker`, the only meter. A child that dies is
+one does, request limits included). The kernel spreads new connections evenly over the
+sockets by their addresses; with one shared socket it wakes whichever process is already
+awake, so the busiest one took most of them (measured: one process at 75 % of a core, the
+other at 7 %, while 10,000 event streams opened). A child being started again finds its
+socket's connections waiting in the backlog. Without ``SO_REUSEPORT`` (not Linux) the
+children share one socket. Unless told otherwise it also starts one `callmeter worker`,
+the only meter. A child that dies is
 started again (after a pause if it keeps dying); SIGINT or SIGTERM stops them all.
 """
 
@@ -53,24 +59,39 @@ def _die_with_parent() -> None:
         pass
 
 
-def _listening_socket(host: str, port: int) -> socket.socket:
+def _listening_sockets(host: str, port: int, count: int) -> list[socket.socket]:
+    """``count`` sockets listening on ``host:port`` that the kernel balances new
+    connections over (``SO_REUSEPORT``), or one where that is not available. Port 0 (any
+    free port) is taken once and the others bound to the same."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(2048)
-    sock.set_inheritable(True)
-    return sock
+    reuse_port = getattr(socket, "SO_REUSEPORT", None)
+    sockets: list[socket.socket] = []
+    try:
+        for _ in range(count if reuse_port is not None else 1):
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if reuse_port is not None:
+                sock.setsockopt(socket.SOL_SOCKET, reuse_port, 1)
+            sock.bind((host, port))
+            port = sock.getsockname()[1]
+            sock.listen(2048)
+            sock.set_inheritable(True)
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
 
 
 def supervise(host: str, port: int, *, workers: int, meter: bool) -> int:
     """Run the children until SIGINT/SIGTERM; returns the exit code."""
-    sock = _listening_socket(host, port)
+    sockets = _listening_sockets(host, port, workers)
     command = [sys.executable, "-m", "callmeter"]
-    fd = sock.fileno()
+    fds = [sockets[n % len(sockets)].fileno() for n in range(workers)]
     children = [
-        _Child(f"api-{n}", [*command, "serve", "--fd", str(fd), "--no-meter"], (fd,))
-        for n in range(1, workers + 1)
+        _Child(f"api-{n + 1}", [*command, "serve", "--fd", str(fd), "--no-meter"], (fd,))
+        for n, fd in enumerate(fds)
     ]
     if meter:
         children.append(_Child("meter", [*command, "worker"], ()))
@@ -109,5 +130,6 @@ def supervise(host: str, port: int, *, workers: int, meter: bool) -> int:
             except subprocess.TimeoutExpired:
                 child.process.kill()
                 child.process.wait()
-        sock.close()
+        for sock in sockets:
+            sock.close()
     return 0
