@@ -36,6 +36,39 @@ class RequestLimits:
     read_timeout_seconds: float = 10.0
 
 
+class CoalescingTransport:
+    """The connection's transport, but what is written during one step of the event loop
+    reaches the socket in one send, at the end of that step: uvicorn writes a response's
+    head and its body separately, two system calls (on loopback, each also does the
+    receiving side's work) where one will do. Closing sends what was written first.
+    Everything else is the transport's own."""
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._chunks: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        if not self._chunks:
+            self._loop.call_soon(self._flush)
+        self._chunks.append(bytes(data))
+
+    def _flush(self) -> None:
+        chunks, self._chunks = self._chunks, []
+        if chunks and not self._transport.is_closing():
+            self._transport.write(b"".join(chunks))
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
 class _Refused(Exception):
     """Stops the parser from inside a callback; :attr:`_refusal` says what to answer."""
 
@@ -55,7 +88,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     # connection
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+        super().connection_made(CoalescingTransport(transport, self.loop))  # type: ignore[arg-type]
         self._arm_read_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
