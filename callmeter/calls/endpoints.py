@@ -322,7 +322,8 @@ async def events(
     runtime: RuntimeDep,
     session: SessionDep,
 ) -> EventSourceResponse:
-    """Live call state: a `call` event on every change and at least every 15 s, `signal`
+    """Live call state: a `call` event first and on every change (a `: keepalive` comment
+    line at least every 15 s while nothing changes), `signal`
     events with peer-to-peer signaling addressed to you, and `message` events with the
     call's chat (a `MessageOut`; event ids `s<n>m<k>`: reconnect with `Last-Event-ID` to
     resume after them). 429 (Retry-After) when
@@ -339,7 +340,7 @@ async def events(
             after_message=resume_messages_after(request.headers.get("last-event-id")),
         ),
         slot=slot,
-        ping=0,  # no comment pings: the call's keepalive every 15 s is the stream's traffic
+        ping=0,  # sse-starlette's pings off: the feed sends each stream's keepalive
     )
 
 

@@ -3,9 +3,10 @@
 A stream watches its call through this process's change feed (``calls.feed``): one set of
 queries per change serves every open stream, and a change made by any process — another
 API process, the meter worker — reaches the browser within a notification's round trip
-on PostgreSQL, within ``events_poll_seconds`` at worst. A ``call`` event goes out whenever
-the call's version changes and at least every 15 seconds (the stream's keepalive: no other
-ping is sent); ``signal`` events (id ``s<n>``)
+on PostgreSQL, within ``events_poll_seconds`` at worst. A ``call`` event goes out first and
+whenever the call's version changes; a stream with nothing new gets a comment line
+(``: keepalive``) at least every 15 seconds, traffic that keeps proxies from closing it;
+``signal`` events (id ``s<n>``)
 carry peer-to-peer signaling and ``message`` events the call's chat (ids ``s<n>m<k>``: the
 last signal and message sent), and a reconnect with ``Last-Event-ID`` resumes after signal n
 and message k. The stream closes after the final ``call`` event of an ended call. When the
@@ -36,6 +37,9 @@ from callmeter.kit.slots import Slot
 from callmeter.models import CallStatus
 
 STREAM_RETRY_AFTER_SECONDS = 5
+KEEPALIVE = b": keepalive\r\n\r\n"  # a comment line: no event, only traffic
+
+Event = dict[str, str | int] | bytes  # an event, or bytes sent as they are (the keepalive)
 
 
 def take_stream_slot(runtime: Runtime, *, user_id: int, call_id: int) -> Slot:
@@ -61,9 +65,7 @@ class CallEventsResponse(EventSourceResponse):
     """The event stream, holding its slot until the response ends however it ends
     (the client went away, the call ended, the server shuts down)."""
 
-    def __init__(
-        self, content: AsyncIterator[dict[str, str | int]], *, slot: Slot, ping: int
-    ) -> None:
+    def __init__(self, content: AsyncIterator[Event], *, slot: Slot, ping: int) -> None:
         super().__init__(content, ping=ping)
         self.slot = slot
         # never served (the request failed after the slot was taken): freed when collected
@@ -110,7 +112,7 @@ async def call_events(
     user_id: int,
     after_signal: int = 0,
     after_message: int = 0,
-) -> AsyncIterator[dict[str, str | int]]:
+) -> AsyncIterator[Event]:
     feed = call_feed(runtime)
     watcher = feed.watch(call_id, user_id, after_signal, after_message)
     last_signal, last_message = after_signal, after_message
@@ -145,6 +147,8 @@ async def call_events(
                 yield {"event": "call", "data": out.model_dump_json()}
                 if call.status == CallStatus.ended:
                     return
+            elif update.keepalive and not update.signals and not update.messages:
+                yield KEEPALIVE
     finally:
         feed.unwatch(watcher)
 

@@ -54,9 +54,10 @@ from callmeter.models import Call, CallMessage, CallSignal
 log = logging.getLogger(__name__)
 
 CHANNEL = "callmeter_calls"  # the triggers of migration 0009 notify it
-# A watched call is sent at least this often: the stream's keepalive (no other ping is
-# sent), which proxies see as traffic; the web client's clock and countdowns run on their
-# own between events (each carries server_time), and heartbeat answers carry the call too.
+# A stream with nothing new gets a keepalive at least this often (a comment line: traffic
+# that proxies see, which costs neither a read nor a rendering of the call); the web
+# client's clock and countdowns run on their own between events, and heartbeat answers
+# carry the call (and the server's time) too.
 KEEPALIVE_SECONDS = 15.0
 MIN_GAP_SECONDS = 0.05  # between two reads: a burst of changes is read once
 KEEPALIVE_TICK_SECONDS = 0.5  # how often keepalives due are sent between reads
@@ -71,12 +72,14 @@ MAX_NOTED = 100_000  # ids named by notifications kept for one round (more: a ca
 
 @dataclass(eq=False)
 class Update:
-    """What is new for one stream: the call (changed, or its keepalive), the signals
-    addressed to it, or that it must stop (the call is gone, the database unavailable)."""
+    """What is new for one stream: the call (changed, or first), the signals addressed to
+    it, the call's messages, that its keepalive is due, or that it must stop (the call is
+    gone, the database unavailable)."""
 
     call: Call | None = None
     signals: list[CallSignal] = field(default_factory=list)
     messages: list[CallMessage] = field(default_factory=list)
+    keepalive: bool = False
     gone: bool = False
     unavailable: bool = False
 
@@ -107,6 +110,7 @@ class Watcher:
             self.pending.call = update.call
         self.pending.signals.extend(update.signals)
         self.pending.messages.extend(update.messages)
+        self.pending.keepalive |= update.keepalive
         self.pending.gone |= update.gone
         self.pending.unavailable |= update.unavailable
         self.ready.set()
@@ -117,7 +121,7 @@ class _Watched:
     watchers: set[Watcher] = field(default_factory=set)
     call: Call | None = None  # as last read: a keepalive sends it again
     version: int | None = None
-    loaded_at: float = float("-inf")  # when it was last sent (read, or kept alive)
+    loaded_at: float = float("-inf")  # when its streams last had traffic (a change, a keepalive)
 
 
 class CallFeed:
@@ -128,7 +132,7 @@ class CallFeed:
         self.reads = 0  # read rounds so far (each a handful of queries): for benchmarks
         self._watched: dict[int, _Watched] = {}
         self._newcomers: list[Watcher] = []  # streams whose backlog is still to read
-        # (loaded_at, call id) of each time a call was sent: the keepalives due, oldest
+        # (loaded_at, call id) of each time a call's streams had traffic: the keepalives due, oldest
         # first (an entry whose call was sent again since is passed over)
         self._keepalives: list[tuple[float, int]] = []
         self._cursor: int | None = None  # the newest signal id read so far
@@ -156,8 +160,10 @@ class CallFeed:
         ``user_id`` after ``after_signal`` and the call's messages after ``after_message``."""
         self.start()
         watcher = Watcher(call_id, user_id, after_signal, after_message)
-        watched = self._watched.setdefault(call_id, _Watched())
-        self._sent(call_id, watched, float("-inf"))  # send it now: the newcomer needs it
+        watched = self._watched.get(call_id)
+        if watched is None:  # its first read sends it; the keepalives count from now
+            watched = self._watched[call_id] = _Watched()
+            self._sent(call_id, watched, asyncio.get_running_loop().time())
         watched.watchers.add(watcher)
         self._newcomers.append(watcher)
         self._wake.set()
@@ -240,15 +246,15 @@ class CallFeed:
                 self._tell_all(Update(unavailable=True))
 
     def _sent(self, call_id: int, watched: _Watched, at: float) -> None:
-        """Note that ``call_id`` was sent to its streams ``at`` (its keepalive is due
+        """Note that the streams of ``call_id`` had traffic ``at`` (their keepalive is due
         ``KEEPALIVE_SECONDS`` later)."""
         watched.loaded_at = at
         heapq.heappush(self._keepalives, (at, call_id))
 
     def _keep_alive(self, now: float) -> None:
-        """Send each unchanged call whose keepalive is due the row already read (checked
-        every ``KEEPALIVE_TICK_SECONDS`` and after every read), oldest first; what is not
-        due is not looked at."""
+        """Tell the streams of each call whose keepalive is due (checked every
+        ``KEEPALIVE_TICK_SECONDS`` and after every read), oldest first; what is not due is
+        not looked at."""
         # at most twice the average share per tick: streams that opened together spread
         # out over a few ticks instead of sending in one burst for ever
         share = KEEPALIVE_TICK_SECONDS / KEEPALIVE_SECONDS
@@ -257,12 +263,12 @@ class CallFeed:
         while most > 0 and heap and now - heap[0][0] >= KEEPALIVE_SECONDS:
             loaded_at, call_id = heapq.heappop(heap)
             watched = self._watched.get(call_id)
-            if watched is None or watched.loaded_at != loaded_at or watched.call is None:
-                continue  # no longer watched, sent again since, or not read yet
+            if watched is None or watched.loaded_at != loaded_at:
+                continue  # no longer watched, or sent again since
             self._sent(call_id, watched, now)
             most -= 1
             for watcher in watched.watchers:
-                watcher._give(Update(call=watched.call))
+                watcher._give(Update(keepalive=True))
 
     async def _read(self, now: float, full: bool = True) -> None:
         """One round. A catch-up (``full``) reads the versions of every watched call, and
@@ -371,15 +377,13 @@ class CallFeed:
             if watched is None:  # nobody watches it any more
                 continue
             call = loaded.get(call_id)
-            if call is not None:
+            if call is not None:  # changed (or read first): every stream of it gets it
                 watched.call, watched.version = call, call.version
-            elif now - watched.loaded_at >= KEEPALIVE_SECONDS:
-                call = watched.call  # unchanged: its keepalive is the row already read
-            if call is not None:
                 self._sent(call_id, watched, now)
             for watcher in watched.watchers:
                 newcomer = watcher in newcomers
-                update = Update(call=call)
+                # a new stream gets the call as last read, changed or not
+                update = Update(call=call or (watched.call if newcomer else None))
                 if newcomer or watcher.backfilled:
                     mine = [
                         s

@@ -7,7 +7,7 @@ import contextlib
 import json
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
@@ -145,20 +145,41 @@ async def test_signals_reach_the_other_party(driver: CallDriver, base_url: str) 
     assert bad.status_code == 422
 
 
-async def test_keepalive_call_events(
+async def test_a_quiet_stream_gets_keepalive_comments_and_changes_as_call_events(
     driver: CallDriver, base_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The call first; while nothing changes, a `: keepalive` comment line every
+    KEEPALIVE_SECONDS (no event, nothing read or rendered); a change is a `call` event."""
     monkeypatch.setattr(feed_module, "KEEPALIVE_SECONDS", 0.3)
     caller, host = await driver.party(Role.client, 50), await driver.party(Role.host)
     call = await driver.ring(caller, host)
     url = f"{base_url}/v1/calls/{call['id']}/events"
+
+    async def lines_until(lines: AsyncIterator[str], last: Callable[[str], bool]) -> list[str]:
+        seen = []
+        async for line in lines:
+            seen.append(line)
+            if last(line):
+                return seen
+        raise EOFError
+
     async with (
         httpx.AsyncClient() as http,
         http.stream("GET", url, headers=caller.headers, timeout=10) as response,
     ):
-        stream = Stream(response)
-        seen = [await stream.until("call", lambda c: True) for _ in range(3)]
-    assert {c["status"] for c in seen} == {"ringing"}
+        lines = response.aiter_lines()
+        first = await asyncio.wait_for(lines_until(lines, lambda x: x.startswith("data:")), 3)
+        assert "event: call" in first
+        assert '"ringing"' in first[-1]
+        count = iter(range(1, 4))
+        kept = await asyncio.wait_for(
+            lines_until(lines, lambda x: x == ": keepalive" and next(count) == 3), 3
+        )
+        assert not any(x.startswith(("event:", "data:")) for x in kept), kept  # nothing else
+        assert (await driver.post(f"/v1/calls/{call['id']}/accept", host)).status_code == 200
+        changed = await asyncio.wait_for(lines_until(lines, lambda x: x.startswith("data:")), 3)
+        assert "event: call" in changed
+        assert '"connecting"' in changed[-1]
 
 
 async def test_only_parties_and_admins_may_stream(driver: CallDriver, base_url: str) -> None:

@@ -521,7 +521,8 @@ export interface paths {
         };
         /**
          * Events
-         * @description Live call state: a `call` event on every change and at least every 15 s, `signal`
+         * @description Live call state: a `call` event first and on every change (a `: keepalive` comment
+         *     line at least every 15 s while nothing changes), `signal`
          *     events with peer-to-peer signaling addressed to you, and `message` events with the
          *     call's chat (a `MessageOut`; event ids `s<n>m<k>`: reconnect with `Last-Event-ID` to
          *     resume after them). 429 (Retry-After) when
