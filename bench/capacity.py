@@ -401,7 +401,9 @@ async def run_once(
     settings = Settings(database_url=url, password_hash_profile=PasswordHashProfile.cheapest)
     interval, rate = settings.billing_interval_seconds, settings.default_rate
     await fresh_database(url)
-    t0 = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=45 + WARMUP_SECONDS)
+    # the lead: seeding, the server's start and every stream opened before the warm-up
+    lead = 30 + n / 100
+    t0 = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=lead + WARMUP_SECONDS)
     engine = create_engine(url)
     try:
         seeded = await seed_calls(
@@ -444,16 +446,21 @@ async def run_once(
             streams.append(asyncio.create_task(stream(port, call_id, party_token, load, stop)))
             if len(streams) % 200 == 0:
                 await asyncio.sleep(0.05)
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + lead
         while load.streams_open + load.stream_errors < len(parties):
             if time.monotonic() > deadline:
                 break
             await asyncio.sleep(0.1)
         result["streams_open"] = load.streams_open
         # the fan-out's cost: transactions per second with every stream open, nobody beating
-        before = await transactions(url)
+        before, idle_before, idle_start = await transactions(url), usage(server_pid), time.time()
         await asyncio.sleep(idle_seconds)
         result["idle_tps_with_streams"] = (await transactions(url) - before - 1) / idle_seconds
+        idle_after, idle_spent = usage(server_pid), time.time() - idle_start
+        # and what holding them open costs each part (keepalives, the feed's catch-ups)
+        result["idle_cores"] = {
+            k: (idle_after[k][0] - idle_before[k][0]) / idle_spent for k in PARTS
+        }
         # the warm-up: the same traffic, not counted, until the window opens at t0
         await asyncio.sleep(max(0.0, t0.timestamp() - WARMUP_SECONDS - time.time()))
         result["warmup_seconds"] = max(0.0, t0.timestamp() - time.time())
@@ -582,7 +589,9 @@ async def run_once(
         f"{result['warmup_seconds']:.0f} s: {result['warmup_errors']}; streams opened again "
         f"{result['stream_retries']})  idle "
         f"{result['idle_tps_without_streams']:.1f} tx/s, with the streams open "
-        f"{result['idle_tps_with_streams']:.1f}  cores: "
+        f"{result['idle_tps_with_streams']:.1f} (cores: "
+        + " ".join(f"{k} {v:.2f}" for k, v in result["idle_cores"].items())
+        + ")  cores: "
         + " ".join(f"{k} {v:.2f}" for k, v in result["cores"].items())
         + "  paths: "
         + " ".join(f"{k} {v:,.0f}" for k, v in result["heartbeat_paths"].items())
