@@ -590,6 +590,7 @@ def quiet_beats(runtime: Runtime) -> QuietBeats:
 
 
 _HEARTBEAT = re.compile(r"/v1/calls/([0-9]{1,18})/heartbeat")
+_FROM_MEMORY = metrics.HEARTBEATS.labels("memory")
 
 
 class HeartbeatsFromMemory:
@@ -621,7 +622,7 @@ class HeartbeatsFromMemory:
             await self.app(scope, replay, send)
             return
         scope["route"] = self._route or self._find_route(scope)
-        metrics.HEARTBEATS.labels("memory").inc()
+        _FROM_MEMORY.inc()
         await send(
             {
                 "type": "http.response.start",

@@ -59,6 +59,25 @@ def _forget_rolled_back(session: Session, _previous: Any) -> None:
     session.info.pop(_PENDING, None)
 
 
+# each request's series, found once (``labels`` costs more than the count itself); a few
+# hundred at most (routes by methods by statuses), and past that looked up each time
+_SERIES: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+_SERIES_MAX = 4096
+
+
+def _series(method: str, template: str, status: int) -> tuple[Any, Any]:
+    key = (method, template, status)
+    series = _SERIES.get(key)
+    if series is None:
+        series = (
+            HTTP_REQUESTS.labels(method=method, route=template, status=str(status)),
+            HTTP_LATENCY.labels(method=method, route=template),
+        )
+        if len(_SERIES) < _SERIES_MAX:
+            _SERIES[key] = series
+    return series
+
+
 class MetricsMiddleware:
     """Counts requests and their latency per route template (not per raw path)."""
 
@@ -83,6 +102,6 @@ class MetricsMiddleware:
         finally:
             # Routers carry their full prefix, so the route's path is the whole template.
             template = getattr(scope.get("route"), "path", None) or "unmatched"
-            method = scope["method"]
-            HTTP_REQUESTS.labels(method=method, route=template, status=str(status)).inc()
-            HTTP_LATENCY.labels(method=method, route=template).observe(time.perf_counter() - start)
+            requests, latency = _series(scope["method"], template, status)
+            requests.inc()
+            latency.observe(time.perf_counter() - start)
