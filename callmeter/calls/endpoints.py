@@ -278,7 +278,7 @@ async def beacon_end(
 async def signal(
     call_id: CallId,
     body: SignalIn,
-    user: CurrentUser,
+    claims: CurrentClaims,
     runtime: RuntimeDep,
     session: SessionDep,
 ) -> SignalAccepted:
@@ -288,16 +288,18 @@ async def signal(
     `signal_limit_reached` once the call stores `MAX_SIGNALS_PER_CALL`."""
     now = runtime.clock.now()
     settings = runtime.settings
-    # a flood is refused here, before it queues for the call's row lock (the database
-    # count below is what holds across processes)
+    # a flood is refused here, from the token alone, before it queues for a database
+    # connection or the call's row lock (the database count below is what holds across
+    # processes)
     wait = runtime.recent_signals.admit(
-        (call_id, user.id),
+        (call_id, claims.user_id),
         now.timestamp(),
         settings.signals_per_window,
         settings.signal_window_seconds,
     )
     if wait is not None:
         raise service.signal_rate_limited(settings, wait)
+    user = await user_of(session, claims)
     sent = await service.add_signal(
         session,
         user=user,

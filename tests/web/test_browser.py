@@ -8,6 +8,7 @@ import asyncio
 import io
 import os
 import re
+import shutil
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -38,8 +39,41 @@ ARGS = [
 ]
 
 
+# The users every test starts from (name, role), with the coins granted to each client.
+USERS = [
+    ("poor", "client"),
+    ("rich", "client"),
+    ("broke", "client"),
+    ("tutor", "host"),
+    ("nobody", "host"),  # never opens a page: offline
+    ("boss", "admin"),
+]
+GRANTS = [("poor", "35"), ("rich", "1000")]
+
+
+@pytest.fixture(scope="session")
+def seeded_database(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite file with :data:`USERS` and :data:`GRANTS`, made once through the
+    CLI (each command a process of its own: done per test, this was most of each test's
+    setup); every test starts from a copy of it."""
+    folder = tmp_path_factory.mktemp("web-seed")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CALLMETER_")}
+    env.update(
+        CALLMETER_DATABASE_URL=f"sqlite+aiosqlite:///{folder / 'seed.db'}",
+        CALLMETER_PASSWORD_HASH_PROFILE="cheapest",
+        COLUMNS="120",
+    )
+    run(env, "migrate")
+    for name, role in USERS:
+        run(env, "user", "add", name, "--role", role, "--password", PASSWORD,
+            "--display-name", name.title())  # fmt: skip
+    for name, coins in GRANTS:
+        run(env, "coins", "grant", name, coins)
+    return folder / "seed.db"
+
+
 @pytest.fixture
-def web_server(env: dict[str, str], tmp_path: Path) -> Iterator[str]:
+def web_server(env: dict[str, str], tmp_path: Path, seeded_database: Path) -> Iterator[str]:
     if not Path(CHROMIUM).exists():
         pytest.fail("Debian's chromium is missing: `make test` installs it (scripts/)")
     env.update(
@@ -49,30 +83,10 @@ def web_server(env: dict[str, str], tmp_path: Path) -> Iterator[str]:
         CALLMETER_HEARTBEAT_TIMEOUT_SECONDS="10",
         CALLMETER_HOST_PRESENCE_TIMEOUT_SECONDS="45",  # the default: hosts online by their pages
     )
-    run(env, "migrate")
-    users = [
-        ("poor", "client"),
-        ("rich", "client"),
-        ("broke", "client"),
-        ("tutor", "host"),
-        ("nobody", "host"),  # never opens a page: offline
-        ("boss", "admin"),
-    ]
-    for name, role in users:
-        run(
-            env,
-            "user",
-            "add",
-            name,
-            "--role",
-            role,
-            "--password",
-            PASSWORD,
-            "--display-name",
-            name.title(),
-        )
-    run(env, "coins", "grant", "poor", "35")
-    run(env, "coins", "grant", "rich", "1000")
+    database = env["CALLMETER_DATABASE_URL"].removeprefix("sqlite+aiosqlite:///")
+    for suffix in ("", "-wal", "-shm"):  # the file, and its log if one was left
+        if (seeded := Path(f"{seeded_database}{suffix}")).exists():
+            shutil.copyfile(seeded, f"{database}{suffix}")
     with start_server(env, tmp_path, free_port()) as base:
         yield base
 
