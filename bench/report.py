@@ -195,15 +195,26 @@ LIMITS = """\
   past its bound. The limit is CPU: the *cores* column counts it per part. At 5,000 calls
   the API processes use 1.18 cores, the meter 0.11, PostgreSQL 0.21 and the load generator
   0.19 — 1.69 of the machine's 2 — and the API processes' share grows with the number of
-  calls (0.24 ms of CPU per call per second: 0.23 heartbeats and 2 event streams with a
-  keepalive every 15 s). 10,000 calls at that cost need about 3.4 cores for the whole
-  machine, 2.4 of them for the API processes alone. What the API processes spend, in a
-  profile at 2,000 calls: the event streams (sse-starlette's four tasks per stream, each
-  send through six middleware layers), the heartbeats from memory (the token's signature,
-  the `CallOut`), the change feed and the presence batches' ORM reads. Levers not taken
-  yet: one shared serialization of a call's event for both its streams, a lighter stream
-  response than sse-starlette's task group, ORM-free rows for memory and the feed, and
-  more API processes only with more cores.
+  calls (0.24 ms of CPU per call per second: 0.23 heartbeats and 2 event streams). 10,000
+  calls at that cost need about 3.4 cores for the whole machine, 2.4 of them for the API
+  processes alone. The same machine is not always as fast: on 2026-12-07 the same
+  benchmark at 3,000 calls failed with both the code measured above (API 1.32 cores,
+  heartbeat p99 240 ms, lag p99 1.61 s, delivery p99 0.61 s) and the code after it
+  (1.25 cores, p99 192 ms, lag p99 1.27 s, delivery p99 0.48 s; 6,000 open streams cost the
+  API processes 0.13 and 0.07 cores), so compare runs made the same day. Since this table:
+  a change-feed round woken by a notification looks only at what it names (not every
+  watched call), keepalives and the memory's refreshes come off heaps instead of scans, a
+  keepalive is a comment line (no read, no rendering), a response's head and body go out in
+  one send (heartbeat ÷ bare endpoint 0.71 and 0.72 against 0.61 and 0.67 without, same day), each
+  API process has a listening socket of its own (`SO_REUSEPORT`: on a shared one the busy
+  process took most connections) and the metrics' series are found once. What the API
+  processes spend, in a profile at 5,000 calls: the heartbeat's HTTP request itself
+  (uvicorn, the ASGI middleware chain, the token, the `CallOut`: about a quarter), the event
+  streams (sse-starlette's tasks and sends), the presence batches with their read-backs
+  and refreshes of whole call rows, and the change feed's catch-up every second. Levers not
+  taken yet: reading back only the columns that change without a version, a lighter stream
+  response than sse-starlette's task group, fewer ASGI layers on the heartbeat, and more
+  API processes only with more cores.
 """
 
 
