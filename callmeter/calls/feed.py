@@ -2,8 +2,8 @@
 
 Every open stream *watches* its call through this process's feed. The feed reads the
 database for all of them at once — the versions of every watched call in one query, the
-rows that changed (or whose keepalive is due) in a second, new signals of every watched
-call in a third — and hands each stream what is new for it. So the queries per second
+rows that changed in a second, new signals of every watched call in a third — and hands
+each stream what is new for it. So the queries per second
 depend on how often something changes, not on how many streams are open.
 
 It reads when woken, and otherwise at the catch-up period:
@@ -21,8 +21,8 @@ Reads are at least ``MIN_GAP_SECONDS`` apart, so a burst of changes costs one re
 
 A round's queries do not depend on how many streams are open: one query each for the
 watched calls' versions, the calls that changed, new signals and new messages (a chunk of
-5,000 calls each). A call that did not change is not read again for its keepalive: the
-stream gets the row it has, with the server's time of now.
+5,000 calls each). A keepalive reads nothing: a stream with nothing new for
+``KEEPALIVE_SECONDS`` gets a comment line.
 
 Signals: ids are taken at INSERT and become visible at COMMIT, so a signal can appear after
 one with a higher id (two calls' transactions committing out of order). Each read therefore
@@ -119,7 +119,7 @@ class Watcher:
 @dataclass(eq=False)
 class _Watched:
     watchers: set[Watcher] = field(default_factory=set)
-    call: Call | None = None  # as last read: a keepalive sends it again
+    call: Call | None = None  # as last read: what a stream that opens now gets first
     version: int | None = None
     loaded_at: float = float("-inf")  # when its streams last had traffic (a change, a keepalive)
 
@@ -358,8 +358,8 @@ class CallFeed:
         read, the signals addressed to it and the call's messages that it does not have yet
         — ``newcomers`` (whose backlog this read fetched) from the backlog (the second of
         each pair) and the recent ones (the first), the others from the recent ones. A
-        stream that started watching during the read gets the call now and its signals
-        and messages next time."""
+        newcomer gets the call as last read, changed or not; a stream that started watching
+        during the read gets what is new for it next time."""
         recent_signals, older_signals = _by_call(signals[0]), _by_call(signals[1])
         recent_messages, older_messages = _by_call(messages[0]), _by_call(messages[1])
         loaded = {call.id: call for call in calls}

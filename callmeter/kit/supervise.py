@@ -1,4 +1,4 @@
-"""`callmeter serve --workers N`: N API processes on one listening socket, and the meter.
+"""`callmeter serve --workers N`: N API processes on one port, and the meter.
 
 The parent binds the port N times, each a listening socket of its own with
 ``SO_REUSEPORT`` (Linux), and hands one to each of N children, a plain
