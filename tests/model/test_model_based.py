@@ -46,7 +46,7 @@ from tests.media.standin import KEY, SECRET, running_standin
 from tests.model.reference import MCall, Model, Refused, Timeouts
 
 T = TypeVar("T")
-EXAMPLES = int(os.environ.get("MODEL_EXAMPLES", "12"))
+EXAMPLES = int(os.environ.get("MODEL_EXAMPLES", "8"))
 RATES = (10, 7)  # host 0 charges 10 per interval, host 1 charges 7
 PARTIES = ("client", "host")
 # LiveKit's clock: mostly ours, sometimes an hour behind or ahead (clamped by the server)

@@ -19,7 +19,7 @@ from tests.test_cli import free_port, run, start_server
 
 pytestmark = pytest.mark.slow
 
-EXAMPLES = os.environ.get("FUZZ_EXAMPLES", "8")
+EXAMPLES = os.environ.get("FUZZ_EXAMPLES", "5")
 ST = str(Path(sys.executable).with_name("st"))
 CONFIG = str(Path(__file__).resolve().parents[2] / "schemathesis.toml")
 
