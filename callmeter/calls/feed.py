@@ -410,7 +410,7 @@ class CallFeed:
                     watcher._give(update)
 
     def _tell(self, call_id: int, update: Update) -> None:
-        for watcher in self._watched.get(call_id, _Watched()).watchers:
+        for watcher in self._watched.get(call_id, _NOBODY).watchers:
             watcher._give(update)
 
     def _tell_all(self, update: Update) -> None:
