@@ -40,10 +40,19 @@ async def get_current_user(session: SessionDep, claims: CurrentClaims) -> User:
     return await user_of(session, claims)
 
 
-async def user_of(session: AsyncSession, claims: TokenClaims) -> User:
-    """The user a token names (401 when there is none), for a path that started from
-    :data:`CurrentClaims`."""
-    return await service.user_for_token(session, claims.user_id)
+async def user_of(session: AsyncSession, claims: TokenClaims, role: Role | None = None) -> User:
+    """The user a token names (401 when there is none; 403 when ``role`` is given and the
+    user has another), for a path that started from :data:`CurrentClaims`."""
+    user = await service.user_for_token(session, claims.user_id)
+    if role is not None:
+        require_role(role, user.role)
+    return user
+
+
+def require_role(role: Role, actual: str) -> None:
+    """403 unless ``actual`` (a user's or a token's role) is ``role``."""
+    if actual != role:
+        raise Forbidden(f"only a {role} may do this")
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]
@@ -51,9 +60,16 @@ CurrentUser = Annotated[User, Depends(get_current_user)]
 
 def _require(role: Role) -> object:
     async def check(user: CurrentUser) -> User:
-        if user.role != role:
-            raise Forbidden(f"only a {role} may do this")
+        require_role(role, user.role)
         return user
+
+    return Depends(check)
+
+
+def _claimed(role: Role) -> object:
+    def check(claims: CurrentClaims) -> TokenClaims:
+        require_role(role, claims.role)
+        return claims
 
     return Depends(check)
 
@@ -61,3 +77,5 @@ def _require(role: Role) -> object:
 AdminUser = Annotated[User, _require(Role.admin)]
 ClientUser = Annotated[User, _require(Role.client)]
 HostUser = Annotated[User, _require(Role.host)]
+# A client's token, checked before any database read (the user is read later: user_of).
+ClientClaims = Annotated[TokenClaims, _claimed(Role.client)]

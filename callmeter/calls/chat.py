@@ -58,12 +58,12 @@ async def _within_pace(
 
 
 async def already_sent(
-    session: AsyncSession, *, user: User, call_id: int, client_msg_id: str
+    session: AsyncSession, *, sender_id: int, call_id: int, client_msg_id: str
 ) -> CallMessage | None:
-    """What ``user`` sent on the call with ``client_msg_id``, read without a lock: a retry
-    that the in-process flood gate stopped still gets its first answer."""
+    """What ``sender_id`` sent on the call with ``client_msg_id``, read without a lock: a
+    retry that the in-process flood gate stopped still gets its first answer."""
     return await repository.message_sent(
-        session, call_id=call_id, sender_id=user.id, client_msg_id=client_msg_id
+        session, call_id=call_id, sender_id=sender_id, client_msg_id=client_msg_id
     )
 
 

@@ -4,12 +4,18 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response, status
-from sqlalchemy.ext.asyncio import AsyncSession
 from sse_starlette import EventSourceResponse
 
 from callmeter.auth import service as auth_service
-from callmeter.auth.dependencies import ClientUser, CurrentClaims, CurrentUser, HostUser, user_of
-from callmeter.auth.tokens import read_access_token
+from callmeter.auth.dependencies import (
+    ClientClaims,
+    ClientUser,
+    CurrentClaims,
+    CurrentUser,
+    HostUser,
+    user_of,
+)
+from callmeter.auth.tokens import TokenClaims, read_access_token
 from callmeter.calls import blocks, chat, queries, service, webhooks
 from callmeter.calls.beats import quiet_beats, remembers_beats
 from callmeter.calls.events import (
@@ -50,7 +56,7 @@ from callmeter.kit.runtime import Runtime
 from callmeter.kit.text import MAX_ID
 from callmeter.media import webhooks as media_webhooks
 from callmeter.media.livekit import client as livekit_client
-from callmeter.models import User
+from callmeter.models import Role
 from callmeter.ops import metrics
 
 router = APIRouter(prefix="/v1/calls", tags=["calls"])
@@ -347,22 +353,34 @@ async def events(
 
 
 async def _flood_answer(
-    session: AsyncSession, user: User, call_id: int, client_msg_id: str, runtime: Runtime
+    claims: TokenClaims, call_id: int, client_msg_id: str, runtime: Runtime
 ) -> MessageOut | None:
-    """The in-process gate in front of the chat's writes (messages and tips share its pace):
-    None when this request may go on to the call's row lock (the database count there is
-    what holds across processes); a retry of what was stored gets it back (200); anything
-    else 429 before it queues for the lock."""
+    """The in-process gate in front of the chat's writes (messages and tips share its pace),
+    from the token alone: None when this request may go on to read its user and take the
+    call's row lock (the database count there is what holds across processes). Past the
+    pace, a retry of what was stored gets it back (200), looked up by one request at a
+    time per sender and call in this process; anything else is 429 without waiting for
+    a database connection."""
     settings = runtime.settings
+    key = (call_id, claims.user_id)
     wait = runtime.recent_messages.admit(
-        (call_id, user.id),
+        key,
         runtime.clock.now().timestamp(),
         settings.messages_per_window,
         settings.message_window_seconds,
     )
     if wait is None:
         return None
-    sent = await chat.already_sent(session, user=user, call_id=call_id, client_msg_id=client_msg_id)
+    lookup = runtime.flood_lookups.try_acquire({key: 1})
+    if lookup is None:
+        raise chat.message_rate_limited(settings, wait)
+    try:
+        async with runtime.read_sessionmaker() as session:  # its connection back before 429
+            sent = await chat.already_sent(
+                session, sender_id=claims.user_id, call_id=call_id, client_msg_id=client_msg_id
+            )
+    finally:
+        lookup.release()
     if sent is None:
         raise chat.message_rate_limited(settings, wait)
     return MessageOut.of(sent)
@@ -377,7 +395,7 @@ _SENT_AGAIN: dict[int | str, dict[str, Any]] = {
 async def send_message(
     call_id: CallId,
     body: MessageIn,
-    user: CurrentUser,
+    claims: CurrentClaims,
     runtime: RuntimeDep,
     session: SessionDep,
     response: Response,
@@ -387,12 +405,12 @@ async def send_message(
     the same `client_msg_id` stores nothing new (200 with the first). 429 (Retry-After) past
     `MESSAGES_PER_WINDOW` per `MESSAGE_WINDOW_SECONDS` from you on this call; 409
     `message_limit_reached` once the call stores `MAX_MESSAGES_PER_CALL`."""
-    if again := await _flood_answer(session, user, call_id, body.client_msg_id, runtime):
+    if again := await _flood_answer(claims, call_id, body.client_msg_id, runtime):
         response.status_code = status.HTTP_200_OK
         return again
     message, new = await chat.send_message(
         session,
-        user=user,
+        user=await user_of(session, claims),
         call_id=call_id,
         body=body.body,
         client_msg_id=body.client_msg_id,
@@ -459,7 +477,7 @@ async def call_receipt(
 async def send_tip(
     call_id: CallId,
     body: TipIn,
-    client: ClientUser,
+    claims: ClientClaims,
     runtime: RuntimeDep,
     session: SessionDep,
     response: Response,
@@ -471,12 +489,12 @@ async def send_tip(
     with the first). 403 `account_frozen` during a payment dispute; 429 (Retry-After) past
     `MESSAGES_PER_WINDOW` messages and tips per `MESSAGE_WINDOW_SECONDS`. Shown in the chat
     as a `tip` message and on both statements."""
-    if again := await _flood_answer(session, client, call_id, body.client_msg_id, runtime):
+    if again := await _flood_answer(claims, call_id, body.client_msg_id, runtime):
         response.status_code = status.HTTP_200_OK
         return again
     message, new = await chat.tip(
         session,
-        user=client,
+        user=await user_of(session, claims, Role.client),
         call_id=call_id,
         amount=body.amount,
         client_msg_id=body.client_msg_id,

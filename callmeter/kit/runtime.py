@@ -92,6 +92,7 @@ class Runtime:
     quiet_beats: Closeable | None = None  # calls.beats.quiet_beats(runtime) builds it
     recent_signals: RecentEvents = field(default_factory=RecentEvents)  # per sender and call
     recent_messages: RecentEvents = field(default_factory=RecentEvents)  # per sender and call
+    flood_lookups: Slots = field(default_factory=Slots)  # a refused retry's look, per key
     database_probe: DatabaseProbe = field(init=False)
 
     def __post_init__(self) -> None:

@@ -8,11 +8,14 @@ import asyncio
 import json
 import unicodedata
 from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from httpx import ASGITransport, AsyncClient
-from sqlalchemy import select
+from httpx import ASGITransport, AsyncClient, Response
+from sqlalchemy import event, select
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from callmeter.app import create_app, create_runtime
 from callmeter.calls.feed import call_feed
@@ -50,6 +53,58 @@ async def earnings_of(runtime: Runtime, user_id: int) -> int:
             )
         )
     return int(balance or 0)
+
+
+@contextmanager
+def connections_out(*engines: AsyncEngine) -> Iterator[list[int]]:
+    """The most connections each engine's pool had checked out at once during the block."""
+    out, peaks = [0] * len(engines), [0] * len(engines)
+    listeners = []
+    for i, engine in enumerate(engines):
+
+        def checkout(*_: object, i: int = i) -> None:
+            out[i] += 1
+            peaks[i] = max(peaks[i], out[i])
+
+        def checkin(*_: object, i: int = i) -> None:
+            out[i] -= 1
+
+        for name, listener in (("checkout", checkout), ("checkin", checkin)):
+            event.listen(engine.sync_engine, name, listener)
+            listeners.append((engine.sync_engine, name, listener))
+    try:
+        yield peaks
+    finally:
+        for target, name, listener in listeners:
+            event.remove(target, name, listener)
+
+
+async def flood(
+    driver: CallDriver,
+    runtime: Runtime,
+    who: Party,
+    url: str,
+    body: Callable[[int], dict[str, Any]],
+    count: int = 300,
+) -> tuple[list[Response], list[int]]:
+    """``count`` posts at once, every other one through a second API process (its own
+    engine and pool): the answers, and the most connections each pool had out at once."""
+    other = create_runtime(runtime.settings, driver.clock)
+    try:
+        async with AsyncClient(
+            transport=ASGITransport(app=create_app(runtime=other)), base_url="http://test"
+        ) as second:
+            clients = [driver.client, second]
+            with connections_out(runtime.engine, other.engine) as peaks:
+                results = await asyncio.gather(
+                    *(
+                        clients[n % 2].post(url, json=body(n), headers=who.headers)
+                        for n in range(count)
+                    )
+                )
+    finally:
+        await other.close()
+    return list(results), peaks
 
 
 class TestMessages:
@@ -181,28 +236,16 @@ class TestMessages:
         self, driver: CallDriver, runtime: Runtime
     ) -> None:
         """300 messages at once, half through a second API process (its own engine and
-        pool): exactly the limit is stored, every other answer is 429, none is 5xx."""
+        pool): exactly the limit is stored, every other answer is 429, none is 5xx, and
+        the refused ones do not queue for a database connection."""
         caller, _host, call_id = await active(driver)
-        other = create_runtime(runtime.settings, driver.clock)
-        try:
-            async with AsyncClient(
-                transport=ASGITransport(app=create_app(runtime=other)), base_url="http://test"
-            ) as second:
-                clients = [driver.client, second]
-                results = await asyncio.gather(
-                    *(
-                        clients[n % 2].post(
-                            f"/v1/calls/{call_id}/messages",
-                            json=say(f"flood {n}", f"f{n}"),
-                            headers=caller.headers,
-                        )
-                        for n in range(300)
-                    )
-                )
-        finally:
-            await other.close()
+        results, peaks = await flood(
+            driver, runtime, caller, f"/v1/calls/{call_id}/messages",
+            lambda n: say(f"flood {n}", f"f{n}"),
+        )  # fmt: skip
         limit = runtime.settings.messages_per_window
         assert Counter(r.status_code for r in results) == {201: limit, 429: 300 - limit}
+        assert max(peaks) <= limit + 1, peaks  # the admitted ones and one retry lookup
         assert len(await said(driver, call_id, caller)) == limit
 
     async def test_a_call_stores_at_most_the_cap(self, driver: CallDriver) -> None:
@@ -521,29 +564,27 @@ class TestReview:
         self, driver: CallDriver, runtime: Runtime
     ) -> None:
         """300 one-coin tips at once through two API processes: the pace's 5 pass, every
-        other answer is 429 before it queues for the call's lock."""
+        other answer is 429 before it queues for a database connection or the call's lock
+        (a CI run once saw two 503s: each refused tip read its user first)."""
         caller, _host, call_id = await active(driver, coins=1000)
-        other = create_runtime(runtime.settings, driver.clock)
-        try:
-            async with AsyncClient(
-                transport=ASGITransport(app=create_app(runtime=other)), base_url="http://test"
-            ) as second:
-                clients = [driver.client, second]
-                results = await asyncio.gather(
-                    *(
-                        clients[n % 2].post(
-                            f"/v1/calls/{call_id}/tips",
-                            json={"amount": 1, "client_msg_id": f"tip{n}"},
-                            headers=caller.headers,
-                        )
-                        for n in range(300)
-                    )
-                )
-        finally:
-            await other.close()
+        results, peaks = await flood(
+            driver, runtime, caller, f"/v1/calls/{call_id}/tips",
+            lambda n: {"amount": 1, "client_msg_id": f"tip{n}"},
+        )  # fmt: skip
         limit = runtime.settings.messages_per_window
         assert Counter(r.status_code for r in results) == {201: limit, 429: 300 - limit}
+        assert max(peaks) <= limit + 1, peaks
         await driver.ledger_ok()
+
+    async def test_a_host_cannot_tip_even_when_the_gate_is_full(self, driver: CallDriver) -> None:
+        _caller, host, call_id = await active(driver)
+        for n in range(driver.runtime.settings.messages_per_window):
+            said_ = await driver.post(f"/v1/calls/{call_id}/messages", host, say("hi", f"h{n}"))
+            assert said_.status_code == 201
+        r = await driver.post(
+            f"/v1/calls/{call_id}/tips", host, {"amount": 1, "client_msg_id": "t"}
+        )
+        assert r.status_code == 403
 
     @pytest.mark.parametrize(
         "text",
