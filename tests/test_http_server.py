@@ -78,3 +78,26 @@ async def test_close_sends_what_was_written_first() -> None:
         coalescing.write(b"after close")  # dropped, not an error
         await asyncio.sleep(0)
         assert await reader.read() == b"last words"
+
+
+async def test_writelines_and_write_eof_keep_the_order() -> None:
+    """What bypasses write() (a websocket upgrade's writelines, a half-close) still goes
+    out after what was written before it."""
+    async with connected() as (transport, reader):
+        coalescing = CoalescingTransport(transport, asyncio.get_running_loop())
+        coalescing.write(b"first ")
+        coalescing.writelines([b"second ", b"third"])
+        assert coalescing.get_write_buffer_size() == len(b"first second third")
+        coalescing.write_eof()  # sends what was written, then the end
+        assert await reader.read() == b"first second third"
+
+
+async def test_abort_drops_what_was_not_sent() -> None:
+    async with connected() as (transport, reader):
+        coalescing = CoalescingTransport(transport, asyncio.get_running_loop())
+        coalescing.write(b"never")
+        coalescing.abort()
+        await asyncio.sleep(0)
+        assert coalescing.is_closing()
+        with contextlib.suppress(ConnectionResetError):
+            assert await reader.read() == b""

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -41,7 +42,7 @@ class CoalescingTransport:
     reaches the socket in one send, at the end of that step: uvicorn writes a response's
     head and its body separately, two system calls (on loopback, each also does the
     receiving side's work) where one will do. Closing sends what was written first.
-    Everything else is the transport's own."""
+    Everything else (reading, flow control) is the transport's own."""
 
     def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
         self._transport = transport
@@ -57,6 +58,21 @@ class CoalescingTransport:
         chunks, self._chunks = self._chunks, []
         if chunks and not self._transport.is_closing():
             self._transport.write(b"".join(chunks))
+
+    def writelines(self, list_of_data: Iterable[bytes]) -> None:
+        for data in list_of_data:
+            self.write(data)
+
+    def write_eof(self) -> None:
+        self._flush()
+        self._transport.write_eof()
+
+    def get_write_buffer_size(self) -> int:
+        return self._transport.get_write_buffer_size() + sum(map(len, self._chunks))
+
+    def abort(self) -> None:
+        self._chunks = []
+        self._transport.abort()
 
     def close(self) -> None:
         self._flush()
