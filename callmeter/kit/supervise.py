@@ -8,14 +8,16 @@ sockets by their addresses; with one shared socket it wakes whichever process is
 awake, so the busiest one took most of them (measured: one process at 75 % of a core, the
 other at 7 %, while 10,000 event streams opened). A child being started again finds its
 socket's connections waiting in the backlog. Without ``SO_REUSEPORT`` (not Linux) the
-children share one socket. Unless told otherwise it also starts one `callmeter worker`,
-the only meter. A child that dies is
-started again (after a pause if it keeps dying); SIGINT or SIGTERM stops them all.
+children share one socket. A second supervisor on the same port is refused (a lock
+held while this one runs), since SO_REUSEPORT would let it bind. Unless told otherwise
+it also starts one `callmeter worker`, the only meter. A child that dies is started
+again (after a pause if it keeps dying); SIGINT or SIGTERM stops them all.
 """
 
 from __future__ import annotations
 
 import ctypes
+import errno
 import signal
 import socket
 import subprocess
@@ -84,9 +86,34 @@ def _listening_sockets(host: str, port: int, count: int) -> list[socket.socket]:
     return sockets
 
 
+def _port_lock(port: int) -> socket.socket | None:
+    """Held while this supervisor serves ``port`` (on any address): SO_REUSEPORT would let
+    a second supervisor (same user) bind the port too and quietly take half its
+    connections. A name in Linux's abstract socket namespace is freed when its holder
+    dies, however it dies; elsewhere there is no such lock (nor SO_REUSEPORT to guard)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    lock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        lock.bind(f"\0callmeter-serve:{port}")
+    except OSError:
+        lock.close()
+        raise
+    return lock
+
+
 def supervise(host: str, port: int, *, workers: int, meter: bool) -> int:
-    """Run the children until SIGINT/SIGTERM; returns the exit code."""
-    sockets = _listening_sockets(host, port, workers)
+    """Run the children until SIGINT/SIGTERM; returns the exit code (1 when ``host:port``
+    cannot be listened on, e.g. another supervisor serves it)."""
+    try:
+        lock = _port_lock(port) if port else None
+        sockets = _listening_sockets(host, port, workers)
+        if not port:  # the port the kernel chose
+            lock = _port_lock(sockets[0].getsockname()[1])
+    except OSError as error:
+        reason = "another callmeter serve holds it" if error.errno == errno.EADDRINUSE else error
+        print(f"cannot listen on {host}:{port}: {reason}", file=sys.stderr)
+        return 1
     command = [sys.executable, "-m", "callmeter"]
     fds = [sockets[n % len(sockets)].fileno() for n in range(workers)]
     children = [
@@ -132,4 +159,6 @@ def supervise(host: str, port: int, *, workers: int, meter: bool) -> int:
                 child.process.wait()
         for sock in sockets:
             sock.close()
+        if lock is not None:
+            lock.close()
     return 0
