@@ -16,7 +16,9 @@ the meter charges about N calls a minute. Passes when, over the window:
 * the ledger check passes and every call was charged exactly once per boundary it crossed.
 
 The load generator is this process (asyncio, plain sockets: HTTP/1.1 by hand so that it
-costs the machine as little as possible). It also measures the database's transactions per
+costs the machine as little as possible) and, for the event streams, child processes of
+it holding up to ``STREAMS_PER_HOLDER`` each (one process may hold at most 20,000 sockets
+here). It also measures the database's transactions per
 second with streams open and no heartbeats, to show that the fan-out does not poll per
 stream.
 
@@ -175,6 +177,87 @@ async def stream(port: int, call_id: int, token: str, load: Load, stop: asyncio.
         writer.close()
 
 
+STREAMS_PER_HOLDER = 8_000  # each holder process is bound by its descriptor limit
+
+
+async def hold_streams(port: int) -> None:
+    """``--hold-streams PORT``: a stream holder. Reads a JSON list of (call id, token) on
+    stdin, holds those streams open (at a bounded pace) and prints its counts as a JSON line
+    every 0.5 s; on SIGTERM, a last line with what each stream saw (``seen``)."""
+    parties = json.loads(sys.stdin.readline())
+    load, stop = Load(), asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+
+    def counts() -> dict[str, Any]:
+        return {
+            "open": load.streams_open,
+            "errors": load.stream_errors,
+            "retries": load.stream_retries,
+        }
+
+    streams = []
+    for n, (call_id, party_token) in enumerate(parties, 1):
+        streams.append(asyncio.create_task(stream(port, call_id, party_token, load, stop)))
+        if n % 200 == 0:
+            await asyncio.sleep(0.05)
+    while not stop.is_set():
+        print(json.dumps(counts()), flush=True)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 0.5)
+    await asyncio.sleep(0.5)
+    for task in streams:
+        task.cancel()
+    await asyncio.gather(*streams, return_exceptions=True)
+    seen = [[call_id, charged, times] for (call_id, charged), times in load.seen_charged.items()]
+    print(json.dumps({**counts(), "seen": seen}), flush=True)
+
+
+@dataclass
+class StreamHolders:
+    """The streams, held by child processes of this one (``STREAMS_PER_HOLDER`` each): one
+    process may not hold 20,000 sockets here, nor may it raise its descriptor limit."""
+
+    load: Load
+    processes: list[asyncio.subprocess.Process]
+    counts: list[dict[str, Any]]
+    readers: list[asyncio.Task[None]]
+
+    @classmethod
+    async def start(cls, port: int, parties: list[tuple[int, str]], load: Load) -> StreamHolders:
+        count = max(1, -(-len(parties) // STREAMS_PER_HOLDER))
+        holders = cls(load, [], [{} for _ in range(count)], [])
+        for k in range(count):
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "bench.capacity", "--hold-streams", str(port),
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=1 << 28,
+            )  # fmt: skip
+            assert process.stdin is not None
+            process.stdin.write(json.dumps(parties[k::count]).encode() + b"\n")
+            await process.stdin.drain()
+            holders.processes.append(process)
+            holders.readers.append(asyncio.create_task(holders._read(k, process)))
+        return holders
+
+    async def _read(self, k: int, process: asyncio.subprocess.Process) -> None:
+        assert process.stdout is not None
+        async for line in process.stdout:
+            self.counts[k] = json.loads(line)
+            self.load.streams_open = sum(c.get("open", 0) for c in self.counts)
+            self.load.stream_errors = sum(c.get("errors", 0) for c in self.counts)
+            self.load.stream_retries = sum(c.get("retries", 0) for c in self.counts)
+
+    async def stop(self) -> None:
+        """Close every stream; what they saw joins ``load.seen_charged``."""
+        for process in self.processes:
+            process.send_signal(signal.SIGTERM)
+        await asyncio.gather(*self.readers)
+        for process in self.processes:
+            await process.wait()
+        for found in self.counts:
+            for call_id, charged, times in found.get("seen", []):
+                self.load.seen_charged.setdefault((call_id, charged), []).extend(times)
+
+
 async def heartbeats(
     port: int,
     parties: list[tuple[int, str, datetime]],
@@ -260,8 +343,8 @@ PARTS = ("api", "meter", "postgres", "load")
 def usage(server_pid: int) -> dict[str, tuple[float, float]]:
     """Per part on this machine — the API processes and the meter worker (the server's
     descendants, told apart by their command line), PostgreSQL (every ``postgres``
-    process) and this load generator — the CPU seconds used so far (user + system) and the
-    resident memory now (MB)."""
+    process) and this load generator with its stream holders — the CPU seconds used so
+    far (user + system) and the resident memory now (MB)."""
     stats: dict[int, tuple[int, str, float, float]] = {}  # pid -> parent, name, cpu, rss
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -282,9 +365,7 @@ def usage(server_pid: int) -> dict[str, tuple[float, float]]:
         parts[part] = (parts[part][0] + cpu, parts[part][1] + rss)
 
     for pid, (_parent, name, used, rss) in stats.items():
-        if pid == os.getpid():
-            add("load", used, rss)
-        elif name == "postgres":
+        if name == "postgres":
             add("postgres", used, rss)
         elif _descends(pid, server_pid, stats):
             try:
@@ -294,6 +375,8 @@ def usage(server_pid: int) -> dict[str, tuple[float, float]]:
                 continue
             if b"serve" in words or b"worker" in words:  # not the supervisor
                 add("meter" if b"worker" in words else "api", used, rss)
+        elif _descends(pid, os.getpid(), stats):
+            add("load", used, rss)  # this process and its stream holders
     return parts
 
 
@@ -432,7 +515,6 @@ async def run_once(
         parties.append((call_id, token(client_id, "client"), boundary))
         parties.append((call_id, token(client_id + 1, "host"), boundary))
     load = Load()
-    stop = asyncio.Event()
     result: dict[str, Any] = {"n": n, "workers": workers, "seconds": seconds, "period": period}
     async with server(url, workers, log) as (port, server_pid):
         idle_seconds = 5.0
@@ -441,11 +523,7 @@ async def run_once(
         # the baseline: the meter and each process's feed, nobody connected (the -1 is the
         # reading's own transaction)
         result["idle_tps_without_streams"] = (await transactions(url) - before - 1) / idle_seconds
-        streams = []
-        for call_id, party_token, _ in parties:  # open them at a bounded pace
-            streams.append(asyncio.create_task(stream(port, call_id, party_token, load, stop)))
-            if len(streams) % 200 == 0:
-                await asyncio.sleep(0.05)
+        holders = await StreamHolders.start(port, [(c, t) for c, t, _ in parties], load)
         deadline = time.monotonic() + lead
         while load.streams_open + load.stream_errors < len(parties):
             if time.monotonic() > deadline:
@@ -480,11 +558,7 @@ async def run_once(
         result["heartbeat_paths"] = {
             k: v - paths_before.get(k, 0.0) for k, v in sorted(paths_after.items())
         }
-        stop.set()
-        await asyncio.sleep(0.5)
-        for task in streams:
-            task.cancel()
-        await asyncio.gather(*streams, return_exceptions=True)
+        await holders.stop()
     # what the ledger says
     engine = create_engine(url)
     try:
@@ -632,7 +706,11 @@ async def main() -> None:
         "default timeout); the web client before issue 15 beat every 5 s",
     )  # fmt: skip
     parser.add_argument("--log", default=str(Path(tempfile.gettempdir()) / "capacity.log"))
+    parser.add_argument("--hold-streams", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.hold_streams:
+        await hold_streams(args.hold_streams)
+        return
     found = await capacity(
         args.postgres, [int(s) for s in args.sizes.split(",")], args.seconds, args.workers,
         Path(args.log), args.period,
