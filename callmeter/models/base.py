@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,6 +35,18 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value.tzinfo is None:
             raise ValueError("naive datetime given to a UTC column")
         return value.astimezone(UTC).replace(tzinfo=None)
+
+    def result_processor(self, dialect: Dialect, coltype: object) -> Callable[[Any], Any] | None:
+        """Where the driver hands back datetimes (asyncpg), one small function per value
+        instead of the generic two-step path through :meth:`process_result_value` (a call
+        row has 15 of these columns, and the hot paths read thousands of rows a second)."""
+        if dialect.name == "sqlite" or self.impl_instance.result_processor(dialect, coltype):
+            return super().result_processor(dialect, coltype)
+
+        def process(value: datetime | None) -> datetime | None:
+            return None if value is None else value.replace(tzinfo=UTC)
+
+        return process
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
         if value is None:
