@@ -200,7 +200,8 @@ async def hold_streams(port: int) -> None:
         streams.append(asyncio.create_task(stream(port, call_id, party_token, load, stop)))
         if n % 200 == 0:
             await asyncio.sleep(0.05)
-    while not stop.is_set():
+    parent = os.getppid()
+    while not stop.is_set() and os.getppid() == parent:  # the bench may end any way it ends
         print(json.dumps(counts()), flush=True)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), 0.5)
@@ -218,6 +219,7 @@ class StreamHolders:
     process may not hold 20,000 sockets here, nor may it raise its descriptor limit."""
 
     load: Load
+    parties: list[list[tuple[int, str]]]  # each holder's
     processes: list[asyncio.subprocess.Process]
     counts: list[dict[str, Any]]
     readers: list[asyncio.Task[None]]
@@ -225,15 +227,17 @@ class StreamHolders:
     @classmethod
     async def start(cls, port: int, parties: list[tuple[int, str]], load: Load) -> StreamHolders:
         count = max(1, -(-len(parties) // STREAMS_PER_HOLDER))
-        holders = cls(load, [], [{} for _ in range(count)], [])
+        shares = [parties[k::count] for k in range(count)]
+        holders = cls(load, shares, [], [{} for _ in range(count)], [])
         for k in range(count):
             process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "bench.capacity", "--hold-streams", str(port),
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=1 << 28,
             )  # fmt: skip
             assert process.stdin is not None
-            process.stdin.write(json.dumps(parties[k::count]).encode() + b"\n")
+            process.stdin.write(json.dumps(shares[k]).encode() + b"\n")
             await process.stdin.drain()
+            process.stdin.close()
             holders.processes.append(process)
             holders.readers.append(asyncio.create_task(holders._read(k, process)))
         return holders
@@ -242,17 +246,31 @@ class StreamHolders:
         assert process.stdout is not None
         async for line in process.stdout:
             self.counts[k] = json.loads(line)
-            self.load.streams_open = sum(c.get("open", 0) for c in self.counts)
-            self.load.stream_errors = sum(c.get("errors", 0) for c in self.counts)
-            self.load.stream_retries = sum(c.get("retries", 0) for c in self.counts)
+            self._sum()
+
+    def _sum(self) -> None:
+        self.load.streams_open = sum(c.get("open", 0) for c in self.counts)
+        self.load.stream_errors = sum(c.get("errors", 0) for c in self.counts)
+        self.load.stream_retries = sum(c.get("retries", 0) for c in self.counts)
 
     async def stop(self) -> None:
-        """Close every stream; what they saw joins ``load.seen_charged``."""
+        """Close every stream; what they saw joins ``load.seen_charged``. A holder that
+        died, or does not report within 60 s, counts each of its streams as an error."""
         for process in self.processes:
-            process.send_signal(signal.SIGTERM)
-        await asyncio.gather(*self.readers)
-        for process in self.processes:
-            await process.wait()
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGTERM)
+        for k, (process, reader) in enumerate(zip(self.processes, self.readers, strict=True)):
+            try:
+                await asyncio.wait_for(asyncio.shield(reader), 60)
+                await asyncio.wait_for(process.wait(), 10)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
+                reader.cancel()
+            if "seen" not in self.counts[k]:
+                say(f"    stream holder {k} ended without its report (exit {process.returncode})")
+                self.counts[k] = {"errors": len(self.parties[k])}
+        self._sum()
         for found in self.counts:
             for call_id, charged, times in found.get("seen", []):
                 self.load.seen_charged.setdefault((call_id, charged), []).extend(times)

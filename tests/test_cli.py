@@ -233,6 +233,7 @@ def test_serve_with_workers_runs_api_processes_and_one_meter(
         # wait in that socket's backlog (docs/deploy.md): ready within the deadline
         while not _ready(base):
             assert time.monotonic() < deadline
+            time.sleep(0.2)
         children = _children(proc.pid)
         proc.terminate()  # SIGTERM: every child stops, the supervisor exits 0
         assert proc.wait(timeout=20) == 0

@@ -8,6 +8,8 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
+import pytest
+
 from callmeter.kit.http_server import CoalescingTransport
 
 
@@ -89,6 +91,8 @@ async def test_writelines_and_write_eof_keep_the_order() -> None:
         coalescing.writelines([b"second ", b"third"])
         assert coalescing.get_write_buffer_size() == len(b"first second third")
         coalescing.write_eof()  # sends what was written, then the end
+        with pytest.raises(RuntimeError):  # to the writer, not later in a callback
+            coalescing.write(b"after the end")
         assert await reader.read() == b"first second third"
 
 

@@ -67,7 +67,7 @@ def _require(role: Role) -> object:
 
 
 def _claimed(role: Role) -> object:
-    def check(claims: CurrentClaims) -> TokenClaims:
+    async def check(claims: CurrentClaims) -> TokenClaims:  # async: no thread per request
         require_role(role, claims.role)
         return claims
 

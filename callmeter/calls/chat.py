@@ -58,13 +58,24 @@ async def _within_pace(
 
 
 async def already_sent(
-    session: AsyncSession, *, sender_id: int, call_id: int, client_msg_id: str
-) -> CallMessage | None:
+    session: AsyncSession, *, sender_id: int, call_id: int, client_msg_id: str,
+    kind: MessageKind, body: str, amount: int | None,
+) -> CallMessage | None:  # fmt: skip
     """What ``sender_id`` sent on the call with ``client_msg_id``, read without a lock: a
-    retry that the in-process flood gate stopped still gets its first answer."""
-    return await repository.message_sent(
+    retry that the in-process flood gate stopped still gets its first answer (409 when
+    that id went with another message, as past the gate)."""
+    sent = await repository.message_sent(
         session, call_id=call_id, sender_id=sender_id, client_msg_id=client_msg_id
     )
+    return _same_message(sent, kind, body, amount)
+
+
+def _same_message(
+    sent: CallMessage | None, kind: MessageKind, body: str, amount: int | None
+) -> CallMessage | None:
+    if sent is not None and (sent.kind, sent.body, sent.amount) != (kind, body, amount):
+        raise IdempotencyConflict("this client_msg_id was already used for another message")
+    return sent
 
 
 async def _stored_limit(session: AsyncSession, call: Call, settings: Settings) -> None:
@@ -83,9 +94,7 @@ async def _sent_before(
     sent = await repository.message_sent(
         session, call_id=call.id, sender_id=user.id, client_msg_id=client_msg_id
     )
-    if sent is not None and (sent.kind, sent.body, sent.amount) != (kind, body, amount):
-        raise IdempotencyConflict("this client_msg_id was already used for another message")
-    return sent
+    return _same_message(sent, kind, body, amount)
 
 
 async def _store(session: AsyncSession, message: CallMessage) -> tuple[CallMessage, bool]:

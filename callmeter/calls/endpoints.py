@@ -56,7 +56,7 @@ from callmeter.kit.runtime import Runtime
 from callmeter.kit.text import MAX_ID
 from callmeter.media import webhooks as media_webhooks
 from callmeter.media.livekit import client as livekit_client
-from callmeter.models import Role
+from callmeter.models import MessageKind, Role
 from callmeter.ops import metrics
 
 router = APIRouter(prefix="/v1/calls", tags=["calls"])
@@ -352,15 +352,26 @@ async def events(
     )
 
 
+FLOOD_LOOKUPS = 2  # refused retries looked up at once in this process, over every sender
+
+
 async def _flood_answer(
-    claims: TokenClaims, call_id: int, client_msg_id: str, runtime: Runtime
+    claims: TokenClaims,
+    call_id: int,
+    client_msg_id: str,
+    runtime: Runtime,
+    *,
+    kind: MessageKind,
+    body: str = "",
+    amount: int | None = None,
 ) -> MessageOut | None:
     """The in-process gate in front of the chat's writes (messages and tips share its pace),
     from the token alone: None when this request may go on to read its user and take the
     call's row lock (the database count there is what holds across processes). Past the
-    pace, a retry of what was stored gets it back (200), looked up by one request at a
-    time per sender and call in this process; anything else is 429 without waiting for
-    a database connection."""
+    pace, a retry of what was stored gets it back (200; 409 when the id went with another
+    message), looked up in a short session of its own by one request at a time per sender
+    and call and ``FLOOD_LOOKUPS`` in all in this process; anything else is 429, without
+    waiting for a database connection."""
     settings = runtime.settings
     key = (call_id, claims.user_id)
     wait = runtime.recent_messages.admit(
@@ -371,14 +382,15 @@ async def _flood_answer(
     )
     if wait is None:
         return None
-    lookup = runtime.flood_lookups.try_acquire({key: 1})
+    lookup = runtime.flood_lookups.try_acquire({key: 1, "all": FLOOD_LOOKUPS})
     if lookup is None:
         raise chat.message_rate_limited(settings, wait)
     try:
         async with runtime.read_sessionmaker() as session:  # its connection back before 429
             sent = await chat.already_sent(
-                session, sender_id=claims.user_id, call_id=call_id, client_msg_id=client_msg_id
-            )
+                session, sender_id=claims.user_id, call_id=call_id,
+                client_msg_id=client_msg_id, kind=kind, body=body, amount=amount,
+            )  # fmt: skip
     finally:
         lookup.release()
     if sent is None:
@@ -405,7 +417,10 @@ async def send_message(
     the same `client_msg_id` stores nothing new (200 with the first). 429 (Retry-After) past
     `MESSAGES_PER_WINDOW` per `MESSAGE_WINDOW_SECONDS` from you on this call; 409
     `message_limit_reached` once the call stores `MAX_MESSAGES_PER_CALL`."""
-    if again := await _flood_answer(claims, call_id, body.client_msg_id, runtime):
+    again = await _flood_answer(
+        claims, call_id, body.client_msg_id, runtime, kind=MessageKind.text, body=body.body
+    )
+    if again:
         response.status_code = status.HTTP_200_OK
         return again
     message, new = await chat.send_message(
@@ -489,7 +504,10 @@ async def send_tip(
     with the first). 403 `account_frozen` during a payment dispute; 429 (Retry-After) past
     `MESSAGES_PER_WINDOW` messages and tips per `MESSAGE_WINDOW_SECONDS`. Shown in the chat
     as a `tip` message and on both statements."""
-    if again := await _flood_answer(claims, call_id, body.client_msg_id, runtime):
+    again = await _flood_answer(
+        claims, call_id, body.client_msg_id, runtime, kind=MessageKind.tip, amount=body.amount
+    )
+    if again:
         response.status_code = status.HTTP_200_OK
         return again
     message, new = await chat.tip(

@@ -48,8 +48,11 @@ class CoalescingTransport:
         self._transport = transport
         self._loop = loop
         self._chunks: list[bytes] = []
+        self._eof = False
 
     def write(self, data: bytes) -> None:
+        if self._eof:  # as the transport says it, to the writer rather than in a callback
+            raise RuntimeError("Cannot call write() after write_eof()")
         if not self._chunks:
             self._loop.call_soon(self._flush)
         self._chunks.append(bytes(data))
@@ -65,6 +68,7 @@ class CoalescingTransport:
 
     def write_eof(self) -> None:
         self._flush()
+        self._eof = True
         self._transport.write_eof()
 
     def get_write_buffer_size(self) -> int:

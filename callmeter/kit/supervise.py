@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass, field
 
 PR_SET_PDEATHSIG = 1
+_LINUX = sys.platform.startswith("linux")
 RESTART_PAUSE_SECONDS = 1.0
 STOP_GRACE_SECONDS = 10.0
 
@@ -66,7 +67,8 @@ def _listening_sockets(host: str, port: int, count: int) -> list[socket.socket]:
     connections over (``SO_REUSEPORT``), or one where that is not available. Port 0 (any
     free port) is taken once and the others bound to the same."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    reuse_port = getattr(socket, "SO_REUSEPORT", None)
+    # Linux only: it balances connections over the sockets, and _port_lock guards it there
+    reuse_port = getattr(socket, "SO_REUSEPORT", None) if _LINUX else None
     sockets: list[socket.socket] = []
     try:
         for _ in range(count if reuse_port is not None else 1):
@@ -90,8 +92,9 @@ def _port_lock(port: int) -> socket.socket | None:
     """Held while this supervisor serves ``port`` (on any address): SO_REUSEPORT would let
     a second supervisor (same user) bind the port too and quietly take half its
     connections. A name in Linux's abstract socket namespace is freed when its holder
-    dies, however it dies; elsewhere there is no such lock (nor SO_REUSEPORT to guard)."""
-    if not sys.platform.startswith("linux"):
+    dies, however it dies. Elsewhere there is no such lock, and no SO_REUSEPORT to guard
+    (the children share one socket: a second supervisor's bind fails)."""
+    if not _LINUX:
         return None
     lock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
@@ -107,13 +110,25 @@ def supervise(host: str, port: int, *, workers: int, meter: bool) -> int:
     cannot be listened on, e.g. another supervisor serves it)."""
     try:
         lock = _port_lock(port) if port else None
-        sockets = _listening_sockets(host, port, workers)
-        if not port:  # the port the kernel chose
-            lock = _port_lock(sockets[0].getsockname()[1])
     except OSError as error:
         reason = "another callmeter serve holds it" if error.errno == errno.EADDRINUSE else error
         print(f"cannot listen on {host}:{port}: {reason}", file=sys.stderr)
         return 1
+    try:
+        sockets = _listening_sockets(host, port, workers)
+    except OSError as error:
+        if lock is not None:
+            lock.close()
+        print(f"cannot listen on {host}:{port}: {error}", file=sys.stderr)
+        return 1
+    if lock is None and _LINUX:  # port 0: the port the kernel chose is nobody else's yet
+        try:
+            lock = _port_lock(sockets[0].getsockname()[1])
+        except OSError as error:
+            for sock in sockets:
+                sock.close()
+            print(f"cannot listen on {host}:{port}: {error}", file=sys.stderr)
+            return 1
     command = [sys.executable, "-m", "callmeter"]
     fds = [sockets[n % len(sockets)].fileno() for n in range(workers)]
     children = [

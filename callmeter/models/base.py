@@ -39,7 +39,9 @@ class UTCDateTime(TypeDecorator[datetime]):
     def result_processor(self, dialect: Dialect, coltype: object) -> Callable[[Any], Any] | None:
         """Where the driver hands back datetimes (asyncpg), one small function per value
         instead of the generic two-step path through :meth:`process_result_value` (a call
-        row has 15 of these columns, and the hot paths read thousands of rows a second)."""
+        row has 15 of these columns, and the hot paths read thousands of rows a second).
+        SQLAlchemy's documentation leaves this method to advanced uses: the result is the
+        same as :meth:`process_result_value`'s, which SQLite (text) still goes through."""
         if dialect.name == "sqlite" or self.impl_instance.result_processor(dialect, coltype):
             return super().result_processor(dialect, coltype)
 

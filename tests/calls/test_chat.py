@@ -8,20 +8,16 @@ import asyncio
 import json
 import unicodedata
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from httpx import ASGITransport, AsyncClient, Response
-from sqlalchemy import event, select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import select
 
-from callmeter.app import create_app, create_runtime
 from callmeter.calls.feed import call_feed
 from callmeter.kit.runtime import Runtime
 from callmeter.models import Account, AccountKind, Role, Transfer
 from tests.calls.driver import CallDriver, Party
+from tests.calls.flood import flood
 
 
 def say(text: str, msg_id: str) -> dict[str, str]:
@@ -53,58 +49,6 @@ async def earnings_of(runtime: Runtime, user_id: int) -> int:
             )
         )
     return int(balance or 0)
-
-
-@contextmanager
-def connections_out(*engines: AsyncEngine) -> Iterator[list[int]]:
-    """The most connections each engine's pool had checked out at once during the block."""
-    out, peaks = [0] * len(engines), [0] * len(engines)
-    listeners = []
-    for i, engine in enumerate(engines):
-
-        def checkout(*_: object, i: int = i) -> None:
-            out[i] += 1
-            peaks[i] = max(peaks[i], out[i])
-
-        def checkin(*_: object, i: int = i) -> None:
-            out[i] -= 1
-
-        for name, listener in (("checkout", checkout), ("checkin", checkin)):
-            event.listen(engine.sync_engine, name, listener)
-            listeners.append((engine.sync_engine, name, listener))
-    try:
-        yield peaks
-    finally:
-        for target, name, listener in listeners:
-            event.remove(target, name, listener)
-
-
-async def flood(
-    driver: CallDriver,
-    runtime: Runtime,
-    who: Party,
-    url: str,
-    body: Callable[[int], dict[str, Any]],
-    count: int = 300,
-) -> tuple[list[Response], list[int]]:
-    """``count`` posts at once, every other one through a second API process (its own
-    engine and pool): the answers, and the most connections each pool had out at once."""
-    other = create_runtime(runtime.settings, driver.clock)
-    try:
-        async with AsyncClient(
-            transport=ASGITransport(app=create_app(runtime=other)), base_url="http://test"
-        ) as second:
-            clients = [driver.client, second]
-            with connections_out(runtime.engine, other.engine) as peaks:
-                results = await asyncio.gather(
-                    *(
-                        clients[n % 2].post(url, json=body(n), headers=who.headers)
-                        for n in range(count)
-                    )
-                )
-    finally:
-        await other.close()
-    return list(results), peaks
 
 
 class TestMessages:
@@ -557,6 +501,11 @@ class TestReview:
             assert (await driver.post(url, caller, say(f"m{n}", f"c{n}"))).status_code == 201
         again = await driver.post(url, caller, say("m0", "c0"))  # its answer was lost
         assert (again.status_code, again.json()["body"]) == (200, "m0")
+        other = await driver.post(url, caller, say("not m0", "c0"))  # the id, reused
+        assert (other.status_code, other.json()["error"]) == (409, "idempotency_conflict")
+        tip = {"amount": 1, "client_msg_id": "c0"}  # a tip under a message's id
+        as_tip = await driver.post(f"/v1/calls/{call_id}/tips", caller, tip)
+        assert (as_tip.status_code, as_tip.json()["error"]) == (409, "idempotency_conflict")
         new = await driver.post(url, caller, say("more", "c-new"))
         assert (new.status_code, new.json()["error"]) == (429, "message_rate_limited")
 
