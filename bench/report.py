@@ -190,31 +190,31 @@ LIMITS = """\
   (`calls/beats.py`: the token checked, the call's quiet conditions on the row held, the
   presence written with everyone's every 0.25 s). On SQLite every heartbeat is a write and
   queues on the single write lock, hence its p99.
-- **Capacity** (4,000 concurrent calls against 10,000 asked; section 4). Every criterion
-  holds at 4,000; at 5,000 heartbeat p99 is 105 ms and charge lag p99 1.06 s, each just
-  past its bound. The limit is CPU: the *cores* column counts it per part. At 5,000 calls
-  the API processes use 1.18 cores, the meter 0.11, PostgreSQL 0.21 and the load generator
-  0.19 — 1.69 of the machine's 2 — and the API processes' share grows with the number of
-  calls (0.24 ms of CPU per call per second: 0.23 heartbeats and 2 event streams). 10,000
-  calls at that cost need about 3.4 cores for the whole machine, 2.4 of them for the API
-  processes alone. The same machine is not always as fast: on 2026-12-07 the same
-  benchmark at 3,000 calls failed with both the code measured above (API 1.32 cores,
-  heartbeat p99 240 ms, lag p99 1.61 s, delivery p99 0.61 s) and the code after it
-  (1.25 cores, p99 192 ms, lag p99 1.27 s, delivery p99 0.48 s; 6,000 open streams cost the
-  API processes 0.13 and 0.07 cores), so compare runs made the same day. Since this table:
-  a change-feed round woken by a notification looks only at what it names (not every
-  watched call), keepalives and the memory's refreshes come off heaps instead of scans, a
-  keepalive is a comment line (no read, no rendering), a response's head and body go out in
-  one send (heartbeat ÷ bare endpoint 0.71 and 0.72 against 0.61 and 0.67 without, same day), each
-  API process has a listening socket of its own (`SO_REUSEPORT`: on a shared one the busy
-  process took most connections) and the metrics' series are found once. What the API
-  processes spend, in a profile at 5,000 calls: the heartbeat's HTTP request itself
-  (uvicorn, the ASGI middleware chain, the token, the `CallOut`: about a quarter), the event
-  streams (sse-starlette's tasks and sends), the presence batches with their read-backs
-  and refreshes of whole call rows, and the change feed's catch-up every second. Levers not
-  taken yet: reading back only the columns that change without a version, a lighter stream
-  response than sse-starlette's task group, fewer ASGI layers on the heartbeat, and more
-  API processes only with more cores.
+- **Capacity** (6,000 concurrent calls against 10,000 asked; section 4). Every criterion
+  holds at 6,000 (heartbeat p99 62 ms, lag p99 0.77 s, delivery p99 0.30 s). 8,000 is the
+  edge: of four runs on 2026-12-07 with this code, two passed (heartbeat p99 70 and 71 ms,
+  lag p99 0.84 and 0.82 s) and two failed (p99 110 and 200 ms, lag 1.60 and 1.55 s, as in
+  the table), nothing else differing. 10,000 fails: heartbeat p99 197 ms, lag p99 5.2 s,
+  delivery p99 0.80 s, no error, the ledger right. The limit is CPU: at 8,000 calls the
+  API processes use 1.2-1.35 cores, the meter 0.1, PostgreSQL 0.29 and the load generator
+  0.2 — the machine's 2 cores, all of it — and the heartbeat p99 per 10 s climbs through a
+  failing window (14 ms before the first charges, 260 ms at its end at 10,000): work
+  arrives faster than it is done. What the API processes spend, in a profile at 8,000
+  calls: answering heartbeats from memory (the HTTP request, the token, the `CallOut`:
+  about a quarter), the presence batches with their read-backs and the refreshes of whole
+  call rows (a fifth; reading a call row costs 20 us, of which the ORM 3), the event loop's
+  own socket work, the change feed and the event streams. Not the collector: its long
+  pauses (gen1, 0.4-0.6 s) all came while the streams opened, none in a window. Each charge
+  costs more than a heartbeat: two notifications (the call's version, its story line),
+  two feed reads and four events per call in each process, and the row read again by
+  memory. The same machine is not always as fast (on one day's runs the same code failed
+  at 3,000): compare runs made the same day. Since the previous table (capacity 4,000): the
+  memory of verified tokens holds 65,536 (at 10,000 calls every process saw 20,000 tokens
+  and least-recently-used memory of 16,384 kept none: 147 us a heartbeat against 12.5),
+  and the load holds its streams in child processes (one process may not hold 20,000
+  sockets here). Levers not taken yet: reading back only the columns that change without
+  a version, one read of a changed call shared by the feed and memory, a lighter stream
+  response than sse-starlette's task group, and more API processes only with more cores.
 """
 
 
@@ -255,8 +255,9 @@ def _capacity(results: dict[str, Any]) -> list[str]:
         "cost the API processes meanwhile — keepalives and the feed's catch-ups). *Cores*: CPU",
         "seconds per second over the",
         "window (user + system, from /proc) of the API processes, the meter worker, PostgreSQL",
-        "and the load generator, out of the machine's cores (above); *API RSS*: the API",
-        "processes' resident memory at the window's end, together.",
+        "and the load generator (with the child processes that hold its event streams, 8,000",
+        "each: one process may hold 20,000 sockets here), out of the machine's cores (above);",
+        "*API RSS*: the API processes' resident memory at the window's end, together.",
         "",
         f"**Capacity: {_fmt(found['capacity'])} concurrent calls.**",
         "",
