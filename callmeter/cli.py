@@ -94,11 +94,15 @@ def serve(
         from callmeter.kit.supervise import supervise
 
         meter = "without" if no_meter else "with one worker process for the"
-        console.print(
-            f"callmeter serving on [bold]http://{host}:{port}[/bold] ({settings.env}, "
-            f"{workers} API processes, {meter} meter)"
-        )
-        raise typer.Exit(supervise(host, port, workers=workers, meter=not no_meter))
+
+        def listening(bound: int) -> None:  # once the port is ours: not before a refusal
+            console.print(
+                f"callmeter serving on [bold]http://{host}:{bound}[/bold] ({settings.env}, "
+                f"{workers} API processes, {meter} meter)"
+            )
+
+        code = supervise(host, port, workers=workers, meter=not no_meter, listening=listening)
+        raise typer.Exit(code)
     _serve_one(settings, host, port, meter=not no_meter, fd=fd)
 
 

@@ -288,6 +288,7 @@ def _second_supervisor_is_refused(env: dict[str, str], port: int) -> None:
     )
     assert second.returncode == 1, second.stdout + second.stderr
     assert f"cannot listen on 127.0.0.1:{port}: another callmeter serve holds it" in second.stderr
+    assert "serving on" not in second.stdout  # it never said it was
 
 
 @pytest.mark.slow

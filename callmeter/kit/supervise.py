@@ -23,6 +23,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 PR_SET_PDEATHSIG = 1
@@ -105,9 +106,17 @@ def _port_lock(port: int) -> socket.socket | None:
     return lock
 
 
-def supervise(host: str, port: int, *, workers: int, meter: bool) -> int:
+def supervise(
+    host: str,
+    port: int,
+    *,
+    workers: int,
+    meter: bool,
+    listening: Callable[[int], None] | None = None,
+) -> int:
     """Run the children until SIGINT/SIGTERM; returns the exit code (1 when ``host:port``
-    cannot be listened on, e.g. another supervisor serves it)."""
+    cannot be listened on, e.g. another supervisor serves it). ``listening`` is told the
+    port once it is bound, before the children start."""
     try:
         lock = _port_lock(port) if port else None
     except OSError as error:
@@ -129,6 +138,8 @@ def supervise(host: str, port: int, *, workers: int, meter: bool) -> int:
                 sock.close()
             print(f"cannot listen on {host}:{port}: {error}", file=sys.stderr)
             return 1
+    if listening is not None:
+        listening(sockets[0].getsockname()[1])
     command = [sys.executable, "-m", "callmeter"]
     fds = [sockets[n % len(sockets)].fileno() for n in range(workers)]
     children = [
