@@ -61,18 +61,12 @@ async def already_sent(
     session: AsyncSession, *, sender_id: int, call_id: int, client_msg_id: str,
     kind: MessageKind, body: str, amount: int | None,
 ) -> CallMessage | None:  # fmt: skip
-    """What ``sender_id`` sent on the call with ``client_msg_id``, read without a lock: a
-    retry that the in-process flood gate stopped still gets its first answer (409 when
-    that id went with another message, as past the gate)."""
+    """What ``sender_id`` sent on the call with ``client_msg_id`` (a retry), or None; 409
+    when that id went with another message. Read without a lock of its own: a retry that
+    the in-process flood gate stopped still gets its first answer."""
     sent = await repository.message_sent(
         session, call_id=call_id, sender_id=sender_id, client_msg_id=client_msg_id
     )
-    return _same_message(sent, kind, body, amount)
-
-
-def _same_message(
-    sent: CallMessage | None, kind: MessageKind, body: str, amount: int | None
-) -> CallMessage | None:
     if sent is not None and (sent.kind, sent.body, sent.amount) != (kind, body, amount):
         raise IdempotencyConflict("this client_msg_id was already used for another message")
     return sent
@@ -83,18 +77,6 @@ async def _stored_limit(session: AsyncSession, call: Call, settings: Settings) -
         raise MessageLimitReached(
             f"a call stores at most {settings.max_messages_per_call} messages"
         )
-
-
-async def _sent_before(
-    session: AsyncSession, call: Call, user: User, client_msg_id: str, *, kind: MessageKind,
-    body: str, amount: int | None,
-) -> CallMessage | None:  # fmt: skip
-    """What ``user`` already sent on the call with ``client_msg_id`` (a retry), or None;
-    409 when that id went with another message."""
-    sent = await repository.message_sent(
-        session, call_id=call.id, sender_id=user.id, client_msg_id=client_msg_id
-    )
-    return _same_message(sent, kind, body, amount)
 
 
 async def _store(session: AsyncSession, message: CallMessage) -> tuple[CallMessage, bool]:
@@ -118,9 +100,10 @@ async def send_message(
     past ``messages_per_window`` per ``message_window_seconds`` from one sender, 409
     ``message_limit_reached`` once the call stores ``max_messages_per_call``."""
     call, _ = await locked_party_call(session, user, call_id)
-    sent = await _sent_before(
-        session, call, user, client_msg_id, kind=MessageKind.text, body=body, amount=None
-    )
+    sent = await already_sent(
+        session, sender_id=user.id, call_id=call.id, client_msg_id=client_msg_id,
+        kind=MessageKind.text, body=body, amount=None,
+    )  # fmt: skip
     if sent is not None:
         return sent, False
     if call.status == CallStatus.ended:
@@ -163,9 +146,10 @@ async def tip(
     call, party = await locked_party_call(session, user, call_id)
     if party != "client":
         raise Forbidden("only the call's client can tip its host")
-    sent = await _sent_before(
-        session, call, user, client_msg_id, kind=MessageKind.tip, body="", amount=amount
-    )
+    sent = await already_sent(
+        session, sender_id=user.id, call_id=call.id, client_msg_id=client_msg_id,
+        kind=MessageKind.tip, body="", amount=amount,
+    )  # fmt: skip
     if sent is not None:
         return sent, False
     if call.started_at is None:

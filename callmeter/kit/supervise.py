@@ -16,6 +16,7 @@ again (after a pause if it keeps dying); SIGINT or SIGTERM stops them all.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import signal
@@ -89,6 +90,10 @@ def _listening_sockets(host: str, port: int, count: int) -> list[socket.socket]:
     return sockets
 
 
+class PortHeld(OSError):
+    """Another supervisor serves this port."""
+
+
 def _port_lock(port: int) -> socket.socket | None:
     """Held while this supervisor serves ``port`` (on any address): SO_REUSEPORT would let
     a second supervisor (same user) bind the port too and quietly take half its
@@ -100,10 +105,28 @@ def _port_lock(port: int) -> socket.socket | None:
     lock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         lock.bind(f"\0callmeter-serve:{port}")
-    except OSError:
+    except OSError as error:
         lock.close()
+        if error.errno == errno.EADDRINUSE:
+            raise PortHeld(error.errno, "another callmeter serve holds it") from error
         raise
     return lock
+
+
+def _bind(host: str, port: int, workers: int) -> tuple[list[socket.socket], socket.socket | None]:
+    """The listening sockets and the port's lock (taken first; for port 0, on the port the
+    kernel chose); OSError, with nothing left open, when either cannot be had."""
+    with contextlib.ExitStack() as held:
+        lock = _port_lock(port) if port else None
+        if lock is not None:
+            held.callback(lock.close)
+        sockets = _listening_sockets(host, port, workers)  # closes its own on failure
+        for sock in sockets:
+            held.callback(sock.close)
+        if not port and (lock := _port_lock(sockets[0].getsockname()[1])) is not None:
+            held.callback(lock.close)
+        held.pop_all()
+    return sockets, lock
 
 
 def supervise(
@@ -118,26 +141,11 @@ def supervise(
     cannot be listened on, e.g. another supervisor serves it). ``listening`` is told the
     port once it is bound, before the children start."""
     try:
-        lock = _port_lock(port) if port else None
+        sockets, lock = _bind(host, port, workers)
     except OSError as error:
-        reason = "another callmeter serve holds it" if error.errno == errno.EADDRINUSE else error
+        reason = error.strerror if isinstance(error, PortHeld) else error
         print(f"cannot listen on {host}:{port}: {reason}", file=sys.stderr)
         return 1
-    try:
-        sockets = _listening_sockets(host, port, workers)
-    except OSError as error:
-        if lock is not None:
-            lock.close()
-        print(f"cannot listen on {host}:{port}: {error}", file=sys.stderr)
-        return 1
-    if lock is None and _LINUX:  # port 0: the port the kernel chose is nobody else's yet
-        try:
-            lock = _port_lock(sockets[0].getsockname()[1])
-        except OSError as error:
-            for sock in sockets:
-                sock.close()
-            print(f"cannot listen on {host}:{port}: {error}", file=sys.stderr)
-            return 1
     if listening is not None:
         listening(sockets[0].getsockname()[1])
     command = [sys.executable, "-m", "callmeter"]
