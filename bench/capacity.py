@@ -82,10 +82,18 @@ class Connection:
         self.port = port
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
+        self.opens = 0  # connections opened (a reconnect after the server closed one: 2)
+
+    @property
+    def local_port(self) -> int | None:
+        if self.writer is None:
+            return None
+        return int(self.writer.get_extra_info("sockname")[1])
 
     async def post(self, path: str, token: str, body: bytes) -> tuple[int, bytes]:
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+            self.opens += 1
         assert self.reader is not None
         self.writer.write(
             f"POST {path} HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {token}\r\n"
@@ -122,6 +130,10 @@ class Load:
     streams_open: int = 0
     # boundary beats: (sent at, call id, status, the call's charged in the answer)
     boundary_beats: list[tuple[float, int, int, int]] = field(default_factory=list)
+    # the heartbeats' connections: how many each API process held (by pid), every 10 s
+    # of the window, and how many times they were opened in all
+    beat_connections: list[dict[int, int]] = field(default_factory=list)
+    beat_connection_opens: int = 0
 
 
 OPEN_ATTEMPTS = 10  # a stream that cannot open is tried again, as a browser's EventSource does
@@ -328,6 +340,14 @@ async def heartbeats(
             schedule.append((t, call_id, token, True))
     schedule.sort()
     senders = [asyncio.create_task(sender(c)) for c in pool]
+
+    async def spread() -> None:
+        while True:
+            await asyncio.sleep(10)
+            ports = {p for c in pool if (p := c.local_port) is not None}
+            load.beat_connections.append(holders_of(port, ports))
+
+    senders.append(asyncio.create_task(spread()))
     try:
         for t, call_id, token, at_boundary in schedule:
             delay = t + wall_to_loop - loop.time()
@@ -338,9 +358,36 @@ async def heartbeats(
     finally:
         for task in senders:
             task.cancel()
+        load.beat_connection_opens = sum(c.opens for c in pool)
         for c in pool:
             if c.writer is not None:
                 c.writer.close()
+
+
+def holders_of(port: int, peers: set[int]) -> dict[int, int]:
+    """Which processes hold the server's end of this machine's connections to ``port``
+    from the local ports ``peers``: pid -> how many (Linux: /proc/net/tcp and fds)."""
+    inodes: set[str] = set()
+    with contextlib.suppress(OSError), open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            local, remote = fields[1].split(":"), fields[2].split(":")
+            if int(local[1], 16) == port and int(remote[1], 16) in peers:
+                inodes.add(fields[9])
+    held: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        with contextlib.suppress(OSError):
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                if b"serve" not in f.read().split(b"\0"):
+                    continue  # only API processes (and their supervisor) hold them
+            for fd in os.listdir(f"/proc/{entry}/fd"):
+                with contextlib.suppress(OSError):
+                    link = os.readlink(f"/proc/{entry}/fd/{fd}")
+                    if link.startswith("socket:[") and link[8:-1] in inodes:
+                        held[int(entry)] = held.get(int(entry), 0) + 1
+    return held
 
 
 def _periodic(start: float, every: float, until: float) -> list[float]:
@@ -573,6 +620,10 @@ async def run_once(
         result["cores"] = {k: (after_window[k][0] - before_window[k][0]) / spent for k in PARTS}
         result["rss_mb"] = {k: after_window[k][1] for k in PARTS}
         paths_after = await heartbeat_paths(port)
+        result["beat_connections"] = [
+            {str(pid): n for pid, n in sorted(held.items())} for held in load.beat_connections
+        ]
+        result["beat_connection_opens"] = load.beat_connection_opens
         result["heartbeat_paths"] = {
             k: v - paths_before.get(k, 0.0) for k, v in sorted(paths_after.items())
         }
@@ -687,6 +738,12 @@ async def run_once(
         + " ".join(f"{k} {v:.2f}" for k, v in result["cores"].items())
         + "  paths: "
         + " ".join(f"{k} {v:,.0f}" for k, v in result["heartbeat_paths"].items())
+        + "  heartbeat connections per API process: "
+        + (
+            " ".join("/".join(str(n) for n in held.values()) for held in result["beat_connections"])
+            or "-"
+        )
+        + f" (opened {result['beat_connection_opens']})"
         + "  RSS MB: "
         + " ".join(f"{k} {v:.0f}" for k, v in result["rss_mb"].items())
         + "  ledger "

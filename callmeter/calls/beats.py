@@ -150,9 +150,10 @@ class QuietBeats:
         # the database's health, as this process sees it (time.monotonic(), loop time)
         self._steps: dict[int, float] = {}  # memory's own database work under way: start
         self._step_ids = itertools.count()
-        self._failed_at: float | None = None  # the last batch's write failed (then)
+        self._failed_at: float | None = None  # batches fail to be written since (then)
         self._answered_at = time.monotonic()  # the database last answered a statement
-        event.listen(runtime.engine.sync_engine, "after_cursor_execute", self._answered)
+        for engine in runtime.engines:
+            event.listen(engine.sync_engine, "after_cursor_execute", self._answered)
         self._task: asyncio.Task[None] | None = loop.create_task(self._run())
         feed = call_feed(runtime)
         self._wakeups = feed.wakeups
@@ -240,7 +241,7 @@ class QuietBeats:
     async def _read_wanted(self, wanted: dict[int, tuple[asyncio.Future[None], set[int]]]) -> None:
         mark = self.mark()
         with self._step():
-            async with self.runtime.read_sessionmaker() as session:
+            async with self.runtime.own_read_sessionmaker() as session:
                 calls = await repository.calls_by_id(session, sorted(wanted))
                 for call in calls:
                     asking = wanted[call.id][1]
@@ -386,15 +387,26 @@ class QuietBeats:
         ]
         try:
             with self._step():
-                async with self.runtime.sessionmaker() as session:
+                async with self.runtime.own_sessionmaker() as session:
                     passed = await repository.record_presences(session, checks, skip_locked=True)
                     await session.commit()
-        except BaseException:
+        except BaseException as exc:
             for key, (user_id, seen) in pending.items():  # keep the later of the two
                 self._keep_pending(key, user_id, seen)
             self._owed |= owed
-            self._failed_at = time.monotonic()
+            if self._failed_at is None:
+                log.warning(
+                    "heartbeat memory off: writing presence failed (%r); every heartbeat "
+                    "goes to the database until a batch is written",
+                    exc,
+                )
+                self._failed_at = time.monotonic()
             raise
+        if self._failed_at is not None:
+            log.info(
+                "heartbeat memory on again: a batch was written %.1f s after the first that failed",
+                time.monotonic() - self._failed_at,
+            )
         self._failed_at = None
         for check in passed:  # rows another transaction held: the next batch writes them
             self._keep_pending((check.call_id, check.party), check.user_id, check.now)
@@ -434,7 +446,7 @@ class QuietBeats:
         mark = self.mark()
         to_meter = self.meter_ticks
         with self._step():
-            async with self.runtime.sessionmaker() as session:
+            async with self.runtime.own_sessionmaker() as session:
                 now = self.runtime.clock.now()
                 calls = await repository.calls_by_id(session, call_ids)
                 owed = {call.id for call in calls if charge_pending(call, now)}
@@ -484,7 +496,7 @@ class QuietBeats:
         mark = self.mark()
         try:
             with self._step():
-                async with self.runtime.sessionmaker() as session:
+                async with self.runtime.own_sessionmaker() as session:
                     calls = await repository.calls_by_id(session, sorted(used))
                     for call in calls:
                         self.remember(call, mark, used[call.id])
@@ -521,9 +533,9 @@ class QuietBeats:
             if not future.done():
                 future.set_result(None)
         self._wanted.clear()
-        engine = self.runtime.engine.sync_engine
-        if event.contains(engine, "after_cursor_execute", self._answered):
-            event.remove(engine, "after_cursor_execute", self._answered)
+        for engine in self.runtime.engines:
+            if event.contains(engine.sync_engine, "after_cursor_execute", self._answered):
+                event.remove(engine.sync_engine, "after_cursor_execute", self._answered)
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -286,7 +286,7 @@ class CallFeed:
         message_cursor = self._message_cursor
         gone: list[int] = []
         try:
-            async with self.runtime.read_sessionmaker() as session:
+            async with self.runtime.own_read_sessionmaker() as session:
                 if full:
                     versions = await repository.versions_of(session, ids)
                     gone = [call_id for call_id in ids if call_id not in versions]

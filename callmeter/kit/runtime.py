@@ -33,6 +33,11 @@ T = TypeVar("T")
 # argon2's lane threads inherit it): the event loop, and so every heartbeat, comes first.
 HASHING_NICENESS = 10
 
+# The pool of the process's own database work (Runtime.own_engine): memory's batch (with
+# its read-back) or refresh, its read of calls not held, and the feed's read run at once.
+OWN_POOL_SIZE = 3
+OWN_POOL_OVERFLOW = 2
+
 
 class MediaServer(Protocol):
     """A media server's client as the runtime holds it: ``media.livekit.LiveKit``, built
@@ -93,10 +98,31 @@ class Runtime:
     recent_signals: RecentEvents = field(default_factory=RecentEvents)  # per sender and call
     recent_messages: RecentEvents = field(default_factory=RecentEvents)  # per sender and call
     flood_lookups: Slots = field(default_factory=Slots)  # a refused retry's look, per key
+    # The process's own database work — heartbeat memory's batches and reads, the change
+    # feed's reads — on a small pool of its own (PostgreSQL; the same database and waits):
+    # requests holding every connection of the main pool cannot make it wait for one (its
+    # failure would send every heartbeat to the database, which holds the pool longer:
+    # docs/billing.md). Without one, it shares the main pool (SQLite, tests).
+    own_engine: AsyncEngine | None = None
+    own_sessionmaker: async_sessionmaker[AsyncSession] = field(init=False)
+    own_read_sessionmaker: async_sessionmaker[AsyncSession] = field(init=False)
     database_probe: DatabaseProbe = field(init=False)
 
     def __post_init__(self) -> None:
         self.database_probe = DatabaseProbe(self.engine)
+        if self.own_engine is None:
+            self.own_sessionmaker, self.own_read_sessionmaker = (
+                self.sessionmaker,
+                self.read_sessionmaker,
+            )
+        else:
+            self.own_sessionmaker = create_sessionmaker(self.own_engine)
+            self.own_read_sessionmaker = create_sessionmaker(self.own_engine, read_only=True)
+
+    @property
+    def engines(self) -> tuple[AsyncEngine, ...]:
+        """Every engine of this process (the main one first)."""
+        return (self.engine,) if self.own_engine is None else (self.engine, self.own_engine)
 
     @classmethod
     def create(
@@ -113,15 +139,21 @@ class Runtime:
             # SQLite's writers queue on one lock anyway: waiting for a pooled connection is
             # the same queue, bounded by the busy timeout (a burst is slow, not refused)
             pool_timeout = max(pool_timeout, SQLITE_BUSY_TIMEOUT_MS / 1000)
-        engine = create_engine(
+        engine_for = functools.partial(
+            create_engine,
             settings.database_url,
             pool_timeout=pool_timeout,
             connect_timeout=settings.db_connect_timeout_seconds,
             statement_timeout=settings.db_statement_timeout_seconds,
         )
+        engine = engine_for()
+        own_engine = None
+        if not is_sqlite(settings.database_url):  # SQLite's one write lock: no gain
+            own_engine = engine_for(pool_size=OWN_POOL_SIZE, max_overflow=OWN_POOL_OVERFLOW)
         return cls(
             settings=settings,
             engine=engine,
+            own_engine=own_engine,
             sessionmaker=create_sessionmaker(engine),
             read_sessionmaker=create_sessionmaker(engine, read_only=True),
             clock=clock or SystemClock(),
@@ -155,4 +187,5 @@ class Runtime:
             await self.payments.close()
         if self.payouts is not None:
             await self.payouts.close()
-        await self.engine.dispose()
+        for engine in self.engines:
+            await engine.dispose()

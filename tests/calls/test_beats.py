@@ -765,6 +765,63 @@ async def test_a_slow_batch_keeps_memory_and_a_hung_or_failed_one_stops_it(
     assert (await seen(runtime, call_id))[0] == driver.clock.now()
 
 
+async def test_requests_that_take_every_pooled_connection_do_not_starve_memory(
+    driver: CallDriver, runtime: Runtime, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Memory's batches, read-backs and reads use connections of their own: requests that
+    hold every connection of the process's pool (a flood, or every heartbeat sent to the
+    database because memory went off) do not make the batch wait for one and fail, which
+    turned memory off until a batch was written — and none could be while the requests
+    held the pool (the capacity benchmark at 10,000 calls: memory answered 4 % of the
+    heartbeats, the database the rest, 10 times the cost each)."""
+    call_id, caller, _host, beats = await remembered(driver)
+    pool = runtime.engine.pool
+    every = pool.size() + pool._max_overflow  # type: ignore[attr-defined]
+    held = [await runtime.engine.connect() for _ in range(every)]
+    try:
+        with pytest.raises(TimeoutError):  # the process's pool has nothing left
+            await asyncio.wait_for(runtime.engine.connect(), 0.5)
+        driver.clock.advance(5)
+        assert (await driver.heartbeat(call_id, caller)).status_code == 200
+        assert beats.answered == 1
+        assert await beats.flush() == 1
+        assert beats.enabled
+    finally:
+        for conn in held:
+            await conn.close()
+    assert (await seen(runtime, call_id))[0] == driver.clock.now()
+
+
+async def test_memory_going_off_and_on_again_is_logged(
+    driver: CallDriver,
+    runtime: Runtime,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An operator sees when every heartbeat starts going to the database, and why."""
+    call_id, caller, _host, beats = await remembered(driver)
+    written = repository.record_presences
+
+    async def failing(session: object, checks: object, **kwargs: object) -> list[object]:
+        raise ConnectionRefusedError("the database is away")
+
+    monkeypatch.setattr(repository, "record_presences", failing)
+    caplog.set_level(logging.INFO, logger="callmeter.calls.beats")
+    driver.clock.advance(5)
+    assert (await driver.heartbeat(call_id, caller)).status_code == 200
+    for _ in range(2):  # said once, not at every failed batch
+        with pytest.raises(ConnectionRefusedError):
+            await beats.flush()
+    off = [r for r in caplog.records if "memory off" in r.message]
+    assert len(off) == 1, caplog.text
+    assert "the database is away" in off[0].message
+    assert off[0].levelno == logging.WARNING
+    monkeypatch.setattr(repository, "record_presences", written)
+    assert await beats.flush() == 1
+    on = [r for r in caplog.records if "memory on again" in r.message]
+    assert len(on) == 1, caplog.text
+
+
 def counted(path: str) -> float:
     return float(metrics.HEARTBEATS.labels(path)._value.get())
 
