@@ -16,7 +16,9 @@ the meter charges about N calls a minute. Passes when, over the window:
 * the ledger check passes and every call was charged exactly once per boundary it crossed.
 
 The load generator is this process (asyncio, plain sockets: HTTP/1.1 by hand so that it
-costs the machine as little as possible) and, for the event streams, child processes of
+costs the machine as little as possible; the heartbeats share ``CONNECTIONS`` keep-alive
+connections, and one still waiting for a free connection ``LATE_S`` after it was due is
+an error and is not sent) and, for the event streams, child processes of
 it holding up to ``STREAMS_PER_HOLDER`` each (one process may hold at most 20,000 sockets
 here). It also measures the database's transactions per
 second with streams open and no heartbeats, to show that the fan-out does not poll per
@@ -60,7 +62,8 @@ HEARTBEAT_P99_MS = 100.0
 DELIVERY_P99_S = 1.0
 LAG_P99_S = 1.0
 BOUNDARY_BEAT_LAG_S = 0.4  # as the web client: a beat just after each boundary
-CONNECTIONS = 64  # keep-alive connections the heartbeats share
+CONNECTIONS = 512  # keep-alive connections the heartbeats share (browsers have one each:
+# with 64, chance alone put 21 on one API process and 43 on the other in a run at 8,000)
 LATE_S = 5.0  # a heartbeat still waiting for a connection this long after it was due is
 # counted as an error and not sent (the server does not keep up)
 WARMUP_SECONDS = 15.0  # the same heartbeats before the window, not counted: every process
@@ -310,7 +313,7 @@ async def heartbeats(
             due, call_id, token, at_boundary = await queue.get()
             started, sent = time.perf_counter(), time.time()
             if sent - due > LATE_S and sent >= load.counted_from:
-                # the 64 connections are all busy this long: the server does not keep up.
+                # every connection is busy this long: the server does not keep up.
                 # An error, not sent: a backlog would outlast the window by minutes
                 load.beats_late += 1
                 load.beat_errors += 1
@@ -355,7 +358,9 @@ async def heartbeats(
         while True:
             await asyncio.sleep(10)
             ports = {p for c in pool if (p := c.local_port) is not None}
-            load.beat_connections.append(holders_of(port, ports))
+            if time.time() >= load.counted_from:  # the window's, not the warm-up's
+                # in a thread: /proc holds tens of thousands of sockets to go through
+                load.beat_connections.append(await asyncio.to_thread(holders_of, port, ports))
 
     senders.append(asyncio.create_task(spread()))
     try:
@@ -782,6 +787,7 @@ async def capacity(
 
 
 async def main() -> None:
+    global CONNECTIONS  # one run's setting
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--postgres", default=PG_DEFAULT)
     parser.add_argument("--sizes", default="100,250,500,1000,2000,4000,10000")
@@ -792,12 +798,17 @@ async def main() -> None:
         help="seconds between a party's heartbeats: the call's heartbeat_seconds (10 s at the "
         "default timeout); the web client before issue 15 beat every 5 s",
     )  # fmt: skip
+    parser.add_argument(
+        "--connections", type=int, default=CONNECTIONS,
+        help=f"keep-alive connections the heartbeats share (default {CONNECTIONS})",
+    )  # fmt: skip
     parser.add_argument("--log", default=str(Path(tempfile.gettempdir()) / "capacity.log"))
     parser.add_argument("--hold-streams", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.hold_streams:
         await hold_streams(args.hold_streams)
         return
+    CONNECTIONS = args.connections
     found = await capacity(
         args.postgres, [int(s) for s in args.sizes.split(",")], args.seconds, args.workers,
         Path(args.log), args.period,

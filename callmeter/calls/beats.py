@@ -77,6 +77,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 
 from pydantic import ValidationError
 from sqlalchemy import event
@@ -395,11 +396,13 @@ class QuietBeats:
                 self._keep_pending(key, user_id, seen)
             self._owed |= owed
             if self._failed_at is None:
-                log.warning(
-                    "heartbeat memory off: writing presence failed (%r); every heartbeat "
-                    "goes to the database until a batch is written",
-                    exc,
-                )
+                if not isinstance(exc, asyncio.CancelledError):  # not a failure: shutdown
+                    log.warning(
+                        "heartbeat memory off: writing presence failed (%s: %s); every "
+                        "heartbeat goes to the database until a batch is written",
+                        type(exc).__name__,
+                        (str(exc).splitlines() or [""])[0][:200],  # not the SQL and its rows
+                    )
                 self._failed_at = time.monotonic()
             raise
         if self._failed_at is not None:
@@ -602,6 +605,9 @@ def quiet_beats(runtime: Runtime) -> QuietBeats:
 
 
 _HEARTBEAT = re.compile(r"/v1/calls/([0-9]{1,18})/heartbeat")
+# what the metrics read of a routed request's scope["route"] (its path template); FastAPI's
+# included routers are not searchable from the app for the endpoint's own route
+_ROUTE = SimpleNamespace(path="/v1/calls/{call_id}/heartbeat")
 _FROM_MEMORY = metrics.HEARTBEATS.labels("memory")
 
 
@@ -616,7 +622,6 @@ class HeartbeatsFromMemory:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self._route: object = None  # the endpoint's route, for the metrics' label
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         match = _HEARTBEAT.fullmatch(scope.get("path", "")) if scope["type"] == "http" else None
@@ -633,7 +638,7 @@ class HeartbeatsFromMemory:
         if answer is None:
             await self.app(scope, replay, send)
             return
-        scope["route"] = self._route or self._find_route(scope)
+        scope["route"] = _ROUTE  # the metrics' label: the endpoint's route
         _FROM_MEMORY.inc()
         await send(
             {
@@ -664,12 +669,6 @@ class HeartbeatsFromMemory:
         if call is None:
             return None
         return CallEnvelope(call=CallOut.of(call, now, runtime.settings)).model_dump_json().encode()
-
-    def _find_route(self, scope: Scope) -> object:
-        for route in scope["app"].routes:
-            if getattr(route, "path", None) == "/v1/calls/{call_id}/heartbeat":
-                self._route = route
-        return self._route
 
 
 def _json(scope: Scope) -> bool:

@@ -775,6 +775,9 @@ async def test_requests_that_take_every_pooled_connection_do_not_starve_memory(
     held the pool (the capacity benchmark at 10,000 calls: memory answered 4 % of the
     heartbeats, the database the rest, 10 times the cost each)."""
     call_id, caller, _host, beats = await remembered(driver)
+    other, other_caller, _other_host, _ = await remembered(driver)
+    del beats._known[other]  # not held: its next heartbeat has memory read it
+    fetched = beats.fetched
     pool = runtime.engine.pool
     every = pool.size() + pool._max_overflow  # type: ignore[attr-defined]
     held = [await runtime.engine.connect() for _ in range(every)]
@@ -783,8 +786,10 @@ async def test_requests_that_take_every_pooled_connection_do_not_starve_memory(
             await asyncio.wait_for(runtime.engine.connect(), 0.5)
         driver.clock.advance(5)
         assert (await driver.heartbeat(call_id, caller)).status_code == 200
-        assert beats.answered == 1
-        assert await beats.flush() == 1
+        assert (await driver.heartbeat(other, other_caller)).status_code == 200
+        assert beats.answered == 2  # the second read by memory first
+        assert beats.fetched == fetched + 1
+        assert await beats.flush() == 2
         assert beats.enabled
     finally:
         for conn in held:
@@ -824,6 +829,22 @@ async def test_memory_going_off_and_on_again_is_logged(
 
 def counted(path: str) -> float:
     return float(metrics.HEARTBEATS.labels(path)._value.get())
+
+
+async def test_a_heartbeat_from_memory_is_counted_under_its_route(driver: CallDriver) -> None:
+    """``callmeter_http_requests_total`` counts a heartbeat answered from memory under the
+    endpoint's route, as one the endpoint answers (it was counted as ``unmatched``)."""
+    call_id, caller, _host, beats = await remembered(driver)
+
+    def requests(route: str) -> float:
+        return float(metrics.HTTP_REQUESTS.labels("POST", route, "200")._value.get())
+
+    before = requests("/v1/calls/{call_id}/heartbeat"), requests("unmatched")
+    driver.clock.advance(5)
+    assert (await driver.heartbeat(call_id, caller)).status_code == 200
+    assert beats.answered == 1
+    assert requests("/v1/calls/{call_id}/heartbeat") == before[0] + 1
+    assert requests("unmatched") == before[1]
 
 
 async def test_a_charge_due_is_left_to_the_meter_by_the_database_path_too(
