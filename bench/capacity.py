@@ -689,14 +689,17 @@ async def run_once(
             if len(seen) < 2:
                 missing += 1
             deliveries += [t - created.timestamp() for t in seen]
-    slow = sorted(
-        (lag, call_id)
-        for call_id, made in per_call.items()
-        for j, lag in enumerate(
-            (created - starts[call_id] - timedelta(seconds=interval * (k + 1))).total_seconds()
-            for k, created in enumerate(made)
-        )
-        if lag > LAG_P99_S
+    slow = sorted(  # the latest first
+        (
+            (lag, call_id)
+            for call_id, made in per_call.items()
+            for j, lag in enumerate(
+                (created - starts[call_id] - timedelta(seconds=interval * (k + 1))).total_seconds()
+                for k, created in enumerate(made)
+            )
+            if lag > LAG_P99_S
+        ),
+        reverse=True,
     )
     if load.beat_log:  # where the slowest heartbeats were: per 10 s of the window
         t0w = load.beat_log[0][0]

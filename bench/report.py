@@ -190,31 +190,33 @@ LIMITS = """\
   (`calls/beats.py`: the token checked, the call's quiet conditions on the row held, the
   presence written with everyone's every 0.25 s). On SQLite every heartbeat is a write and
   queues on the single write lock, hence its p99.
-- **Capacity** (6,000 concurrent calls against 10,000 asked; section 4). Every criterion
-  holds at 6,000 (heartbeat p99 62 ms, lag p99 0.77 s, delivery p99 0.30 s). 8,000 is the
-  edge: of four runs on 2026-12-07 with this code, two passed (heartbeat p99 70 and 71 ms,
-  lag p99 0.84 and 0.82 s) and two failed (p99 110 and 200 ms, lag 1.60 and 1.55 s, as in
-  the table), nothing else differing. 10,000 fails: heartbeat p99 197 ms, lag p99 5.2 s,
-  delivery p99 0.80 s, no error, the ledger right. The limit is CPU: at 8,000 calls the
-  API processes use 1.2-1.35 cores, the meter 0.1, PostgreSQL 0.29 and the load generator
-  0.2 — the machine's 2 cores, all of it — and the heartbeat p99 per 10 s climbs through a
-  failing window (14 ms before the first charges, 260 ms at its end at 10,000): work
-  arrives faster than it is done. What the API processes spend, in a profile at 8,000
-  calls: answering heartbeats from memory (the HTTP request, the token, the `CallOut`:
-  about a quarter), the presence batches with their read-backs and the refreshes of whole
-  call rows (a fifth; reading a call row costs 20 us, of which the ORM 3), the event loop's
-  own socket work, the change feed and the event streams. Not the collector: its long
-  pauses (gen1, 0.4-0.6 s) all came while the streams opened, none in a window. Each charge
-  costs more than a heartbeat: two notifications (the call's version, its story line),
-  two feed reads and four events per call in each process, and the row read again by
-  memory. The same machine is not always as fast (on one day's runs the same code failed
-  at 3,000): compare runs made the same day. Since the previous table (capacity 4,000): the
-  memory of verified tokens holds 65,536 (at 10,000 calls every process saw 20,000 tokens
-  and least-recently-used memory of 16,384 kept none: 147 us a heartbeat against 12.5),
-  and the load holds its streams in child processes (one process may not hold 20,000
-  sockets here). Levers not taken yet: reading back only the columns that change without
-  a version, one read of a changed call shared by the feed and memory, a lighter stream
-  response than sse-starlette's task group, and more API processes only with more cores.
+- **Capacity** (4,000 concurrent calls today against 10,000 asked; section 4). The same
+  machine is not equally fast every day: on 2026-12-07 morning this code's predecessor
+  passed 6,000 (heartbeat p99 62 ms, API 1.17 cores) and 8,000 in two runs of four;
+  that afternoon, with 64 connections as then, 6,000 failed (p99 196 ms, lag p99 1.43 s)
+  and 4,000 took 0.98 API cores where it had taken 0.89 — compare runs made the same day.
+  With the load's 512 connections, 4,000 passes (p99 55 ms, lag p99 0.72 s, delivery p99
+  0.21 s) and 6,000 fails on heartbeat p99 (224 ms) and lag p99 (1.71 s) with no error,
+  every charge delivered and the ledger right. The limit is CPU: at 6,000 calls the API
+  processes use 1.22 cores, the meter 0.11, PostgreSQL 0.26 and the load 0.21 — the
+  machine's 2 cores — and the p99 per 10 s climbs through a failing window: work arrives
+  faster than it is done. Past the limit, the afternoon's runs at 10,000 also showed how
+  an overloaded process used to collapse: a presence batch that timed out waiting for a
+  pooled connection (every connection held by requests) switched heartbeat memory off,
+  every heartbeat then took the database path (about ten times the CPU, and a pooled
+  connection each), so no batch could be written and memory stayed off — 1,400 of 38,000
+  heartbeats from memory per process; now memory and the feed have a pool of their own.
+  What the API processes spend, in a profile at 8,000 calls: answering heartbeats from
+  memory (the HTTP request, the token, the `CallOut`: about a quarter), the presence
+  batches with their read-backs and the refreshes of whole call rows (a fifth; reading a
+  call row costs 20 us, of which the ORM 3), the event loop's own socket work, the change
+  feed and the event streams. Not the collector: its long pauses (gen1, 0.4-0.6 s) all
+  came while the streams opened, none in a window. Each charge costs more than a
+  heartbeat: two notifications (the call's version, its story line), two feed reads and
+  four events per call in each process, and the row read again by memory. Levers not
+  taken yet: reading back only the columns that change without a version, one read of a
+  changed call shared by the feed and memory, a lighter stream response than
+  sse-starlette's task group, and more API processes only with more cores.
 """
 
 
@@ -244,7 +246,10 @@ def _capacity(results: dict[str, Any]) -> list[str]:
         f"{found['workers']}` (and its meter worker), all on this machine with the load",
         "generator. Per call, the web client's traffic: two parties heartbeating every",
         "`heartbeat_seconds` (10 s) and just after each boundary, two open event streams; the",
-        "boundaries of the N calls spread over a minute. The window follows 15 s of the same",
+        "boundaries of the N calls spread over a minute. The heartbeats share 512 keep-alive",
+        "connections (64 before 2026-12-07: the load then queued heartbeats itself once the",
+        "server slowed, and the server saw less than was due); one that waits for a free",
+        "connection 5 s past its time is an error, not sent. The window follows 15 s of the same",
         "heartbeats, not counted (every process has read every call once: the steady state, not",
         "a restart's cold start). A size passes with heartbeat p99 ≤",
         "100 ms, no errors, every charge on both streams within 1 s of its commit (p99), charge",
