@@ -301,11 +301,12 @@ async def heartbeats(
     period: int,
     load: Load,
     until: float,
+    connections: int = CONNECTIONS,
 ) -> None:
     """Every party heartbeats every ``period`` seconds (random phase) and just after each
     of its call's boundaries (``parties``: call id, token, first boundary)."""
     queue: asyncio.Queue[tuple[float, int, str, bool]] = asyncio.Queue()
-    pool = [Connection(port) for _ in range(CONNECTIONS)]
+    pool = [Connection(port) for _ in range(connections)]
     body = b'{"media_connected": true}'
 
     async def sender(connection: Connection) -> None:
@@ -559,8 +560,9 @@ async def transactions(url: str) -> float:
 
 
 async def run_once(
-    url: str, n: int, seconds: float, workers: int, log: Path, period: int = 10
-) -> dict[str, Any]:
+    url: str, n: int, seconds: float, workers: int, log: Path, period: int = 10,
+    connections: int = CONNECTIONS,
+) -> dict[str, Any]:  # fmt: skip
     settings = Settings(database_url=url, password_hash_profile=PasswordHashProfile.cheapest)
     interval, rate = settings.billing_interval_seconds, settings.default_rate
     await fresh_database(url)
@@ -624,7 +626,9 @@ async def run_once(
         result["warmup_seconds"] = max(0.0, t0.timestamp() - time.time())
         load.counted_from = window_start = t0.timestamp()
         until = window_start + seconds
-        beating = asyncio.create_task(heartbeats(port, parties, interval, period, load, until))
+        beating = asyncio.create_task(
+            heartbeats(port, parties, interval, period, load, until, connections)
+        )
         await asyncio.sleep(max(0.0, window_start - time.time()))
         before_window = usage(server_pid)
         paths_before = await heartbeat_paths(port)
@@ -774,14 +778,15 @@ async def run_once(
 
 
 async def capacity(
-    url: str, sizes: list[int], seconds: float, workers: int, log: Path, period: int = 10
-) -> dict[str, Any]:
+    url: str, sizes: list[int], seconds: float, workers: int, log: Path, period: int = 10,
+    connections: int = CONNECTIONS,
+) -> dict[str, Any]:  # fmt: skip
     """Run each size in turn until one fails; the largest that passed is the capacity."""
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     runs = []
     for n in sizes:
-        outcome = await run_once(url, n, seconds, workers, log, period)
+        outcome = await run_once(url, n, seconds, workers, log, period, connections)
         runs.append(outcome)
         if not outcome["passed"]:
             break
@@ -790,7 +795,6 @@ async def capacity(
 
 
 async def main() -> None:
-    global CONNECTIONS  # one run's setting
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--postgres", default=PG_DEFAULT)
     parser.add_argument("--sizes", default="100,250,500,1000,2000,4000,10000")
@@ -811,10 +815,9 @@ async def main() -> None:
     if args.hold_streams:
         await hold_streams(args.hold_streams)
         return
-    CONNECTIONS = args.connections
     found = await capacity(
         args.postgres, [int(s) for s in args.sizes.split(",")], args.seconds, args.workers,
-        Path(args.log), args.period,
+        Path(args.log), args.period, args.connections,
     )  # fmt: skip
     print(json.dumps(found, default=str))
 
